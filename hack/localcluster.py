@@ -143,9 +143,23 @@ def make_cert(name: str, subject: str, *, server: bool = False) -> None:
             "extendedKeyUsage=clientAuth\n"
         )
     openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(d / "ca.crt"), "-CAkey", str(d / "ca.key"),
-        "-CAcreateserial", "-days", "3650", "-sha256", "-extfile", str(ext), "-out", str(crt),
-    )  # fmt: skip
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(d / "ca.crt"),
+        "-CAkey",
+        str(d / "ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "3650",
+        "-sha256",
+        "-extfile",
+        str(ext),
+        "-out",
+        str(crt),
+    )
     csr.unlink()
     ext.unlink()
 
@@ -169,9 +183,19 @@ def ensure_pki() -> None:
     if not (d / "ca.crt").exists():
         openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(d / "ca.key"))
         openssl(
-            "req", "-x509", "-new", "-key", str(d / "ca.key"), "-subj", "/CN=conveyor-local-ca",
-            "-days", "3650", "-sha256", "-out", str(d / "ca.crt"),
-        )  # fmt: skip
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(d / "ca.key"),
+            "-subj",
+            "/CN=conveyor-local-ca",
+            "-days",
+            "3650",
+            "-sha256",
+            "-out",
+            str(d / "ca.crt"),
+        )
     if not (d / "sa.key").exists():
         openssl("genrsa", "-out", str(d / "sa.key"), "2048")
         openssl("rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
@@ -311,7 +335,7 @@ def stop_all() -> list[str]:
         return stopped
     names = [p.stem for p in pids().glob("*.pid")]
     # Stop clients before servers so they do not spam their logs with connection errors.
-    order = sorted(names, key=lambda n: (n.startswith("kube-apiserver"), n == "etcd"))
+    order = sorted(names, key=lambda n: 2 if n == "etcd" else n.startswith("kube-apiserver"))
     for name in order:
         pid = alive(name)
         if pid is not None:
@@ -385,15 +409,19 @@ def start_etcd(bindir: Path) -> None:
         "etcd",
         [
             str(bindir / "etcd"),
-            "--name=local", f"--data-dir={data}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            "--name=local",
+            f"--data-dir={data}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
             f"--initial-cluster=local={peer}",
             "--unsafe-no-fsync=true",  # test clusters: speed over durability
-            "--auto-compaction-retention=1", "--quota-backend-bytes=8589934592",
+            "--auto-compaction-retention=1",
+            "--quota-backend-bytes=8589934592",
             "--log-level=warn",
         ],
-    )  # fmt: skip
+    )
     wait_for("etcd", etcd_ok, "health")
 
 
@@ -501,15 +529,23 @@ def node_manifest(name: str) -> dict:
 
 def create_nodes(cluster: str) -> None:
     items = [node_manifest(f"kwok-{cluster}-{i}") for i in range(NODES_PER_CLUSTER)]
-    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                          "items": items}))  # fmt: skip
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+    )
 
     def ready() -> bool:
         out = kubectl(
-            cluster, "get", "nodes", "-o",
+            cluster,
+            "get",
+            "nodes",
+            "-o",
             "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}"
             "{' '}{.spec.taints}{'\\n'}{end}",
-        )  # fmt: skip
+        )
         rows = [r for r in out.splitlines() if r.strip()]
         # Ready, and the controller-manager has lifted the not-ready taint.
         return len(rows) == NODES_PER_CLUSTER and all(

@@ -1,0 +1,55 @@
+# Conveyor: developer and CI entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CLUSTER := $(PY) hack/localcluster.py
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## create the virtual environment with Conveyor and its test tools
+
+.PHONY: control-plane
+control-plane: ## build etcd, Kubernetes and kwok from the Go module proxy (cached outside the clone)
+	bash hack/build-control-plane.sh
+
+.PHONY: cluster-up
+cluster-up: venv ## start the local clusters ci, test and prod (idempotent)
+	$(CLUSTER) up
+
+.PHONY: cluster-down
+cluster-down: venv ## stop the local clusters, exactly the processes cluster-up started
+	$(CLUSTER) down
+
+.PHONY: cluster-status
+cluster-status: venv ## show which local cluster processes run
+	$(CLUSTER) status
+
+.PHONY: lint
+lint: venv ## ruff and hadolint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
+
+.PHONY: unit
+unit: venv ## unit tests (no cluster)
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: e2e
+e2e: venv control-plane ## end-to-end tests against the local clusters (started if needed)
+	$(VENV)/bin/pytest tests/e2e
+
+.PHONY: test
+test: venv control-plane lint ## lint, unit and end-to-end tests: what CI runs
+	$(VENV)/bin/pytest tests/unit tests/e2e

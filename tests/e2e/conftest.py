@@ -1,0 +1,66 @@
+"""Session fixtures for end-to-end tests: the local clusters, started once (or reused)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.support import ROOT, STATE, Clusters, wait_until
+
+
+def _cluster_cmd(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "localcluster.py"), command],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def clusters() -> Iterator[Clusters]:
+    """Starts the clusters unless they already run. A failure to start fails the tests: e2e
+    tests never skip."""
+    was_up = _cluster_cmd("status").returncode == 0
+    if not was_up:
+        proc = _cluster_cmd("up")
+        if proc.returncode != 0:
+            pytest.fail(f"the local clusters did not start:\n{proc.stdout}{proc.stderr}")
+    yield Clusters(kubeconfig=STATE / "kubeconfig", kubectl_path=STATE / "bin" / "kubectl")
+    if not was_up and not os.environ.get("CONVEYOR_KEEP_CLUSTERS"):
+        _cluster_cmd("down")
+
+
+def _make_namespace(clusters: Clusters, context: str, name: str) -> None:
+    api = client.CoreV1Api(clusters.api(context))
+    api.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # Pods are refused until the controller-manager has made the default ServiceAccount.
+    wait_until(
+        lambda: api.read_namespaced_service_account("default", name),
+        what=f"serviceaccount default in {context}/{name}",
+    )
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, clusters: Clusters) -> Iterator[str]:
+    """A fresh namespace of the ci cluster for one test, deleted afterwards."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    _make_namespace(clusters, "ci", name)
+    yield name
+    client.CoreV1Api(clusters.api("ci")).delete_namespace(name)
+
+
+@pytest.fixture
+def target_namespace(clusters: Clusters) -> Iterator[str]:
+    """A namespace of the same fresh name in the test and prod clusters."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    for ctx in ("test", "prod"):
+        _make_namespace(clusters, ctx, name)
+    yield name
+    for ctx in ("test", "prod"):
+        client.CoreV1Api(clusters.api(ctx)).delete_namespace(name)

@@ -1,0 +1,94 @@
+"""Helpers for end-to-end tests: clients per context, kubectl, and waiting on conditions."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config, watch
+
+ROOT = Path(__file__).resolve().parents[2]
+STATE = ROOT / ".cluster"
+
+
+@dataclass(frozen=True)
+class Clusters:
+    """The local clusters: one kubeconfig with contexts ci, test, prod and ci-as-<user>."""
+
+    kubeconfig: Path
+    kubectl_path: Path
+
+    def api(self, context: str) -> client.ApiClient:
+        return config.new_client_from_config(config_file=str(self.kubeconfig), context=context)
+
+    def kubectl(
+        self, context: str, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.kubectl_path), "--kubeconfig", str(self.kubeconfig), "--context", context]
+        proc = subprocess.run([*argv, *args], input=stdin, capture_output=True, text=True)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def kubectl_json(self, context: str, *args: str) -> Any:
+        return json.loads(self.kubectl(context, *args, "-o", "json").stdout)
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float = 30, what: str = "condition") -> Any:
+    """Waits until check() returns something truthy and returns it; fails after timeout."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except Exception as e:  # the condition may not be checkable yet (object not created)
+            last_error = e
+        if time.monotonic() > deadline:
+            detail = f" (last error: {last_error})" if last_error else ""
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
+        time.sleep(delay)  # back-off between checks of the condition, not a synchronisation
+        delay = min(delay * 2, 0.5)
+
+
+def wait_for_object(
+    list_fn: Callable[..., Any],
+    name: str,
+    predicate: Callable[[Any], bool],
+    *,
+    timeout: float = 30,
+    **list_kwargs: Any,
+) -> Any:
+    """Watches one named object (list_fn is e.g. BatchV1Api.list_namespaced_job) until
+    predicate(obj) holds; returns the object. Event-driven: no polling."""
+    selector = f"metadata.name={name}"
+    deadline = time.monotonic() + timeout
+    initial = list_fn(field_selector=selector, **list_kwargs)
+    for item in initial.items:
+        if predicate(item):
+            return item
+    rv = initial.metadata.resource_version
+    last = initial.items[0] if initial.items else None
+    while (remaining := deadline - time.monotonic()) > 0:
+        w = watch.Watch()
+        for event in w.stream(
+            list_fn,
+            field_selector=selector,
+            resource_version=rv,
+            timeout_seconds=max(1, int(remaining)),
+            **list_kwargs,
+        ):
+            obj = event["object"]
+            rv = obj.metadata.resource_version
+            last = obj
+            if event["type"] != "DELETED" and predicate(obj):
+                w.stop()
+                return obj
+    raise AssertionError(f"timed out after {timeout}s waiting for {name}; last seen: {last}")

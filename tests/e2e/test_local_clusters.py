@@ -1,0 +1,289 @@
+"""The local control plane itself: what every other end-to-end test stands on."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
+
+K8S_VERSION = "v1.37.2"
+
+
+def job_manifest(name: str, annotations: dict[str, str] | None = None) -> client.V1Job:
+    return client.V1Job(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1JobSpec(
+            backoff_limit=0,
+            template=client.V1PodTemplateSpec(
+                metadata=client.V1ObjectMeta(annotations=annotations or {}),
+                spec=client.V1PodSpec(
+                    restart_policy="Never",
+                    containers=[client.V1Container(name="main", image="busybox:1.36")],
+                ),
+            ),
+        ),
+    )
+
+
+def job_condition(job: client.V1Job, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in job.status.conditions or [])
+
+
+def finished_pod(clusters: Clusters, namespace: str, job: str) -> client.V1Pod:
+    core = client.CoreV1Api(clusters.api("ci"))
+    pods = core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    assert len(pods) == 1, [p.metadata.name for p in pods]
+    return pods[0]
+
+
+def run_job(
+    clusters: Clusters, namespace: str, name: str, annotations: dict[str, str] | None = None
+) -> client.V1Job:
+    """Creates a Job and waits until it has finished, either way."""
+    batch = client.BatchV1Api(clusters.api("ci"))
+    batch.create_namespaced_job(namespace, job_manifest(name, annotations))
+    return wait_for_object(
+        batch.list_namespaced_job,
+        name,
+        lambda j: job_condition(j, "Complete") or job_condition(j, "Failed"),
+        namespace=namespace,
+        timeout=60,
+    )
+
+
+def test_job_completes(clusters: Clusters, namespace: str) -> None:
+    job = run_job(clusters, namespace, "ok")
+    assert job_condition(job, "Complete")
+    pod = finished_pod(clusters, namespace, "ok")
+    assert pod.status.phase == "Succeeded"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_job_fails_with_chosen_exit_code(clusters: Clusters, namespace: str) -> None:
+    job = run_job(clusters, namespace, "bad", {"kwok.conveyor.dev/exit-code": "3"})
+    assert job_condition(job, "Failed")
+    pod = finished_pod(clusters, namespace, "bad")
+    assert pod.status.phase == "Failed"
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 3
+
+
+def test_termination_message_is_readable(clusters: Clusters, namespace: str) -> None:
+    message = '{"digest": "sha256:0123abcd"}'
+    run_job(clusters, namespace, "msg", {"kwok.conveyor.dev/message": message})
+    pod = finished_pod(clusters, namespace, "msg")
+    assert pod.status.container_statuses[0].state.terminated.message == message
+
+
+def test_pod_stays_running_for_chosen_duration(clusters: Clusters, namespace: str) -> None:
+    run_job(clusters, namespace, "slow", {"kwok.conveyor.dev/duration": "3s"})
+    terminated = finished_pod(clusters, namespace, "slow").status.container_statuses[0]
+    ran = terminated.state.terminated.finished_at - terminated.state.terminated.started_at
+    assert ran >= timedelta(seconds=2), ran
+
+
+def test_deployment_becomes_available_in_prod(clusters: Clusters, target_namespace: str) -> None:
+    apps = client.AppsV1Api(clusters.api("prod"))
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        target_namespace,
+        client.V1Deployment(
+            metadata=client.V1ObjectMeta(name="web"),
+            spec=client.V1DeploymentSpec(
+                replicas=2,
+                selector=client.V1LabelSelector(match_labels=labels),
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=labels),
+                    spec=client.V1PodSpec(
+                        containers=[client.V1Container(name="web", image="nginx")]
+                    ),
+                ),
+            ),
+        ),
+    )
+    dep = wait_for_object(
+        apps.list_namespaced_deployment,
+        "web",
+        lambda d: any(
+            c.type == "Available" and c.status == "True" for c in d.status.conditions or []
+        ),
+        namespace=target_namespace,
+        timeout=60,
+    )
+    assert dep.status.ready_replicas == 2
+
+
+def test_fake_nodes_are_listed(clusters: Clusters) -> None:
+    out = clusters.kubectl("ci", "get", "nodes", "-o", "name").stdout.split()
+    assert out == ["node/kwok-ci-0", "node/kwok-ci-1"]
+
+
+def test_versions_are_the_built_release(clusters: Clusters) -> None:
+    versions = clusters.kubectl_json("ci", "version")
+    assert versions["clientVersion"]["gitVersion"] == K8S_VERSION
+    assert versions["serverVersion"]["gitVersion"] == K8S_VERSION
+
+
+@pytest.mark.parametrize(
+    ("user", "groups"),
+    [
+        ("developer", ["developers"]),
+        ("approver1", ["approvers"]),
+        ("approver2", ["approvers"]),
+        ("outsider", []),
+    ],
+)
+def test_each_context_authenticates_as_its_user(
+    clusters: Clusters, user: str, groups: list[str]
+) -> None:
+    info = clusters.kubectl_json(f"ci-as-{user}", "auth", "whoami")["status"]["userInfo"]
+    assert info["username"] == user
+    assert set(groups) <= set(info["groups"])
+    assert "system:masters" not in info["groups"]
+
+
+def test_unknown_user_is_refused(clusters: Clusters, tmp_path: Path) -> None:
+    # A certificate from a CA the clusters do not trust.
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key,
+            "-out",
+            crt,
+            "-subj",
+            "/CN=mallory/O=system:masters",
+            "-days",
+            "1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    cfg = json.loads((STATE / "kubeconfig").read_text())
+    cfg["users"] = [
+        {"name": "mallory", "user": {"client-certificate": str(crt), "client-key": str(key)}}
+    ]
+    cfg["contexts"] = [{"name": "m", "context": {"cluster": "ci", "user": "mallory"}}]
+    cfg["current-context"] = "m"
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(json.dumps(cfg))
+    proc = subprocess.run(
+        [str(clusters.kubectl_path), "--kubeconfig", str(kc), "get", "namespaces"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "Unauthorized" in proc.stderr or "must be logged in" in proc.stderr, proc.stderr
+
+
+def test_developer_acts_only_where_a_rolebinding_allows(clusters: Clusters, namespace: str) -> None:
+    dev = client.CoreV1Api(clusters.api("ci-as-developer"))
+    cm = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="x"), data={"a": "b"})
+    with pytest.raises(ApiException) as refused:
+        dev.create_namespaced_config_map(namespace, cm)
+    assert refused.value.status == 403
+
+    client.RbacAuthorizationV1Api(clusters.api("ci")).create_namespaced_role_binding(
+        namespace,
+        client.V1RoleBinding(
+            metadata=client.V1ObjectMeta(name="developer-edit"),
+            role_ref=client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io", kind="ClusterRole", name="edit"
+            ),
+            subjects=[
+                client.RbacV1Subject(
+                    kind="User", name="developer", api_group="rbac.authorization.k8s.io"
+                )
+            ],
+        ),
+    )
+    # The authorizer's cache sees the new binding within moments.
+    wait_until(lambda: dev.create_namespaced_config_map(namespace, cm), what="developer allowed")
+    assert dev.read_namespaced_config_map("x", namespace).data == {"a": "b"}
+    # ... and still nowhere else.
+    with pytest.raises(ApiException) as elsewhere:
+        dev.list_namespaced_config_map("default")
+    assert elsewhere.value.status == 403
+
+
+def test_audit_log_records_requests_by_user(clusters: Clusters, namespace: str) -> None:
+    marker = f"audit-probe-{namespace}"
+    clusters.kubectl("ci-as-outsider", "get", "configmap", marker, "-n", namespace, check=False)
+    log = STATE / "audit" / "ci-audit.log"
+
+    def recorded() -> dict | None:
+        for line in log.read_text().splitlines():
+            if marker in line:
+                entry = json.loads(line)
+                if entry["user"]["username"] == "outsider":
+                    return entry
+        return None
+
+    entry = wait_until(recorded, what="an audit entry for outsider's request")
+    assert entry["verb"] == "get"
+    assert entry["objectRef"]["name"] == marker
+    assert entry["responseStatus"]["code"] == 403
+
+
+def test_cluster_up_is_idempotent(clusters: Clusters) -> None:
+    before = {p.name: p.read_text() for p in (STATE / "pids").glob("*.pid")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "localcluster.py"), "up"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "already up" in proc.stdout
+    assert {p.name: p.read_text() for p in (STATE / "pids").glob("*.pid")} == before
+
+
+def test_cluster_up_names_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(tmp_path), "CONVEYOR_PORT_BASE": str(port)}
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "hack" / "localcluster.py"), "up"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+    assert proc.returncode == 1
+    assert f"port(s) {port}" in proc.stderr and "in use" in proc.stderr
+
+
+def test_cluster_up_shows_the_log_of_a_component_that_dies(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a free range of ports for a second, doomed cluster
+        s.bind(("127.0.0.1", 0))
+        base = s.getsockname()[1]
+    (tmp_path / "etcd").write_text("not a directory")  # etcd cannot use its data dir
+    env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(tmp_path), "CONVEYOR_PORT_BASE": str(base)}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "localcluster.py"), "up"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 1
+    assert "etcd exited during start" in proc.stderr
+    assert "last lines of" in proc.stderr
+    assert not list((tmp_path / "pids").glob("*.pid"))  # nothing left running
