@@ -275,10 +275,23 @@ def alive(name: str) -> int | None:
         pid_s, exe = pidfile(name).read_text().split("\n", 1)
         pid = int(pid_s)
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
-    except (OSError, ValueError):
+        zombie = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, ValueError, IndexError):
+        return None
+    if zombie:
         return None
     # A PID can be reused after a crash: only ours if it runs the binary we started.
     return pid if cmdline == exe.strip() else None
+
+
+# Processes started by this invocation: their exit status is exact, unlike a look at /proc.
+CHILDREN: dict[str, subprocess.Popen[bytes]] = {}
+
+
+def exited(name: str) -> int | None:
+    """The exit code of a component this invocation started and that has ended, else None."""
+    proc = CHILDREN.get(name)
+    return proc.poll() if proc is not None else None
 
 
 def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
@@ -295,6 +308,7 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None
         cwd=STATE,
     )
     log.close()
+    CHILDREN[name] = proc
     pidfile(name).write_text(f"{proc.pid}\n{argv[0]}\n")
 
 
@@ -306,9 +320,10 @@ def log_tail(name: str, lines: int = 25) -> str:
     return "\n".join(text[-lines:])
 
 
-def died(name: str) -> ClusterError:
+def died(name: str, code: int | None) -> ClusterError:
     return ClusterError(
-        f"{name} exited during start; last lines of {logs() / (name + '.log')}:\n{log_tail(name)}"
+        f"{name} exited during start (exit code {code}); last lines of "
+        f"{logs() / (name + '.log')}:\n{log_tail(name)}"
     )
 
 
@@ -319,8 +334,9 @@ def wait_for(name: str, check, what: str, timeout: float = READY_TIMEOUT) -> Non
     while time.monotonic() < deadline:
         if check():
             return
-        if alive(name) is None:
-            raise died(name)
+        code = exited(name)
+        if code is not None:
+            raise died(name, code)
         time.sleep(delay)
         delay = min(delay * 1.5, 0.5)
     raise ClusterError(

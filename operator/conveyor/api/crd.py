@@ -1,0 +1,143 @@
+"""CustomResourceDefinitions of Conveyor's resources, built from the models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api.fields import Validation
+from conveyor.api.meta import GROUP, VERSION
+from conveyor.api.openapi import schema_for
+from conveyor.api.pipeline import PipelineSpec, PipelineStatus
+from conveyor.api.pipelinerun import PipelineRunSpec, PipelineRunStatus
+
+CATEGORY = "conveyor"
+
+# A run's name becomes the value of the conveyor.dev/pipelinerun label on its Jobs and pods.
+RUN_NAME_RULE = Validation(
+    rule="size(self.metadata.name) <= 63",
+    message="metadata.name must be at most 63 characters: it is used as a label value",
+    reason="FieldValueInvalid",
+)
+
+
+@dataclass(frozen=True)
+class Kind:
+    kind: str
+    plural: str
+    singular: str
+    short_names: tuple[str, ...]
+    spec: type[Any]
+    status: type[Any]
+    description: str
+    columns: tuple[dict[str, Any], ...]
+    root_validations: tuple[Validation, ...] = ()
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{GROUP}_{self.plural}.yaml"
+
+
+def _column(name: str, path: str, description: str, type_: str = "string") -> dict[str, Any]:
+    return {"name": name, "type": type_, "jsonPath": path, "description": description}
+
+
+_AGE = _column("Age", ".metadata.creationTimestamp", "Time since creation.", "date")
+
+PIPELINE = Kind(
+    kind="Pipeline",
+    plural="pipelines",
+    singular="pipeline",
+    short_names=("pl",),
+    spec=PipelineSpec,
+    status=PipelineStatus,
+    description="A reusable CI/CD pipeline definition in the shape of a .gitlab-ci.yml.",
+    columns=(
+        _column("Source", ".spec.source.url", "Repository URL."),
+        _column("Jobs", ".status.jobCount", "Number of jobs.", "integer"),
+        _AGE,
+    ),
+)
+
+PIPELINE_RUN = Kind(
+    kind="PipelineRun",
+    plural="pipelineruns",
+    singular="pipelinerun",
+    short_names=("plr",),
+    spec=PipelineRunSpec,
+    status=PipelineRunStatus,
+    description="One execution of a pipeline at one revision; its status is the record.",
+    columns=(
+        _column("Pipeline", ".status.pipelineName", "Pipeline run."),
+        _column("Ref", ".spec.revision.ref", "Branch or tag."),
+        _column("SHA", ".status.shortSha", "Short commit SHA."),
+        _column("Status", ".status.phase", "Phase of the run."),
+        _column("Stage", ".status.currentStage", "Lowest stage with unfinished jobs."),
+        _AGE,
+        _column("Duration", ".status.duration", "Run duration once finished."),
+    ),
+    root_validations=(RUN_NAME_RULE,),
+)
+
+KINDS = (PIPELINE, PIPELINE_RUN)
+
+
+def root_schema(kind: Kind) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "description": kind.description,
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version of the object."},
+            "kind": {"type": "string", "description": "Kind of the object."},
+            "metadata": {"type": "object"},
+            "spec": schema_for(kind.spec),
+            "status": schema_for(kind.status),
+        },
+        "required": ["spec"],
+    }
+    if kind.root_validations:
+        schema["x-kubernetes-validations"] = [v.to_schema() for v in kind.root_validations]
+    return schema
+
+
+def build_crd(kind: Kind) -> dict[str, Any]:
+    """The apiextensions.k8s.io/v1 CustomResourceDefinition of one kind."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": kind.crd_name,
+            "labels": {"app.kubernetes.io/part-of": "conveyor"},
+        },
+        "spec": {
+            "group": GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind.kind,
+                "listKind": f"{kind.kind}List",
+                "plural": kind.plural,
+                "singular": kind.singular,
+                "shortNames": list(kind.short_names),
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": list(kind.columns),
+                    "schema": {"openAPIV3Schema": root_schema(kind)},
+                }
+            ],
+        },
+    }
+
+
+def all_crds() -> dict[str, dict[str, Any]]:
+    """File name -> CRD, for every kind this package defines."""
+    return {kind.file_name: build_crd(kind) for kind in KINDS}

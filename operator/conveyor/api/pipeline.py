@@ -1,0 +1,405 @@
+"""The Pipeline resource: a reusable, GitLab-CI-shaped pipeline definition.
+
+Field names follow GitLab's keywords (camelCased) where the meaning is the same. The job model is a
+plain list of optional fields so that later keywords (`rules`, `only`, `except`) slot in as more
+fields without changing the engine's inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api.codec import from_dict
+from conveyor.api.conditions import Condition
+from conveyor.api.durations import DURATION_PATTERN, parse_duration
+from conveyor.api.fields import IntOrString, Validation, model, spec_field
+from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
+
+DEFAULT_STAGES = ("build", "test", "deploy")
+DEFAULT_STAGE = "test"
+DEFAULT_JOB_TIMEOUT_SECONDS = 3600
+
+WHEN_VALUES = ("on_success", "on_failure", "always", "manual", "never")
+RETRY_WHEN_VALUES = (
+    "always",
+    "unknown_failure",
+    "script_failure",
+    "api_failure",
+    "stuck_or_timeout_failure",
+    "runner_system_failure",
+    "job_execution_timeout",
+)
+
+VARIABLE_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
+GIT_URL_PATTERN = r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
+
+# Bounds. They keep CEL cost estimates low and objects far below etcd's size limit.
+MAX_JOBS = 200
+MAX_STAGES = 50
+MAX_NEEDS = 50  # GitLab's own limit on needs per job
+JOB_NAME_MAX = 255
+STAGE_NAME_MAX = 255
+IMAGE_MAX = 1024
+SCRIPT_LINES_MAX = 500
+SCRIPT_LINE_MAX = 32768
+VARIABLES_MAX = 200
+VARIABLE_VALUE_MAX = 8192
+VARIABLE_NAME_MAX = 255
+
+_NAME_LIMIT: dict[str, Any] = {"max_length": JOB_NAME_MAX, "min_length": 1}
+
+
+def _variables(description: str) -> Any:
+    return spec_field(
+        description,
+        default_factory=dict,
+        max_properties=VARIABLES_MAX,
+        item_max_length=VARIABLE_VALUE_MAX,
+    )
+
+
+def _script(description: str, *, required: bool = False) -> Any:
+    return spec_field(
+        description,
+        default_factory=None if required else tuple,
+        min_items=1 if required else None,
+        max_items=SCRIPT_LINES_MAX,
+        item_max_length=SCRIPT_LINE_MAX,
+    )
+
+
+@model("Where job pods check the repository out from.")
+@dataclass(frozen=True)
+class Source:
+    url: str = spec_field(
+        "Git URL of the repository (https://, ssh://, git://, file:// or user@host:path).",
+        max_length=2048,
+        pattern=GIT_URL_PATTERN,
+    )
+    credentials_secret: str | None = spec_field(
+        "Name of a Secret in the run's namespace with git credentials: keys `username` and "
+        "`password` (kubernetes.io/basic-auth) or `ssh-privatekey` (kubernetes.io/ssh-auth).",
+        default=None,
+        max_length=DNS_SUBDOMAIN_MAX,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+
+@model("A variable whose value comes from a Secret key; the value never appears in the spec.")
+@dataclass(frozen=True)
+class SecretVariable:
+    name: str = spec_field(
+        "Environment variable name.", max_length=VARIABLE_NAME_MAX, pattern=VARIABLE_NAME_PATTERN
+    )
+    secret_name: str = spec_field(
+        "Name of the Secret in the run's namespace.",
+        max_length=DNS_SUBDOMAIN_MAX,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    key: str = spec_field("Key in the Secret.", max_length=253, pattern=SECRET_KEY_PATTERN)
+    file: bool = spec_field(
+        "GitLab file-type variable: mount the value as a file and set the variable to its path.",
+        default=False,
+        publish_default=False,
+    )
+
+
+def _secret_variables(description: str) -> Any:
+    return spec_field(
+        description,
+        default_factory=tuple,
+        max_items=100,
+        list_type="map",
+        list_map_keys=("name",),
+    )
+
+
+@model("A service container running beside the job's script (GitLab `services`).")
+@dataclass(frozen=True)
+class Service:
+    name: str = spec_field("Image of the service, e.g. docker:27-dind.", max_length=IMAGE_MAX)
+    alias: str | None = spec_field(
+        "Host name (and container name) of the service; defaults to a slug of the image.",
+        default=None,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    )
+    command: tuple[str, ...] | None = spec_field(
+        "Arguments for the service (GitLab `command`, the container's args).",
+        default=None,
+        max_items=64,
+        item_max_length=4096,
+    )
+    entrypoint: tuple[str, ...] | None = spec_field(
+        "Entrypoint override (GitLab `entrypoint`, the container's command).",
+        default=None,
+        max_items=64,
+        item_max_length=4096,
+    )
+    variables: Mapping[str, str] = _variables("Variables for this service only.")
+
+
+@model("When and how often a failed job is retried (GitLab `retry`).")
+@dataclass(frozen=True)
+class Retry:
+    max: int = spec_field("Retries after the first attempt (0 to 2).", minimum=0, maximum=2)
+    when: tuple[str, ...] = spec_field(
+        "Failure kinds that are retried; default `always`.",
+        default=("always",),
+        max_items=len(RETRY_WHEN_VALUES),
+        item_enum=RETRY_WHEN_VALUES,
+        list_type="set",
+    )
+    exit_codes: tuple[int, ...] | None = spec_field(
+        "Retry only when the script exited with one of these codes.",
+        default=None,
+        max_items=50,
+        item_minimum=0,
+        item_maximum=255,
+        list_type="set",
+    )
+
+
+@model("Compute resources of the script container (passed through to the pod).")
+@dataclass(frozen=True)
+class Resources:
+    requests: Mapping[str, IntOrString] | None = spec_field(
+        "Resource requests, e.g. cpu: 500m.", default=None, max_properties=16
+    )
+    limits: Mapping[str, IntOrString] | None = spec_field(
+        "Resource limits, e.g. memory: 1Gi.", default=None, max_properties=16
+    )
+
+
+@model("The environment a job deploys to (GitLab `environment`).")
+@dataclass(frozen=True)
+class Environment:
+    name: str = spec_field("Environment name; may contain variables.", max_length=255)
+    url: str | None = spec_field("URL of the deployed environment.", default=None, max_length=2048)
+
+
+@model(
+    "One job of the pipeline.",
+    validations=(
+        Validation(
+            rule="!has(self.needs) || !(self.name in self.needs)",
+            message="needs: a job cannot need itself",
+        ),
+    ),
+)
+@dataclass(frozen=True)
+class PipelineJob:
+    name: str = spec_field("Job name, unique in the pipeline.", **_NAME_LIMIT)
+    script: tuple[str, ...] = _script(
+        "Shell commands run in order; the job fails at the first failing command.", required=True
+    )
+    stage: str = spec_field(
+        "Stage the job belongs to; must be listed in the pipeline's stages.",
+        default=DEFAULT_STAGE,
+        max_length=STAGE_NAME_MAX,
+        min_length=1,
+    )
+    image: str | None = spec_field(
+        "Container image; defaults to the pipeline's image.", default=None, max_length=IMAGE_MAX
+    )
+    before_script: tuple[str, ...] = _script("Commands run before `script`, in the same shell.")
+    after_script: tuple[str, ...] = _script(
+        "Commands run after `script` whatever its result; their failure does not fail the job."
+    )
+    variables: Mapping[str, str] = _variables("Job variables; they override the pipeline's.")
+    secret_variables: tuple[SecretVariable, ...] = _secret_variables(
+        "Variables read from Secrets, for this job only."
+    )
+    services: tuple[Service, ...] = spec_field(
+        "Service containers run beside the script as sidecars.",
+        default_factory=tuple,
+        max_items=10,
+    )
+    needs: tuple[str, ...] | None = spec_field(
+        "Jobs this job waits for instead of the previous stages; [] starts at once.",
+        default=None,
+        max_items=MAX_NEEDS,
+        item_max_length=JOB_NAME_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+    when: str = spec_field(
+        "When the job runs, given the outcome of the jobs before it.",
+        default="on_success",
+        enum=WHEN_VALUES,
+    )
+    allow_failure: bool | None = spec_field(
+        "Whether a failure of this job lets the pipeline succeed (with warnings). Default: true "
+        "for `when: manual`, false otherwise.",
+        default=None,
+    )
+    allow_failure_exit_codes: tuple[int, ...] = spec_field(
+        "Tolerate a failure only when the script exits with one of these codes.",
+        default_factory=tuple,
+        max_items=50,
+        item_minimum=0,
+        item_maximum=255,
+        list_type="set",
+    )
+    retry: Retry | None = spec_field("Retry policy for failed attempts.", default=None)
+    timeout: str | None = spec_field(
+        "Maximum duration of one attempt, like 1h30m, 90m or 45s (default 1h).",
+        default=None,
+        max_length=32,
+        min_length=2,
+        pattern=DURATION_PATTERN,
+    )
+    resources: Resources | None = spec_field("Resources of the script container.", default=None)
+    service_account_name: str | None = spec_field(
+        "Service account of the job's pod; the token is mounted only when this is set.",
+        default=None,
+        max_length=DNS_SUBDOMAIN_MAX,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    pod_labels: Mapping[str, str] = spec_field(
+        "Labels added to the job's pod.",
+        default_factory=dict,
+        max_properties=64,
+        item_max_length=63,
+    )
+    pod_annotations: Mapping[str, str] = spec_field(
+        "Annotations added to the job's pod (e.g. for service meshes).",
+        default_factory=dict,
+        max_properties=64,
+        item_max_length=8192,
+    )
+    environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
+
+    @property
+    def is_manual(self) -> bool:
+        return self.when == "manual"
+
+    def failure_allowed(self, exit_code: int | None) -> bool:
+        """GitLab's rule: allowFailure defaults to true for manual jobs; exit codes narrow it."""
+        if self.allow_failure is not None:
+            allowed = self.allow_failure
+        else:
+            allowed = self.is_manual and not self.allow_failure_exit_codes
+        if allowed:
+            return True
+        return exit_code is not None and exit_code in self.allow_failure_exit_codes
+
+    @property
+    def blocking_manual(self) -> bool:
+        """A manual job that holds later stages until it is played (allowFailure: false)."""
+        return self.is_manual and self.allow_failure is False
+
+    def timeout_seconds(self) -> int:
+        return parse_duration(self.timeout) if self.timeout else DEFAULT_JOB_TIMEOUT_SECONDS
+
+
+# CEL rules of the pipeline spec. Kept to list membership (`in`), which the API server costs at
+# list size, and bounded by maxItems/maxLength above, so the estimate stays far below its limit.
+# Only the stage rule is CEL: a rule for needs (jobs x needs x jobs) exceeds the API server's cost
+# budget, and naming the bad entry in a messageExpression would too. The engine validates needs
+# and cycles when a run starts and names the job (run Failed, reason InvalidPipeline).
+STAGES_RULE = Validation(
+    rule="self.jobs.all(j, !has(j.stage) || j.stage in self.stages)",
+    message="jobs: a job's stage is not listed in stages",
+    reason="FieldValueInvalid",
+    field_path=".jobs",
+)
+
+
+@model(
+    "The pipeline definition: source, stages, jobs and run policy.",
+    validations=(STAGES_RULE,),
+)
+@dataclass(frozen=True)
+class PipelineSpec:
+    jobs: tuple[PipelineJob, ...] = spec_field(
+        "The jobs; names are unique.",
+        min_items=1,
+        max_items=MAX_JOBS,
+        list_type="map",
+        list_map_keys=("name",),
+    )
+    source: Source | None = spec_field("Repository the jobs check out.", default=None)
+    image: str | None = spec_field(
+        "Default image of jobs that set none.", default=None, max_length=IMAGE_MAX
+    )
+    variables: Mapping[str, str] = _variables(
+        "Variables of every job (GitLab top-level variables)."
+    )
+    secret_variables: tuple[SecretVariable, ...] = _secret_variables(
+        "Variables read from Secrets, for every job."
+    )
+    stages: tuple[str, ...] = spec_field(
+        "Stages in the order they run.",
+        default=DEFAULT_STAGES,
+        min_items=1,
+        max_items=MAX_STAGES,
+        item_max_length=STAGE_NAME_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+    concurrency: int | None = spec_field(
+        "Maximum runs of this pipeline in flight; others wait Pending, oldest first.",
+        default=None,
+        minimum=1,
+        maximum=1000,
+    )
+    history_limit: int = spec_field(
+        "Finished runs kept per pipeline (older ones are deleted).",
+        default=10,
+        minimum=0,
+        maximum=1000,
+    )
+    timeout: str | None = spec_field(
+        "Maximum duration of a whole run, like 2h.",
+        default=None,
+        max_length=32,
+        min_length=2,
+        pattern=DURATION_PATTERN,
+    )
+
+    def job(self, name: str) -> PipelineJob | None:
+        return next((j for j in self.jobs if j.name == name), None)
+
+    def timeout_seconds(self) -> int | None:
+        return parse_duration(self.timeout) if self.timeout else None
+
+
+@model("Pipeline status, written by the operator.")
+@dataclass(frozen=True)
+class PipelineStatus:
+    observed_generation: int | None = spec_field(
+        "Generation of the spec last processed.", default=None, minimum=0
+    )
+    runs_in_flight: int | None = spec_field(
+        "Runs of this pipeline currently running.", default=None, minimum=0, maximum=100000
+    )
+    job_count: int | None = spec_field(
+        "Number of jobs in the pipeline.", default=None, minimum=0, maximum=MAX_JOBS
+    )
+    conditions: tuple[Condition, ...] = spec_field(
+        "Conditions (e.g. Ready with the reason the spec is invalid).",
+        default_factory=tuple,
+        max_items=8,
+        list_type="map",
+        list_map_keys=("type",),
+    )
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    metadata: ObjectMeta = spec_field("Object metadata.", default_factory=ObjectMeta)
+    spec: PipelineSpec | None = spec_field("Desired state.", default=None)
+    status: PipelineStatus = spec_field("Observed state.", default_factory=PipelineStatus)
+
+    @classmethod
+    def from_dict(cls, obj: Mapping[str, Any]) -> Pipeline:
+        return from_dict(cls, obj)
+
+
+def parse_pipeline_spec(obj: Mapping[str, Any]) -> PipelineSpec:
+    """Parse a Pipeline spec (as stored by the API server) with its defaults."""
+    return from_dict(PipelineSpec, obj, "spec")

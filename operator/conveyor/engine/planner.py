@@ -1,0 +1,419 @@
+"""The level-triggered planner: from a run's spec, its previous status and its observed Jobs, decide
+which Jobs should exist, which to delete, and what the status now says.
+
+GitLab's semantics: stages run in order unless `needs` says otherwise; `when` decides from the
+outcome of a job's predecessors; manual jobs wait to be played; allowed failures give warnings;
+failed attempts are retried per `retry`. Everything is recomputed on each pass, so the same inputs
+always give the same plan and applying a plan then planning again converges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from conveyor.api import pipelinerun as prs
+from conveyor.api.codec import to_dict
+from conveyor.api.conditions import Condition, find_condition, set_condition
+from conveyor.api.durations import format_duration
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
+from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
+from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
+from conveyor.engine.names import job_name
+from conveyor.engine.validate import execution_order, predecessors, validate_pipeline
+
+# Why a job was skipped (JobStatus.reason).
+SKIP_NEVER = "WhenNever"
+SKIP_PREVIOUS_FAILED = "PreviousFailed"
+SKIP_NO_FAILURE = "NoFailure"
+
+_FINISHED = prs.JOB_FINISHED_PHASES
+
+
+@dataclass
+class _Pass:
+    """Working state of one planning pass."""
+
+    pipeline: PipelineSpec
+    run_name: str
+    played: frozenset[str]
+    may_create: bool
+    entries: dict[str, JobStatus] = field(default_factory=dict)
+    tainted: dict[str, bool] = field(default_factory=dict)  # failed, or skipped for a failure
+    creates: list[JobToCreate] = field(default_factory=list)
+    retried: dict[str, Attempt] = field(default_factory=dict)
+
+
+def plan(
+    pipeline: PipelineSpec,
+    run: PipelineRun,
+    observed: Sequence[ObservedJob],
+    now: datetime.datetime,
+    *,
+    may_start: bool = True,
+) -> Plan:
+    """Plan one reconcile pass of `run`, whose pipeline is `pipeline`.
+
+    `observed` are the run's batch/v1 Jobs; `may_start` is False while the pipeline's concurrency
+    limit makes a run that has not started yet wait.
+    """
+    previous = run.status
+    if previous.finished:
+        # Finished runs never change; only stray Jobs (a delete that failed) are cleaned up.
+        return Plan(delete=_active(observed), status=to_dict(previous))
+    spec = run.spec
+    problems = validate_pipeline(pipeline) if spec is not None else ["PipelineRun has no spec"]
+    if problems or spec is None:
+        message = "invalid pipeline: " + "; ".join(problems)
+        status = _status(run, previous, (), prs.FAILED, prs.REASON_INVALID_PIPELINE, message, now)
+        return Plan(
+            delete=_active(observed),
+            status=to_dict(status),
+            events=[Event("Warning", prs.REASON_INVALID_PIPELINE, message[:1024])],
+        )
+
+    attempts = latest_attempts(pipeline, previous, observed, now)
+    run_timeout = pipeline.timeout_seconds()
+    timed_out = (
+        run_timeout is not None
+        and previous.start_time is not None
+        and (now - previous.start_time).total_seconds() >= run_timeout
+    )
+    stopping = spec.cancelled or timed_out
+    started = previous.start_time is not None or bool(attempts)
+    work = _Pass(
+        pipeline=pipeline,
+        run_name=run.name,
+        played=frozenset(spec.play),
+        may_create=not stopping and (started or may_start),
+    )
+    for job in execution_order(pipeline):
+        _decide(work, job, attempts.get(job.name))
+
+    delete: list[str] = []
+    if stopping:
+        reason = prs.REASON_CANCELLED if spec.cancelled else prs.REASON_TIMEOUT
+        work.creates.clear()
+        for name, entry in list(work.entries.items()):
+            if entry.phase not in _FINISHED:
+                work.entries[name] = dataclasses.replace(entry, phase=prs.CANCELLED, reason=reason)
+        delete = sorted(
+            {o.job_name for o in observed if o.state == "active"}
+            | {a.job_name for a in attempts.values() if a.phase == prs.PENDING}
+        )
+    jobs = tuple(work.entries[j.name] for j in pipeline.jobs)
+    holders = _manual_holders(work)
+
+    if spec.cancelled:
+        phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+    elif timed_out:
+        phase, reason = prs.FAILED, prs.REASON_TIMEOUT
+        message = f"the run exceeded its timeout of {pipeline.timeout}"
+    elif _all_done(jobs, holders):
+        phase, reason, message = _outcome(work, jobs)
+    elif not started and not work.creates and not may_start:
+        phase, reason = prs.PENDING, prs.REASON_WAITING_FOR_CONCURRENCY
+        message = "waiting: the pipeline's concurrency limit is reached"
+    else:
+        phase, reason, message = prs.RUNNING, prs.REASON_RUNNING, "the run is in progress"
+        busy = work.creates or any(
+            j.phase in (prs.PENDING, prs.RUNNING) and j.attempt for j in jobs
+        )
+        if holders and not busy:
+            reason = prs.REASON_MANUAL_ACTION_REQUIRED
+            message = "; ".join(
+                f"job '{h}' is waiting to be played: conveyor play {run.name} {h}"
+                for h in holders[:3]
+            )
+    stage = _current_stage(pipeline, jobs, holders)
+    status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
+    events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
+    return Plan(create=list(work.creates), delete=delete, status=to_dict(status), events=events)
+
+
+def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
+    """Set the status entry (and maybe a Job to create) of one pipeline job."""
+    entry = JobStatus(name=job.name, stage=job.stage, phase=prs.PENDING)
+    tainted = False
+    if attempt is not None:
+        if should_retry(job, attempt) and work.may_create:
+            number = attempt.number + 1
+            name = job_name(work.run_name, job.name, number)
+            work.creates.append(JobToCreate(job.name, number, name))
+            work.retried[job.name] = attempt
+            entry = dataclasses.replace(entry, attempt=number, job_name=name)
+        else:
+            entry = _entry_from_attempt(entry, attempt)
+            if attempt.phase == prs.PENDING and work.may_create:
+                # Planned before but not visible yet: ask again ("already exists" is success).
+                work.creates.append(JobToCreate(job.name, attempt.number, attempt.job_name))
+            if attempt.phase == prs.FAILED:
+                allowed = job.failure_allowed(attempt.exit_code)
+                entry = dataclasses.replace(entry, allowed_failure=True if allowed else None)
+                tainted = not allowed
+        work.entries[job.name] = entry
+        work.tainted[job.name] = tainted
+        return
+
+    preds = predecessors(work.pipeline, job)
+    for pred in preds:
+        pred_entry = work.entries[pred]
+        if pred_entry.phase in _FINISHED:
+            continue
+        pred_job = work.pipeline.job(pred)
+        # An unplayed optional manual job does not hold later stages back, but it does hold a
+        # job that `needs` it (GitLab's DAG rule).
+        if (
+            pred_entry.phase == prs.MANUAL
+            and job.needs is None
+            and pred_job is not None
+            and not pred_job.blocking_manual
+        ):
+            continue
+        work.entries[job.name] = entry  # waiting
+        work.tainted[job.name] = False
+        return
+
+    failed = any(work.tainted[p] for p in preds)
+    skip_reason: str | None = None
+    runs = False
+    if job.when == "never":
+        skip_reason = SKIP_NEVER
+    elif job.when in ("on_success", "manual"):
+        if failed:
+            skip_reason, tainted = SKIP_PREVIOUS_FAILED, True
+        elif job.when == "manual" and job.name not in work.played:
+            entry = dataclasses.replace(entry, phase=prs.MANUAL)
+        else:
+            runs = True
+    elif job.when == "on_failure":
+        runs = failed
+        skip_reason = None if failed else SKIP_NO_FAILURE
+    else:  # always
+        runs = True
+    if skip_reason is not None:
+        entry = dataclasses.replace(entry, phase=prs.SKIPPED, reason=skip_reason)
+    elif runs and work.may_create:
+        name = job_name(work.run_name, job.name, 1)
+        work.creates.append(JobToCreate(job.name, 1, name))
+        entry = dataclasses.replace(entry, attempt=1, job_name=name)
+    work.entries[job.name] = entry
+    work.tainted[job.name] = tainted
+
+
+def _entry_from_attempt(entry: JobStatus, attempt: Attempt) -> JobStatus:
+    return dataclasses.replace(
+        entry,
+        phase=attempt.phase,
+        attempt=attempt.number,
+        job_name=attempt.job_name,
+        start_time=attempt.start_time,
+        completion_time=attempt.completion_time if attempt.phase in _FINISHED else None,
+        exit_code=attempt.exit_code if attempt.phase in _FINISHED else None,
+        reason=attempt.reason if attempt.phase == prs.FAILED else None,
+    )
+
+
+def _manual_holders(work: _Pass) -> list[str]:
+    """Unplayed manual jobs the run is waiting for: blocking ones, and those a waiting job needs."""
+    holders: list[str] = []
+    for job in work.pipeline.jobs:
+        entry = work.entries[job.name]
+        if entry.phase == prs.MANUAL and job.blocking_manual:
+            holders.append(job.name)
+    for job in work.pipeline.jobs:
+        entry = work.entries[job.name]
+        if entry.phase == prs.PENDING and entry.attempt is None and job.needs:
+            for need in job.needs:
+                if work.entries[need].phase == prs.MANUAL and need not in holders:
+                    holders.append(need)
+    return holders
+
+
+def _all_done(jobs: Sequence[JobStatus], holders: Sequence[str]) -> bool:
+    return all(
+        j.phase in _FINISHED or (j.phase == prs.MANUAL and j.name not in holders) for j in jobs
+    )
+
+
+def _outcome(work: _Pass, jobs: Sequence[JobStatus]) -> tuple[str, str, str]:
+    failed = [j.name for j in jobs if j.phase == prs.FAILED and work.tainted[j.name]]
+    if failed:
+        return prs.FAILED, prs.REASON_FAILED, _names("failed", failed)
+    if all(j.phase == prs.SKIPPED for j in jobs):
+        return prs.SKIPPED, prs.REASON_SKIPPED, "no job of the pipeline had to run"
+    warned = [j.name for j in jobs if j.allowed_failure]
+    if warned:
+        message = _names("failed (failure allowed)", warned)
+        return prs.SUCCEEDED, prs.REASON_SUCCEEDED_WITH_WARNINGS, message
+    return prs.SUCCEEDED, prs.REASON_SUCCEEDED, "all jobs succeeded"
+
+
+def _names(what: str, names: Sequence[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:5])
+    more = f" and {len(names) - 5} more" if len(names) > 5 else ""
+    noun = "job" if len(names) == 1 else "jobs"
+    return f"{noun} {shown}{more} {what}"
+
+
+def _status(
+    run: PipelineRun,
+    previous: PipelineRunStatus,
+    jobs: tuple[JobStatus, ...],
+    phase: str,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+    *,
+    current_stage: str | None = None,
+) -> PipelineRunStatus:
+    finished = phase in prs.FINISHED_PHASES
+    start = previous.start_time
+    if start is None and phase == prs.RUNNING:
+        start = now
+    completion = now if finished else None
+    duration = format_duration((now - (start or now)).total_seconds()) if finished else None
+    if finished:
+        cond_status = (
+            "True"
+            if reason
+            in (prs.REASON_SUCCEEDED, prs.REASON_SUCCEEDED_WITH_WARNINGS, prs.REASON_SKIPPED)
+            else "False"
+        )
+    else:
+        cond_status = "Unknown"
+    generation = run.metadata.generation
+    condition = Condition(
+        type=prs.CONDITION_SUCCEEDED,
+        status=cond_status,
+        reason=reason,
+        message=message[:2048],
+        observed_generation=generation,
+    )
+    sha = run.spec.revision.sha if run.spec is not None else None
+    return PipelineRunStatus(
+        phase=phase,
+        conditions=set_condition(previous.conditions, condition, now),
+        pipeline_name=run.pipeline_name,
+        short_sha=sha[:8] if sha else None,
+        current_stage=None if finished else current_stage,
+        start_time=start,
+        completion_time=completion,
+        duration=duration,
+        jobs=jobs,
+        observed_generation=generation,
+    )
+
+
+def _current_stage(
+    pipeline: PipelineSpec, jobs: Sequence[JobStatus], holders: Sequence[str]
+) -> str | None:
+    """The lowest stage that still has unfinished work."""
+    open_stages = {
+        j.stage for j in jobs if j.phase in (prs.PENDING, prs.RUNNING) or j.name in holders
+    }
+    return next((s for s in pipeline.stages if s in open_stages), None)
+
+
+def _active(observed: Sequence[ObservedJob]) -> list[str]:
+    return sorted(o.job_name for o in observed if o.state == "active")
+
+
+def _job_events(
+    previous: PipelineRunStatus, jobs: Sequence[JobStatus], retried: dict[str, Attempt]
+) -> list[Event]:
+    events: list[Event] = []
+    for entry in jobs:
+        before = previous.job(entry.name)
+        if before is not None and (before.phase, before.attempt) == (entry.phase, entry.attempt):
+            continue
+        failed = retried.get(entry.name)
+        if failed is not None:
+            detail = failed.reason or "failure"
+            if failed.exit_code is not None:
+                detail += f", exit code {failed.exit_code}"
+            events.append(
+                Event(
+                    "Warning",
+                    "JobRetrying",
+                    f"job '{entry.name}' attempt {failed.number} failed ({detail}); "
+                    f"starting attempt {entry.attempt}",
+                )
+            )
+        elif entry.phase == prs.RUNNING:
+            events.append(
+                Event("Normal", "JobStarted", f"job '{entry.name}' started (Job {entry.job_name})")
+            )
+        elif entry.phase == prs.SUCCEEDED:
+            events.append(Event("Normal", "JobSucceeded", f"job '{entry.name}' succeeded"))
+        elif entry.phase == prs.FAILED:
+            detail = entry.reason or "failure"
+            if entry.exit_code is not None:
+                detail += f", exit code {entry.exit_code}"
+            allowed = " (failure allowed)" if entry.allowed_failure else ""
+            events.append(
+                Event("Warning", "JobFailed", f"job '{entry.name}' failed ({detail}){allowed}")
+            )
+    return events
+
+
+def _run_events(
+    previous: PipelineRunStatus, status: PipelineRunStatus, message: str
+) -> list[Event]:
+    new = find_condition(status.conditions, prs.CONDITION_SUCCEEDED)
+    old = find_condition(previous.conditions, prs.CONDITION_SUCCEEDED)
+    if new is None or (old is not None and (old.status, old.reason) == (new.status, new.reason)):
+        return []
+    if status.finished:
+        kind = "Normal" if new.status == "True" else "Warning"
+        return [Event(kind, f"Run{status.phase}", f"{new.reason}: {message}"[:1024])]
+    if new.reason == prs.REASON_MANUAL_ACTION_REQUIRED:
+        return [Event("Normal", prs.REASON_MANUAL_ACTION_REQUIRED, message[:1024])]
+    return []
+
+
+def missing_pipeline_status(
+    run: PipelineRun, now: datetime.datetime, message: str | None = None
+) -> dict[str, object]:
+    """Status of a run whose Pipeline does not exist (yet): it waits Pending, unless it had
+    already started, in which case it fails; a cancelled run is cancelled."""
+    previous = run.status
+    if previous.finished:
+        return to_dict(previous)
+    name = run.pipeline_name or ""
+    text = message or f"pipeline '{name}' not found"
+    if run.spec is not None and run.spec.cancelled:
+        phase, reason, text = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+    elif previous.start_time is not None:
+        phase, reason = prs.FAILED, prs.REASON_PIPELINE_NOT_FOUND
+    else:
+        phase, reason = prs.PENDING, prs.REASON_PIPELINE_NOT_FOUND
+    status = _status(
+        run,
+        previous,
+        previous.jobs,
+        phase,
+        reason,
+        text,
+        now,
+        current_stage=previous.current_stage,
+    )
+    return to_dict(status)
+
+
+def invalid_pipeline_status(
+    run: PipelineRun, now: datetime.datetime, message: str
+) -> dict[str, object]:
+    """Status of a run whose pipeline cannot even be parsed (e.g. a ModelError): Failed with
+    reason InvalidPipeline. Finished runs keep their status."""
+    previous = run.status
+    if previous.finished:
+        return to_dict(previous)
+    text = f"invalid pipeline: {message}"
+    status = _status(
+        run, previous, previous.jobs, prs.FAILED, prs.REASON_INVALID_PIPELINE, text, now
+    )
+    return to_dict(status)

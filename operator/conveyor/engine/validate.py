@@ -1,0 +1,107 @@
+"""Semantic validation of a pipeline and the job graph it implies.
+
+The CRD's CEL rules refuse most of these at admission; the engine checks them again because inline
+specs, imported .gitlab-ci.yml files and Pipelines edited after a run started reach it too, and
+cycles or backward needs cannot be expressed cheaply in CEL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+
+
+def validate_pipeline(spec: PipelineSpec) -> list[str]:
+    """Problems that make the pipeline unrunnable, each naming the job or stage at fault."""
+    problems: list[str] = []
+    if not spec.jobs:
+        return ["pipeline has no jobs"]
+    stage_index = {stage: i for i, stage in enumerate(spec.stages)}
+    if len(stage_index) != len(spec.stages):
+        problems.append("stages: duplicate stage names")
+    names = [j.name for j in spec.jobs]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(f"jobs: duplicate job name '{name}'")
+        seen.add(name)
+    by_name = {j.name: j for j in spec.jobs}
+    for job in spec.jobs:
+        if job.stage not in stage_index:
+            problems.append(f"job '{job.name}': stage '{job.stage}' is not listed in stages")
+    for job in spec.jobs:
+        for need in job.needs or ():
+            other = by_name.get(need)
+            if other is None:
+                problems.append(
+                    f"job '{job.name}' needs job '{need}', but '{need}' does not exist in the "
+                    "pipeline"
+                )
+            elif stage_index.get(other.stage, -1) > stage_index.get(job.stage, -1):
+                problems.append(
+                    f"job '{job.name}' needs job '{need}', which is in a later stage "
+                    f"('{other.stage}')"
+                )
+    if not problems:
+        cycle = find_cycle(spec.jobs)
+        if cycle:
+            problems.append("needs form a cycle: " + " -> ".join(cycle))
+    return problems
+
+
+def find_cycle(jobs: Sequence[PipelineJob]) -> list[str] | None:
+    """A cycle of `needs` edges as a list of job names (first == last), or None."""
+    needs = {j.name: [n for n in (j.needs or ()) if n] for j in jobs}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        state[name] = 1
+        path.append(name)
+        for need in needs.get(name, ()):
+            if state.get(need) == 1:
+                return [*path[path.index(need) :], need]
+            if need in needs and state.get(need) is None:
+                found = visit(need)
+                if found:
+                    return found
+        path.pop()
+        state[name] = 2
+        return None
+
+    for job in jobs:
+        if state.get(job.name) is None:
+            found = visit(job.name)
+            if found:
+                return found
+    return None
+
+
+def predecessors(spec: PipelineSpec, job: PipelineJob) -> tuple[str, ...]:
+    """Jobs whose outcome `job` waits for: its needs, or every job of the earlier stages."""
+    if job.needs is not None:
+        return job.needs
+    index = spec.stages.index(job.stage)
+    earlier = set(spec.stages[:index])
+    return tuple(j.name for j in spec.jobs if j.stage in earlier)
+
+
+def execution_order(spec: PipelineSpec) -> list[PipelineJob]:
+    """Jobs ordered so each comes after its predecessors (valid pipelines only).
+
+    Stage order first, declaration order within a stage, then moved after same-stage needs.
+    """
+    stage_index = {s: i for i, s in enumerate(spec.stages)}
+    ordered = sorted(spec.jobs, key=lambda j: stage_index[j.stage])
+    preds = {j.name: set(predecessors(spec, j)) for j in ordered}
+    done: set[str] = set()
+    order: list[PipelineJob] = []
+    while ordered:
+        ready = next((j for j in ordered if preds[j.name] <= done), None)
+        if ready is None:  # pragma: no cover - validate_pipeline refuses cycles first
+            raise ValueError("needs form a cycle")
+        ordered.remove(ready)
+        order.append(ready)
+        done.add(ready.name)
+    return order

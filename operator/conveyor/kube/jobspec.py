@@ -1,0 +1,352 @@
+"""Pure builder of the batch/v1 Job for one attempt of one pipeline job.
+
+The result is a plain dict ready for the API. It carries everything needed to find the Job again
+(labels for the watch selector, annotations with the exact pipeline job name and attempt) and to
+clean it up (an owner reference to the PipelineRun). Secrets appear only as references.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api.meta import API_VERSION
+from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Service
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, short_hash, slug
+from conveyor.kube import script as scripts
+from conveyor.kube.variables import SECRET_VARIABLES_DIR, Variables
+
+DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
+DEFAULT_IMAGE = "alpine:3.20"
+BUILDS_DIR = "/builds"
+ZERO_SHA = "0" * 40
+
+LABEL_RUN = "conveyor.dev/pipelinerun"
+LABEL_PIPELINE = "conveyor.dev/pipeline"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "conveyor"
+ANNOTATION_JOB = "conveyor.dev/job"
+ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
+
+CHECKOUT_CONTAINER = "checkout"
+SCRIPT_CONTAINER = "script"
+WORKSPACE_VOLUME = "workspace"
+CREDENTIALS_VOLUME = "git-credentials"
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Operator-level settings of job pods."""
+
+    checkout_image: str = DEFAULT_CHECKOUT_IMAGE
+    default_image: str = DEFAULT_IMAGE
+    registry: str | None = None  # CI_REGISTRY
+    registry_image: str | None = None  # CI_REGISTRY_IMAGE
+
+
+def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
+    """CI_PROJECT_NAME: the repository's name, else the pipeline's, else the run's."""
+    if pipeline.source is not None:
+        base = posixpath.basename(pipeline.source.url.rstrip("/").split(":")[-1])
+        base = base.removesuffix(".git")
+        cleaned = slug(base)
+        if cleaned:
+            return cleaned
+    return slug(run.pipeline_name or "") or slug(run.name) or "project"
+
+
+def run_labels(run: PipelineRun) -> dict[str, str]:
+    """Labels on every Job and pod of the run (the operator's watch selector uses them)."""
+    labels = {LABEL_RUN: label_value(run.name), LABEL_MANAGED_BY: MANAGED_BY}
+    if run.pipeline_name:
+        labels[LABEL_PIPELINE] = label_value(run.pipeline_name)
+    return labels
+
+
+def predefined_variables(
+    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
+) -> dict[str, str]:
+    assert run.spec is not None
+    revision = run.spec.revision
+    project = project_name(pipeline, run)
+    out = {
+        "CI": "true",
+        "CONVEYOR": "true",
+        "CI_COMMIT_SHA": revision.sha or "",
+        "CI_COMMIT_SHORT_SHA": (revision.sha or "")[:8],
+        "CI_COMMIT_REF_NAME": revision.ref,
+        "CI_COMMIT_REF_SLUG": ref_slug(revision.ref),
+        "CI_COMMIT_BEFORE_SHA": revision.before_sha or ZERO_SHA,
+        "CI_PIPELINE_ID": run.metadata.uid or "",
+        "CI_PIPELINE_SOURCE": run.spec.pipeline_source,
+        "CI_JOB_NAME": job.name,
+        "CI_JOB_STAGE": job.stage,
+        "CI_PROJECT_NAME": project,
+        "CI_PROJECT_DIR": f"{BUILDS_DIR}/{project}",
+    }
+    if options.registry:
+        out["CI_REGISTRY"] = options.registry
+    if options.registry_image:
+        out["CI_REGISTRY_IMAGE"] = options.registry_image
+    return out
+
+
+def job_variables(
+    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
+) -> Variables:
+    """All variables of the job with GitLab's precedence (highest last): predefined, pipeline,
+    job, Secret-backed (like GitLab project variables), run."""
+    assert run.spec is not None
+    variables = Variables()
+    variables.define_all(predefined_variables(pipeline, run, job, options))
+    for secret in merged_secret_variables(pipeline, job):
+        variables.define_secret(secret)
+    variables.define_all(pipeline.variables, under_secrets=True)
+    variables.define_all(job.variables, under_secrets=True)
+    variables.define_all(run.spec.variables)
+    if job.environment is not None:
+        # GitLab expands environment names and URLs with the job's variables.
+        defaults = {"CI_ENVIRONMENT_NAME": variables.expand_raw(job.environment.name)}
+        if job.environment.url:
+            defaults["CI_ENVIRONMENT_URL"] = variables.expand_raw(job.environment.url)
+        variables.define_all(
+            {k: v.replace("$", "$$") for k, v in defaults.items() if k not in variables.raw}
+        )
+    return variables
+
+
+def merged_secret_variables(pipeline: PipelineSpec, job: PipelineJob) -> list[SecretVariable]:
+    """Pipeline Secret variables overridden by the job's of the same name."""
+    merged = {s.name: s for s in pipeline.secret_variables}
+    merged.update({s.name: s for s in job.secret_variables})
+    return list(merged.values())
+
+
+def _secret_volumes(
+    secrets: Sequence[SecretVariable],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    for secret in secrets:
+        if not secret.file:
+            continue
+        name = f"secret-var-{slug(secret.name, 30) or 'x'}-{short_hash(secret.name)}"
+        volumes.append(
+            {
+                "name": name,
+                "secret": {
+                    "secretName": secret.secret_name,
+                    "items": [{"key": secret.key, "path": secret.name}],
+                },
+            }
+        )
+        mounts.append(
+            {"name": name, "mountPath": f"{SECRET_VARIABLES_DIR}/{secret.name}", "readOnly": True}
+        )
+    return volumes, mounts
+
+
+def service_container_names(services: Sequence[Service]) -> list[str]:
+    """Container names of services: the alias or a slug of the image, made unique."""
+    taken = {CHECKOUT_CONTAINER, SCRIPT_CONTAINER}
+    names: list[str] = []
+    for service in services:
+        base = service.alias or slug(service.name, 50) or "service"
+        name, n = base, 2
+        while name in taken:
+            name = f"{base[:58]}-{n}"
+            n += 1
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def service_hostnames(service: Service, container_name: str) -> list[str]:
+    """Host names a service answers to: GitLab's alias, else the image name without its tag."""
+    if service.alias:
+        return [service.alias]
+    image = service.name.split("@")[0]
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        image = image[: len(image) - len(last)] + last.split(":")[0]
+    candidates = [image.replace("/", "-").lower(), container_name]
+    return list(dict.fromkeys(c for c in candidates if _valid_hostname(c)))
+
+
+def _valid_hostname(name: str) -> bool:
+    return 0 < len(name) <= 253 and all(DNS_LABEL.match(part) for part in name.split("."))
+
+
+def build_job(
+    *,
+    run: PipelineRun,
+    pipeline: PipelineSpec,
+    job: PipelineJob,
+    attempt: int,
+    options: JobOptions | None = None,
+) -> dict[str, Any]:
+    """The batch/v1 Job running `attempt` of pipeline job `job` for `run`."""
+    options = options or JobOptions()
+    if run.spec is None:
+        raise ValueError("the PipelineRun has no spec")
+    variables = job_variables(pipeline, run, job, options)
+    env = variables.env_list()
+    project_dir = variables.raw["CI_PROJECT_DIR"]
+    labels = run_labels(run)
+    secrets = merged_secret_variables(pipeline, job)
+    secret_volumes, secret_mounts = _secret_volumes(secrets)
+    workspace_mount = {"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}
+
+    init_containers: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "emptyDir": {}}, *secret_volumes]
+    if pipeline.source is not None:
+        init_containers.append(_checkout_container(run, pipeline, project_dir, options, volumes))
+
+    names = service_container_names(job.services)
+    hostnames: list[str] = []
+    for service, name in zip(job.services, names, strict=True):
+        init_containers.append(_service_container(service, name, variables, env, workspace_mount))
+        hostnames += [h for h in service_hostnames(service, name) if h not in hostnames]
+
+    image = variables.expand_raw(job.image or pipeline.image or "") or options.default_image
+    script_container: dict[str, Any] = {
+        "name": SCRIPT_CONTAINER,
+        "image": image,
+        "command": [
+            "/bin/sh",
+            "-c",
+            scripts.render_job_script(job.before_script, job.script, job.after_script),
+        ],
+        "workingDir": project_dir,
+        "env": env,
+        "volumeMounts": [workspace_mount, *secret_mounts],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    if job.resources is not None:
+        resources = {
+            k: dict(v)
+            for k, v in (("requests", job.resources.requests), ("limits", job.resources.limits))
+            if v
+        }
+        if resources:
+            script_container["resources"] = resources
+
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [script_container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if hostnames:
+        # Services share the pod's network: their GitLab host names point at localhost.
+        pod_spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": hostnames}]
+    if job.service_account_name:
+        pod_spec["serviceAccountName"] = job.service_account_name
+    else:
+        pod_spec["automountServiceAccountToken"] = False
+
+    metadata: dict[str, Any] = {
+        "name": job_name(run.name, job.name, attempt),
+        "labels": dict(labels),
+        "annotations": {ANNOTATION_JOB: job.name, ANNOTATION_ATTEMPT: str(attempt)},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PipelineRun",
+                "name": run.name,
+                "uid": run.metadata.uid or "",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if run.metadata.namespace:
+        metadata["namespace"] = run.metadata.namespace
+    template_metadata: dict[str, Any] = {"labels": {**job.pod_labels, **labels}}
+    if job.pod_annotations:
+        template_metadata["annotations"] = dict(job.pod_annotations)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata,
+        "spec": {
+            "backoffLimit": 0,  # retries are Conveyor's, per the job's `retry`
+            "activeDeadlineSeconds": job.timeout_seconds(),
+            "template": {"metadata": template_metadata, "spec": pod_spec},
+        },
+    }
+
+
+def _checkout_container(
+    run: PipelineRun,
+    pipeline: PipelineSpec,
+    project_dir: str,
+    options: JobOptions,
+    volumes: list[dict[str, Any]],
+) -> dict[str, Any]:
+    assert pipeline.source is not None and run.spec is not None
+    revision = run.spec.revision
+    env: list[dict[str, Any]] = [
+        {"name": "CONVEYOR_SOURCE_URL", "value": pipeline.source.url.replace("$", "$$")},
+        {"name": "CONVEYOR_CHECKOUT_REF", "value": revision.ref.replace("$", "$$")},
+        {"name": "CONVEYOR_CHECKOUT_SHA", "value": revision.sha or ""},
+        {"name": "CI_PROJECT_DIR", "value": project_dir.replace("$", "$$")},
+        {"name": "HOME", "value": "/tmp"},
+    ]
+    mounts: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}]
+    if pipeline.source.credentials_secret:
+        volumes.append(
+            {
+                "name": CREDENTIALS_VOLUME,
+                # 0400: ssh refuses private keys readable by others.
+                "secret": {"secretName": pipeline.source.credentials_secret, "defaultMode": 0o400},
+            }
+        )
+        mounts.append(
+            {"name": CREDENTIALS_VOLUME, "mountPath": scripts.CREDENTIALS_DIR, "readOnly": True}
+        )
+        env += [
+            {"name": "GIT_CONFIG_COUNT", "value": "1"},
+            {"name": "GIT_CONFIG_KEY_0", "value": "credential.helper"},
+            {"name": "GIT_CONFIG_VALUE_0", "value": scripts.CREDENTIAL_HELPER.replace("$", "$$")},
+            {"name": "GIT_SSH_COMMAND", "value": scripts.SSH_COMMAND},
+        ]
+    return {
+        "name": CHECKOUT_CONTAINER,
+        "image": options.checkout_image,
+        "command": ["/bin/sh", "-c", scripts.CHECKOUT_SCRIPT],
+        "workingDir": BUILDS_DIR,
+        "env": env,
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def _service_container(
+    service: Service,
+    name: str,
+    variables: Variables,
+    env: list[dict[str, Any]],
+    workspace_mount: dict[str, Any],
+) -> dict[str, Any]:
+    own = [{"name": k, "value": variables.expand_env(v)} for k, v in service.variables.items()]
+    overridden = {e["name"] for e in own}
+    container: dict[str, Any] = {
+        "name": name,
+        "image": variables.expand_raw(service.name),
+        # A native sidecar: an init container that keeps running, stopped when the script ends.
+        "restartPolicy": "Always",
+        "env": [e for e in env if e["name"] not in overridden] + own,
+        "volumeMounts": [workspace_mount],
+    }
+    if service.entrypoint is not None:
+        container["command"] = list(service.entrypoint)
+    if service.command is not None:
+        container["args"] = list(service.command)
+    return container

@@ -1,0 +1,94 @@
+"""Read what the planner needs from batch/v1 Jobs (and their pods) as the API returns them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from conveyor.api.codec import parse_time
+from conveyor.engine import model
+from conveyor.engine.model import ObservedJob
+from conveyor.kube.jobspec import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_JOB,
+    CHECKOUT_CONTAINER,
+    SCRIPT_CONTAINER,
+)
+
+MESSAGE_MAX = 256
+
+
+def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    for cond in (job.get("status") or {}).get("conditions") or ():
+        if cond.get("type") == type_ and cond.get("status") == "True":
+            return cond
+    return None
+
+
+def _time(value: Any) -> Any:
+    return parse_time(value) if isinstance(value, str) and value else None
+
+
+def _terminated(pod: Mapping[str, Any], key: str, name: str) -> Mapping[str, Any] | None:
+    for status in (pod.get("status") or {}).get(key) or ():
+        if status.get("name") == name:
+            terminated = (status.get("state") or {}).get("terminated")
+            if terminated:
+                return terminated
+    return None
+
+
+def observe_job(
+    job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
+) -> ObservedJob | None:
+    """The planner's view of one Job; None for Jobs Conveyor did not create."""
+    metadata = job.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    pipeline_job = annotations.get(ANNOTATION_JOB)
+    try:
+        attempt = int(annotations.get(ANNOTATION_ATTEMPT, ""))
+    except ValueError:
+        return None
+    if not pipeline_job or attempt < 1:
+        return None
+    status = job.get("status") or {}
+    complete = _condition(job, "Complete")
+    failed = _condition(job, "Failed")
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+    for pod in pods:
+        script = _terminated(pod, "containerStatuses", SCRIPT_CONTAINER)
+        checkout = _terminated(pod, "initContainerStatuses", CHECKOUT_CONTAINER)
+        if script is not None:
+            exit_code = script.get("exitCode")
+            message = script.get("message")
+        elif checkout is not None and checkout.get("exitCode"):
+            reason, message = "CheckoutFailed", checkout.get("message")
+    if complete is not None:
+        state = model.SUCCEEDED
+        completion = _time(status.get("completionTime")) or _time(
+            complete.get("lastTransitionTime")
+        )
+    elif failed is not None:
+        state = model.FAILED
+        job_reason = failed.get("reason")
+        if job_reason == model.DEADLINE_EXCEEDED or (reason is None and exit_code is not None):
+            reason = job_reason
+        elif reason is None:
+            # No script exit code and no checkout failure: the pod failed some other way.
+            reason = "PodFailed" if job_reason in (None, "BackoffLimitExceeded") else job_reason
+        completion = _time(failed.get("lastTransitionTime"))
+    else:
+        state, completion = model.ACTIVE, None
+    return ObservedJob(
+        job_name=metadata.get("name", ""),
+        pipeline_job=pipeline_job,
+        attempt=attempt,
+        state=state,
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        reason=reason,
+        start_time=_time(status.get("startTime")),
+        completion_time=completion,
+        message=message.strip()[-MESSAGE_MAX:] if isinstance(message, str) else None,
+    )

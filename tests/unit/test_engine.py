@@ -1,0 +1,472 @@
+"""The planner's GitLab semantics, exercised through a tiny in-memory world.
+
+`World` is not a Kubernetes mock: it only holds the planner's own inputs (observed Jobs, the
+run's status) and applies a Plan the way the handlers will (create -> an active Job exists,
+delete -> it is gone, status -> written back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import pytest
+
+from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
+from conveyor.engine import ObservedJob, invalid_pipeline_status, missing_pipeline_status, plan
+
+T0 = datetime.datetime(2025, 1, 1, 12, 0, tzinfo=datetime.UTC)
+
+
+def pipeline(*jobs, **spec):
+    return parse_pipeline_spec({"jobs": list(jobs), **spec})
+
+
+def job(name, stage="test", **fields):
+    return {"name": name, "stage": stage, "script": [f"echo {name}"], **fields}
+
+
+class World:
+    def __init__(self, spec, run_spec=None, name="run-1"):
+        self.spec = spec
+        self.run_spec = {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}}
+        self.run_spec.update(run_spec or {})
+        self.name = name
+        self.status = {}
+        self.jobs: dict[str, ObservedJob] = {}
+        self.now = T0
+        self.created: list[str] = []
+        self.events = []
+
+    def run(self):
+        return PipelineRun.from_dict(
+            {
+                "metadata": {"name": self.name, "uid": "uid-1", "generation": 1},
+                "spec": self.run_spec,
+                "status": self.status,
+            }
+        )
+
+    def plan(self, may_start=True):
+        return plan(self.spec, self.run(), list(self.jobs.values()), self.now, may_start=may_start)
+
+    def step(self, may_start=True, seconds=1):
+        self.now += datetime.timedelta(seconds=seconds)
+        result = self.plan(may_start)
+        for c in result.create:
+            self.created.append(c.job_name)
+            self.jobs.setdefault(
+                c.job_name,
+                ObservedJob(c.job_name, c.pipeline_job, c.attempt, "active", start_time=self.now),
+            )
+        for name in result.delete:
+            self.jobs.pop(name, None)
+        self.status = result.status
+        self.events += result.events
+        return result
+
+    def finish(self, pipeline_job, state="succeeded", exit_code=None, reason=None):
+        matches = [o for o in self.jobs.values() if o.pipeline_job == pipeline_job]
+        latest = max(matches, key=lambda o: o.attempt)
+        if exit_code is None:
+            exit_code = 0 if state == "succeeded" else 1
+        self.jobs[latest.job_name] = dataclasses.replace(
+            latest, state=state, exit_code=exit_code, reason=reason, completion_time=self.now
+        )
+
+    def phases(self):
+        return {j["name"]: j["phase"] for j in self.status["jobs"]}
+
+    def condition(self):
+        return next(c for c in self.status["conditions"] if c["type"] == "Succeeded")
+
+    def settle(self, outcomes=None, limit=50):
+        """Step, finishing every active Job (succeeded unless `outcomes` says otherwise)."""
+        outcomes = outcomes or {}
+        for _ in range(limit):
+            self.step()
+            if self.status["phase"] not in ("Pending", "Running"):
+                return
+            active = {o.pipeline_job for o in self.jobs.values() if o.state == "active"}
+            if not active and not self.plan().create:
+                return
+            for name in active:
+                self.finish(name, *outcomes.get(name, ("succeeded",)))
+        raise AssertionError("did not settle")
+
+
+def active_jobs(world):
+    return sorted(o.pipeline_job for o in world.jobs.values() if o.state == "active")
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("jobs", "stages", "expected"),
+    [
+        ([job("a", stage="lint")], None, "stage 'lint' is not listed in stages"),
+        ([job("a", needs=["ghost"])], None, "needs job 'ghost', but 'ghost' does not exist"),
+        ([job("a", stage="build", needs=["b"]), job("b", stage="test")], None, "later stage"),
+        ([job("a", needs=["b"]), job("b", needs=["a"])], None, "cycle: a -> b -> a"),
+    ],
+)
+def test_invalid_pipelines_fail_without_jobs(jobs, stages, expected):
+    spec = pipeline(*jobs, **({"stages": stages} if stages else {}))
+    world = World(spec)
+    result = world.step()
+    assert result.create == []
+    assert world.status["phase"] == "Failed"
+    cond = world.condition()
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidPipeline")
+    assert expected in cond["message"]
+
+
+def test_empty_pipeline_is_invalid():
+    spec = dataclasses.replace(pipeline(job("a")), jobs=())
+    world = World(spec)
+    world.step()
+    assert world.condition()["reason"] == "InvalidPipeline"
+    assert "no jobs" in world.condition()["message"]
+
+
+# --- ordering -----------------------------------------------------------------------------
+
+
+def test_stages_run_in_order_and_the_run_succeeds():
+    world = World(
+        pipeline(job("compile", "build"), job("unit"), job("lint"), job("ship", "deploy"))
+    )
+    world.step()
+    assert active_jobs(world) == ["compile"]
+    assert world.status["phase"] == "Running"
+    assert world.status["currentStage"] == "build"
+    assert world.condition()["status"] == "Unknown"
+    world.finish("compile")
+    world.step()
+    assert active_jobs(world) == ["lint", "unit"]
+    assert world.status["currentStage"] == "test"
+    world.finish("unit")
+    world.step()
+    assert active_jobs(world) == ["lint"]
+    world.finish("lint")
+    world.step()
+    assert active_jobs(world) == ["ship"]
+    world.finish("ship")
+    world.step(seconds=83)
+    assert world.status["phase"] == "Succeeded"
+    assert world.condition()["status"] == "True"
+    assert world.condition()["reason"] == "Succeeded"
+    assert world.status["duration"] == "1m26s"  # first Job planned at T0+1s
+    assert "currentStage" not in world.status
+    assert ("Normal", "RunSucceeded") in [(e.type, e.reason) for e in world.events]
+
+
+def test_needs_make_a_dag():
+    world = World(
+        pipeline(
+            job("compile", "build"),
+            job("slow", "build"),
+            job("unit", needs=["compile"]),
+            job("docs", "deploy", needs=[]),
+        )
+    )
+    world.step()
+    assert active_jobs(world) == ["compile", "docs", "slow"]
+    world.finish("compile")
+    world.step()
+    assert "unit" in active_jobs(world)  # does not wait for "slow"
+
+
+# --- when / failures ----------------------------------------------------------------------
+
+
+def test_failure_skips_later_on_success_and_runs_on_failure_and_always():
+    world = World(
+        pipeline(
+            job("compile", "build"),
+            job("vet", "build"),
+            job("unit"),
+            job("notify", when="on_failure"),
+            job("cleanup", "deploy", when="always"),
+            job("ship", "deploy"),
+        )
+    )
+    world.settle({"compile": ("failed", 2)})
+    phases = world.phases()
+    assert phases["vet"] == "Succeeded"  # the rest of the stage still ran
+    assert phases["unit"] == "Skipped"
+    assert phases["ship"] == "Skipped"
+    assert phases["notify"] == "Succeeded"
+    assert phases["cleanup"] == "Succeeded"
+    assert world.status["phase"] == "Failed"
+    cond = world.condition()
+    assert (cond["status"], cond["reason"]) == ("False", "Failed")
+    assert "compile" in cond["message"]
+    failed = next(j for j in world.status["jobs"] if j["name"] == "compile")
+    assert (failed["exitCode"], failed["reason"]) == (2, "ScriptFailure")
+
+
+def test_on_failure_jobs_are_skipped_when_nothing_failed():
+    world = World(pipeline(job("a"), job("b", "deploy", when="on_failure")))
+    world.settle()
+    assert world.phases()["b"] == "Skipped"
+    assert world.status["phase"] == "Succeeded"
+
+
+def test_when_never_and_all_skipped():
+    world = World(pipeline(job("a", when="never")))
+    world.step()
+    assert world.phases() == {"a": "Skipped"}
+    assert world.status["phase"] == "Skipped"
+
+
+def test_allowed_failure_gives_warnings():
+    world = World(pipeline(job("flaky", allowFailure=True), job("ship", "deploy")))
+    world.settle({"flaky": ("failed",)})
+    assert world.phases()["ship"] == "Succeeded"
+    flaky = next(j for j in world.status["jobs"] if j["name"] == "flaky")
+    assert flaky["allowedFailure"] is True
+    assert world.status["phase"] == "Succeeded"
+    assert world.condition()["reason"] == "SucceededWithWarnings"
+
+
+def test_allow_failure_exit_codes():
+    spec = pipeline(job("a", allowFailureExitCodes=[3]), job("b", allowFailureExitCodes=[3]))
+    world = World(spec)
+    world.settle({"a": ("failed", 3), "b": ("failed", 4)})
+    assert world.status["phase"] == "Failed"
+    assert "'b'" in world.condition()["message"] and "'a'" not in world.condition()["message"]
+
+
+# --- manual -------------------------------------------------------------------------------
+
+
+def test_optional_manual_job_does_not_block():
+    world = World(pipeline(job("deploy", "deploy", when="manual"), job("unit")))
+    world.settle()
+    assert world.phases()["deploy"] == "Manual"
+    assert world.status["phase"] == "Succeeded"
+
+
+def test_blocking_manual_job_holds_later_stages_until_played():
+    spec = pipeline(
+        job("approve", "build", when="manual", allowFailure=False), job("ship", "deploy")
+    )
+    world = World(spec)
+    world.step()
+    assert world.phases() == {"approve": "Manual", "ship": "Pending"}
+    assert world.status["phase"] == "Running"
+    cond = world.condition()
+    assert (cond["status"], cond["reason"]) == ("Unknown", "ManualActionRequired")
+    assert "conveyor play run-1 approve" in cond["message"]
+    world.step()
+    assert world.jobs == {}
+    world.run_spec["play"] = ["approve"]
+    world.step()
+    assert active_jobs(world) == ["approve"]
+    world.finish("approve")
+    world.step()
+    assert active_jobs(world) == ["ship"]
+
+
+def test_needs_on_unplayed_optional_manual_job_waits():
+    world = World(pipeline(job("gate", "build", when="manual"), job("after", needs=["gate"])))
+    world.step()
+    assert world.phases() == {"gate": "Manual", "after": "Pending"}
+    assert world.condition()["reason"] == "ManualActionRequired"
+
+
+def test_manual_job_after_failure_is_skipped():
+    world = World(pipeline(job("a", "build"), job("deploy", "deploy", when="manual")))
+    world.settle({"a": ("failed",)})
+    assert world.phases()["deploy"] == "Skipped"
+
+
+# --- retry and timeouts -------------------------------------------------------------------
+
+
+def test_retry_creates_new_attempts_then_gives_up():
+    world = World(pipeline(job("a", retry={"max": 2})))
+    world.step()
+    first = world.created[-1]
+    world.finish("a", "failed")
+    result = world.step()
+    assert [(c.pipeline_job, c.attempt) for c in result.create] == [("a", 2)]
+    assert result.create[0].job_name != first
+    assert world.status["jobs"][0]["attempt"] == 2
+    assert any(e.reason == "JobRetrying" for e in result.events)
+    world.finish("a", "failed")
+    world.step()
+    world.finish("a", "failed")
+    result = world.step()
+    assert result.create == []
+    assert world.status["jobs"][0]["attempt"] == 3
+    assert world.status["phase"] == "Failed"
+
+
+def test_retry_when_filters_failure_kinds():
+    world = World(pipeline(job("a", retry={"max": 2, "when": ["script_failure"]}, timeout="10m")))
+    world.step()
+    world.finish("a", "failed", exit_code=None, reason="DeadlineExceeded")
+    result = world.step()
+    assert result.create == []
+    entry = world.status["jobs"][0]
+    assert (entry["phase"], entry["reason"]) == ("Failed", "Timeout")
+
+
+def test_retry_exit_codes():
+    world = World(pipeline(job("a", retry={"max": 1, "exitCodes": [137]})))
+    world.step()
+    world.finish("a", "failed", exit_code=1)
+    assert world.step().create == []
+
+    world = World(pipeline(job("a", retry={"max": 1, "exitCodes": [137]})))
+    world.step()
+    world.finish("a", "failed", exit_code=137)
+    assert [c.attempt for c in world.step().create] == [2]
+
+
+def test_run_timeout_deletes_active_jobs():
+    world = World(pipeline(job("a"), timeout="10m"))
+    world.step()
+    assert active_jobs(world) == ["a"]
+    result = world.step(seconds=600)
+    assert result.delete == [world.created[0]]
+    assert world.status["phase"] == "Failed"
+    assert world.condition()["reason"] == "Timeout"
+    assert world.phases() == {"a": "Cancelled"}
+
+
+# --- cancel -------------------------------------------------------------------------------
+
+
+def test_cancel_deletes_active_jobs_and_freezes_the_run():
+    world = World(pipeline(job("a", "build"), job("b", "build"), job("c")))
+    world.step()
+    world.finish("a")
+    world.run_spec["status"] = "Cancelled"
+    result = world.step()
+    assert result.create == []
+    assert result.delete == [j for j in world.created if "-b-" in j]
+    assert world.phases() == {"a": "Succeeded", "b": "Cancelled", "c": "Cancelled"}
+    assert world.status["phase"] == "Cancelled"
+    assert world.condition()["reason"] == "Cancelled"
+    frozen = dict(world.status)
+    world.run_spec.pop("status")
+    world.step(seconds=100)
+    assert world.status == frozen
+
+
+# --- level-triggered properties -------------------------------------------------------------
+
+
+def test_planning_is_idempotent_and_converges():
+    world = World(pipeline(job("a", "build"), job("b", "build"), job("c")))
+    first, again = world.plan(), world.plan()
+    assert first == again
+    world.step()
+    # The plan was applied: planning again creates nothing new.
+    assert world.plan().create == []
+    before = len(world.created)
+    world.step()
+    world.step()
+    assert len(world.created) == before
+
+
+def test_planned_but_unobserved_jobs_are_requested_again_with_the_same_name():
+    world = World(pipeline(job("a")))
+    first = world.plan()
+    world.status = first.status  # status written, but the Job create was lost
+    again = world.plan()
+    assert [c.job_name for c in again.create] == [c.job_name for c in first.create]
+
+
+def test_records_survive_garbage_collected_jobs():
+    world = World(pipeline(job("a", "build"), job("b")))
+    world.step()
+    world.finish("a")
+    world.step()
+    world.jobs = {k: v for k, v in world.jobs.items() if v.pipeline_job != "a"}  # Job deleted
+    world.step()
+    assert world.phases()["a"] == "Succeeded"
+    assert active_jobs(world) == ["b"]
+
+
+def test_vanished_running_job_fails_as_deleted():
+    world = World(pipeline(job("a")))
+    world.step()
+    world.step()
+    world.jobs.clear()
+    world.step()
+    entry = world.status["jobs"][0]
+    assert (entry["phase"], entry["reason"]) == ("Failed", "JobDeleted")
+
+
+def test_concurrency_wait_keeps_run_pending():
+    world = World(pipeline(job("a")))
+    result = world.step(may_start=False)
+    assert result.create == []
+    assert world.status["phase"] == "Pending"
+    assert world.condition()["reason"] == "WaitingForConcurrency"
+    assert "startTime" not in world.status
+    world.step(may_start=True)
+    assert world.status["phase"] == "Running"
+    assert world.status["startTime"]
+
+
+def test_status_basics_and_events():
+    world = World(pipeline(job("a")))
+    world.run_spec["revision"] = {"ref": "main", "sha": "a" * 40}
+    world.step()
+    world.step()
+    assert world.status["shortSha"] == "aaaaaaaa"
+    assert world.status["pipelineName"] == "app"
+    assert world.status["observedGeneration"] == 1
+    world.finish("a")
+    world.step()
+    reasons = [e.reason for e in world.events]
+    assert reasons == ["JobStarted", "JobSucceeded", "RunSucceeded"]
+    assert all(isinstance(e, tuple) and len(e) == 3 for e in world.events)
+
+
+def test_condition_transition_time_kept_while_status_unchanged():
+    world = World(pipeline(job("a", "build"), job("b")))
+    world.step()
+    stamp = world.condition()["lastTransitionTime"]
+    world.finish("a")
+    world.step(seconds=30)
+    assert world.condition()["lastTransitionTime"] == stamp
+
+
+def test_missing_pipeline_waits_then_fails_if_started():
+    world = World(pipeline(job("a")))
+    status = missing_pipeline_status(world.run(), T0)
+    assert status["phase"] == "Pending"
+    cond = status["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("Unknown", "PipelineNotFound")
+    world.step()
+    status = missing_pipeline_status(world.run(), T0)
+    assert status["phase"] == "Failed"
+    assert status["conditions"][0]["reason"] == "PipelineNotFound"
+
+
+def test_large_pipeline_plans_quickly_and_status_is_small():
+    import json
+
+    jobs = [job(f"job-{i:03}", ("build", "test", "deploy")[i % 3]) for i in range(200)]
+    world = World(pipeline(*jobs))
+    world.settle()
+    assert world.status["phase"] == "Succeeded"
+    assert len(json.dumps(world.status)) < 48 * 1024
+    assert to_dict(world.run().status)["phase"] == "Succeeded"
+
+
+def test_unparseable_pipeline_status():
+    world = World(pipeline(job("a")))
+    status = invalid_pipeline_status(world.run(), T0, "spec.jobs: at least 1 item(s) required")
+    assert status["phase"] == "Failed"
+    cond = status["conditions"][0]
+    assert (cond["status"], cond["reason"]) == ("False", "InvalidPipeline")
+    assert "spec.jobs" in cond["message"]
+    assert status["completionTime"] == "2025-01-01T12:00:00Z"

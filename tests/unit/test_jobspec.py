@@ -1,0 +1,507 @@
+"""The batch/v1 Job built for one attempt: identity, pod shape, variables, and the script's
+GitLab semantics (run for real with /bin/sh)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import unicodedata
+
+import pytest
+
+from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.engine import job_name, label_value, ref_slug
+from conveyor.kube.jobspec import JobOptions, build_job
+from conveyor.kube.observe import observe_job
+from conveyor.kube.script import render_job_script
+from conveyor.kube.variables import expand
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def make(job_fields=None, spec_fields=None, run_fields=None, run_name="app-main-1", pipeline="app"):
+    job = {"name": "unit tests", "script": ["make test"], **(job_fields or {})}
+    spec = parse_pipeline_spec({"jobs": [job], **(spec_fields or {})})
+    run_spec = {"pipelineRef": {"name": pipeline}, "revision": {"ref": "feature/Login-Page"}}
+    run_spec.update(run_fields or {})
+    run = PipelineRun.from_dict(
+        {"metadata": {"name": run_name, "namespace": "ci", "uid": "uid-123"}, "spec": run_spec}
+    )
+    return run, spec, spec.jobs[0]
+
+
+def build(job_fields=None, spec_fields=None, run_fields=None, attempt=1, **kw):
+    run, spec, job = make(job_fields, spec_fields, run_fields, **kw)
+    return build_job(run=run, pipeline=spec, job=job, attempt=attempt)
+
+
+def env_of(container):
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def script_container(job):
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+# --- identity -------------------------------------------------------------------------------
+
+
+def test_identity_labels_annotations_owner():
+    job = build(attempt=2)
+    meta = job["metadata"]
+    assert meta["name"] == job_name("app-main-1", "unit tests", 2)
+    assert meta["namespace"] == "ci"
+    assert meta["labels"] == {
+        "conveyor.dev/pipelinerun": "app-main-1",
+        "conveyor.dev/pipeline": "app",
+        "app.kubernetes.io/managed-by": "conveyor",
+    }
+    assert meta["annotations"] == {"conveyor.dev/job": "unit tests", "conveyor.dev/attempt": "2"}
+    assert meta["ownerReferences"] == [
+        {
+            "apiVersion": "conveyor.dev/v1alpha1",
+            "kind": "PipelineRun",
+            "name": "app-main-1",
+            "uid": "uid-123",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+    ]
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    assert spec["activeDeadlineSeconds"] == 3600
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "workspace", "emptyDir": {}} in pod["volumes"]
+    assert spec["template"]["metadata"]["labels"]["conveyor.dev/pipelinerun"] == "app-main-1"
+
+
+def test_pod_labels_annotations_timeout_service_account_resources():
+    job = build(
+        {
+            "podLabels": {"team": "web", "conveyor.dev/pipelinerun": "spoofed"},
+            "podAnnotations": {"sidecar.istio.io/inject": "false"},
+            "timeout": "1h30m",
+            "serviceAccountName": "deployer",
+            "resources": {"limits": {"memory": "1Gi", "cpu": 2}},
+        }
+    )
+    template = job["spec"]["template"]
+    assert template["metadata"]["labels"]["team"] == "web"
+    assert template["metadata"]["labels"]["conveyor.dev/pipelinerun"] == "app-main-1"
+    assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
+    assert job["spec"]["activeDeadlineSeconds"] == 5400
+    assert template["spec"]["serviceAccountName"] == "deployer"
+    assert "automountServiceAccountToken" not in template["spec"]
+    assert script_container(job)["resources"] == {"limits": {"memory": "1Gi", "cpu": 2}}
+
+
+def test_long_names_stay_valid_label_values():
+    job = build(run_name="r" * 63, pipeline="p" * 200)
+    for key, value in job["metadata"]["labels"].items():
+        assert len(value) <= 63 and LABEL_VALUE.match(value), key
+    assert DNS_LABEL.match(job["metadata"]["name"])
+    assert label_value("p" * 200) != label_value("p" * 199)
+
+
+ODD_NAMES = [
+    "build",
+    "Build",
+    "build ",
+    "unit tests",
+    "unit:tests",
+    "unit-tests",
+    "UNIT TESTS",
+    "déploiement",
+    "deploiement",
+    "测试",
+    "🚀",
+    ":",
+    "",
+    "a" * 255,
+    "a" * 254 + "b",
+    "x" * 100 + ":" + "y" * 100,
+]
+
+
+def test_job_names_are_valid_and_distinct():
+    runs = ["r", "R" * 63, "my-app-main-12345", "z" * 63]
+    seen = {}
+    for run in runs:
+        for name in ODD_NAMES:
+            for attempt in (1, 2, 3):
+                result = job_name(run, name, attempt)
+                assert len(result) <= 63, result
+                assert DNS_LABEL.match(result), result
+                key = (run, name, attempt)
+                assert seen.setdefault(result, key) == key, f"collision: {result}"
+                assert job_name(run, name, attempt) == result  # deterministic
+    assert job_name("run", "unit tests", 1).startswith("run-unit-tests-1-")
+
+
+def test_ref_slug_matches_gitlab():
+    assert ref_slug("feature/Login-Page") == "feature-login-page"
+    assert ref_slug("-x-") == "x"
+    assert len(ref_slug("a" * 100)) == 63
+    assert ref_slug("v1.2.3") == "v1-2-3"
+
+
+# --- variables ----------------------------------------------------------------------------
+
+
+def test_predefined_variables():
+    run_fields = {
+        "revision": {"ref": "feature/Login-Page", "sha": "0123456789" * 4},
+        "pipelineSource": "push",
+    }
+    env = env_of(script_container(build(run_fields=run_fields)))
+    assert env["CI"] == "true" and env["CONVEYOR"] == "true"
+    assert "GITLAB_CI" not in env
+    assert env["CI_COMMIT_SHA"] == "0123456789" * 4
+    assert env["CI_COMMIT_SHORT_SHA"] == "01234567"
+    assert env["CI_COMMIT_REF_NAME"] == "feature/Login-Page"
+    assert env["CI_COMMIT_REF_SLUG"] == "feature-login-page"
+    assert env["CI_COMMIT_BEFORE_SHA"] == "0" * 40
+    assert env["CI_PIPELINE_ID"] == "uid-123"
+    assert env["CI_PIPELINE_SOURCE"] == "push"
+    assert env["CI_JOB_NAME"] == "unit tests"
+    assert env["CI_JOB_STAGE"] == "test"
+    assert env["CI_PROJECT_NAME"] == "app"
+    assert env["CI_PROJECT_DIR"] == "/builds/app"
+    assert "CI_REGISTRY" not in env
+
+
+def test_registry_variables_from_options():
+    run, spec, job = make()
+    options = JobOptions(registry="reg.example:5000", registry_image="reg.example:5000/g/app")
+    env = env_of(
+        script_container(build_job(run=run, pipeline=spec, job=job, attempt=1, options=options))
+    )
+    assert env["CI_REGISTRY"] == "reg.example:5000"
+    assert env["CI_REGISTRY_IMAGE"] == "reg.example:5000/g/app"
+
+
+def test_variable_precedence_run_over_job_over_pipeline_over_predefined():
+    env = env_of(
+        script_container(
+            build(
+                {"variables": {"B": "job", "C": "job", "CI_JOB_STAGE": "mine"}},
+                {"variables": {"A": "pipeline", "B": "pipeline", "C": "pipeline"}},
+                {"variables": {"C": "run"}},
+            )
+        )
+    )
+    assert (env["A"], env["B"], env["C"]) == ("pipeline", "job", "run")
+    assert env["CI_JOB_STAGE"] == "mine"
+    names = [e["name"] for e in script_container(build())["env"]]
+    assert len(names) == len(set(names))
+
+
+def test_expansion_in_values_and_images():
+    job = build(
+        {
+            "variables": {
+                "TAG": "$CI_COMMIT_REF_SLUG-${SUFFIX}",
+                "PRICE": "$$5",
+                "GHOST": "[$UNDEFINED]",
+                "SUB": "$(date)",
+            },
+            "image": "$REGISTRY/builder:${TAG}",
+        },
+        {"variables": {"REGISTRY": "reg.example", "SUFFIX": "x"}},
+    )
+    container = script_container(job)
+    env = env_of(container)
+    # Kubernetes turns $$ back into $; what the process sees is the right-hand side.
+    assert env["TAG"] == "feature-login-page-x"
+    assert env["PRICE"] == "$$5"  # -> "$5"
+    assert env["GHOST"] == "[]"
+    assert env["SUB"] == "$$(date)"  # -> "$(date)", not expanded by Kubernetes
+    assert container["image"] == "reg.example/builder:feature-login-page-x"
+
+
+def test_expand_function():
+    values = {"A": "1", "B_2": "two"}
+    assert expand("$A ${B_2} $$A $C ${C} $ end$", values.get) == "1 two $A   $ end$"
+
+
+def test_secret_variables_are_references_only():
+    job = build(
+        {
+            "secretVariables": [
+                {"name": "KUBECONFIG", "secretName": "kube", "key": "config", "file": True},
+                {"name": "TOKEN", "secretName": "tok", "key": "token"},
+            ],
+            "variables": {"AUTH": "Bearer $TOKEN", "TOKEN": "ignored-yaml-value"},
+        },
+        {"secretVariables": [{"name": "TOKEN", "secretName": "pipeline-tok", "key": "t"}]},
+    )
+    container = script_container(job)
+    env = container["env"]
+    names = [e["name"] for e in env]
+    token = env[names.index("TOKEN")]
+    assert token == {
+        "name": "TOKEN",
+        "valueFrom": {"secretKeyRef": {"name": "tok", "key": "token"}},
+    }
+    assert names.index("TOKEN") < names.index("AUTH")  # $(TOKEN) must be defined first
+    assert env[names.index("AUTH")]["value"] == "Bearer $(TOKEN)"
+    path = env[names.index("KUBECONFIG")]["value"]
+    assert path == "/conveyor/secret-variables/KUBECONFIG/KUBECONFIG"
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert volume["secret"] == {
+        "secretName": "kube",
+        "items": [{"key": "config", "path": "KUBECONFIG"}],
+    }
+    mount = next(m for m in container["volumeMounts"] if m["name"] == volume["name"])
+    assert mount == {
+        "name": volume["name"],
+        "mountPath": "/conveyor/secret-variables/KUBECONFIG",
+        "readOnly": True,
+    }
+    assert "ignored-yaml-value" not in json.dumps(job)
+    assert names.count("TOKEN") == 1
+
+
+def test_run_variables_override_secret_variables():
+    env = env_of(
+        script_container(
+            build(
+                {"secretVariables": [{"name": "TOKEN", "secretName": "t", "key": "k"}]},
+                run_fields={"variables": {"TOKEN": "from-run"}},
+            )
+        )
+    )
+    assert env["TOKEN"] == "from-run"
+
+
+# --- checkout and services ----------------------------------------------------------------
+
+
+def test_no_source_no_checkout():
+    pod = build()["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+
+
+def test_checkout_then_services_as_native_sidecars():
+    job = build(
+        {
+            "services": [
+                {"name": "docker:27-dind", "alias": "docker", "command": ["--tls=false"]},
+                {"name": "registry.example.com/team/postgres:16", "variables": {"PGDATA": "/d"}},
+                {"name": "redis:7", "entrypoint": ["redis-server"]},
+            ]
+        },
+        {"source": {"url": "https://git.example.com/team/web-app.git"}},
+        {"revision": {"ref": "main", "sha": "f" * 40}},
+    )
+    pod = job["spec"]["template"]["spec"]
+    inits = pod["initContainers"]
+    assert [c["name"] for c in inits] == [
+        "checkout",
+        "docker",
+        "registry-example-com-team-postgres-16",
+        "redis-7",
+    ]
+    checkout = inits[0]
+    assert checkout["image"] == "alpine/git:2.47.2"
+    assert "restartPolicy" not in checkout
+    checkout_env = env_of(checkout)
+    assert checkout_env["CONVEYOR_SOURCE_URL"] == "https://git.example.com/team/web-app.git"
+    assert checkout_env["CONVEYOR_CHECKOUT_SHA"] == "f" * 40
+    assert checkout_env["CI_PROJECT_DIR"] == "/builds/web-app"
+    for sidecar in inits[1:]:
+        assert sidecar["restartPolicy"] == "Always"
+        assert len(sidecar["name"]) <= 63
+    assert inits[1]["args"] == ["--tls=false"] and "command" not in inits[1]
+    assert inits[3]["command"] == ["redis-server"]
+    assert env_of(inits[2])["PGDATA"] == "/d"
+    assert env_of(inits[2])["CI_JOB_NAME"] == "unit tests"
+    hostnames = pod["hostAliases"][0]["hostnames"]
+    assert pod["hostAliases"][0]["ip"] == "127.0.0.1"
+    assert "docker" in hostnames and "redis" in hostnames
+    assert "registry.example.com-team-postgres" in hostnames
+    assert script_container(job)["workingDir"] == "/builds/web-app"
+
+
+def test_checkout_credentials_are_mounted_not_copied():
+    job = build(
+        spec_fields={
+            "source": {"url": "git@git.example.com:team/app.git", "credentialsSecret": "git"}
+        }
+    )
+    pod = job["spec"]["template"]["spec"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "git-credentials")
+    assert volume["secret"]["secretName"] == "git"
+    env = env_of(pod["initContainers"][0])
+    assert env["GIT_CONFIG_KEY_0"] == "credential.helper"
+
+
+def test_checkout_script_clones_and_checks_out(tmp_path):
+    git = subprocess.run(["git", "--version"], capture_output=True)
+    if git.returncode != 0:  # pragma: no cover - git is part of the dev environment
+        pytest.fail("git is required")
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    cmds = [
+        ["git", "init", "-q", "-b", "main"],
+        [
+            "git",
+            "-c",
+            "user.email=a@b",
+            "-c",
+            "user.name=a",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "one",
+        ],
+        ["git", "tag", "v1"],
+        [
+            "git",
+            "-c",
+            "user.email=a@b",
+            "-c",
+            "user.name=a",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "two",
+        ],
+    ]
+    for cmd in cmds:
+        subprocess.run(cmd, cwd=origin, check=True)
+    tag_sha = subprocess.run(
+        ["git", "rev-parse", "v1"], cwd=origin, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    job = build(
+        spec_fields={"source": {"url": f"file://{origin}"}}, run_fields={"revision": {"ref": "v1"}}
+    )
+    checkout = job["spec"]["template"]["spec"]["initContainers"][0]
+    env = {e["name"]: e["value"].replace("$$", "$") for e in checkout["env"]}
+    env["CI_PROJECT_DIR"] = str(tmp_path / "builds" / "app")
+    env["PATH"] = "/usr/bin:/bin:/usr/local/bin"
+    (tmp_path / "builds").mkdir()
+    subprocess.run(
+        checkout["command"], env=env, cwd=tmp_path / "builds", check=True, capture_output=True
+    )
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"],
+        cwd=env["CI_PROJECT_DIR"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert head == tag_sha
+
+
+# --- the script ---------------------------------------------------------------------------
+
+
+def run_script(tmp_path, before=(), script=(), after=()):
+    text = render_job_script(before, script, after)
+    return subprocess.run(
+        ["/bin/sh", "-c", text],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": str(tmp_path)},
+    )
+
+
+def test_script_fails_fast_and_after_script_still_runs(tmp_path):
+    result = run_script(
+        tmp_path,
+        before=["echo before"],
+        script=["echo one", "exit 3", "echo never"],
+        after=["echo after $CI_JOB_STATUS"],
+    )
+    assert result.returncode == 3
+    out = result.stdout
+    assert "$ echo one\none\n" in out
+    assert "never" not in out.replace("$ echo never", "")
+    assert "$ echo never" not in out
+    assert "after failed" in out
+    assert out.index("before") < out.index("one") < out.index("after")
+
+
+def test_false_stops_the_script(tmp_path):
+    result = run_script(tmp_path, script=["false", "touch reached"])
+    assert result.returncode == 1
+    assert not (tmp_path / "reached").exists()
+
+
+def test_after_script_failure_does_not_change_the_result(tmp_path):
+    result = run_script(tmp_path, script=["true"], after=["false", "touch after-reached"])
+    assert result.returncode == 0
+    assert not (tmp_path / "after-reached").exists()  # after_script is fail-fast too
+    assert "after_script failed" in result.stderr
+
+
+def test_before_script_state_is_shared_with_script(tmp_path):
+    result = run_script(
+        tmp_path, before=["export GREETING=hi", "cd /"], script=["echo $GREETING"], after=["pwd"]
+    )
+    assert result.returncode == 0
+    assert "hi\n" in result.stdout
+    assert result.stdout.strip().endswith(str(tmp_path))  # after_script starts in the project
+
+
+def test_commands_with_quotes_and_multiple_lines(tmp_path):
+    result = run_script(
+        tmp_path, script=["echo 'it''s' \"$((1+2))\"", "if true; then\n  echo ok\nfi"]
+    )
+    assert result.returncode == 0
+    assert "its 3" in result.stdout and "ok" in result.stdout
+
+
+def test_rendered_script_is_what_the_container_runs():
+    container = script_container(build({"beforeScript": ["a"], "afterScript": ["c"]}))
+    assert container["command"][:2] == ["/bin/sh", "-c"]
+    assert container["command"][2] == render_job_script(["a"], ["make test"], ["c"])
+
+
+# --- observing Jobs -------------------------------------------------------------------------
+
+
+def test_observe_failed_job_with_exit_code_and_deadline():
+    job = build()
+    job["status"] = {
+        "startTime": "2025-01-01T00:00:00Z",
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "lastTransitionTime": "2025-01-01T00:01:00Z",
+            }
+        ],
+    }
+    pod = {
+        "status": {
+            "containerStatuses": [
+                {"name": "script", "state": {"terminated": {"exitCode": 2, "message": "boom\n"}}}
+            ]
+        }
+    }
+    seen = observe_job(job, [pod])
+    assert seen is not None
+    assert (seen.pipeline_job, seen.attempt, seen.state) == ("unit tests", 1, "failed")
+    assert (seen.exit_code, seen.message) == (2, "boom")
+    job["status"]["conditions"][0]["reason"] = "DeadlineExceeded"
+    assert observe_job(job, []).reason == "DeadlineExceeded"
+    job["status"] = {"active": 1}
+    assert observe_job(job).state == "active"
+    assert observe_job({"metadata": {"name": "foreign"}}) is None
+
+
+def test_unicode_folding_keeps_names_readable():
+    assert unicodedata.normalize("NFKD", "é") != "é"
+    assert job_name("run", "déploiement", 1).startswith("run-deploiement-1-")
