@@ -1,11 +1,15 @@
-"""Entry point of the `conveyor` command: parses arguments and dispatches to subcommands."""
+"""Entry point of the `conveyor` command: builds the parser from the subcommand modules."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 
 from conveyor import __version__
+
+# Each module has `register(subparsers)`, which adds its subcommand(s) with `func=` set.
+SUBCOMMAND_MODULES: tuple[str, ...] = ()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,7 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        import_module(f"conveyor.cli.{name}").register(subparsers)
     return parser
 
 
@@ -27,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    return 0
+    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":
