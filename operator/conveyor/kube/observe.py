@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -92,3 +94,91 @@ def observe_job(
         completion_time=completion,
         message=message.strip()[-MESSAGE_MAX:] if isinstance(message, str) else None,
     )
+
+
+# A Job can be marked Failed before the watch has brought its pod's final state (exit code,
+# termination message). Deciding then would apply retry and allowFailure rules without the exit
+# code, and a finished run never changes again: wait this long for the pod before deciding.
+POD_DETAILS_GRACE_SECONDS = 10.0
+JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
+
+
+def pod_job_name(pod: Mapping[str, Any]) -> str | None:
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    return next((labels[k] for k in JOB_NAME_LABELS if k in labels), None)
+
+
+def awaiting_pod_details(
+    observed: ObservedJob, pods: Sequence[Mapping[str, Any]], now: datetime.datetime
+) -> bool:
+    """True while a failed Job's exit code is unknown only because its pod is not seen yet."""
+    if observed.state != model.FAILED or observed.exit_code is not None:
+        return False
+    if observed.reason == model.DEADLINE_EXCEEDED or observed.reason == "CheckoutFailed":
+        return False
+    if any(_terminated(p, "containerStatuses", SCRIPT_CONTAINER) for p in pods):
+        return False
+    if observed.completion_time is None:
+        return True
+    return (now - observed.completion_time).total_seconds() < POD_DETAILS_GRACE_SECONDS
+
+
+def as_active(observed: ObservedJob) -> ObservedJob:
+    return dataclasses.replace(
+        observed, state=model.ACTIVE, exit_code=None, reason=None, completion_time=None
+    )
+
+
+def compact_job(job: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps in memory of a Job: only what observe_job reads."""
+    metadata = job.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    status = job.get("status") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "annotations": {
+                k: annotations[k] for k in (ANNOTATION_JOB, ANNOTATION_ATTEMPT) if k in annotations
+            },
+        },
+        "status": {
+            "conditions": [
+                {k: c[k] for k in ("type", "status", "reason", "lastTransitionTime") if k in c}
+                for c in status.get("conditions") or ()
+            ],
+            **{k: status[k] for k in ("startTime", "completionTime", "active") if k in status},
+        },
+    }
+
+
+def _compact_statuses(statuses: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]]:
+    out = []
+    for s in statuses or ():
+        terminated = (s.get("state") or {}).get("terminated")
+        entry: dict[str, Any] = {"name": s.get("name")}
+        if terminated:
+            entry["state"] = {
+                "terminated": {
+                    k: terminated[k] for k in ("exitCode", "message", "reason") if k in terminated
+                }
+            }
+        out.append(entry)
+    return out
+
+
+def compact_pod(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator keeps in memory of a job pod: its Job and its containers' ends."""
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    labels = metadata.get("labels") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "labels": {k: labels[k] for k in JOB_NAME_LABELS if k in labels},
+        },
+        "status": {
+            "phase": status.get("phase"),
+            "containerStatuses": _compact_statuses(status.get("containerStatuses")),
+            "initContainerStatuses": _compact_statuses(status.get("initContainerStatuses")),
+        },
+    }

@@ -1,0 +1,35 @@
+"""Options every cluster-facing subcommand shares, named as kubectl names them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from conveyor.kube.client import KubeConfigError, Target
+
+
+def add_cluster_options(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
+    group = parser.add_argument_group("cluster")
+    group.add_argument("--kubeconfig", help="path to the kubeconfig file (default: $KUBECONFIG)")
+    group.add_argument("--context", help="the kubeconfig context to use")
+    if namespace:
+        group.add_argument(
+            "-n", "--namespace", help="namespace (default: the context's namespace, or default)"
+        )
+
+
+def target(args: argparse.Namespace) -> Target:
+    return Target(kubeconfig=args.kubeconfig, context=args.context)
+
+
+def namespace(args: argparse.Namespace) -> str:
+    return args.namespace or target(args).default_namespace()
+
+
+def fail(message: str, code: int = 1) -> int:
+    print(f"conveyor: {message}", file=sys.stderr)
+    return code
+
+
+def config_error(e: KubeConfigError) -> int:
+    return fail(str(e))

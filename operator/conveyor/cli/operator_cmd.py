@@ -1,0 +1,119 @@
+"""`conveyor operator`: run the Kopf operator in this process."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import kopf
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from conveyor.api.meta import GROUP, VERSION
+from conveyor.cli.common import add_cluster_options, fail, target
+from conveyor.kube.client import Kube, KubeConfigError
+from conveyor.kube.jobspec import DEFAULT_CHECKOUT_IMAGE, DEFAULT_IMAGE, JobOptions
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "operator",
+        help="run the operator (reconciles PipelineRuns into Jobs)",
+        description=(
+            "Run the Conveyor operator in the foreground. It watches Pipelines, PipelineRuns and "
+            "the Jobs and pods it creates, and needs the CRDs installed first "
+            "(kubectl apply -f crds/)."
+        ),
+    )
+    add_cluster_options(p, namespace=False)
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="serve only this namespace (repeatable); default: all namespaces",
+    )
+    scope.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="serve every namespace (the default)"
+    )
+    p.add_argument("--workers", type=int, default=4, help="concurrent reconcile passes (4)")
+    p.add_argument(
+        "--liveness",
+        metavar="URL",
+        default=None,
+        help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz",
+    )
+    p.add_argument("--checkout-image", default=DEFAULT_CHECKOUT_IMAGE, help="git image of jobs")
+    p.add_argument("--default-image", default=DEFAULT_IMAGE, help="image of jobs that name none")
+    p.add_argument("--registry", help="CI_REGISTRY given to jobs")
+    p.add_argument("--registry-image", help="CI_REGISTRY_IMAGE given to jobs")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=run_operator)
+
+
+def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
+    """Kopf's credentials from the same configuration the Kubernetes client uses."""
+    auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
+    scheme, _, token = auth.partition(" ") if auth else ("", "", "")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        scheme=scheme or None,
+        token=token or None,
+    )
+
+
+def crds_served(api: client.ApiClient) -> bool:
+    try:
+        resources = client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION)
+    except ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    names = {r.name for r in resources.resources}
+    return {"pipelines", "pipelineruns"} <= names
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    from conveyor.handlers.registration import RUNTIME  # registers the handlers
+
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        cfg = target(args).configuration()
+    except KubeConfigError as e:
+        return fail(str(e))
+    api = client.ApiClient(cfg)
+    try:
+        if not crds_served(api):
+            return fail(
+                f"the API server does not serve {GROUP}/{VERSION} pipelines and pipelineruns: "
+                "install the CRDs first (kubectl apply -f crds/)"
+            )
+    except ApiException as e:
+        return fail(f"cannot reach the API server at {cfg.host}: {e.status} {e.reason}")
+    except OSError as e:
+        return fail(f"cannot reach the API server at {cfg.host}: {e}")
+    RUNTIME.connection = connection_info(cfg)
+    RUNTIME.kube = Kube(api)
+    RUNTIME.workers = args.workers
+    RUNTIME.options = JobOptions(
+        checkout_image=args.checkout_image,
+        default_image=args.default_image,
+        registry=args.registry,
+        registry_image=args.registry_image,
+    )
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespaces,
+        namespaces=args.namespaces or (),
+        liveness_endpoint=args.liveness,
+    )
+    return 0

@@ -1,0 +1,1 @@
+"""Kopf registrations. Importing `conveyor.handlers.registration` registers them."""

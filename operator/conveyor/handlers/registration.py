@@ -1,0 +1,136 @@
+"""Every Kopf handler of the operator. Each one only parses what Kopf hands it and calls the
+reconcile layer: no decisions are made here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from conveyor.api.meta import GROUP, VERSION
+from conveyor.kube.client import PIPELINERUNS, PIPELINES, Kube
+from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
+from conveyor.kube.observe import compact_job, compact_pod
+from conveyor.reconcile.pipelines import pipeline_status
+from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
+
+log = logging.getLogger("conveyor.handlers")
+OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+
+
+@dataclass
+class Runtime:
+    """What `conveyor operator` hands the handlers before Kopf starts."""
+
+    connection: kopf.ConnectionInfo | None = None
+    kube: Kube | None = None
+    options: JobOptions = field(default_factory=JobOptions)
+    workers: int = 4
+    controller: RunController | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+RUNTIME = Runtime()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    if RUNTIME.connection is None:
+        raise kopf.PermanentError("the operator was started without cluster credentials")
+    return RUNTIME.connection
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.peering.standalone = True  # one replica (Recreate); no peering objects to write
+    settings.posting.enabled = False  # Conveyor posts its own events; Kopf's would be writes
+    settings.scanning.disabled = True  # least privilege: no watch on CRDs or namespaces
+    # Server-side selectors: only Conveyor's Jobs and pods reach the operator.
+    settings.watching.label_selectors["batch", "jobs"] = OURS
+    settings.watching.label_selectors["v1", "pods"] = OURS
+    assert RUNTIME.kube is not None
+    RUNTIME.controller = RunController(RUNTIME.kube, RUNTIME.options)
+
+
+@kopf.on.cleanup()
+async def stop_workers(**_: Any) -> None:
+    for task in RUNTIME.tasks:
+        task.cancel()
+
+
+def _controller(**indices: Any) -> RunController:
+    """The controller, bound to Kopf's indices on first use (handlers run only once every index
+    has its initial listing, so no pass ever plans from a partial view)."""
+    controller = RUNTIME.controller
+    assert controller is not None
+    if controller.views is None:
+        controller.bind(
+            Views(
+                runs=indices["run_bodies"],
+                runs_by_pipeline=indices["runs_by_pipeline"],
+                pipelines=indices["pipeline_bodies"],
+                jobs=indices["jobs_by_run"],
+                pods=indices["pods_by_run"],
+            )
+        )
+        RUNTIME.tasks.append(asyncio.create_task(controller.work(RUNTIME.workers)))
+    return controller
+
+
+# -- indices: the in-memory view of the cluster
+@kopf.index(GROUP, VERSION, PIPELINERUNS)
+def run_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index(GROUP, VERSION, PIPELINERUNS)
+def runs_by_pipeline(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    ref = (body.get("spec") or {}).get("pipelineRef") or {}
+    return {(namespace, ref["name"]): run_summary(body)} if ref.get("name") else {}
+
+
+@kopf.index(GROUP, VERSION, PIPELINES)
+def pipeline_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): dict(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
+def jobs_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_RUN]): compact_job(body)}
+
+
+@kopf.index("v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
+def pods_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_RUN]): compact_pod(body)}
+
+
+# -- events: each one queues the runs it concerns
+@kopf.on.event(GROUP, VERSION, PIPELINERUNS)
+def run_event(namespace: str, name: str, **kwargs: Any) -> None:
+    _controller(**kwargs).run_changed((namespace, name))
+
+
+@kopf.on.event(GROUP, VERSION, PIPELINES)
+async def pipeline_event(
+    namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
+) -> None:
+    controller = _controller(**kwargs)
+    if type == "DELETED":
+        return
+    controller.pipeline_changed(namespace, name)
+    status = pipeline_status(body, utcnow())
+    if status != dict(body.get("status") or {}):
+        await asyncio.to_thread(controller.kube.patch_pipeline_status, namespace, name, status)
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
+def job_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
+def pod_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))

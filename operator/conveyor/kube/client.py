@@ -1,0 +1,175 @@
+"""Thin wrappers over the Kubernetes client: configuration the way kubectl finds it, and the few
+calls Conveyor makes, with "already exists" and "not found" treated as the idempotent outcomes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+from conveyor.api.meta import GROUP, VERSION
+
+PIPELINES = "pipelines"
+PIPELINERUNS = "pipelineruns"
+MERGE_PATCH = "application/merge-patch+json"
+IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class KubeConfigError(Exception):
+    """No usable cluster configuration; the message says what was looked for."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which cluster and as whom, as kubectl's --kubeconfig and --context say."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+
+    def in_cluster(self) -> bool:
+        return (
+            self.kubeconfig is None
+            and self.context is None
+            and not os.environ.get("KUBECONFIG")
+            and "KUBERNETES_SERVICE_HOST" in os.environ
+            and not Path("~/.kube/config").expanduser().exists()
+        )
+
+    def configuration(self) -> client.Configuration:
+        cfg = client.Configuration()
+        try:
+            if self.in_cluster():
+                config.load_incluster_config(client_configuration=cfg)
+            else:
+                config.load_kube_config(
+                    config_file=self.kubeconfig,
+                    context=self.context,
+                    client_configuration=cfg,
+                    persist_config=False,
+                )
+        except (config.ConfigException, OSError) as e:
+            where = self.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            raise KubeConfigError(f"cannot load cluster configuration from {where}: {e}") from e
+        return cfg
+
+    def api_client(self) -> client.ApiClient:
+        return client.ApiClient(self.configuration())
+
+    def default_namespace(self) -> str:
+        """The context's namespace, as kubectl would use it; `default` when none is set."""
+        if self.in_cluster():
+            try:
+                return IN_CLUSTER_NAMESPACE.read_text().strip()
+            except OSError:
+                return "default"
+        try:
+            contexts, current = config.list_kube_config_contexts(config_file=self.kubeconfig)
+        except (config.ConfigException, OSError):
+            return "default"
+        chosen = next((c for c in contexts if c["name"] == self.context), None) or current
+        return ((chosen or {}).get("context") or {}).get("namespace") or "default"
+
+
+def create_ignoring_conflict(create: Any, *args: Any, **kwargs: Any) -> Any | None:
+    """Calls a create_* method; an object that already exists is success (returns None)."""
+    try:
+        return create(*args, **kwargs)
+    except ApiException as e:
+        if e.status == 409:
+            return None
+        raise
+
+
+def delete_ignoring_missing(delete: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        delete(*args, **kwargs)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+
+
+class Kube:
+    """The calls the operator and the CLI make, over one ApiClient."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        self.batch = client.BatchV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+
+    # -- conveyor.dev objects
+    def get_run(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PIPELINERUNS, name
+        )
+
+    def list_runs(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        kwargs = {"label_selector": label_selector} if label_selector else {}
+        return self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, PIPELINERUNS, **kwargs
+        )["items"]
+
+    def create_run(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PIPELINERUNS, body
+        )
+
+    def patch_run(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PIPELINERUNS, name, patch, _content_type=MERGE_PATCH
+        )
+
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PIPELINERUNS,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,
+        )
+
+    def delete_run(self, namespace: str, name: str) -> None:
+        delete_ignoring_missing(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PIPELINERUNS,
+            name,
+            propagation_policy="Background",
+        )
+
+    def get_pipeline(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PIPELINES, name)
+
+    def patch_pipeline_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            PIPELINES,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,
+        )
+
+    # -- batch/v1 Jobs and events
+    def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return create_ignoring_conflict(self.batch.create_namespaced_job, namespace, body)
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        # Background: the pods go with the Job; the run need not wait for them.
+        delete_ignoring_missing(
+            self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
+        )
+
+    def create_event(self, namespace: str, body: dict[str, Any]) -> None:
+        self.core.create_namespaced_event(namespace, body)

@@ -1,0 +1,297 @@
+"""Reconciling PipelineRuns: read the in-memory view of the cluster, ask the engine what to do,
+do it. Level-triggered: every pass starts from the run's spec and the Jobs that exist, so a pass
+can be repeated, interrupted or run after a restart without creating or losing anything."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
+from conveyor.api.pipeline import PipelineSpec
+from conveyor.api.pipelinerun import FINISHED_PHASES
+from conveyor.engine import (
+    ObservedJob,
+    Plan,
+    RunSummary,
+    invalid_pipeline_status,
+    may_start,
+    missing_pipeline_status,
+    plan,
+    runs_allowed_to_start,
+    runs_to_delete,
+)
+from conveyor.kube.client import Kube
+from conveyor.kube.events import event_body
+from conveyor.kube.jobspec import JobOptions, build_job
+from conveyor.kube.observe import as_active, awaiting_pod_details, observe_job, pod_job_name
+from conveyor.reconcile.workqueue import WorkQueue
+
+log = logging.getLogger("conveyor.runs")
+
+Key = tuple[str, str]  # (namespace, name)
+Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored values
+RETRY_DELAY_SECONDS = 2.0
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _first(lookup: Lookup, key: Any) -> dict[str, Any] | None:
+    try:
+        return next(iter(lookup[key]), None)
+    except KeyError:
+        return None
+
+
+@dataclass
+class Views:
+    """The operator's in-memory view of the cluster, kept by the watches (Kopf indices)."""
+
+    runs: Lookup  # (ns, run name) -> [PipelineRun]
+    runs_by_pipeline: Lookup  # (ns, pipeline name) -> [run summary]
+    pipelines: Lookup  # (ns, pipeline name) -> [Pipeline]
+    jobs: Lookup  # (ns, run name) -> [compact Job]
+    pods: Lookup  # (ns, run name) -> [compact Pod]
+
+
+def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What concurrency and history decisions need of a run."""
+    metadata = body["metadata"]
+    return {
+        "name": metadata["name"],
+        "creationTimestamp": metadata.get("creationTimestamp"),
+        "phase": (body.get("status") or {}).get("phase"),
+        "labels": metadata.get("labels") or {},
+    }
+
+
+def _summaries(values: Iterable[Mapping[str, Any]]) -> list[RunSummary]:
+    return [
+        RunSummary(
+            name=v["name"],
+            creation_timestamp=parse_time(v["creationTimestamp"]),
+            phase=v.get("phase"),
+            labels=v.get("labels") or {},
+        )
+        for v in values
+        if v.get("creationTimestamp")
+    ]
+
+
+class RunController:
+    """Owns the work queue of runs and the reconcile passes over them."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        options: JobOptions,
+        *,
+        clock: Callable[[], datetime.datetime] = utcnow,
+    ) -> None:
+        self.kube = kube
+        self.options = options
+        self.clock = clock
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.views: Views | None = None
+        self.instance = socket.gethostname()
+        # Status we wrote that the watch has not brought back yet: (resourceVersions that are
+        # older than our write, the body after it). Without it, a pass that runs before the
+        # watch catches up would plan from stale status and write the same status again.
+        self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
+        self._deadlines: dict[Key, datetime.datetime] = {}
+
+    # -- feeding the queue (called from the Kopf handlers)
+    def bind(self, views: Views) -> None:
+        self.views = views
+
+    def run_changed(self, key: Key) -> None:
+        self.queue.add(key)
+
+    def pipeline_changed(self, namespace: str, name: str) -> None:
+        assert self.views is not None
+        for summary in self.views.runs_by_pipeline.get((namespace, name), ()):
+            if summary.get("phase") not in FINISHED_PHASES:
+                self.queue.add((namespace, summary["name"]))
+
+    # -- workers
+    async def work(self, workers: int) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(workers)))
+
+    async def _worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self.reconcile(key)
+            except ApiException as e:
+                log.warning(
+                    "reconciling %s/%s: API error %s %s; retrying", *key, e.status, e.reason
+                )
+                self.queue.add_after(key, RETRY_DELAY_SECONDS)
+            except Exception:
+                log.exception("reconciling %s/%s failed; retrying", *key)
+                self.queue.add_after(key, RETRY_DELAY_SECONDS)
+            finally:
+                self.queue.done(key)
+
+    # -- one pass
+    def _run_body(self, key: Key) -> dict[str, Any] | None:
+        assert self.views is not None
+        body = _first(self.views.runs, key)
+        written = self._written.get(key)
+        if body is None:
+            self._written.pop(key, None)
+            return None
+        if written is not None:
+            older, newer = written
+            if body["metadata"].get("resourceVersion") in older:
+                return newer
+            self._written.pop(key, None)
+        return body
+
+    def _pipeline(self, run: PipelineRun, namespace: str) -> tuple[PipelineSpec | None, str]:
+        """The run's pipeline spec, or None and why not."""
+        assert self.views is not None and run.spec is not None
+        if run.spec.pipeline_spec is not None:
+            return run.spec.pipeline_spec, ""
+        name = run.pipeline_name or ""
+        body = _first(self.views.pipelines, (namespace, name))
+        if body is None:
+            return None, f"Pipeline {name!r} does not exist in namespace {namespace!r}"
+        pipeline = Pipeline.from_dict(body)
+        if pipeline.spec is None:
+            return None, f"Pipeline {name!r} has no spec"
+        return pipeline.spec, ""
+
+    def _observe(self, key: Key, now: datetime.datetime) -> tuple[list[ObservedJob], bool]:
+        """The run's Jobs as the engine sees them, and whether a pod's details are still due."""
+        assert self.views is not None
+        pods_by_job: dict[str, list[dict[str, Any]]] = {}
+        for pod in self.views.pods.get(key, ()):
+            pods_by_job.setdefault(pod_job_name(pod) or "", []).append(pod)
+        observed: list[ObservedJob] = []
+        awaiting = False
+        for job in self.views.jobs.get(key, ()):
+            pods = pods_by_job.get(job["metadata"]["name"], [])
+            seen = observe_job(job, pods)
+            if seen is None:
+                continue
+            if awaiting_pod_details(seen, pods, now):
+                seen, awaiting = as_active(seen), True
+            observed.append(seen)
+        return observed, awaiting
+
+    async def reconcile(self, key: Key) -> None:
+        body = self._run_body(key)
+        if body is None:
+            return  # deleted; its Jobs go by garbage collection
+        namespace = key[0]
+        now = self.clock()
+        run = PipelineRun.from_dict(body)
+        if run.status.finished and not any(
+            j.get("status", {}).get("active")
+            for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
+        ):
+            return
+        try:
+            pipeline, missing = self._pipeline(run, namespace)
+        except ModelError as e:
+            await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
+            return
+        if pipeline is None:
+            await self._write_status(key, body, missing_pipeline_status(run, now, missing))
+            return
+        allowed = self._may_start(namespace, run, pipeline)
+        observed, awaiting = self._observe(key, now)
+        decided = plan(pipeline, run, observed, now, may_start=allowed)
+        await self._apply(key, body, run, pipeline, decided)
+        if awaiting:
+            self.queue.add_after(key, 1.0)
+        self._schedule_run_timeout(key, pipeline, decided.status, now)
+
+    def _may_start(self, namespace: str, run: PipelineRun, pipeline: PipelineSpec) -> bool:
+        assert self.views is not None
+        if pipeline.concurrency is None or run.pipeline_name is None:
+            return True
+        runs = self.views.runs_by_pipeline.get((namespace, run.pipeline_name), ())
+        return may_start(run.name, _summaries(runs), pipeline.concurrency)
+
+    async def _apply(
+        self,
+        key: Key,
+        body: dict[str, Any],
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        decided: Plan,
+    ) -> None:
+        namespace, _ = key
+        # Jobs before status: a status that names a Job must never precede the Job itself.
+        for create in decided.create:
+            job = build_job(
+                run=run,
+                pipeline=pipeline,
+                job=pipeline.job(create.pipeline_job),
+                attempt=create.attempt,
+                options=self.options,
+            )
+            await asyncio.to_thread(self.kube.create_job, namespace, job)
+        for job_name in decided.delete:
+            await asyncio.to_thread(self.kube.delete_job, namespace, job_name)
+        was_finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
+        await self._write_status(key, body, decided.status)
+        now = self.clock()
+        for event in decided.events:
+            await asyncio.to_thread(
+                self.kube.create_event, namespace, event_body(body, event, now, self.instance)
+            )
+        if not was_finished and decided.status.get("phase") in FINISHED_PHASES:
+            await self._after_finish(namespace, run, pipeline, decided.status["phase"])
+
+    async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
+        if status == (body.get("status") or {}):
+            return
+        namespace, name = key
+        updated = await asyncio.to_thread(self.kube.patch_run_status, namespace, name, status)
+        older, _ = self._written.get(key, (frozenset(), body))
+        self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
+
+    async def _after_finish(
+        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, phase: str
+    ) -> None:
+        """A run ended: the next waiting runs may start, and old runs beyond history go."""
+        assert self.views is not None
+        if run.pipeline_name is None:
+            return
+        values = list(self.views.runs_by_pipeline.get((namespace, run.pipeline_name), ()))
+        # The index may not have this run's final phase yet: it is finished now.
+        summaries = [
+            s if s.name != run.name else RunSummary(s.name, s.creation_timestamp, phase, s.labels)
+            for s in _summaries(values)
+        ]
+        for waiting in runs_allowed_to_start(summaries, pipeline.concurrency):
+            self.queue.add((namespace, waiting))
+        keep = pipeline.history_limit
+        for old in runs_to_delete(summaries, keep):
+            log.info("deleting %s/%s: beyond the history limit of %d", namespace, old, keep)
+            await asyncio.to_thread(self.kube.delete_run, namespace, old)
+
+    def _schedule_run_timeout(
+        self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any], now: datetime.datetime
+    ) -> None:
+        """Job timeouts are Kubernetes' (activeDeadlineSeconds); a run's is ours to notice."""
+        limit = pipeline.timeout_seconds()
+        start = status.get("startTime")
+        if limit is None or not start or status.get("phase") in FINISHED_PHASES:
+            return
+        deadline = parse_time(start) + datetime.timedelta(seconds=limit)
+        if self._deadlines.get(key) != deadline:  # one timer per run, not one per pass
+            self._deadlines[key] = deadline
+            self.queue.add_after(key, (deadline - now).total_seconds() + 0.5)
