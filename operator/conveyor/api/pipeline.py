@@ -7,7 +7,7 @@ fields without changing the engine's inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,12 @@ SCRIPT_LINE_MAX = 32768
 VARIABLES_MAX = 200
 VARIABLE_VALUE_MAX = 8192
 VARIABLE_NAME_MAX = 255
+MAX_RULES = 50
+MAX_GLOBS = 50  # GitLab's own limit on changes/exists patterns per rule
+GLOB_MAX = 1024
+EXPRESSION_MAX = 2048
+REF_MAX = 255
+WORKFLOW_WHEN_VALUES = ("always", "never")
 
 _NAME_LIMIT: dict[str, Any] = {"max_length": JOB_NAME_MAX, "min_length": 1}
 
@@ -181,6 +187,121 @@ class Environment:
     url: str | None = spec_field("URL of the deployed environment.", default=None, max_length=2048)
 
 
+def _globs(description: str) -> Any:
+    return spec_field(
+        description,
+        default_factory=tuple,
+        max_items=MAX_GLOBS,
+        item_max_length=GLOB_MAX,
+        item_min_length=1,
+    )
+
+
+def _if() -> Any:
+    return spec_field(
+        'GitLab CI expression, e.g. `$CI_COMMIT_BRANCH == "main" && $DEPLOY =~ /^yes$/i`.',
+        default=None,
+        json_name="if",
+        max_length=EXPRESSION_MAX,
+        min_length=1,
+    )
+
+
+def _compare_to() -> Any:
+    return spec_field(
+        "Ref (or SHA) that `changes` is compared with (GitLab `changes:compare_to`); default: "
+        "the push's before SHA.",
+        default=None,
+        max_length=REF_MAX,
+        min_length=1,
+    )
+
+
+@model(
+    "One entry of a job's `rules`: every condition given must hold; the first matching rule "
+    "decides whether and how the job runs, and no match excludes the job."
+)
+@dataclass(frozen=True)
+class Rule:
+    if_: str | None = _if()
+    changes: tuple[str, ...] = _globs(
+        "Globs (`*` stays in a directory, `**/` crosses them, `{a,b}` alternatives); the rule "
+        "matches if a changed file matches one. Always true when the changes are unknown (new "
+        "ref, tag, schedule)."
+    )
+    changes_compare_to: str | None = _compare_to()
+    exists: tuple[str, ...] = _globs(
+        "Globs; the rule matches if a file of the repository at the run's SHA matches one."
+    )
+    when: str | None = spec_field(
+        "How the job runs when this rule matches (`never` excludes it); default: the job's.",
+        default=None,
+        enum=WHEN_VALUES,
+    )
+    allow_failure: bool | None = spec_field(
+        "Overrides the job's allowFailure when this rule matches (a manual job from rules "
+        "defaults to false: it blocks).",
+        default=None,
+    )
+    variables: Mapping[str, str] = _variables(
+        "Variables set on the job when this rule matches; they override the job's."
+    )
+
+
+@model("One entry of `workflow.rules`: the first match decides whether the run happens at all.")
+@dataclass(frozen=True)
+class WorkflowRule:
+    if_: str | None = _if()
+    changes: tuple[str, ...] = _globs("Globs of changed files, as in job rules.")
+    changes_compare_to: str | None = _compare_to()
+    exists: tuple[str, ...] = _globs("Globs of repository files, as in job rules.")
+    when: str | None = spec_field(
+        "`never` skips the run; default `always`.", default=None, enum=WORKFLOW_WHEN_VALUES
+    )
+    variables: Mapping[str, str] = _variables(
+        "Pipeline variables set when this rule matches; they override the pipeline's."
+    )
+
+
+@model("Pipeline-level rules (GitLab `workflow`).")
+@dataclass(frozen=True)
+class Workflow:
+    rules: tuple[WorkflowRule, ...] = spec_field(
+        "Rules deciding whether a run happens; no match skips the run.",
+        default_factory=tuple,
+        max_items=MAX_RULES,
+    )
+
+
+@model(
+    "GitLab `only`/`except` (deprecated by GitLab in favour of `rules`): the keys given must all "
+    "hold; within one key, any entry is enough."
+)
+@dataclass(frozen=True)
+class RefPolicy:
+    refs: tuple[str, ...] = spec_field(
+        "Branch or tag names, `/regex/` patterns, or keywords: branches, tags, pushes, api, web, "
+        "triggers, schedules, pipelines, merge_requests, external, chat.",
+        default_factory=tuple,
+        max_items=MAX_GLOBS,
+        item_max_length=REF_MAX,
+        item_min_length=1,
+    )
+    changes: tuple[str, ...] = _globs("Globs of changed files; true when changes are unknown.")
+    variables: tuple[str, ...] = spec_field(
+        'Expressions like `$RELEASE == "yes"`; any true one is enough.',
+        default_factory=tuple,
+        max_items=MAX_GLOBS,
+        item_max_length=EXPRESSION_MAX,
+        item_min_length=1,
+    )
+    kubernetes: str | None = spec_field(
+        "`active`: only when a Kubernetes integration is active (never, in Conveyor).",
+        default=None,
+        enum=("active",),
+    )
+
+
 @model(
     "One job of the pipeline.",
     validations=(
@@ -272,6 +393,41 @@ class PipelineJob:
         item_max_length=8192,
     )
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
+    optional_needs: tuple[str, ...] = spec_field(
+        "Needs that may be absent from the run (GitLab `needs: [{job, optional: true}]`): waited "
+        "for when present, ignored when missing or excluded by rules. Any entry makes the job a "
+        "`needs` job, as `needs` does.",
+        default_factory=tuple,
+        max_items=MAX_NEEDS,
+        item_max_length=JOB_NAME_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+    rules: tuple[Rule, ...] | None = spec_field(
+        "GitLab `rules`: the first matching rule decides; no match excludes the job. Exclusive "
+        "with only/except.",
+        default=None,
+        max_items=MAX_RULES,
+    )
+    only: RefPolicy | None = spec_field(
+        "GitLab `only`; a job without rules, only and except runs for branches and tags.",
+        default=None,
+    )
+    except_: RefPolicy | None = spec_field(
+        "GitLab `except`: the job is excluded when every key given holds.",
+        default=None,
+        json_name="except",
+    )
+
+    def dag_needs(self, present: Container[str]) -> tuple[str, ...] | None:
+        """The jobs this job waits for instead of stages, or None for a stage job: `needs`,
+        plus the optional needs among `present` (the jobs that are in the run)."""
+        if self.needs is None and not self.optional_needs:
+            return None
+        required = tuple(self.needs or ())
+        return required + tuple(
+            n for n in self.optional_needs if n in present and n not in required
+        )
 
     @property
     def is_manual(self) -> bool:
@@ -352,6 +508,10 @@ class PipelineSpec:
         default=10,
         minimum=0,
         maximum=1000,
+    )
+    workflow: Workflow | None = spec_field(
+        "Pipeline-level rules (GitLab `workflow:rules`) deciding whether a run happens.",
+        default=None,
     )
     timeout: str | None = spec_field(
         "Maximum duration of a whole run, like 2h.",

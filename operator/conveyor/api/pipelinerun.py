@@ -13,6 +13,7 @@ from typing import Any
 
 from conveyor.api.codec import from_dict
 from conveyor.api.conditions import Condition
+from conveyor.api.evaluation import Evaluation
 from conveyor.api.fields import Validation, model, spec_field
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
 from conveyor.api.pipeline import (
@@ -57,6 +58,8 @@ REASON_MANUAL_ACTION_REQUIRED = "ManualActionRequired"
 REASON_PENDING = "Pending"
 REASON_WAITING_FOR_CONCURRENCY = "WaitingForConcurrency"
 REASON_RUNNING = "Running"
+# Why a job is Skipped when its rules (rules, only/except) keep it out of the run.
+REASON_EXCLUDED_BY_RULES = "ExcludedByRules"
 FINAL_REASONS = (
     REASON_SUCCEEDED,
     REASON_SUCCEEDED_WITH_WARNINGS,
@@ -218,6 +221,11 @@ class PipelineRunStatus:
     )
     observed_generation: int | None = spec_field(
         "Generation of the spec last processed.", default=None, minimum=0
+    )
+    evaluation: Evaluation | None = spec_field(
+        "Outcome of the pipeline's GitLab rules ([skip ci], workflow:rules, rules, only/except), "
+        "computed once when the run starts; absent: every job runs as declared.",
+        default=None,
     )
 
     @property

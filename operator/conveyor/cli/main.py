@@ -9,7 +9,7 @@ from importlib import import_module
 from conveyor import __version__
 
 # Each module has `register(subparsers)`, which adds its subcommand(s) with `func=` set.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("operator_cmd", "runs")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("operator_cmd", "runs", "import_gitlab")
 
 
 def build_parser() -> argparse.ArgumentParser:

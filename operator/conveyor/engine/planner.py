@@ -18,12 +18,14 @@ from conveyor.api import pipelinerun as prs
 from conveyor.api.codec import to_dict
 from conveyor.api.conditions import Condition, find_condition, set_condition
 from conveyor.api.durations import format_duration
+from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
+from conveyor.engine.evaluation import apply_evaluation
 from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
 from conveyor.engine.names import job_name
-from conveyor.engine.validate import execution_order, predecessors, validate_pipeline
+from conveyor.engine.validate import execution_order, job_needs, predecessors, validate_pipeline
 
 # Why a job was skipped (JobStatus.reason).
 SKIP_NEVER = "WhenNever"
@@ -45,6 +47,7 @@ class _Pass:
     tainted: dict[str, bool] = field(default_factory=dict)  # failed, or skipped for a failure
     creates: list[JobToCreate] = field(default_factory=list)
     retried: dict[str, Attempt] = field(default_factory=dict)
+    excluded: frozenset[str] = frozenset()  # jobs the run's rules keep out
 
 
 def plan(
@@ -54,24 +57,38 @@ def plan(
     now: datetime.datetime,
     *,
     may_start: bool = True,
+    evaluation: Evaluation | None = None,
 ) -> Plan:
     """Plan one reconcile pass of `run`, whose pipeline is `pipeline`.
 
     `observed` are the run's batch/v1 Jobs; `may_start` is False while the pipeline's concurrency
-    limit makes a run that has not started yet wait.
+    limit makes a run that has not started yet wait. `evaluation` is the outcome of the
+    pipeline's GitLab rules for this run (`conveyor.gitlab.rules.evaluate`): pass it on the
+    first pass, and the plan's status stores it; later passes read it from `run.status`.
+    Without one, every job runs as declared.
     """
     previous = run.status
     if previous.finished:
         # Finished runs never change; only stray Jobs (a delete that failed) are cleaned up.
-        return Plan(delete=_active(observed), status=to_dict(previous))
+        return Plan(delete=_active(observed), status=_dump(previous))
+    if evaluation is None:
+        evaluation = previous.evaluation
+    elif evaluation != previous.evaluation:
+        previous = dataclasses.replace(previous, evaluation=evaluation)
+    if evaluation is not None and evaluation.skipped:
+        return _skipped_run(run, previous, observed, evaluation, now)
+    excluded = evaluation.excluded if evaluation is not None else frozenset()
+    pipeline = apply_evaluation(pipeline, evaluation)
     spec = run.spec
-    problems = validate_pipeline(pipeline) if spec is not None else ["PipelineRun has no spec"]
+    problems = (
+        validate_pipeline(pipeline, excluded) if spec is not None else ["PipelineRun has no spec"]
+    )
     if problems or spec is None:
         message = "invalid pipeline: " + "; ".join(problems)
         status = _status(run, previous, (), prs.FAILED, prs.REASON_INVALID_PIPELINE, message, now)
         return Plan(
             delete=_active(observed),
-            status=to_dict(status),
+            status=_dump(status),
             events=[Event("Warning", prs.REASON_INVALID_PIPELINE, message[:1024])],
         )
 
@@ -89,6 +106,7 @@ def plan(
         run_name=run.name,
         played=frozenset(spec.play),
         may_create=not stopping and (started or may_start),
+        excluded=excluded,
     )
     for job in execution_order(pipeline):
         _decide(work, job, attempts.get(job.name))
@@ -131,13 +149,42 @@ def plan(
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
-    return Plan(create=list(work.creates), delete=delete, status=to_dict(status), events=events)
+    return Plan(create=list(work.creates), delete=delete, status=_dump(status), events=events)
+
+
+def _skipped_run(
+    run: PipelineRun,
+    previous: PipelineRunStatus,
+    observed: Sequence[ObservedJob],
+    evaluation: Evaluation,
+    now: datetime.datetime,
+) -> Plan:
+    """A run that [skip ci] or workflow:rules skip: no Job is created, the run ends Skipped."""
+    message = f"the run is skipped: {evaluation.reason or 'rules'}"
+    status = _status(run, previous, (), prs.SKIPPED, prs.REASON_SKIPPED, message, now)
+    events = _run_events(previous, status, message)
+    return Plan(delete=_active(observed), status=_dump(status), events=events)
+
+
+def _dump(status: PipelineRunStatus) -> dict[str, object]:
+    """The status as JSON, with the evaluation in its compact form."""
+    out = to_dict(status)
+    if status.evaluation is not None:
+        out["evaluation"] = status.evaluation.to_dict()
+    return out
 
 
 def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     """Set the status entry (and maybe a Job to create) of one pipeline job."""
     entry = JobStatus(name=job.name, stage=job.stage, phase=prs.PENDING)
     tainted = False
+    if job.name in work.excluded:
+        # Not part of the run (GitLab would not create the job at all).
+        work.entries[job.name] = dataclasses.replace(
+            entry, phase=prs.SKIPPED, reason=prs.REASON_EXCLUDED_BY_RULES
+        )
+        work.tainted[job.name] = False
+        return
     if attempt is not None:
         if should_retry(job, attempt) and work.may_create:
             number = attempt.number + 1
@@ -168,7 +215,7 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
         # job that `needs` it (GitLab's DAG rule).
         if (
             pred_entry.phase == prs.MANUAL
-            and job.needs is None
+            and job_needs(work.pipeline, job) is None
             and pred_job is not None
             and not pred_job.blocking_manual
         ):
@@ -226,8 +273,9 @@ def _manual_holders(work: _Pass) -> list[str]:
             holders.append(job.name)
     for job in work.pipeline.jobs:
         entry = work.entries[job.name]
-        if entry.phase == prs.PENDING and entry.attempt is None and job.needs:
-            for need in job.needs:
+        needs = job_needs(work.pipeline, job)
+        if entry.phase == prs.PENDING and entry.attempt is None and needs:
+            for need in needs:
                 if work.entries[need].phase == prs.MANUAL and need not in holders:
                     holders.append(need)
     return holders
@@ -243,6 +291,8 @@ def _outcome(work: _Pass, jobs: Sequence[JobStatus]) -> tuple[str, str, str]:
     failed = [j.name for j in jobs if j.phase == prs.FAILED and work.tainted[j.name]]
     if failed:
         return prs.FAILED, prs.REASON_FAILED, _names("failed", failed)
+    if work.excluded and all(j.name in work.excluded for j in jobs):
+        return prs.SKIPPED, prs.REASON_SKIPPED, "the rules excluded every job of the pipeline"
     if all(j.phase == prs.SKIPPED for j in jobs):
         return prs.SKIPPED, prs.REASON_SKIPPED, "no job of the pipeline had to run"
     warned = [j.name for j in jobs if j.allowed_failure]
@@ -305,6 +355,7 @@ def _status(
         duration=duration,
         jobs=jobs,
         observed_generation=generation,
+        evaluation=previous.evaluation,
     )
 
 
@@ -382,7 +433,7 @@ def missing_pipeline_status(
     already started, in which case it fails; a cancelled run is cancelled."""
     previous = run.status
     if previous.finished:
-        return to_dict(previous)
+        return _dump(previous)
     name = run.pipeline_name or ""
     text = message or f"pipeline '{name}' not found"
     if run.spec is not None and run.spec.cancelled:
@@ -401,7 +452,7 @@ def missing_pipeline_status(
         now,
         current_stage=previous.current_stage,
     )
-    return to_dict(status)
+    return _dump(status)
 
 
 def invalid_pipeline_status(
@@ -411,9 +462,9 @@ def invalid_pipeline_status(
     reason InvalidPipeline. Finished runs keep their status."""
     previous = run.status
     if previous.finished:
-        return to_dict(previous)
+        return _dump(previous)
     text = f"invalid pipeline: {message}"
     status = _status(
         run, previous, previous.jobs, prs.FAILED, prs.REASON_INVALID_PIPELINE, text, now
     )
-    return to_dict(status)
+    return _dump(status)

@@ -7,13 +7,16 @@ cycles or backward needs cannot be expressed cheaply in CEL.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 
 
-def validate_pipeline(spec: PipelineSpec) -> list[str]:
-    """Problems that make the pipeline unrunnable, each naming the job or stage at fault."""
+def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> list[str]:
+    """Problems that make the pipeline unrunnable, each naming the job or stage at fault.
+
+    `excluded` are jobs the run's rules removed: a job that still runs and `needs` one of them
+    (not optionally) makes the run invalid, as GitLab refuses such a pipeline."""
     problems: list[str] = []
     if not spec.jobs:
         return ["pipeline has no jobs"]
@@ -31,13 +34,17 @@ def validate_pipeline(spec: PipelineSpec) -> list[str]:
         if job.stage not in stage_index:
             problems.append(f"job '{job.name}': stage '{job.stage}' is not listed in stages")
     for job in spec.jobs:
-        for need in job.needs or ():
+        if job.name in excluded:
+            continue
+        for need in (*(job.needs or ()), *job.optional_needs):
             other = by_name.get(need)
-            if other is None:
-                problems.append(
-                    f"job '{job.name}' needs job '{need}', but '{need}' does not exist in the "
-                    "pipeline"
-                )
+            optional = need in job.optional_needs and need not in (job.needs or ())
+            if other is None or need in excluded:
+                if not optional:
+                    problems.append(
+                        f"job '{job.name}' needs job '{need}', but '{need}' does not exist in "
+                        "the pipeline"
+                    )
             elif stage_index.get(other.stage, -1) > stage_index.get(job.stage, -1):
                 problems.append(
                     f"job '{job.name}' needs job '{need}', which is in a later stage "
@@ -52,7 +59,8 @@ def validate_pipeline(spec: PipelineSpec) -> list[str]:
 
 def find_cycle(jobs: Sequence[PipelineJob]) -> list[str] | None:
     """A cycle of `needs` edges as a list of job names (first == last), or None."""
-    needs = {j.name: [n for n in (j.needs or ()) if n] for j in jobs}
+    names = {j.name for j in jobs}
+    needs = {j.name: list(j.dag_needs(names) or ()) for j in jobs}
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     path: list[str] = []
 
@@ -78,10 +86,17 @@ def find_cycle(jobs: Sequence[PipelineJob]) -> list[str] | None:
     return None
 
 
+def job_needs(spec: PipelineSpec, job: PipelineJob) -> tuple[str, ...] | None:
+    """The job's DAG edges (its needs and its optional needs present in the pipeline), or None
+    for a job that follows stage order."""
+    return job.dag_needs({j.name for j in spec.jobs})
+
+
 def predecessors(spec: PipelineSpec, job: PipelineJob) -> tuple[str, ...]:
     """Jobs whose outcome `job` waits for: its needs, or every job of the earlier stages."""
-    if job.needs is not None:
-        return job.needs
+    needs = job_needs(spec, job)
+    if needs is not None:
+        return needs
     index = spec.stages.index(job.stage)
     earlier = set(spec.stages[:index])
     return tuple(j.name for j in spec.jobs if j.stage in earlier)

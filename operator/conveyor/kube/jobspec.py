@@ -15,14 +15,16 @@ from typing import Any
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Service
 from conveyor.api.pipelinerun import PipelineRun
-from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, short_hash, slug
+from conveyor.engine.evaluation import effective_job
+from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
+from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
+from conveyor.gitlab.predefined import git_variables
 from conveyor.kube import script as scripts
 from conveyor.kube.variables import SECRET_VARIABLES_DIR, Variables
 
 DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_IMAGE = "alpine:3.20"
 BUILDS_DIR = "/builds"
-ZERO_SHA = "0" * 40
 
 LABEL_RUN = "conveyor.dev/pipelinerun"
 LABEL_PIPELINE = "conveyor.dev/pipeline"
@@ -69,19 +71,27 @@ def run_labels(run: PipelineRun) -> dict[str, str]:
 def predefined_variables(
     pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
 ) -> dict[str, str]:
+    """GitLab's predefined variables. The git facts (CI_COMMIT_MESSAGE/TITLE/DESCRIPTION,
+    CI_COMMIT_BRANCH or CI_COMMIT_TAG, CI_DEFAULT_BRANCH) come from the run's
+    `status.evaluation`, written when the run started; without it they are not set."""
     assert run.spec is not None
     revision = run.spec.revision
     project = project_name(pipeline, run)
+    evaluation = run.status.evaluation
+    git = git_variables(
+        ref=revision.ref,
+        ref_is_tag=evaluation.ref_is_tag if evaluation is not None else None,
+        sha=revision.sha,
+        before_sha=revision.before_sha,
+        commit_message=evaluation.commit_message if evaluation is not None else None,
+        default_branch=evaluation.default_branch if evaluation is not None else None,
+        pipeline_source=run.spec.pipeline_source,
+    )
     out = {
         "CI": "true",
         "CONVEYOR": "true",
-        "CI_COMMIT_SHA": revision.sha or "",
-        "CI_COMMIT_SHORT_SHA": (revision.sha or "")[:8],
-        "CI_COMMIT_REF_NAME": revision.ref,
-        "CI_COMMIT_REF_SLUG": ref_slug(revision.ref),
-        "CI_COMMIT_BEFORE_SHA": revision.before_sha or ZERO_SHA,
+        **git,
         "CI_PIPELINE_ID": run.metadata.uid or "",
-        "CI_PIPELINE_SOURCE": run.spec.pipeline_source,
         "CI_JOB_NAME": job.name,
         "CI_JOB_STAGE": job.stage,
         "CI_PROJECT_NAME": project,
@@ -98,13 +108,18 @@ def job_variables(
     pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
 ) -> Variables:
     """All variables of the job with GitLab's precedence (highest last): predefined, pipeline,
-    job, Secret-backed (like GitLab project variables), run."""
+    the matching workflow rule's, job, the matching job rule's, Secret-backed (like GitLab
+    project variables), run. Rule variables come from the run's `status.evaluation`."""
     assert run.spec is not None
+    evaluation = run.status.evaluation
+    job = effective_job(job, evaluation)  # idempotent: rule variables merged over the job's
     variables = Variables()
     variables.define_all(predefined_variables(pipeline, run, job, options))
     for secret in merged_secret_variables(pipeline, job):
         variables.define_secret(secret)
     variables.define_all(pipeline.variables, under_secrets=True)
+    if evaluation is not None:
+        variables.define_all(evaluation.variables, under_secrets=True)
     variables.define_all(job.variables, under_secrets=True)
     variables.define_all(run.spec.variables)
     if job.environment is not None:

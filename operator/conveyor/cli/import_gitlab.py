@@ -1,0 +1,73 @@
+"""`conveyor import-gitlab FILE`: convert a .gitlab-ci.yml into a Pipeline manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from conveyor.gitlab.importer import import_file
+from conveyor.gitlab.yamlload import LoadError
+
+EXIT_LOSSLESS = 0
+EXIT_INVALID = 2
+EXIT_OMISSIONS = 3
+
+DESCRIPTION = """\
+Convert a .gitlab-ci.yml into a Conveyor Pipeline manifest, written as YAML on stdout.
+
+Handled: YAML anchors, aliases and merge keys; extends; !reference; default; variables;
+stages (with .pre and .post); image; services; script, before_script and after_script;
+only/except; rules; workflow:rules; needs (optional ones too); when; allow_failure; retry;
+timeout; environment; local includes (resolved from --root).
+
+Everything Conveyor cannot honour yet (remote or template includes, cache, artifacts,
+dependencies, trigger, parallel, tags, ...) is listed on stderr as `JOB: KEY: what was dropped`.
+"""
+
+EPILOG = """\
+exit status:
+  0  converted without loss
+  3  converted, with omissions listed on stderr
+  2  not converted; stderr says FILE:LINE: reason
+
+example:
+  conveyor import-gitlab .gitlab-ci.yml --repo https://git.example.com/team/app.git \\
+    | kubectl apply -f -
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "import-gitlab",
+        help="convert a .gitlab-ci.yml into a Pipeline manifest (YAML on stdout)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("file", metavar="FILE", type=Path, help="the .gitlab-ci.yml to convert")
+    parser.add_argument(
+        "--name",
+        help="metadata.name of the Pipeline (default: the project folder's name, slugged)",
+    )
+    parser.add_argument("--repo", metavar="URL", help="git URL written to spec.source.url")
+    parser.add_argument(
+        "--root",
+        metavar="DIR",
+        type=Path,
+        help="project root that local includes are read from (default: the git work tree "
+        "holding FILE, else FILE's folder)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        result = import_file(args.file, name=args.name, repo=args.repo, root=args.root)
+    except LoadError as exc:
+        print(f"{exc.file}:{exc.line}: {exc.reason}", file=sys.stderr)
+        return EXIT_INVALID
+    sys.stdout.write(result.to_yaml())
+    for omission in result.omissions:
+        print(omission, file=sys.stderr)
+    return EXIT_OMISSIONS if result.omissions else EXIT_LOSSLESS

@@ -1,0 +1,1 @@
+"""GitLab CI compatibility: rule evaluation (pure) and `.gitlab-ci.yml` import."""

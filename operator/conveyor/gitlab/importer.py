@@ -1,0 +1,845 @@
+"""Convert a `.gitlab-ci.yml` into a Conveyor Pipeline manifest.
+
+The steps follow GitLab's own (`Gitlab::Ci::Config#build_config`): load YAML (anchors, aliases,
+merge keys), merge local `include`s under the main file, resolve `extends` (hashes deep-merged,
+arrays replaced, at most 11 levels, no cycles), then `!reference` tags, then read globals
+(`default`, `variables`, `stages`, `workflow`) and jobs. Everything Conveyor cannot honour yet is
+reported as an `Omission` (never dropped silently); anything that makes the file unusable raises
+`LoadError` naming `FILE:LINE`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from conveyor.api.codec import ModelError
+from conveyor.api.meta import API_VERSION
+from conveyor.api.pipeline import (
+    DEFAULT_STAGES,
+    RETRY_WHEN_VALUES,
+    Pipeline,
+)
+from conveyor.engine.names import slug
+from conveyor.engine.validate import validate_pipeline
+from conveyor.gitlab.durations import parse_human_duration, to_compact
+from conveyor.gitlab.expressions import check_expression
+from conveyor.gitlab.globs import compile_glob
+from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml
+
+MAX_EXTENDS_DEPTH = 11
+MAX_REFERENCE_DEPTH = 10
+MAX_INCLUDES = 150
+MAX_SCRIPT_NESTING = 10
+
+# Top-level keys that are GitLab keywords, not jobs.
+GLOBAL_KEYWORDS = frozenset(
+    {
+        "default",
+        "include",
+        "stages",
+        "variables",
+        "workflow",
+        "image",
+        "services",
+        "before_script",
+        "after_script",
+        "cache",
+        "types",
+        "spec",
+    }
+)
+# Job keywords Conveyor has no equivalent for yet, with what dropping them means.
+UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
+    "artifacts": "artifacts are not supported yet; nothing is uploaded or passed on",
+    "cache": "caches are not supported; every job starts from a clean checkout",
+    "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
+    "coverage": "coverage parsing is not supported",
+    "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
+    "resource_group": "resource groups are not supported; jobs may overlap across runs",
+    "interruptible": "auto-cancel of redundant runs is not supported",
+    "release": "releases are not created",
+    "secrets": "external secrets are not supported; use secretVariables",
+    "id_tokens": "ID tokens are not issued",
+    "hooks": "runner hooks are not supported",
+    "parallel": "parallel/matrix jobs are not supported; the job runs once",
+    "pages": "GitLab Pages publishing is not supported",
+    "publish": "GitLab Pages publishing is not supported",
+    "identity": "cloud identities are not supported",
+    "manual_confirmation": "manual confirmation prompts are not supported",
+    "dast_configuration": "DAST configuration is not supported",
+    "start_in": "delayed jobs are not supported; the job does not wait",
+    "run": "run steps are not supported",
+}
+DEFAULT_KEYS = ("image", "services", "before_script", "after_script", "retry", "timeout")
+SERVICE_ALIAS_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+@dataclass(frozen=True, order=True)
+class Omission:
+    """Something of the file Conveyor does not honour: `where` is a job name or a global key."""
+
+    where: str
+    key: str
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.key}: {self.what}"
+
+
+@dataclass
+class ImportResult:
+    manifest: dict[str, Any]
+    omissions: list[Omission] = field(default_factory=list)
+
+    def to_yaml(self) -> str:
+        return dump_manifest(self.manifest)
+
+
+def project_root(path: Path) -> Path:
+    """The git work tree holding `path`, else its folder."""
+    folder = path.resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
+        top = out.stdout.strip()
+        if top:
+            return Path(top)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return folder
+
+
+def import_file(
+    path: Path, *, name: str | None = None, repo: str | None = None, root: Path | None = None
+) -> ImportResult:
+    """Convert the file at `path`; raises LoadError (FILE:LINE: reason) when it cannot."""
+    root = root or project_root(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LoadError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
+    default_name = slug(root.resolve().name) or "pipeline"
+    return Importer(root, display=str(path)).convert(text, name or default_name, repo)
+
+
+class Importer:
+    def __init__(self, root: Path, display: str) -> None:
+        self.root = root
+        self.display = display
+        self.omissions: list[Omission] = []
+        self.config: MarkedDict = MarkedDict()
+        self.dropped_jobs: set[str] = set()
+
+    def omit(self, where: str, key: str, what: str) -> None:
+        self.omissions.append(Omission(where, key, what))
+
+    def fail(self, where: Any, key: str | None, reason: str) -> LoadError:
+        if isinstance(where, MarkedDict):
+            return LoadError(where.file, where.line_of(key) if key else where.line, reason)
+        return LoadError(self.display, None, reason)
+
+    # --- loading ------------------------------------------------------------------------
+
+    def convert(self, text: str, name: str, repo: str | None) -> ImportResult:
+        main = load_yaml(text, self.display)
+        if main is None:
+            raise LoadError(self.display, 1, "the file is empty")
+        if not isinstance(main, MarkedDict):
+            raise LoadError(self.display, 1, "the top level must be a mapping of jobs and keywords")
+        self.config = self._with_includes(main, [self.display], 0)
+        self._resolve_extends()
+        self.config = self._resolve_references(self.config, 0)  # type: ignore[assignment]
+        manifest = self._manifest(name, repo)
+        self._validate(manifest)
+        return ImportResult(manifest, sorted(set(self.omissions)))
+
+    def _with_includes(self, config: MarkedDict, chain: list[str], count: int) -> MarkedDict:
+        includes = config.get("include")
+        if includes is None:
+            return config
+        entries = includes if isinstance(includes, list) else [includes]
+        merged = MarkedDict()
+        for entry in entries:
+            local = self._local_include(config, entry)
+            for rel in local:
+                if rel in chain:
+                    raise self.fail(config, "include", f"include cycle: {' -> '.join(chain)}")
+                count += 1
+                if count > MAX_INCLUDES:
+                    raise self.fail(config, "include", f"more than {MAX_INCLUDES} includes")
+                file_path = self.root / rel
+                try:
+                    text = file_path.read_text(encoding="utf-8")
+                except OSError as exc:
+                    raise self.fail(
+                        config, "include", f"local include `{rel}` cannot be read: {exc.strerror}"
+                    ) from exc
+                loaded = load_yaml(text, rel)
+                if loaded is None:
+                    continue
+                if not isinstance(loaded, MarkedDict):
+                    raise LoadError(rel, 1, "an included file must be a mapping")
+                loaded = self._with_includes(loaded, [*chain, rel], count)
+                merged = deep_merge(merged, loaded)
+        body = MarkedDict({k: v for k, v in config.items() if k != "include"}).copy_marks(config)
+        return deep_merge(merged, body)
+
+    def _local_include(self, config: MarkedDict, entry: Any) -> list[str]:
+        """Paths (relative to the root) of one include entry; other kinds are reported."""
+        if isinstance(entry, str):
+            if entry.startswith(("http://", "https://")):
+                self.omit("include", "remote", f"remote include {entry} not fetched")
+                return []
+            entry = MarkedDict({"local": entry})
+        if not isinstance(entry, dict):
+            raise self.fail(config, "include", "include entries must be strings or mappings")
+        for kind in ("remote", "template", "project", "component", "artifact"):
+            if kind in entry:
+                detail = entry[kind]
+                if kind == "project":
+                    detail = f"{entry[kind]} {entry.get('file')}"
+                self.omit("include", kind, f"{kind} include {detail} not resolved")
+                return []
+        local = entry.get("local")
+        if not isinstance(local, str) or not local:
+            raise self.fail(config, "include", f"unsupported include entry {dict(entry)!r}")
+        for extra in ("rules", "inputs"):
+            if extra in entry:
+                self.omit("include", extra, f"include:{extra} of {local} ignored; always included")
+        rel = local.lstrip("/")
+        if any(c in rel for c in "*?[{"):
+            glob = compile_glob(rel)
+            matches = sorted(p for p in self._repo_files() if glob.match(p))
+            return [m for m in matches if m.endswith((".yml", ".yaml"))]
+        if not (self.root / rel).is_file():
+            raise self.fail(config, "include", f"local include `{local}` does not exist")
+        return [rel]
+
+    def _repo_files(self) -> list[str]:
+        files = []
+        for folder, dirs, names in os.walk(self.root):
+            dirs[:] = [d for d in dirs if d != ".git"]
+            for file_name in names:
+                files.append(os.path.relpath(os.path.join(folder, file_name), self.root))
+        return [f.replace(os.sep, "/") for f in files]
+
+    def _resolve_extends(self) -> None:
+        resolved: dict[str, MarkedDict] = {}
+
+        def resolve(key: str, chain: list[str]) -> MarkedDict:
+            if key in resolved:
+                return resolved[key]
+            entry = self.config[key]
+            parents = entry.get("extends")
+            if parents is None:
+                resolved[key] = entry
+                return entry
+            names = parents if isinstance(parents, list) else [parents]
+            if len(chain) > MAX_EXTENDS_DEPTH:
+                raise self.fail(
+                    entry, "extends", f"{key}: extends nests deeper than {MAX_EXTENDS_DEPTH} levels"
+                )
+            base = MarkedDict()
+            for parent in names:
+                if not isinstance(parent, str):
+                    raise self.fail(entry, "extends", f"{key}: extends entries must be names")
+                if parent in chain or parent == key:
+                    cycle = " -> ".join([*chain, key, parent])
+                    raise self.fail(entry, "extends", f"{key}: extends cycle: {cycle}")
+                target = self.config.get(parent)
+                if not isinstance(target, dict):
+                    raise self.fail(entry, "extends", f"{key}: unknown key in extends: {parent}")
+                base = deep_merge(base, resolve(parent, [*chain, key]))
+            own = MarkedDict({k: v for k, v in entry.items() if k != "extends"})
+            merged = deep_merge(base, own.copy_marks(entry))
+            merged.copy_marks(entry)
+            resolved[key] = merged
+            return merged
+
+        for key, value in list(self.config.items()):
+            if isinstance(value, dict) and key not in GLOBAL_KEYWORDS:
+                self.config[key] = resolve(key, [])
+
+    def _resolve_references(self, value: Any, depth: int) -> Any:
+        if isinstance(value, Reference):
+            if depth > MAX_REFERENCE_DEPTH:
+                raise LoadError(value.file, value.line, "!reference nests too deeply")
+            target: Any = self.config
+            for part in value.path:
+                if not isinstance(target, dict) or part not in target:
+                    path = ", ".join(value.path)
+                    raise LoadError(value.file, value.line, f"!reference [{path}] not found")
+                target = target[part]
+            return self._resolve_references(target, depth + 1)
+        if isinstance(value, dict):
+            out = MarkedDict({k: self._resolve_references(v, depth) for k, v in value.items()})
+            return out.copy_marks(value)
+        if isinstance(value, list):
+            return [self._resolve_references(v, depth) for v in value]
+        return value
+
+    # --- conversion ---------------------------------------------------------------------
+
+    def _manifest(self, name: str, repo: str | None) -> dict[str, Any]:
+        config = self.config
+        defaults = self._defaults()
+        spec: dict[str, Any] = {}
+        if repo:
+            spec["source"] = {"url": repo}
+        image = defaults.pop("image", None)
+        if image:
+            spec["image"] = image
+        variables = self._variables(config.get("variables"), "variables", config)
+        if variables:
+            spec["variables"] = variables
+        stages = self._stages()
+        spec["stages"] = stages
+        workflow = self._workflow(config.get("workflow"))
+        if workflow:
+            spec["workflow"] = workflow
+        jobs = []
+        for key, value in config.items():
+            if key in GLOBAL_KEYWORDS or str(key).startswith("."):
+                continue
+            if not isinstance(value, dict):
+                raise self.fail(config, key, f"job {key}: config should be a mapping")
+            job = self._job(key, value, defaults, stages)
+            if job is not None:
+                jobs.append(job)
+        for job in jobs:
+            self._drop_needs_on_dropped(job)
+        if not jobs:
+            raise self.fail(config, None, "the file defines no jobs")
+        spec["jobs"] = jobs
+        return {
+            "apiVersion": API_VERSION,
+            "kind": "Pipeline",
+            "metadata": {"name": name},
+            "spec": spec,
+        }
+
+    def _defaults(self) -> dict[str, Any]:
+        """Converted `default:` values (and the legacy top-level image, services, ...)."""
+        config = self.config
+        raw: dict[str, Any] = {}
+        for key in DEFAULT_KEYS:
+            if key in config and config[key] is not None:
+                raw[key] = config[key]
+        default = config.get("default")
+        if default is not None and not isinstance(default, dict):
+            raise self.fail(config, "default", "default: must be a mapping")
+        for key, value in (default or {}).items():
+            if key in DEFAULT_KEYS:
+                if value is not None:
+                    raw[key] = value
+            elif key in UNSUPPORTED_JOB_KEYS:
+                self.omit("default", key, UNSUPPORTED_JOB_KEYS[key])
+            else:
+                self.omit("default", key, "unknown default keyword, dropped")
+        if "cache" in config:
+            self.omit("(pipeline)", "cache", UNSUPPORTED_JOB_KEYS["cache"])
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            out[key] = self._field(key, value, "default", default or config)
+        return {k: v for k, v in out.items() if v is not None}
+
+    def _stages(self) -> list[str]:
+        stages = self.config.get("stages", self.config.get("types"))
+        if stages is None:
+            names = list(DEFAULT_STAGES)
+        elif isinstance(stages, list) and all(isinstance(s, str) for s in stages):
+            names = list(stages)
+        else:
+            raise self.fail(self.config, "stages", "stages must be a list of names")
+        names = [s for s in dict.fromkeys(names) if s not in (".pre", ".post")]
+        return [".pre", *names, ".post"]  # GitLab's implicit first and last stages
+
+    def _workflow(self, workflow: Any) -> dict[str, Any] | None:
+        if workflow is None:
+            return None
+        if not isinstance(workflow, dict):
+            raise self.fail(self.config, "workflow", "workflow must be a mapping")
+        for key in workflow:
+            if key != "rules":
+                self.omit("workflow", key, "not supported, dropped")
+        rules = workflow.get("rules")
+        if not rules:
+            return None
+        converted = self._rules(rules, "workflow", workflow, workflow=True)
+        return {"rules": converted}
+
+    def _job(
+        self, name: str, job: MarkedDict, defaults: dict[str, Any], stages: list[str]
+    ) -> dict[str, Any] | None:
+        job = MarkedDict({k: v for k, v in job.items() if v is not None}).copy_marks(job)
+        if "trigger" in job:
+            self.omit(name, "trigger", "downstream pipelines are not supported; job dropped")
+            self.dropped_jobs.add(name)
+            return None
+        out: dict[str, Any] = {"name": name}
+        stage = job.get("stage", job.get("type", "test"))
+        if not isinstance(stage, str) or stage not in stages:
+            raise self.fail(job, "stage", f"job {name}: chosen stage {stage} does not exist")
+        out["stage"] = stage
+        inherited = self._inherited_defaults(name, job, defaults)
+        for key in ("image", "services", "variables", "before_script", "script", "after_script"):
+            value = job[key] if key in job else inherited.get(key)
+            if key in job:
+                value = self._field(key, value, name, job)
+            if value:
+                out[_camel(key)] = value
+        if "script" not in out:
+            raise self.fail(job, None, f"job {name}: a job needs a script (or a trigger)")
+        self._needs(name, job, out)
+        if "rules" in job:
+            for legacy in ("only", "except"):
+                if legacy in job:
+                    raise self.fail(job, legacy, f"job {name}: {legacy} may not be used with rules")
+            out["rules"] = self._rules(job["rules"], name, job, workflow=False)
+        for key in ("only", "except"):
+            if key in job:
+                out[key] = self._policy(job[key], name, key, job)
+        self._when(name, job, out)
+        self._allow_failure(name, job, out)
+        for key in ("retry", "timeout"):
+            value = self._field(key, job[key], name, job) if key in job else inherited.get(key)
+            if value:
+                out[key] = value
+        if "environment" in job:
+            environment = self._environment(job["environment"], name, job)
+            if environment:
+                out["environment"] = environment
+        handled = {
+            "stage", "type", "image", "services", "variables", "before_script", "script",
+            "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
+            "timeout", "environment", "inherit", "extends",
+        }  # fmt: skip
+        for key in job:
+            if key in handled:
+                continue
+            if key in UNSUPPORTED_JOB_KEYS:
+                if key == "start_in" and job.get("when") == "delayed":
+                    continue  # reported with `when: delayed`
+                self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
+            else:
+                self.omit(name, key, "unknown keyword, dropped")
+        return out
+
+    def _inherited_defaults(
+        self, name: str, job: MarkedDict, defaults: dict[str, Any]
+    ) -> dict[str, Any]:
+        inherit = job.get("inherit")
+        allowed: set[str] = set(DEFAULT_KEYS)
+        if isinstance(inherit, dict):
+            spec = inherit.get("default", True)
+            if spec is False:
+                allowed = set()
+            elif isinstance(spec, list):
+                allowed = {str(k) for k in spec}
+            variables = inherit.get("variables", True)
+            if variables is not True:
+                self.omit(
+                    name,
+                    "inherit",
+                    "inherit:variables not supported; the job sees every pipeline variable",
+                )
+        elif inherit is not None:
+            raise self.fail(job, "inherit", f"job {name}: inherit must be a mapping")
+        return {k: v for k, v in defaults.items() if k in allowed}
+
+    # --- fields -------------------------------------------------------------------------
+
+    def _field(self, key: str, value: Any, where: str, node: Any) -> Any:
+        converters: dict[str, Callable[[Any, str, Any], Any]] = {
+            "image": self._image,
+            "services": self._services,
+            "before_script": lambda v, w, n: self._script(v, w, "before_script", n),
+            "script": lambda v, w, n: self._script(v, w, "script", n),
+            "after_script": lambda v, w, n: self._script(v, w, "after_script", n),
+            "variables": lambda v, w, n: self._variables(v, w, n),
+            "retry": self._retry,
+            "timeout": self._timeout,
+        }
+        return converters[key](value, where, node)
+
+    def _image(self, value: Any, where: str, node: Any) -> str | None:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and isinstance(value.get("name"), str):
+            for key, extra in value.items():
+                if key == "name":
+                    continue
+                if key == "entrypoint" and extra in ([], [""]):
+                    continue  # the script's shell replaces the entrypoint anyway
+                self.omit(where, f"image:{key}", "not supported, dropped")
+            return str(value["name"])
+        raise self.fail(node, "image", f"{where}: image must be a name or {{name: ...}}")
+
+    def _services(self, value: Any, where: str, node: Any) -> list[dict[str, Any]]:
+        if not isinstance(value, list):
+            raise self.fail(node, "services", f"{where}: services must be a list")
+        out = []
+        for item in value:
+            if isinstance(item, str):
+                out.append({"name": item})
+                continue
+            if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                raise self.fail(node, "services", f"{where}: a service needs a name")
+            service: dict[str, Any] = {"name": item["name"]}
+            alias = item.get("alias")
+            if alias is not None:
+                first = str(alias).split(",")[0].strip()
+
+                if re.match(SERVICE_ALIAS_PATTERN, first) and len(first) <= 63:
+                    service["alias"] = first
+                    if "," in str(alias):
+                        self.omit(where, "services:alias", f"only the first alias of {alias} kept")
+                else:
+                    self.omit(where, "services:alias", f"alias {alias!r} is not a DNS label")
+            for key in ("command", "entrypoint"):
+                if key in item and item[key] is not None:
+                    raw = item[key]
+                    service[key] = [str(x) for x in (raw if isinstance(raw, list) else [raw])]
+            if item.get("variables"):
+                service["variables"] = self._variables(item["variables"], where, item)
+            for key in item:
+                if key not in ("name", "alias", "command", "entrypoint", "variables"):
+                    self.omit(where, f"services:{key}", "not supported, dropped")
+            out.append(service)
+        return out
+
+    def _script(self, value: Any, where: str, key: str, node: Any) -> list[str]:
+        lines: list[str] = []
+
+        def walk(item: Any, depth: int) -> None:
+            if depth > MAX_SCRIPT_NESTING:
+                raise self.fail(node, key, f"{where}: {key} nests lists too deeply")
+            if isinstance(item, list):
+                for sub in item:
+                    walk(sub, depth + 1)
+            elif isinstance(item, str | int | float) and not isinstance(item, bool):
+                lines.append(str(item))
+            else:
+                raise self.fail(node, key, f"{where}: {key} must be strings or lists of strings")
+
+        walk(value, 0)
+        return lines
+
+    def _variables(self, value: Any, where: str, node: Any) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(node, "variables", f"{where}: variables must be a mapping")
+
+        out: dict[str, str] = {}
+        for name, raw in value.items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
+                self.omit(where, "variables", f"{name}: not a valid variable name, dropped")
+                continue
+            if isinstance(raw, dict):
+                for extra in raw:
+                    if extra == "expand" and raw[extra] is False:
+                        self.omit(where, "variables", f"{name}: expand: false not supported")
+                    elif extra not in ("value", "description", "options", "expand"):
+                        self.omit(where, "variables", f"{name}: {extra} dropped")
+                raw = raw.get("value", "")
+            if raw is None:
+                continue  # `null` removes a variable inherited through extends
+            if isinstance(raw, bool):
+                raw = "true" if raw else "false"
+            if not isinstance(raw, str | int | float):
+                raise self.fail(node, "variables", f"{where}: variable {name} must be a string")
+            out[str(name)] = str(raw)
+        return out
+
+    def _retry(self, value: Any, where: str, node: Any) -> dict[str, Any] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = {"max": value}
+        if not isinstance(value, dict):
+            raise self.fail(node, "retry", f"{where}: retry must be a number or a mapping")
+        maximum = value.get("max", 0)
+        if not isinstance(maximum, int) or not 0 <= maximum <= 2:
+            raise self.fail(node, "retry", f"{where}: retry max must be 0, 1 or 2")
+        if maximum == 0:
+            return None
+        out: dict[str, Any] = {"max": maximum}
+        when = value.get("when")
+        if when is not None:
+            kinds = when if isinstance(when, list) else [when]
+            kept = [k for k in kinds if k in RETRY_WHEN_VALUES]
+            for kind in kinds:
+                if kind not in RETRY_WHEN_VALUES:
+                    self.omit(where, "retry:when", f"{kind} is not a failure kind Conveyor tells")
+            if not kept:
+                self.omit(where, "retry", "no supported retry:when left; retry dropped")
+                return None
+            out["when"] = sorted(set(kept))
+        codes = value.get("exit_codes")
+        if codes is not None:
+            out["exitCodes"] = sorted(
+                {int(c) for c in (codes if isinstance(codes, list) else [codes])}
+            )
+        return out
+
+    def _timeout(self, value: Any, where: str, node: Any) -> str:
+        try:
+            return to_compact(parse_human_duration(value))
+        except ValueError as exc:
+            raise self.fail(node, "timeout", f"{where}: {exc}") from exc
+
+    def _environment(self, value: Any, where: str, node: Any) -> dict[str, Any] | None:
+        if isinstance(value, str):
+            return {"name": value}
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            raise self.fail(node, "environment", f"{where}: environment needs a name")
+        out = {"name": value["name"]}
+        if value.get("url"):
+            out["url"] = str(value["url"])
+        for key, extra in value.items():
+            if key in ("name", "url"):
+                continue
+            if key == "action" and extra == "start":
+                continue  # the default
+            self.omit(where, f"environment:{key}", f"{extra!r} not supported, dropped")
+        return out
+
+    def _needs(self, name: str, job: MarkedDict, out: dict[str, Any]) -> None:
+        if "needs" not in job:
+            return
+        needs = job["needs"]
+        if not isinstance(needs, list):
+            raise self.fail(job, "needs", f"job {name}: needs must be a list")
+        required: set[str] = set()
+        optional: set[str] = set()
+        for entry in needs:
+            if isinstance(entry, str):
+                required.add(entry)
+                continue
+            if not isinstance(entry, dict):
+                raise self.fail(job, "needs", f"job {name}: bad needs entry {entry!r}")
+            if "pipeline" in entry or "project" in entry:
+                self.omit(name, "needs", f"cross-pipeline need {dict(entry)!r} dropped")
+                continue
+            target = entry.get("job")
+            if not isinstance(target, str):
+                raise self.fail(job, "needs", f"job {name}: a needs entry needs a job name")
+            if "artifacts" in entry:
+                self.omit(name, "needs:artifacts", f"{target}: artifacts are not supported")
+            if "parallel" in entry:
+                self.omit(name, "needs:parallel", f"{target}: parallel is not supported")
+            (optional if entry.get("optional") is True else required).add(target)
+        out["needs"] = sorted(required)
+        if optional - required:
+            out["optionalNeeds"] = sorted(optional - required)
+            if not required:
+                del out["needs"]
+
+    def _drop_needs_on_dropped(self, job: dict[str, Any]) -> None:
+        for key in ("needs", "optionalNeeds"):
+            if key in job:
+                gone = [n for n in job[key] if n in self.dropped_jobs]
+                for need in gone:
+                    self.omit(job["name"], key, f"{need} was dropped (trigger job)")
+                job[key] = [n for n in job[key] if n not in self.dropped_jobs]
+
+    def _when(self, name: str, job: MarkedDict, out: dict[str, Any]) -> None:
+        when = job.get("when")
+        if when is None:
+            return
+        if when == "delayed":
+            start = job.get("start_in", "?")
+            self.omit(name, "when", f"delayed (start_in {start}) not supported; runs on_success")
+            return
+        if when not in ("on_success", "on_failure", "always", "manual", "never"):
+            raise self.fail(job, "when", f"job {name}: unknown when: {when}")
+        if when != "on_success":
+            out["when"] = when
+
+    def _allow_failure(self, name: str, job: MarkedDict, out: dict[str, Any]) -> None:
+        value = job.get("allow_failure")
+        if value is None:
+            return
+        if isinstance(value, bool):
+            out["allowFailure"] = value
+        elif isinstance(value, dict) and "exit_codes" in value:
+            codes = value["exit_codes"]
+            codes = codes if isinstance(codes, list) else [codes]
+            out["allowFailureExitCodes"] = sorted({int(c) for c in codes})
+        else:
+            raise self.fail(job, "allow_failure", f"job {name}: bad allow_failure")
+
+    def _rules(
+        self, rules: Any, where: str, node: MarkedDict, *, workflow: bool
+    ) -> list[dict[str, Any]]:
+        if not isinstance(rules, list):
+            raise self.fail(node, "rules", f"{where}: rules must be a list")
+        out = []
+        for index, rule in enumerate(rules):
+            if not isinstance(rule, dict):
+                raise self.fail(node, "rules", f"{where}: rules[{index}] must be a mapping")
+            converted: dict[str, Any] = {}
+            for key, value in rule.items():
+                if value is None:
+                    continue
+                label = f"rules[{index}]:{key}"
+                if key == "if":
+                    problem = check_expression(str(value))
+                    if problem:
+                        raise self.fail(
+                            rule, "if", f"{where}: rules[{index}]: invalid if: {problem}"
+                        )
+                    converted["if"] = str(value)
+                elif key in ("changes", "exists"):
+                    paths, extra = value, {}
+                    if isinstance(value, dict):
+                        paths = value.get("paths", [])
+                        extra = {k: v for k, v in value.items() if k != "paths"}
+                    if not isinstance(paths, list):
+                        paths = [paths]
+                    converted[key] = [str(p) for p in paths]
+                    for sub, detail in extra.items():
+                        if key == "changes" and sub == "compare_to":
+                            converted["changesCompareTo"] = str(detail)
+                        else:
+                            self.omit(where, f"{label}:{sub}", "not supported, dropped")
+                elif key == "when":
+                    allowed = (
+                        ("always", "never")
+                        if workflow
+                        else ("on_success", "on_failure", "always", "manual", "never")
+                    )
+                    if value == "delayed" and not workflow:
+                        self.omit(where, label, "delayed not supported; on_success used")
+                        converted["when"] = "on_success"
+                    elif value in allowed:
+                        converted["when"] = value
+                    else:
+                        raise self.fail(rule, "when", f"{where}: rules[{index}]: bad when {value}")
+                elif key == "allow_failure" and not workflow:
+                    if isinstance(value, bool):
+                        converted["allowFailure"] = value
+                    else:
+                        self.omit(where, label, "exit_codes in rules not supported, dropped")
+                elif key == "variables":
+                    converted["variables"] = self._variables(value, where, rule)
+                else:
+                    self.omit(where, label, "not supported, dropped")
+            out.append(converted)
+        return out
+
+    def _policy(self, value: Any, where: str, key: str, node: MarkedDict) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            value = {"refs": value}
+        if not isinstance(value, dict):
+            raise self.fail(node, key, f"job {where}: {key} must be a list or a mapping")
+        out: dict[str, Any] = {}
+        for sub, items in value.items():
+            if items is None:
+                continue
+            if sub in ("refs", "changes", "variables"):
+                if isinstance(items, dict) and sub == "changes":
+                    items = items.get("paths", [])
+                items = items if isinstance(items, list) else [items]
+                out[sub] = [str(i) for i in items]
+                if sub == "variables":
+                    for expression in out[sub]:
+                        problem = check_expression(expression)
+                        if problem:
+                            raise self.fail(node, key, f"job {where}: {key}:variables: {problem}")
+            elif sub == "kubernetes":
+                if items != "active":
+                    raise self.fail(node, key, f"job {where}: {key}:kubernetes must be active")
+                out["kubernetes"] = "active"
+                self.omit(
+                    where,
+                    f"{key}:kubernetes",
+                    "Conveyor has no Kubernetes integration flag; `active` is never true",
+                )
+            else:
+                self.omit(where, f"{key}:{sub}", "not supported, dropped")
+        return out
+
+    # --- checks -------------------------------------------------------------------------
+
+    def _validate(self, manifest: dict[str, Any]) -> None:
+        try:
+            pipeline = Pipeline.from_dict(manifest)
+        except ModelError as exc:
+            raise self._located(exc.path, str(exc)) from exc
+        assert pipeline.spec is not None
+        problems = validate_pipeline(pipeline.spec)
+        if problems:
+            raise LoadError(self.display, None, "; ".join(problems))
+
+    def _located(self, path: str, message: str) -> LoadError:
+        """A model error on spec.jobs[i]... mapped back to the job's line when possible."""
+
+        match = re.match(r"spec\.jobs\[(\d+)\]", path)
+        if match:
+            jobs = [
+                k for k in self.config if k not in GLOBAL_KEYWORDS and not str(k).startswith(".")
+            ]
+            jobs = [k for k in jobs if k not in self.dropped_jobs]
+            index = int(match.group(1))
+            if index < len(jobs):
+                node = self.config[jobs[index]]
+                if isinstance(node, MarkedDict):
+                    return LoadError(node.file, node.line, f"job {jobs[index]}: {message}")
+        return LoadError(self.display, None, message)
+
+
+def _camel(key: str) -> str:
+    head, *rest = key.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> MarkedDict:
+    """GitLab's deep merge: mappings merge key by key, everything else (lists too) is replaced;
+    the result keeps `override`'s marks."""
+    out = MarkedDict(base)
+    if isinstance(base, MarkedDict):
+        out.copy_marks(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    if isinstance(override, MarkedDict):
+        out.file, out.line = override.file, override.line
+        out.key_lines = {**out.key_lines, **override.key_lines}
+    return out
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True  # shared defaults (services, scripts) are written out in full in every job
+
+
+def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value)
+
+
+_Dumper.add_representer(str, _str_representer)
+_Dumper.add_representer(MarkedDict, _Dumper.represent_dict)
+
+
+def dump_manifest(manifest: dict[str, Any]) -> str:
+    return yaml.dump(manifest, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)

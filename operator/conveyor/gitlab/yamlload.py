@@ -1,0 +1,107 @@
+"""Loading `.gitlab-ci.yml` files: plain YAML (anchors, aliases, `<<` merge keys) plus GitLab's
+`!reference [.job, key, ...]` tag, keeping where each mapping and key came from so that semantic
+errors can name `FILE:LINE`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+
+class LoadError(ValueError):
+    """A file that cannot be used; `file` and `line` (1-based) say where."""
+
+    def __init__(self, file: str, line: int | None, reason: str) -> None:
+        super().__init__(f"{file}:{line or 1}: {reason}")
+        self.file = file
+        self.line = line or 1
+        self.reason = reason
+
+
+class MarkedDict(dict[str, Any]):
+    """A mapping that remembers its file, its line and the line of each key."""
+
+    file: str = "?"
+    line: int = 1
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_lines: dict[str, int] = {}
+
+    def line_of(self, key: str) -> int:
+        return self.key_lines.get(key, self.line)
+
+    def copy_marks(self, other: dict[str, Any]) -> MarkedDict:
+        if isinstance(other, MarkedDict):
+            self.file, self.line = other.file, other.line
+            self.key_lines = {**other.key_lines, **self.key_lines}
+        return self
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`!reference [.job, key, ...]`, resolved after `extends` (as GitLab does)."""
+
+    path: tuple[str, ...]
+    file: str
+    line: int
+
+
+class _Loader(yaml.SafeLoader):
+    file_name = "?"
+
+
+def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[MarkedDict]:
+    data = MarkedDict()
+    data.file = loader.file_name
+    data.line = node.start_mark.line + 1
+    yield data
+    loader.flatten_mapping(node)  # `<<` merge keys: explicit keys win over merged ones
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "mapping keys must be scalars", key_node.start_mark
+            )
+        name = key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else key
+        data[name] = loader.construct_object(value_node, deep=True)
+        if isinstance(name, str):
+            data.key_lines[name] = key_node.start_mark.line + 1
+
+
+def _construct_reference(loader: _Loader, node: yaml.Node) -> Reference:
+    if not isinstance(node, yaml.SequenceNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!reference needs a list like [.job, script]", node.start_mark
+        )
+    path = loader.construct_sequence(node, deep=True)
+    if not path or not all(isinstance(p, str) for p in path):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!reference needs a list of keys like [.job, script]", node.start_mark
+        )
+    return Reference(tuple(path), loader.file_name, node.start_mark.line + 1)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+_Loader.add_constructor("!reference", _construct_reference)
+
+
+def load_yaml(text: str, file_name: str) -> Any:
+    """Parse one file; YAML errors become LoadError with the line of the problem."""
+
+    class Loader(_Loader):
+        pass
+
+    Loader.file_name = file_name
+    try:
+        return yaml.load(text, Loader=Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+        raise LoadError(file_name, line, f"invalid YAML: {reason}") from exc
+    except yaml.YAMLError as exc:
+        raise LoadError(file_name, None, f"invalid YAML: {exc}") from exc

@@ -1,0 +1,287 @@
+"""`conveyor import-gitlab`: real .gitlab-ci.yml files into Pipeline manifests."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conveyor.api import Pipeline
+from conveyor.api.crd import all_crds
+from conveyor.cli.main import main
+from conveyor.engine import validate_pipeline
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab-ci"
+FILES = sorted(FIXTURES.glob("*.yml"))
+SEED = FIXTURES / "seed-go-app.gitlab-ci.yml"
+
+
+def run_cli(capsys, *args):
+    code = main(["import-gitlab", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_schema(value, schema, path="$"):
+    """The parts of OpenAPI v3 validation the API server applies to our structural schema."""
+    kind = schema.get("type")
+    if kind == "object":
+        assert isinstance(value, dict), path
+        for name in schema.get("required", []):
+            assert name in value, f"{path}.{name} is required"
+        props = schema.get("properties")
+        if "maxProperties" in schema:
+            assert len(value) <= schema["maxProperties"], path
+        for key, item in value.items():
+            if props is not None:
+                assert key in props, f"{path}.{key} is not in the schema"
+                check_schema(item, props[key], f"{path}.{key}")
+            elif "additionalProperties" in schema:
+                check_schema(item, schema["additionalProperties"], f"{path}.{key}")
+    elif kind == "array":
+        assert isinstance(value, list), path
+        assert len(value) <= schema["maxItems"], path
+        assert len(value) >= schema.get("minItems", 0), path
+        for i, item in enumerate(value):
+            check_schema(item, schema["items"], f"{path}[{i}]")
+    elif kind == "string":
+        assert isinstance(value, str), path
+        assert len(value) <= schema["maxLength"], path
+        assert len(value) >= schema.get("minLength", 0), path
+        if "pattern" in schema:
+            assert re.search(schema["pattern"], value), f"{path}: {value!r}"
+    elif kind == "integer":
+        assert isinstance(value, int) and not isinstance(value, bool), path
+    elif kind == "boolean":
+        assert isinstance(value, bool), path
+    if "enum" in schema:
+        assert value in schema["enum"], f"{path}: {value!r}"
+
+
+PIPELINE_SCHEMA = all_crds()["conveyor.dev_pipelines.yaml"]["spec"]["versions"][0]["schema"][
+    "openAPIV3Schema"
+]
+
+
+def test_fixtures_are_present_with_their_license():
+    assert (FIXTURES / "LICENSE").is_file()
+    assert len(FILES) >= 20
+
+
+@pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])
+def test_every_conformance_file_converts(path, capsys):
+    code, out, err = run_cli(
+        capsys, path, "--root", FIXTURES, "--repo", "https://git.example/a.git"
+    )
+    assert code in (0, 3), err
+    assert (code == 3) == bool(err.strip())
+    for line in err.strip().splitlines():
+        assert re.match(r"^[^:]+(:[^:]+)?: [\w:\[\]-]+: .+", line), line  # JOB: KEY: what
+    manifest = yaml.safe_load(out)
+    pipeline = Pipeline.from_dict(manifest)  # the strict parser: limits, patterns, enums
+    assert pipeline.spec is not None
+    assert validate_pipeline(pipeline.spec) == []
+    check_schema(manifest["spec"], PIPELINE_SCHEMA["properties"]["spec"], "spec")
+    assert manifest["apiVersion"] == "conveyor.dev/v1alpha1" and manifest["kind"] == "Pipeline"
+    # Stable output.
+    assert (
+        run_cli(capsys, path, "--root", FIXTURES, "--repo", "https://git.example/a.git")[1] == out
+    )
+
+
+def test_seed_file(capsys):
+    code, out, err = run_cli(capsys, SEED, "--root", FIXTURES, "--name", "go-app")
+    assert code == 3
+    assert "container-scan: artifacts:" in err  # reported, not silently dropped
+    manifest = yaml.safe_load(out)
+    spec = manifest["spec"]
+    assert manifest["metadata"]["name"] == "go-app"
+    assert spec["stages"] == [".pre", "test", "build", "scan", "deploy", ".post"]
+    assert spec["image"] == "$CI_REGISTRY/$DOCKER_IMAGE"
+    assert spec["variables"]["KUBECONFIG"] == "/etc/deploy/config"
+    assert spec["variables"]["GIT_SSL_NO_VERIFY"] == "true"
+    jobs = {j["name"]: j for j in spec["jobs"]}
+    assert list(jobs) == ["test", "build", "container-scan", "k8s-deploy-test", "k8s-deploy-prod"]
+    assert {n: j["stage"] for n, j in jobs.items()} == {
+        "test": "test",
+        "build": "build",
+        "container-scan": "scan",
+        "k8s-deploy-test": "deploy",
+        "k8s-deploy-prod": "deploy",
+    }
+    assert jobs["test"]["only"] == {"refs": ["master"], "changes": ["src/*.go"]}
+    assert jobs["build"]["only"] == {"refs": ["master"], "changes": ["src/*"]}
+    assert jobs["test"]["image"] == "golang:alpine"
+    assert jobs["test"]["services"] == [{"name": "docker:stable-dind"}]  # from the globals
+    scan = jobs["container-scan"]
+    assert scan["allowFailure"] is True and scan["only"] == {"refs": ["master"]}
+    assert scan["script"][0] == "docker run -d --name db arminc/clair-db:latest"
+    # The merge key `<<: *k8s-deploy` brought image, services, before_script and script.
+    for name, env, context in (
+        ("k8s-deploy-test", "test", "deployer.test.domain.internal"),
+        ("k8s-deploy-prod", "prod", "deployer.prod.domain.internal"),
+    ):
+        deploy = jobs[name]
+        assert deploy["image"] == "$CI_REGISTRY/$KUBECTL_IMAGE"
+        assert deploy["services"] == [{"name": "docker:dind"}]
+        assert deploy["beforeScript"][0] == "mkdir -p /etc/deploy"
+        assert deploy["script"][0] == "kubectl config use-context $KUBECONTEXT"
+        assert deploy["variables"]["KUBECONTEXT"] == context
+        assert deploy["environment"] == {"name": env, "url": f"https://go-app.{env}.domain.com"}
+    assert jobs["k8s-deploy-prod"]["when"] == "manual"
+    assert "when" not in jobs["k8s-deploy-test"]
+
+
+def write(tmp_path, text, name=".gitlab-ci.yml"):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_extends_reference_default_include_and_needs(tmp_path, capsys):
+    write(
+        tmp_path,
+        "\n".join(
+            [
+                ".base:",
+                "  image: {name: 'alpine:3', entrypoint: ['']}",
+                "  variables: {A: '1', B: '2'}",
+                "  script: [base]",
+                "  retry: {max: 2, when: [script_failure, scheduler_failure]}",
+                ".setup:",
+                "  before_script: [echo setup]",
+            ]
+        ),
+        "ci/templates.yml",
+    )
+    path = write(
+        tmp_path,
+        """
+include:
+  - local: /ci/templates.yml
+default:
+  after_script: [cleanup]
+  timeout: 3 hours 30 minutes
+variables:
+  GLOBAL: {value: "g", description: "shown in the UI"}
+  NUMBER: 15
+stages: [build, test]
+"build:linux":
+  stage: build
+  extends: .base
+  variables: {B: null, C: "3"}
+  script:
+    - !reference [.setup, before_script]
+    - [nested, [deeper]]
+  timeout: 1h 30m
+unit tests:
+  extends: .base
+  needs: ["build:linux", {job: lint, optional: true}, {job: "build:linux", artifacts: false}]
+  allow_failure: {exit_codes: [3, 1]}
+  rules:
+    - if: '$CI_COMMIT_BRANCH == "main"'
+      when: manual
+      allow_failure: true
+    - changes: {paths: [src/**/*], compare_to: main}
+  inherit: {default: false}
+""",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 3, err
+    assert "unit tests: needs:artifacts: build:linux: artifacts are not supported" in err
+    assert "build:linux: retry:when: scheduler_failure" in err
+    spec = yaml.safe_load(out)["spec"]
+    assert spec["variables"] == {"GLOBAL": "g", "NUMBER": "15"}
+    jobs = {j["name"]: j for j in spec["jobs"]}
+    build = jobs["build:linux"]
+    assert build["image"] == "alpine:3"
+    assert build["variables"] == {"A": "1", "C": "3"}  # maps merged, null removes
+    assert build["script"] == ["echo setup", "nested", "deeper"]  # arrays replaced, flattened
+    assert build["afterScript"] == ["cleanup"] and build["timeout"] == "1h30m"
+    assert build["retry"] == {"max": 2, "when": ["script_failure"]}
+    unit = jobs["unit tests"]
+    assert unit["stage"] == "test"
+    assert unit["needs"] == ["build:linux"] and unit["optionalNeeds"] == ["lint"]
+    assert unit["allowFailureExitCodes"] == [1, 3]
+    assert unit["rules"] == [
+        {"if": '$CI_COMMIT_BRANCH == "main"', "when": "manual", "allowFailure": True},
+        {"changes": ["src/**/*"], "changesCompareTo": "main"},
+    ]
+    assert "afterScript" not in unit and "timeout" not in unit  # inherit: default: false
+    Pipeline.from_dict(yaml.safe_load(out))
+
+
+def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "workflow:\n  rules:\n    - if: $CI_COMMIT_TAG\n      when: never\n    - when: always\n"
+        "job:\n  script: [make]\n  only: [main, /^release-/]\n",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert (code, err) == (0, "")
+    spec = yaml.safe_load(out)["spec"]
+    assert spec["workflow"] == {
+        "rules": [{"if": "$CI_COMMIT_TAG", "when": "never"}, {"when": "always"}]
+    }
+    assert spec["jobs"][0]["only"] == {"refs": ["main", "/^release-/"]}
+    path = write(
+        tmp_path,
+        "include: [{remote: 'https://x/y.yml'}, {template: Auto-DevOps.gitlab-ci.yml}]\n"
+        "cache: {paths: [x]}\n"
+        "job:\n  script: [make]\n  tags: [docker]\n  parallel: 3\n  when: delayed\n  start_in: 5m\n"
+        "trig:\n  trigger: other/project\n",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 3
+    lines = err.strip().splitlines()
+    assert lines == sorted(lines)
+    for expected in (
+        "include: remote: remote include https://x/y.yml not resolved",
+        "include: template: template include Auto-DevOps.gitlab-ci.yml not resolved",
+        "(pipeline): cache:",
+        "job: tags:",
+        "job: parallel:",
+        "job: when: delayed (start_in 5m)",
+        "trig: trigger: downstream pipelines are not supported; job dropped",
+    ):
+        assert any(line.startswith(expected) for line in lines), expected
+    assert [j["name"] for j in yaml.safe_load(out)["spec"]["jobs"]] == ["job"]
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("job:\n  script: [a\n", 3, "invalid YAML"),
+        ("job:\n  script: [a]\n  extends: .missing\n", 3, "unknown key in extends: .missing"),
+        (
+            ".a:\n  extends: .b\n.b:\n  extends: .a\njob:\n  extends: .a\n  script: [x]\n",
+            None,
+            "extends cycle",
+        ),
+        ("job:\n  stage: nope\n  script: [x]\n", 2, "chosen stage nope does not exist"),
+        ("job:\n  image: alpine\n", 2, "needs a script"),
+        ("job:\n  script: [x]\n  rules:\n    - if: '$A =='\n", 4, "invalid if"),
+        ("job:\n  script: [x]\n  needs: [ghost]\n", None, "does not exist in the pipeline"),
+        ("job:\n  script: !reference [.nope, script]\n", 2, "!reference [.nope, script] not found"),
+        ("include: missing.yml\njob:\n  script: [x]\n", 1, "does not exist"),
+    ],
+)
+def test_malformed_files_exit_2_naming_file_and_line(tmp_path, capsys, text, line, reason):
+    path = write(tmp_path, text)
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 2 and out == ""
+    match = re.match(rf"^{re.escape(str(path))}:(\d+): (.*)$", err.strip())
+    assert match, err
+    if line is not None:
+        assert int(match.group(1)) == line, err
+    assert reason in match.group(2), err
+
+
+def test_help_text(capsys):
+    with pytest.raises(SystemExit):
+        main(["import-gitlab", "--help"])
+    out = capsys.readouterr().out
+    assert "--repo URL" in out and "exit status" in out and "JOB: KEY" in out
