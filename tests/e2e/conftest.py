@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
+from tests.e2e.conveyor import Conveyor, Operator, install, service_account_kubeconfig
 from tests.e2e.support import ROOT, STATE, Clusters, wait_until
 
 
@@ -64,3 +65,30 @@ def target_namespace(clusters: Clusters) -> Iterator[str]:
     yield name
     for ctx in ("test", "prod"):
         client.CoreV1Api(clusters.api(ctx)).delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    """The operator, running as its own service account under deploy/'s RBAC (never as admin),
+    for the whole session; tests that kill it start it again."""
+    install(clusters)
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = service_account_kubeconfig(clusters, workdir / "kubeconfig")
+    op = Operator(kubeconfig, STATE / "logs" / "conveyor-operator.log", port=_free_port())
+    op.start()
+    yield op
+    op.stop()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def conveyor(operator: Operator, clusters: Clusters, namespace: str) -> Conveyor:
+    """Conveyor objects in this test's own namespace, with the operator running."""
+    return Conveyor(clusters, namespace)

@@ -58,6 +58,12 @@ def wait_until(check: Callable[[], Any], *, timeout: float = 30, what: str = "co
         delay = min(delay * 2, 0.5)
 
 
+def _rv(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return obj["metadata"]["resourceVersion"]
+    return obj.metadata.resource_version
+
+
 def wait_for_object(
     list_fn: Callable[..., Any],
     name: str,
@@ -66,16 +72,18 @@ def wait_for_object(
     timeout: float = 30,
     **list_kwargs: Any,
 ) -> Any:
-    """Watches one named object (list_fn is e.g. BatchV1Api.list_namespaced_job) until
-    predicate(obj) holds; returns the object. Event-driven: no polling."""
+    """Watches one named object (list_fn is e.g. BatchV1Api.list_namespaced_job, or a partial of
+    CustomObjectsApi.list_namespaced_custom_object) until predicate(obj) holds; returns it.
+    Event-driven: no polling."""
     selector = f"metadata.name={name}"
     deadline = time.monotonic() + timeout
     initial = list_fn(field_selector=selector, **list_kwargs)
-    for item in initial.items:
+    items = initial["items"] if isinstance(initial, dict) else initial.items
+    for item in items:
         if predicate(item):
             return item
-    rv = initial.metadata.resource_version
-    last = initial.items[0] if initial.items else None
+    rv = _rv(initial)
+    last = items[0] if items else None
     while (remaining := deadline - time.monotonic()) > 0:
         w = watch.Watch()
         for event in w.stream(
@@ -86,7 +94,11 @@ def wait_for_object(
             **list_kwargs,
         ):
             obj = event["object"]
-            rv = obj.metadata.resource_version
+            if event["type"] == "ERROR":  # e.g. 410 Gone: list again from now
+                relisted = list_fn(field_selector=selector, **list_kwargs)
+                rv = _rv(relisted)
+                break
+            rv = _rv(obj)
             last = obj
             if event["type"] != "DELETED" and predicate(obj):
                 w.stop()

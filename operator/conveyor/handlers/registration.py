@@ -1,5 +1,6 @@
 """Every Kopf handler of the operator. Each one only parses what Kopf hands it and calls the
-reconcile layer: no decisions are made here."""
+reconcile layer: no decisions are made here. Event handlers are async: Kopf runs sync handlers in
+threads, and these touch the event loop's work queue."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from conveyor.api.meta import GROUP, VERSION
 from conveyor.kube.client import PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, compact_pod
+from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
 
@@ -109,7 +111,7 @@ def pods_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) 
 
 # -- events: each one queues the runs it concerns
 @kopf.on.event(GROUP, VERSION, PIPELINERUNS)
-def run_event(namespace: str, name: str, **kwargs: Any) -> None:
+async def run_event(namespace: str, name: str, **kwargs: Any) -> None:
     _controller(**kwargs).run_changed((namespace, name))
 
 
@@ -121,16 +123,16 @@ async def pipeline_event(
     if type == "DELETED":
         return
     controller.pipeline_changed(namespace, name)
-    status = pipeline_status(body, utcnow())
-    if status != dict(body.get("status") or {}):
-        await asyncio.to_thread(controller.kube.patch_pipeline_status, namespace, name, status)
+    patch = merge_patch(body.get("status") or {}, pipeline_status(body, utcnow()))
+    if patch:
+        await asyncio.to_thread(controller.kube.patch_pipeline_status, namespace, name, patch)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
-def job_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+async def job_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
     _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
 
 
 @kopf.on.event("v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pod_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+async def pod_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
     _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))

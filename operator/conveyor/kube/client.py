@@ -123,14 +123,15 @@ class Kube:
             GROUP, VERSION, namespace, PIPELINERUNS, name, patch, _content_type=MERGE_PATCH
         )
 
-    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Applies a merge patch of the status (see kube.patch.merge_patch)."""
         return self.custom.patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             namespace,
             PIPELINERUNS,
             name,
-            {"status": status},
+            {"status": patch},
             _content_type=MERGE_PATCH,
         )
 

@@ -32,6 +32,7 @@ from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job
 from conveyor.kube.observe import as_active, awaiting_pod_details, observe_job, pod_job_name
+from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.workqueue import WorkQueue
 
 log = logging.getLogger("conveyor.runs")
@@ -108,6 +109,7 @@ class RunController:
         # watch catches up would plan from stale status and write the same status again.
         self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
         self._deadlines: dict[Key, datetime.datetime] = {}
+        self._pruned: set[Key] = set()  # runs we asked to delete (history)
 
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
@@ -149,6 +151,8 @@ class RunController:
         written = self._written.get(key)
         if body is None:
             self._written.pop(key, None)
+            self._deadlines.pop(key, None)
+            self._pruned.discard(key)
             return None
         if written is not None:
             older, newer = written
@@ -256,10 +260,11 @@ class RunController:
             await self._after_finish(namespace, run, pipeline, decided.status["phase"])
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
-        if status == (body.get("status") or {}):
+        patch = merge_patch(body.get("status") or {}, status)
+        if not patch:
             return
         namespace, name = key
-        updated = await asyncio.to_thread(self.kube.patch_run_status, namespace, name, status)
+        updated = await asyncio.to_thread(self.kube.patch_run_status, namespace, name, patch)
         older, _ = self._written.get(key, (frozenset(), body))
         self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
 
@@ -280,6 +285,9 @@ class RunController:
             self.queue.add((namespace, waiting))
         keep = pipeline.history_limit
         for old in runs_to_delete(summaries, keep):
+            if (namespace, old) in self._pruned:  # several runs ending at once agree on it
+                continue
+            self._pruned.add((namespace, old))
             log.info("deleting %s/%s: beyond the history limit of %d", namespace, old, keep)
             await asyncio.to_thread(self.kube.delete_run, namespace, old)
 

@@ -1,0 +1,231 @@
+"""Running the operator under test, and building and watching Conveyor objects."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
+
+GROUP, VERSION = "conveyor.dev", "v1alpha1"
+OPERATOR_NS, OPERATOR_SA = "conveyor-system", "conveyor-operator"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
+FINISHED = {"Succeeded", "Failed", "Cancelled", "Skipped"}
+
+
+def conveyor_cli(
+    clusters: Clusters, *args: str, context: str = "ci"
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli.main",
+            *args,
+            "--kubeconfig",
+            str(clusters.kubeconfig),
+            "--context",
+            context,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+def install(clusters: Clusters) -> None:
+    """The CRDs and the operator's namespace, service account and RBAC (not its Deployment:
+    the operator runs here as a process, with that service account's token)."""
+    clusters.kubectl("ci", "apply", "-f", str(ROOT / "crds"))
+    clusters.kubectl("ci", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    for manifest in ("00-namespace.yaml", "10-rbac.yaml"):
+        clusters.kubectl("ci", "apply", "-f", str(ROOT / "deploy" / manifest))
+
+
+def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:
+    core = client.CoreV1Api(clusters.api("ci"))
+    token = wait_until(
+        lambda: core.create_namespaced_service_account_token(
+            OPERATOR_SA,
+            OPERATOR_NS,
+            client.AuthenticationV1TokenRequest(
+                spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=86400)
+            ),
+        ),
+        what="a token for the operator's service account",
+    ).status.token
+    admin = json.loads(clusters.kubeconfig.read_text())
+    ci = next(c for c in admin["clusters"] if c["name"] == "ci")
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [ci],
+                "users": [{"name": OPERATOR_SA, "user": {"token": token}}],
+                "contexts": [
+                    {"name": "operator", "context": {"cluster": "ci", "user": OPERATOR_SA}}
+                ],
+                "current-context": "operator",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+class Operator:
+    """`conveyor operator` as a child process, which tests may kill and start again."""
+
+    def __init__(self, kubeconfig: Path, log: Path, port: int) -> None:
+        self.kubeconfig, self.log, self.port = kubeconfig, log, port
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "conveyor.cli.main",
+                "operator",
+                "--kubeconfig",
+                str(self.kubeconfig),
+                "--liveness",
+                f"http://127.0.0.1:{self.port}/healthz",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        out.close()
+        wait_until(self._healthy, timeout=60, what="the operator's liveness endpoint")
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the operator exited:\n{self.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as a crash or an OOM kill would."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# -- objects
+def job(name: str, stage: str = "test", **fields: Any) -> dict[str, Any]:
+    return {"name": name, "stage": stage, "script": [f"echo {name}"], **fields}
+
+
+def fails(code: int = 1, **annotations: str) -> dict[str, Any]:
+    """Job fields making the fake kubelet end its pod with `code`."""
+    return {"podAnnotations": {"kwok.conveyor.dev/exit-code": str(code), **annotations}}
+
+
+def lasts(duration: str) -> dict[str, Any]:
+    return {"podAnnotations": {"kwok.conveyor.dev/duration": duration}}
+
+
+def pipeline(name: str, jobs: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Pipeline",
+        "metadata": {"name": name},
+        "spec": {"jobs": jobs, **spec},
+    }
+
+
+def run(name: str, pipeline_name: str, ref: str = "main", **spec: Any) -> dict[str, Any]:
+    spec = {"pipelineRef": {"name": pipeline_name}, "revision": {"ref": ref}, **spec}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PipelineRun",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
+
+
+class Conveyor:
+    """Create and watch Conveyor objects in one namespace of the ci cluster."""
+
+    def __init__(self, clusters: Clusters, namespace: str) -> None:
+        self.clusters, self.ns = clusters, namespace
+        self.api = client.CustomObjectsApi(clusters.api("ci"))
+        self.batch = client.BatchV1Api(clusters.api("ci"))
+
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        plural = obj["kind"].lower() + "s"
+        return self.api.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural, obj)
+
+    def get_run(self, name: str) -> dict[str, Any]:
+        return self.api.get_namespaced_custom_object(GROUP, VERSION, self.ns, "pipelineruns", name)
+
+    def runs(self) -> list[dict[str, Any]]:
+        return self.api.list_namespaced_custom_object(GROUP, VERSION, self.ns, "pipelineruns")[
+            "items"
+        ]
+
+    def wait_run(
+        self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60
+    ) -> dict[str, Any]:
+        lister = functools.partial(
+            self.api.list_namespaced_custom_object, GROUP, VERSION, self.ns, "pipelineruns"
+        )
+        return wait_for_object(lister, name, predicate, timeout=timeout)
+
+    def wait_finished(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_run(name, lambda r: phase(r) in FINISHED, timeout)
+
+    def jobs(self, run_name: str | None = None) -> list[client.V1Job]:
+        selector = (
+            f"conveyor.dev/pipelinerun={run_name}" if run_name else "conveyor.dev/pipelinerun"
+        )
+        return self.batch.list_namespaced_job(self.ns, label_selector=selector).items
+
+
+def phase(run_obj: dict[str, Any]) -> str | None:
+    return (run_obj.get("status") or {}).get("phase")
+
+
+def succeeded_condition(run_obj: dict[str, Any]) -> dict[str, Any]:
+    conditions = (run_obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Succeeded"), {})
+
+
+def job_status(run_obj: dict[str, Any], name: str) -> dict[str, Any]:
+    jobs = (run_obj.get("status") or {}).get("jobs") or []
+    return next(j for j in jobs if j["name"] == name)
+
+
+def audit_entries(predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+    out = []
+    with (STATE / "audit" / "ci-audit.log").open() as f:
+        for line in f:
+            entry = json.loads(line)
+            if predicate(entry):
+                out.append(entry)
+    return out

@@ -1,0 +1,329 @@
+"""Pipelines and PipelineRuns on the real ci cluster, with the operator under its own RBAC."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from tests.e2e.conveyor import (
+    OPERATOR_USER,
+    Conveyor,
+    audit_entries,
+    conveyor_cli,
+    fails,
+    job,
+    job_status,
+    lasts,
+    phase,
+    pipeline,
+    run,
+    succeeded_condition,
+)
+from tests.e2e.support import Clusters, wait_until
+
+STAGES = ["build", "test", "deploy", "report"]
+
+
+def four_stage(unit: dict, deploy: dict) -> list[dict]:
+    """build -> test (lint needs nothing; unit retries once; scan may fail) -> deploy -> report
+    (notify on failure, cleanup always)."""
+    return [
+        job("build", "build", **lasts("2s")),
+        job("lint", "test", needs=[]),
+        job("unit", "test", retry={"max": 1}, **unit),
+        job("scan", "test", allowFailure=True, **fails(3)),
+        job("deploy", "deploy", needs=["build", "unit"], **deploy),
+        job("notify-failure", "report", when="on_failure"),
+        job("cleanup", "report", when="always"),
+    ]
+
+
+def test_four_stage_pipeline_succeeds_with_warnings(conveyor: Conveyor) -> None:
+    conveyor.create(pipeline("app", four_stage(unit={}, deploy={}), stages=STAGES))
+    conveyor.create(run("app-1", "app"))
+    done = conveyor.wait_finished("app-1")
+
+    assert phase(done) == "Succeeded"
+    assert succeeded_condition(done)["reason"] == "SucceededWithWarnings"
+    scan = job_status(done, "scan")
+    assert (scan["phase"], scan["exitCode"], scan.get("allowedFailure")) == ("Failed", 3, True)
+    assert job_status(done, "notify-failure")["phase"] == "Skipped"
+    assert job_status(done, "cleanup")["phase"] == "Succeeded"
+    assert job_status(done, "unit")["attempt"] == 1
+    # needs: [] starts lint at once, before the 2-second build is over.
+    assert job_status(done, "lint")["startTime"] < job_status(done, "build")["completionTime"]
+    assert len(conveyor.jobs("app-1")) == 6  # notify-failure is skipped: no Job
+
+
+def test_failure_is_retried_then_stops_later_stages(conveyor: Conveyor) -> None:
+    conveyor.create(pipeline("app", four_stage(unit=fails(2), deploy={}), stages=STAGES))
+    conveyor.create(run("app-1", "app"))
+    done = conveyor.wait_finished("app-1")
+
+    assert phase(done) == "Failed"
+    unit = job_status(done, "unit")
+    assert (unit["phase"], unit["attempt"], unit["exitCode"]) == ("Failed", 2, 2)
+    assert job_status(done, "deploy")["phase"] == "Skipped"
+    assert job_status(done, "notify-failure")["phase"] == "Succeeded"
+    assert job_status(done, "cleanup")["phase"] == "Succeeded"
+    attempts = sorted(
+        j.metadata.annotations["conveyor.dev/attempt"]
+        for j in conveyor.jobs("app-1")
+        if j.metadata.annotations["conveyor.dev/job"] == "unit"
+    )
+    assert attempts == ["1", "2"]
+
+
+def test_job_timeout_fails_the_job_and_run(conveyor: Conveyor) -> None:
+    slow_deploy = {"timeout": "2s", **lasts("120s")}
+    conveyor.create(pipeline("app", four_stage(unit={}, deploy=slow_deploy), stages=STAGES))
+    conveyor.create(run("app-1", "app"))
+    done = conveyor.wait_finished("app-1", timeout=90)
+
+    assert phase(done) == "Failed"
+    deploy = job_status(done, "deploy")
+    assert (deploy["phase"], deploy["reason"]) == ("Failed", "Timeout")
+    assert job_status(done, "notify-failure")["phase"] == "Succeeded"
+
+
+def test_allowed_exit_codes_only_tolerate_those_codes(conveyor: Conveyor) -> None:
+    conveyor.create(
+        pipeline(
+            "codes",
+            [
+                job("tolerated", allowFailureExitCodes=[3], **fails(3)),
+                job("not-tolerated", allowFailureExitCodes=[3], **fails(4)),
+            ],
+        )
+    )
+    conveyor.create(run("codes-1", "codes"))
+    done = conveyor.wait_finished("codes-1")
+    assert phase(done) == "Failed"
+    assert job_status(done, "tolerated").get("allowedFailure") is True
+    assert not job_status(done, "not-tolerated").get("allowedFailure")
+
+
+def test_cancel_deletes_running_jobs(conveyor: Conveyor, clusters: Clusters) -> None:
+    conveyor.create(pipeline("long", [job("sleep", **lasts("600s")), job("after", "deploy")]))
+    conveyor.create(run("long-1", "long"))
+    conveyor.wait_run("long-1", lambda r: phase(r) == "Running")
+    wait_until(lambda: conveyor.jobs("long-1"), what="the running Job")
+
+    proc = conveyor_cli(clusters, "cancel", "long-1", "-n", conveyor.ns)
+    assert proc.returncode == 0, proc.stderr
+    done = conveyor.wait_finished("long-1")
+    assert phase(done) == "Cancelled"
+    assert succeeded_condition(done)["reason"] == "Cancelled"
+    assert job_status(done, "sleep")["phase"] == "Cancelled"
+    wait_until(lambda: not conveyor.jobs("long-1"), what="the Job to be deleted")
+    again = conveyor_cli(clusters, "cancel", "long-1", "-n", conveyor.ns)
+    assert again.returncode == 1 and "already finished" in again.stderr
+
+
+def test_blocking_manual_job_waits_for_play(conveyor: Conveyor, clusters: Clusters) -> None:
+    conveyor.create(
+        pipeline(
+            "gated",
+            [
+                job("build", "build"),
+                job("release", "deploy", when="manual", allowFailure=False),
+                job("announce", "deploy", needs=["release"]),
+            ],
+        )
+    )
+    conveyor.create(run("gated-1", "gated"))
+    waiting = conveyor.wait_run(
+        "gated-1", lambda r: succeeded_condition(r).get("reason") == "ManualActionRequired"
+    )
+    assert phase(waiting) == "Running"
+    assert job_status(waiting, "release")["phase"] == "Manual"
+    assert "conveyor play gated-1 release" in succeeded_condition(waiting)["message"]
+    assert len(conveyor.jobs("gated-1")) == 1
+
+    bad = conveyor_cli(clusters, "play", "gated-1", "build", "-n", conveyor.ns)
+    assert bad.returncode == 1 and "not waiting to be played" in bad.stderr
+    proc = conveyor_cli(clusters, "play", "gated-1", "release", "-n", conveyor.ns)
+    assert proc.returncode == 0, proc.stderr
+    done = conveyor.wait_finished("gated-1")
+    assert phase(done) == "Succeeded"
+    assert job_status(done, "announce")["phase"] == "Succeeded"
+
+
+def test_invalid_pipelines_are_refused_or_reported(conveyor: Conveyor) -> None:
+    with pytest.raises(ApiException) as refused:
+        conveyor.create(pipeline("bad-stage", [job("a", "nope")], stages=["build"]))
+    assert refused.value.status == 422
+    assert "stage is not listed in stages" in refused.value.body
+
+    with pytest.raises(ApiException) as duplicate:
+        conveyor.create(pipeline("dup", [job("a"), job("a")]))
+    assert duplicate.value.status == 422 and "Duplicate value" in duplicate.value.body
+
+    conveyor.create(pipeline("missing-need", [job("a", needs=["ghost"])]))
+    conveyor.create(
+        pipeline("cycle", [job("a", needs=["b"]), job("b", needs=["a"])], stages=["test"])
+    )
+    for name in ("missing-need", "cycle"):
+        conveyor.create(run(f"{name}-1", name))
+        done = conveyor.wait_finished(f"{name}-1")
+        cond = succeeded_condition(done)
+        assert (phase(done), cond["reason"]) == ("Failed", "InvalidPipeline")
+        assert not conveyor.jobs(f"{name}-1")
+    assert "ghost" in succeeded_condition(conveyor.get_run("missing-need-1"))["message"]
+    assert "cycle" in succeeded_condition(conveyor.get_run("cycle-1"))["message"]
+
+
+def test_run_waits_for_a_missing_pipeline(conveyor: Conveyor) -> None:
+    conveyor.create(run("early-1", "later"))
+    waiting = conveyor.wait_run(
+        "early-1", lambda r: succeeded_condition(r).get("reason") == "PipelineNotFound"
+    )
+    assert phase(waiting) == "Pending"
+    assert "later" in succeeded_condition(waiting)["message"]
+    conveyor.create(pipeline("later", [job("a")]))
+    assert phase(conveyor.wait_finished("early-1")) == "Succeeded"
+
+
+def test_kubectl_get_shows_the_columns(conveyor: Conveyor, clusters: Clusters) -> None:
+    conveyor.create(pipeline("cols", [job("a", "build"), job("b", "deploy", **lasts("600s"))]))
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    conveyor.create(run("cols-1", "cols", ref="release/1.0", revision={"ref": "main", "sha": sha}))
+    conveyor.wait_run("cols-1", lambda r: (r.get("status") or {}).get("currentStage") == "deploy")
+    out = clusters.kubectl("ci", "get", "pipelineruns", "-n", conveyor.ns).stdout.splitlines()
+    assert out[0].split() == [
+        "NAME",
+        "PIPELINE",
+        "REF",
+        "SHA",
+        "STATUS",
+        "STAGE",
+        "AGE",
+        "DURATION",
+    ]
+    assert out[1].split()[:6] == ["cols-1", "cols", "main", "01234567", "Running", "deploy"]
+    everything = clusters.kubectl("ci", "get", "conveyor", "-n", conveyor.ns).stdout
+    assert "pipeline.conveyor.dev/cols" in everything
+    assert "pipelinerun.conveyor.dev/cols-1" in everything
+    assert "cols-1" in clusters.kubectl("ci", "get", "plr", "-n", conveyor.ns).stdout
+
+
+def test_concurrency_limit_holds_runs_pending_oldest_first(conveyor: Conveyor) -> None:
+    conveyor.create(pipeline("serial", [job("a", **lasts("2s"))], concurrency=1))
+    names = [f"serial-{i}" for i in range(3)]
+    for name in names:
+        conveyor.create(run(name, "serial"))
+    conveyor.wait_run("serial-0", lambda r: phase(r) == "Running")
+    assert [phase(conveyor.get_run(n)) for n in names[1:]] == ["Pending", "Pending"]
+    done = [conveyor.wait_finished(n) for n in names]
+    assert all(phase(r) == "Succeeded" for r in done)
+    spans = [(r["status"]["startTime"], r["status"]["completionTime"]) for r in done]
+    # One at a time, in creation order: each starts no earlier than the previous one ended.
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start >= end
+
+
+def test_history_keeps_the_newest_runs_and_gitops_ones(conveyor: Conveyor) -> None:
+    conveyor.create(pipeline("hist", [job("a")], historyLimit=2, concurrency=1))
+    gitops = run("hist-gitops", "hist")
+    gitops["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "argocd"}
+    conveyor.create(gitops)
+    conveyor.wait_finished("hist-gitops")
+    for i in range(4):
+        conveyor.create(run(f"hist-{i}", "hist"))
+    wait_until(
+        lambda: (
+            sorted(r["metadata"]["name"] for r in conveyor.runs())
+            == ["hist-2", "hist-3", "hist-gitops"]
+        ),
+        timeout=60,
+        what="only the two newest runs and the GitOps-managed one to remain",
+    )
+
+
+def test_events_record_job_starts_ends_and_the_run_end(
+    conveyor: Conveyor, clusters: Clusters
+) -> None:
+    conveyor.create(pipeline("ev", [job("a")]))
+    conveyor.create(run("ev-1", "ev"))
+    conveyor.wait_finished("ev-1")
+
+    def reasons() -> set[str]:
+        events = clusters.kubectl_json(
+            "ci", "get", "events", "-n", conveyor.ns,
+            "--field-selector", "involvedObject.name=ev-1,involvedObject.kind=PipelineRun",
+        )["items"]  # fmt: skip
+        return {e["reason"] for e in events}
+
+    wait_until(
+        lambda: {"JobStarted", "JobSucceeded", "RunSucceeded"} <= reasons(), what="the events"
+    )
+
+
+def test_cli_run_and_get_as_developer(conveyor: Conveyor, clusters: Clusters) -> None:
+    clusters.kubectl(
+        "ci", "create", "rolebinding", "dev-edit", "--clusterrole=edit", "--user=developer",
+        "-n", conveyor.ns,
+    )  # fmt: skip
+    conveyor.create(pipeline("cli", [job("a")]))
+    sha = "89abcdef0123456789abcdef0123456789abcdef"
+    proc = wait_until(
+        lambda: (
+            (
+                p := conveyor_cli(
+                    clusters,
+                    "run",
+                    "cli",
+                    "--ref",
+                    "main",
+                    "--sha",
+                    sha,
+                    "--var",
+                    "GREETING=hi",
+                    "-n",
+                    conveyor.ns,
+                    context="ci-as-developer",
+                )
+            ).returncode
+            == 0
+            and p
+        ),
+        what="developer allowed to create runs",
+    )
+    name = proc.stdout.strip()
+    assert name.startswith("cli-")
+    created = conveyor.get_run(name)
+    assert created["spec"]["variables"] == {"GREETING": "hi"}
+    conveyor.wait_finished(name)
+    listing = conveyor_cli(clusters, "get", "-n", conveyor.ns, context="ci-as-developer")
+    assert name in listing.stdout and "Succeeded" in listing.stdout
+    detail = conveyor_cli(clusters, "get", name, "-n", conveyor.ns, context="ci-as-developer")
+    assert "JOB" in detail.stdout and "Succeeded" in detail.stdout
+    bad = conveyor_cli(clusters, "run", "cli", "--ref", "main", "--sha", "abc", "-n", conveyor.ns)
+    assert bad.returncode == 2 and "not a full commit SHA" in bad.stderr
+
+
+def test_operator_acts_only_as_its_service_account(conveyor: Conveyor) -> None:
+    conveyor.create(pipeline("who", [job("a")]))
+    conveyor.create(run("who-1", "who"))
+    conveyor.wait_finished("who-1")
+    creates = audit_entries(
+        lambda e: (
+            e["verb"] == "create"
+            and (e.get("objectRef") or {}).get("resource") == "jobs"
+            and (e.get("objectRef") or {}).get("namespace") == conveyor.ns
+        )
+    )
+    assert creates and {e["user"]["username"] for e in creates} == {OPERATOR_USER}
+    # No RBAC refusal, ever. (Writes into a namespace being deleted by an earlier test are
+    # refused with 403 too, by the namespace lifecycle: those are not about permissions.)
+    refused = audit_entries(
+        lambda e: (
+            e["user"]["username"] == OPERATOR_USER
+            and (e.get("responseStatus") or {}).get("code") == 403
+            and "NamespaceTerminating" not in json.dumps(e["responseStatus"])
+        )
+    )
+    assert refused == [], [(e["verb"], e["requestURI"]) for e in refused]

@@ -1,0 +1,77 @@
+"""Killing the operator at any instant loses nothing and duplicates nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tests.e2e.conveyor import (
+    OPERATOR_USER,
+    Conveyor,
+    Operator,
+    audit_entries,
+    job,
+    lasts,
+    phase,
+    pipeline,
+    run,
+)
+from tests.e2e.support import wait_until
+
+RUNS = 20
+JOBS_PER_RUN = 3
+
+
+def test_twenty_runs_finish_once_each_through_three_sigkills(
+    conveyor: Conveyor, operator: Operator
+) -> None:
+    conveyor.create(
+        pipeline(
+            "chain",
+            [
+                job("a", "build", **lasts("2s")),
+                job("b", "test", **lasts("2s")),
+                job("c", "deploy", **lasts("2s")),
+            ],
+            historyLimit=RUNS,  # keep every run, and so its Jobs, for the checks below
+        )
+    )
+    names = [f"chain-{i:02d}" for i in range(RUNS)]
+    for name in names:
+        conveyor.create(run(name, "chain"))
+    # Kill mid-way, at three points of progress (Jobs created so far out of 60).
+    for threshold in (8, 28, 48):
+        wait_until(
+            lambda t=threshold: len(conveyor.jobs()) >= t,
+            timeout=120,
+            what=f"{threshold} Jobs created",
+        )
+        operator.kill()
+        operator.start()
+
+    done = [conveyor.wait_finished(name, timeout=180) for name in names]
+    assert [phase(r) for r in done] == ["Succeeded"] * RUNS
+    for r in done:
+        assert [j["attempt"] for j in r["status"]["jobs"]] == [1] * JOBS_PER_RUN
+
+    jobs = conveyor.jobs()
+    per_job = Counter(
+        (j.metadata.labels["conveyor.dev/pipelinerun"], j.metadata.annotations["conveyor.dev/job"])
+        for j in jobs
+    )
+    assert len(per_job) == RUNS * JOBS_PER_RUN and set(per_job.values()) == {1}
+    assert {j.metadata.annotations["conveyor.dev/attempt"] for j in jobs} == {"1"}
+    # The API server's own record: each Job was created exactly once (retries after a kill get
+    # 409 Conflict, which is how "already exists" shows up, never a second Job).
+    created = Counter(
+        e["objectRef"]["name"]
+        for e in audit_entries(
+            lambda e: (
+                e["verb"] == "create"
+                and e["user"]["username"] == OPERATOR_USER
+                and (e.get("objectRef") or {}).get("resource") == "jobs"
+                and (e.get("objectRef") or {}).get("namespace") == conveyor.ns
+                and (e.get("responseStatus") or {}).get("code") == 201
+            )
+        )
+    )
+    assert len(created) == RUNS * JOBS_PER_RUN and set(created.values()) == {1}
