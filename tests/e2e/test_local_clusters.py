@@ -254,6 +254,25 @@ def test_cluster_up_is_idempotent(clusters: Clusters) -> None:
     assert {p.name: p.read_text() for p in (STATE / "pids").glob("*.pid")} == before
 
 
+def free_port_base() -> int:
+    """A CONVEYOR_PORT_BASE whose ports are all free, below the ephemeral range (where the
+    suite's own client connections come and go)."""
+    for base in range(20000, 30000, 50):
+        ports = [base, base + 1, base + 43, base + 44, base + 45]
+        if all(_port_free(p) for p in ports):
+            return base
+    raise AssertionError("no free port range for a second cluster")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_cluster_up_names_a_port_in_use(tmp_path: Path) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,9 +290,7 @@ def test_cluster_up_names_a_port_in_use(tmp_path: Path) -> None:
 
 
 def test_cluster_up_shows_the_log_of_a_component_that_dies(tmp_path: Path) -> None:
-    with socket.socket() as s:  # a free range of ports for a second, doomed cluster
-        s.bind(("127.0.0.1", 0))
-        base = s.getsockname()[1]
+    base = free_port_base()  # ports for a second, doomed cluster
     (tmp_path / "etcd").write_text("not a directory")  # etcd cannot use its data dir
     env = {**os.environ, "CONVEYOR_CLUSTER_DIR": str(tmp_path), "CONVEYOR_PORT_BASE": str(base)}
     proc = subprocess.run(

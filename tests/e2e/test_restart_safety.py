@@ -67,7 +67,7 @@ def test_twenty_runs_finish_once_each_through_three_sigkills(
         for e in audit_entries(
             lambda e: (
                 e["verb"] == "create"
-                and e["user"]["username"] == OPERATOR_USER
+                and e["user"].get("username") == OPERATOR_USER
                 and (e.get("objectRef") or {}).get("resource") == "jobs"
                 and (e.get("objectRef") or {}).get("namespace") == conveyor.ns
                 and (e.get("responseStatus") or {}).get("code") == 201
