@@ -28,6 +28,7 @@ from conveyor.engine import (
     runs_allowed_to_start,
     runs_to_delete,
 )
+from conveyor.engine.model import ACTIVE
 from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job
@@ -40,6 +41,8 @@ log = logging.getLogger("conveyor.runs")
 Key = tuple[str, str]  # (namespace, name)
 Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored values
 RETRY_DELAY_SECONDS = 2.0
+CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
+DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch event comes first
 
 
 def utcnow() -> datetime.datetime:
@@ -110,6 +113,8 @@ class RunController:
         self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
         self._deadlines: dict[Key, datetime.datetime] = {}
         self._pruned: set[Key] = set()  # runs we asked to delete (history)
+        # Jobs created that the watch has not brought yet, and when.
+        self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
 
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
@@ -153,6 +158,7 @@ class RunController:
             self._written.pop(key, None)
             self._deadlines.pop(key, None)
             self._pruned.discard(key)
+            self._created.pop(key, None)
             return None
         if written is not None:
             older, newer = written
@@ -191,6 +197,13 @@ class RunController:
             if awaiting_pod_details(seen, pods, now):
                 seen, awaiting = as_active(seen), True
             observed.append(seen)
+        # Jobs this operator created that the watch has not brought yet: they exist.
+        created = self._created.get(key, {})
+        for name, (_, at) in list(created.items()):
+            # Seen by the watch now, or never will be (deleted before it was watched).
+            if any(o.job_name == name for o in observed) or (now - at) > CREATED_OVERLAY_TTL:
+                del created[name]
+        observed.extend(job for job, _ in created.values())
         return observed, awaiting
 
     async def reconcile(self, key: Key) -> None:
@@ -247,8 +260,19 @@ class RunController:
                 options=self.options,
             )
             await asyncio.to_thread(self.kube.create_job, namespace, job)
+            self._created.setdefault(key, {})[create.job_name] = (
+                ObservedJob(create.job_name, create.pipeline_job, create.attempt, ACTIVE),
+                self.clock(),
+            )
         for job_name in decided.delete:
             await asyncio.to_thread(self.kube.delete_job, namespace, job_name)
+        if decided.create:
+            # The status (and the events derived from it) is written by the pass the new Jobs'
+            # watch events bring, moments later: it then says "running" at once, instead of a
+            # write for "planned" and another for "running". Nothing is lost if we stop before:
+            # the next pass recomputes both from the Jobs that exist.
+            self.queue.add_after(key, DEFERRED_STATUS_SECONDS)
+            return
         was_finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
         await self._write_status(key, body, decided.status)
         now = self.clock()
