@@ -53,3 +53,7 @@ e2e: venv control-plane ## end-to-end tests against the local clusters (started 
 .PHONY: test
 test: venv control-plane lint ## lint, unit and end-to-end tests: what CI runs
 	$(VENV)/bin/pytest tests/unit tests/e2e
+
+.PHONY: bench
+bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md
+	$(PY) bench/run.py

@@ -105,7 +105,7 @@ class Operator:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"},
         )
         out.close()
         wait_until(self._healthy, timeout=60, what="the operator's liveness endpoint")

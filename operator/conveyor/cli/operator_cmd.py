@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     scope.add_argument(
         "-A", "--all-namespaces", action="store_true", help="serve every namespace (the default)"
     )
-    p.add_argument("--workers", type=int, default=4, help="concurrent reconcile passes (4)")
+    p.add_argument("--workers", type=int, default=16, help="concurrent reconcile passes (16)")
     p.add_argument(
         "--liveness",
         metavar="URL",
@@ -92,6 +92,7 @@ def run_operator(args: argparse.Namespace) -> int:
         cfg = target(args).configuration()
     except KubeConfigError as e:
         return fail(str(e))
+    cfg.connection_pool_maxsize = 8  # one per I/O thread of the reconcile layer
     api = client.ApiClient(cfg)
     try:
         if not crds_served(api):

@@ -30,7 +30,7 @@ class Runtime:
     connection: kopf.ConnectionInfo | None = None
     kube: Kube | None = None
     options: JobOptions = field(default_factory=JobOptions)
-    workers: int = 4
+    workers: int = 16
     controller: RunController | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -125,7 +125,7 @@ async def pipeline_event(
     controller.pipeline_changed(namespace, name)
     patch = merge_patch(body.get("status") or {}, pipeline_status(body, utcnow()))
     if patch:
-        await asyncio.to_thread(controller.kube.patch_pipeline_status, namespace, name, patch)
+        await controller.io(controller.kube.patch_pipeline_status, namespace, name, patch)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})

@@ -88,9 +88,12 @@ def observe_job(
         pipeline_job=pipeline_job,
         attempt=attempt,
         state=state,
-        exit_code=exit_code if isinstance(exit_code, int) else None,
+        # A Complete Job's script exited 0, whether or not its pod has been seen yet.
+        exit_code=exit_code if isinstance(exit_code, int) else (0 if complete else None),
         reason=reason,
-        start_time=_time(status.get("startTime")),
+        # The Job's creation, not status.startTime: that arrives in a later watch event, and
+        # the record would change (one more status write) for the same instant.
+        start_time=_time(metadata.get("creationTimestamp")) or _time(status.get("startTime")),
         completion_time=completion,
         message=message.strip()[-MESSAGE_MAX:] if isinstance(message, str) else None,
     )
@@ -137,6 +140,7 @@ def compact_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {
             "name": metadata.get("name"),
+            "creationTimestamp": metadata.get("creationTimestamp"),
             "annotations": {
                 k: annotations[k] for k in (ANNOTATION_JOB, ANNOTATION_ATTEMPT) if k in annotations
             },

@@ -9,6 +9,7 @@ import datetime
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,7 @@ class RunController:
         options: JobOptions,
         *,
         clock: Callable[[], datetime.datetime] = utcnow,
+        io_threads: int = 8,
     ) -> None:
         self.kube = kube
         self.options = options
@@ -113,8 +115,23 @@ class RunController:
         self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
         self._deadlines: dict[Key, datetime.datetime] = {}
         self._pruned: set[Key] = set()  # runs we asked to delete (history)
+        self._background: set[asyncio.Task[None]] = set()  # event posts in flight
+        self._settling: set[Key] = set()  # finished runs the watch has not shown finished yet
+        self._parsed: dict[Key, tuple[tuple[str, str, str | None], PipelineSpec | None]] = {}
+        # API calls block (the Kubernetes client is synchronous): a pool of their own, sized for
+        # I/O, so a burst of handoffs is not serialised behind asyncio's default few threads.
+        self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kube")
+        # Job creates and deletes are the pipeline's critical path: never queued behind status
+        # and event writes of other runs.
+        self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
+
+    async def io(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+
+    async def _job_io(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._jobs_pool, call, *args)
 
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
@@ -159,6 +176,7 @@ class RunController:
             self._deadlines.pop(key, None)
             self._pruned.discard(key)
             self._created.pop(key, None)
+            self._settling.discard(key)
             return None
         if written is not None:
             older, newer = written
@@ -176,10 +194,15 @@ class RunController:
         body = _first(self.views.pipelines, (namespace, name))
         if body is None:
             return None, f"Pipeline {name!r} does not exist in namespace {namespace!r}"
-        pipeline = Pipeline.from_dict(body)
-        if pipeline.spec is None:
+        # Parsing is the costliest step of a pass: reuse it while the Pipeline is unchanged.
+        version = (namespace, name, body["metadata"].get("resourceVersion"))
+        cached = self._parsed.get((namespace, name))
+        if cached is None or cached[0] != version:
+            cached = (version, Pipeline.from_dict(body).spec)
+            self._parsed[(namespace, name)] = cached
+        if cached[1] is None:
             return None, f"Pipeline {name!r} has no spec"
-        return pipeline.spec, ""
+        return cached[1], ""
 
     def _observe(self, key: Key, now: datetime.datetime) -> tuple[list[ObservedJob], bool]:
         """The run's Jobs as the engine sees them, and whether a pod's details are still due."""
@@ -217,6 +240,10 @@ class RunController:
             j.get("status", {}).get("active")
             for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
         ):
+            if key in self._settling and key not in self._written:
+                # The view now shows this run finished: decide again for its pipeline.
+                self._settling.discard(key)
+                await self._after_finish(namespace, run)
             return
         try:
             pipeline, missing = self._pipeline(run, namespace)
@@ -234,12 +261,26 @@ class RunController:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
 
-    def _may_start(self, namespace: str, run: PipelineRun, pipeline: PipelineSpec) -> bool:
+    def _pipeline_runs(self, namespace: str, pipeline_name: str) -> list[RunSummary]:
+        """The pipeline's runs, with the phases this operator wrote even where the watch has
+        not brought them back yet (a decision on stale phases could wait forever)."""
         assert self.views is not None
+        summaries = []
+        for summary in _summaries(self.views.runs_by_pipeline.get((namespace, pipeline_name), ())):
+            written = self._written.get((namespace, summary.name))
+            if written is not None:
+                phase = (written[1].get("status") or {}).get("phase")
+                summary = RunSummary(
+                    summary.name, summary.creation_timestamp, phase, summary.labels
+                )
+            summaries.append(summary)
+        return summaries
+
+    def _may_start(self, namespace: str, run: PipelineRun, pipeline: PipelineSpec) -> bool:
         if pipeline.concurrency is None or run.pipeline_name is None:
             return True
-        runs = self.views.runs_by_pipeline.get((namespace, run.pipeline_name), ())
-        return may_start(run.name, _summaries(runs), pipeline.concurrency)
+        runs = self._pipeline_runs(namespace, run.pipeline_name)
+        return may_start(run.name, runs, pipeline.concurrency)
 
     async def _apply(
         self,
@@ -259,13 +300,13 @@ class RunController:
                 attempt=create.attempt,
                 options=self.options,
             )
-            await asyncio.to_thread(self.kube.create_job, namespace, job)
+            await self._job_io(self.kube.create_job, namespace, job)
             self._created.setdefault(key, {})[create.job_name] = (
                 ObservedJob(create.job_name, create.pipeline_job, create.attempt, ACTIVE),
                 self.clock(),
             )
         for job_name in decided.delete:
-            await asyncio.to_thread(self.kube.delete_job, namespace, job_name)
+            await self._job_io(self.kube.delete_job, namespace, job_name)
         if decided.create:
             # The status (and the events derived from it) is written by the pass the new Jobs'
             # watch events bring, moments later: it then says "running" at once, instead of a
@@ -276,35 +317,52 @@ class RunController:
         was_finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
         await self._write_status(key, body, decided.status)
         now = self.clock()
-        for event in decided.events:
-            await asyncio.to_thread(
-                self.kube.create_event, namespace, event_body(body, event, now, self.instance)
-            )
+        if decided.events:
+            # Events are a best-effort record, written after the status they describe; the pass
+            # (and its worker) does not wait for them.
+            bodies = [event_body(body, event, now, self.instance) for event in decided.events]
+            task = asyncio.create_task(self._post_events(namespace, bodies))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if not was_finished and decided.status.get("phase") in FINISHED_PHASES:
-            await self._after_finish(namespace, run, pipeline, decided.status["phase"])
+            self._settling.add(key)
+            await self._after_finish(namespace, run)
+
+    async def _post_events(self, namespace: str, bodies: list[dict[str, Any]]) -> None:
+        for event in bodies:
+            try:
+                await self.io(self.kube.create_event, namespace, event)
+            except ApiException as e:
+                log.warning(
+                    "event on %s/%s not recorded: %s %s",
+                    namespace,
+                    event["involvedObject"]["name"],
+                    e.status,
+                    e.reason,
+                )
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         patch = merge_patch(body.get("status") or {}, status)
         if not patch:
             return
         namespace, name = key
-        updated = await asyncio.to_thread(self.kube.patch_run_status, namespace, name, patch)
+        updated = await self.io(self.kube.patch_run_status, namespace, name, patch)
         older, _ = self._written.get(key, (frozenset(), body))
         self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
 
-    async def _after_finish(
-        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, phase: str
-    ) -> None:
-        """A run ended: the next waiting runs may start, and old runs beyond history go."""
-        assert self.views is not None
+    async def _after_finish(self, namespace: str, run: PipelineRun) -> None:
+        """A run has ended: the next waiting runs may start, and old runs beyond history go.
+        Called when it ends and once more when the watch shows it ended, so decisions taken on
+        a view that lagged are taken again once the view has caught up."""
         if run.pipeline_name is None:
             return
-        values = list(self.views.runs_by_pipeline.get((namespace, run.pipeline_name), ()))
-        # The index may not have this run's final phase yet: it is finished now.
-        summaries = [
-            s if s.name != run.name else RunSummary(s.name, s.creation_timestamp, phase, s.labels)
-            for s in _summaries(values)
-        ]
+        try:
+            pipeline, _ = self._pipeline(run, namespace)
+        except ModelError:
+            return
+        if pipeline is None:
+            return
+        summaries = self._pipeline_runs(namespace, run.pipeline_name)
         for waiting in runs_allowed_to_start(summaries, pipeline.concurrency):
             self.queue.add((namespace, waiting))
         keep = pipeline.history_limit
@@ -313,7 +371,7 @@ class RunController:
                 continue
             self._pruned.add((namespace, old))
             log.info("deleting %s/%s: beyond the history limit of %d", namespace, old, keep)
-            await asyncio.to_thread(self.kube.delete_run, namespace, old)
+            await self.io(self.kube.delete_run, namespace, old)
 
     def _schedule_run_timeout(
         self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any], now: datetime.datetime
