@@ -102,6 +102,9 @@ class Operator:
                 str(self.kubeconfig),
                 "--liveness",
                 f"http://127.0.0.1:{self.port}/healthz",
+                "--allow-local-repositories",  # the tests' repositories are file:// ones
+                "--git-cache",
+                str(self.log.parent / "git-cache"),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -74,6 +74,12 @@ class Evaluation:
         list_map_keys=("name",),
     )
     # Git facts the operator read at run start, kept for predefined variables of later Jobs.
+    sha: str | None = spec_field(
+        "The commit the run builds: spec.revision.sha, or what its ref pointed to at start.",
+        default=None,
+        max_length=40,
+        pattern=r"^[0-9a-f]{40}$",
+    )
     ref_is_tag: bool = spec_field(
         "The run's ref is a tag (CI_COMMIT_TAG), not a branch (CI_COMMIT_BRANCH).",
         default=False,

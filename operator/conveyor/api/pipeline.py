@@ -7,6 +7,7 @@ fields without changing the engine's inputs.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -452,6 +453,84 @@ class PipelineJob:
         return parse_duration(self.timeout) if self.timeout else DEFAULT_JOB_TIMEOUT_SECONDS
 
 
+# Triggers: what starts runs without anyone applying a PipelineRun (conveyor.triggers).
+MAX_TRIGGER_BRANCHES = 50
+MAX_TRACKED_REFS = 200  # branches (and, separately, tags) a poll trigger remembers in status
+POLL_INTERVAL_MIN = 5
+POLL_INTERVAL_MAX = 86400
+SHA_PATTERN = r"^[0-9a-f]{40}$"
+
+
+def _branch_globs(description: str) -> Any:
+    return spec_field(
+        description,
+        default=("*",),
+        min_items=1,
+        max_items=MAX_TRIGGER_BRANCHES,
+        item_max_length=REF_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+
+
+@model("Poll the source repository for new commits (needs spec.source).")
+@dataclass(frozen=True)
+class PollTrigger:
+    interval_seconds: int = spec_field(
+        "Seconds between two polls of the repository.",
+        default=60,
+        minimum=POLL_INTERVAL_MIN,
+        maximum=POLL_INTERVAL_MAX,
+    )
+    branches: tuple[str, ...] = _branch_globs(
+        "Branches whose new commits start a run: names or fnmatch globs (`main`, `release/*`; "
+        "`*` also matches `/`). Default: every branch."
+    )
+    tags: bool = spec_field("New and moved tags also start runs.", default=False)
+
+
+@model("A key of a Secret in the Pipeline's namespace.")
+@dataclass(frozen=True)
+class SecretKeyRef:
+    name: str = spec_field(
+        "Name of the Secret.", max_length=DNS_SUBDOMAIN_MAX, pattern=DNS_SUBDOMAIN_PATTERN
+    )
+    key: str = spec_field(
+        "Key in the Secret.", default="token", max_length=253, pattern=SECRET_KEY_PATTERN
+    )
+
+
+@model(
+    "Accept push webhooks from GitLab or GitHub at POST /hooks/<namespace>/<pipeline> of the "
+    "operator's webhook endpoint."
+)
+@dataclass(frozen=True)
+class WebhookTrigger:
+    secret_ref: SecretKeyRef = spec_field(
+        "The shared secret: GitLab's secret token, or GitHub's webhook secret (HMAC-SHA256)."
+    )
+    branches: tuple[str, ...] = _branch_globs(
+        "Branches whose pushes start a run: names or fnmatch globs. Default: every branch; "
+        "other pushes are acknowledged (204) without a run."
+    )
+    tags: bool = spec_field("Tag pushes also start runs.", default=False)
+
+
+@model(
+    "What starts runs of this pipeline on a push.",
+    validations=(
+        Validation(
+            rule="has(self.poll) || has(self.webhook)",
+            message="triggers: set poll, webhook or both",
+        ),
+    ),
+)
+@dataclass(frozen=True)
+class Triggers:
+    poll: PollTrigger | None = spec_field("Poll the repository.", default=None)
+    webhook: WebhookTrigger | None = spec_field("Receive push webhooks.", default=None)
+
+
 # CEL rules of the pipeline spec. Kept to list membership (`in`), which the API server costs at
 # list size, and bounded by maxItems/maxLength above, so the estimate stays far below its limit.
 # Only the stage rule is CEL: a rule for needs (jobs x needs x jobs) exceeds the API server's cost
@@ -520,12 +599,60 @@ class PipelineSpec:
         min_length=2,
         pattern=DURATION_PATTERN,
     )
+    triggers: Triggers | None = spec_field(
+        "Start runs on pushes: by polling the repository and/or by receiving webhooks. Each push "
+        "starts one run (pipelineSource push), however many times it is seen.",
+        default=None,
+    )
 
     def job(self, name: str) -> PipelineJob | None:
         return next((j for j in self.jobs if j.name == name), None)
 
     def timeout_seconds(self) -> int | None:
         return parse_duration(self.timeout) if self.timeout else None
+
+
+@model("What the poll trigger has seen, so that a restart neither misses nor repeats a push.")
+@dataclass(frozen=True)
+class PollStatus:
+    heads: Mapping[str, str] = spec_field(
+        "Branch -> commit at the last poll, for the branches the trigger selects (at most 200, "
+        "in name order, already tracked ones first; untracked branches start no runs).",
+        default_factory=dict,
+        max_properties=MAX_TRACKED_REFS,
+        item_max_length=40,
+        item_pattern=SHA_PATTERN,
+    )
+    tags: Mapping[str, str] = spec_field(
+        "Tag -> commit at the last poll, when the trigger selects tags (at most 200, likewise).",
+        default_factory=dict,
+        max_properties=MAX_TRACKED_REFS,
+        item_max_length=40,
+        item_pattern=SHA_PATTERN,
+    )
+    untracked: int | None = spec_field(
+        "Selected refs beyond the limit of 200 at the last poll: they start no runs.",
+        default=None,
+        minimum=0,
+    )
+    selection: str | None = spec_field(
+        "Digest of the trigger's branches and tags settings the heads were recorded for; when "
+        "they change, the next poll records heads again without starting runs.",
+        default=None,
+        max_length=16,
+    )
+    last_poll_time: datetime.datetime | None = spec_field(
+        "When the repository was last polled successfully.", default=None
+    )
+    error: str | None = spec_field(
+        "Why the last poll failed; absent after a successful one.", default=None, max_length=1024
+    )
+
+
+@model("State of the pipeline's triggers.")
+@dataclass(frozen=True)
+class TriggersStatus:
+    poll: PollStatus | None = spec_field("Poll trigger state.", default=None)
 
 
 @model("Pipeline status, written by the operator.")
@@ -547,6 +674,7 @@ class PipelineStatus:
         list_type="map",
         list_map_keys=("type",),
     )
+    triggers: TriggersStatus | None = spec_field("State of the triggers.", default=None)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import kopf
 from kubernetes import client
@@ -49,6 +50,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--default-image", default=DEFAULT_IMAGE, help="image of jobs that name none")
     p.add_argument("--registry", help="CI_REGISTRY given to jobs")
     p.add_argument("--registry-image", help="CI_REGISTRY_IMAGE given to jobs")
+    p.add_argument(
+        "--git-cache",
+        metavar="DIR",
+        type=Path,
+        help="where bare clones of pipeline repositories are kept (default: $TMPDIR/conveyor-git)",
+    )
+    p.add_argument(
+        "--allow-local-repositories",
+        action="store_true",
+        help="let pipelines use file:// repositories (off: a pipeline could read any repository "
+        "on the operator's filesystem; for local clusters and tests)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
 
@@ -92,7 +105,7 @@ def run_operator(args: argparse.Namespace) -> int:
         cfg = target(args).configuration()
     except KubeConfigError as e:
         return fail(str(e))
-    cfg.connection_pool_maxsize = 8  # one per I/O thread of the reconcile layer
+    cfg.connection_pool_maxsize = 16  # one per I/O thread (Job calls and status/event calls)
     api = client.ApiClient(cfg)
     try:
         if not crds_served(api):
@@ -107,6 +120,9 @@ def run_operator(args: argparse.Namespace) -> int:
     RUNTIME.connection = connection_info(cfg)
     RUNTIME.kube = Kube(api)
     RUNTIME.workers = args.workers
+    if args.git_cache is not None:
+        RUNTIME.git_cache = args.git_cache
+    RUNTIME.allow_local_repositories = args.allow_local_repositories
     RUNTIME.options = JobOptions(
         checkout_image=args.checkout_image,
         default_image=args.default_image,

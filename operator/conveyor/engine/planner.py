@@ -455,16 +455,19 @@ def missing_pipeline_status(
     return _dump(status)
 
 
-def invalid_pipeline_status(
-    run: PipelineRun, now: datetime.datetime, message: str
+def failed_status(
+    run: PipelineRun, now: datetime.datetime, reason: str, message: str
 ) -> dict[str, object]:
-    """Status of a run whose pipeline cannot even be parsed (e.g. a ModelError): Failed with
-    reason InvalidPipeline. Finished runs keep their status."""
+    """Status of a run that fails before planning can start (its pipeline cannot be parsed,
+    its repository cannot be read): Failed with `reason`. Finished runs keep their status."""
     previous = run.status
     if previous.finished:
         return _dump(previous)
-    text = f"invalid pipeline: {message}"
-    status = _status(
-        run, previous, previous.jobs, prs.FAILED, prs.REASON_INVALID_PIPELINE, text, now
-    )
-    return _dump(status)
+    return _dump(_status(run, previous, previous.jobs, prs.FAILED, reason, message, now))
+
+
+def invalid_pipeline_status(
+    run: PipelineRun, now: datetime.datetime, message: str
+) -> dict[str, object]:
+    """Failed with reason InvalidPipeline (e.g. a ModelError while parsing the pipeline)."""
+    return failed_status(run, now, prs.REASON_INVALID_PIPELINE, f"invalid pipeline: {message}")

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -18,6 +20,7 @@ from conveyor.kube.observe import compact_job, compact_pod
 from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
+from conveyor.reconcile.sources import Sources
 
 log = logging.getLogger("conveyor.handlers")
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
@@ -30,6 +33,8 @@ class Runtime:
     connection: kopf.ConnectionInfo | None = None
     kube: Kube | None = None
     options: JobOptions = field(default_factory=JobOptions)
+    git_cache: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "conveyor-git")
+    allow_local_repositories: bool = False
     workers: int = 16
     controller: RunController | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -54,7 +59,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["batch", "jobs"] = OURS
     settings.watching.label_selectors["v1", "pods"] = OURS
     assert RUNTIME.kube is not None
-    RUNTIME.controller = RunController(RUNTIME.kube, RUNTIME.options)
+    sources = Sources(RUNTIME.kube, RUNTIME.git_cache, local=RUNTIME.allow_local_repositories)
+    RUNTIME.controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
 
 
 @kopf.on.cleanup()
@@ -83,9 +89,15 @@ def _controller(**indices: Any) -> RunController:
 
 
 # -- indices: the in-memory view of the cluster
+def _stored(body: kopf.Body) -> dict[str, Any]:
+    """A body as kept in memory: managedFields are often its largest part, and unused."""
+    metadata = {k: v for k, v in body["metadata"].items() if k != "managedFields"}
+    return {**body, "metadata": metadata}
+
+
 @kopf.index(GROUP, VERSION, PIPELINERUNS)
 def run_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): _stored(body)}
 
 
 @kopf.index(GROUP, VERSION, PIPELINERUNS)
@@ -96,7 +108,7 @@ def runs_by_pipeline(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any
 
 @kopf.index(GROUP, VERSION, PIPELINES)
 def pipeline_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): dict(body)}
+    return {(namespace, name): _stored(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})

@@ -3,6 +3,7 @@ calls Conveyor makes, with "already exists" and "not found" treated as the idemp
 
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +175,8 @@ class Kube:
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         self.core.create_namespaced_event(namespace, body)
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
+        """A Secret's decoded data. Callers pass it on and never log it."""
+        secret = self.core.read_namespaced_secret(name, namespace)
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}

@@ -5,6 +5,7 @@ can be repeated, interrupted or run after a restart without creating or losing a
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import socket
@@ -16,8 +17,9 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
+from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineSpec
-from conveyor.api.pipelinerun import FINISHED_PHASES
+from conveyor.api.pipelinerun import FINISHED_PHASES, REASON_SOURCE_UNAVAILABLE
 from conveyor.engine import (
     ObservedJob,
     Plan,
@@ -29,12 +31,17 @@ from conveyor.engine import (
     runs_allowed_to_start,
     runs_to_delete,
 )
+from conveyor.engine.evaluation import with_evaluation
 from conveyor.engine.model import ACTIVE
+from conveyor.engine.planner import failed_status
+from conveyor.gitlab.context import rule_context
+from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
-from conveyor.kube.jobspec import JobOptions, build_job
+from conveyor.kube.jobspec import JobOptions, build_job, project_name
 from conveyor.kube.observe import as_active, awaiting_pod_details, observe_job, pod_job_name
 from conveyor.kube.patch import merge_patch
+from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
 
 log = logging.getLogger("conveyor.runs")
@@ -79,6 +86,14 @@ def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_sha(run: PipelineRun, evaluation: Evaluation | None) -> PipelineRun:
+    """The run as it builds: a run given only a ref builds the commit resolved at its start."""
+    if run.spec is None or run.spec.revision.sha or evaluation is None or not evaluation.sha:
+        return run
+    revision = dataclasses.replace(run.spec.revision, sha=evaluation.sha)
+    return dataclasses.replace(run, spec=dataclasses.replace(run.spec, revision=revision))
+
+
 def _summaries(values: Iterable[Mapping[str, Any]]) -> list[RunSummary]:
     return [
         RunSummary(
@@ -99,12 +114,14 @@ class RunController:
         self,
         kube: Kube,
         options: JobOptions,
+        sources: Sources,
         *,
         clock: Callable[[], datetime.datetime] = utcnow,
         io_threads: int = 8,
     ) -> None:
         self.kube = kube
         self.options = options
+        self.sources = sources
         self.clock = clock
         self.queue: WorkQueue[Key] = WorkQueue()
         self.views: Views | None = None
@@ -254,12 +271,35 @@ class RunController:
             await self._write_status(key, body, missing_pipeline_status(run, now, missing))
             return
         allowed = self._may_start(namespace, run, pipeline)
+        evaluation = run.status.evaluation
+        if evaluation is None and allowed:
+            # GitLab's rules, once per run, when it may start (queued runs read no git).
+            try:
+                evaluation = await self._evaluate(namespace, pipeline, run)
+            except SourceUnavailable as e:
+                failed = failed_status(run, now, REASON_SOURCE_UNAVAILABLE, str(e))
+                await self._write_status(key, body, failed)
+                return
+            run = with_evaluation(run, evaluation)
+        run = _with_sha(run, evaluation)
         observed, awaiting = self._observe(key, now)
-        decided = plan(pipeline, run, observed, now, may_start=allowed)
+        decided = plan(pipeline, run, observed, now, may_start=allowed, evaluation=evaluation)
         await self._apply(key, body, run, pipeline, decided)
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
+
+    async def _evaluate(
+        self, namespace: str, pipeline: PipelineSpec, run: PipelineRun
+    ) -> Evaluation:
+        sha, facts = await self.sources.facts(namespace, pipeline, run)
+        extra = {"CI_PROJECT_NAME": project_name(pipeline, run)}
+        if self.options.registry:
+            extra["CI_REGISTRY"] = self.options.registry
+        if self.options.registry_image:
+            extra["CI_REGISTRY_IMAGE"] = self.options.registry_image
+        evaluation = evaluate(pipeline, rule_context(run, facts, extra))
+        return dataclasses.replace(evaluation, sha=sha)
 
     def _pipeline_runs(self, namespace: str, pipeline_name: str) -> list[RunSummary]:
         """The pipeline's runs, with the phases this operator wrote even where the watch has

@@ -1,0 +1,80 @@
+"""The operator's git access: a pipeline's repository, read with the credentials of the Secret
+it names, on a thread pool of its own (clones and fetches must not hold up Job creation)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from conveyor.api.pipeline import PipelineSpec
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.gitlab.context import GitFacts, compare_to_refs, uses_git_paths
+from conveyor.kube.client import Kube
+from conveyor.source import RepoCache, SourceUnavailable
+
+__all__ = ["SourceUnavailable", "Sources"]
+
+# file:// is opt-in: with it a Pipeline could read any repository on the operator's filesystem.
+REMOTE_SCHEMES = frozenset({"https", "http", "ssh", "git"})
+
+
+class Sources:
+    def __init__(
+        self, kube: Kube, cache_dir: Path, *, local: bool = False, threads: int = 4
+    ) -> None:
+        self.kube = kube
+        schemes = REMOTE_SCHEMES | ({"file"} if local else set())
+        self.cache = RepoCache(cache_dir, allowed_schemes=schemes)
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="git")
+
+    async def _run(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, lambda: call(*args, **kwargs))
+
+    async def credentials(self, namespace: str, secret: str | None) -> dict[str, bytes] | None:
+        if secret is None:
+            return None
+        try:
+            return await self._run(self.kube.read_secret_data, namespace, secret)
+        except ApiException as e:
+            if e.status == 404:
+                raise SourceUnavailable(f"credentials Secret {namespace}/{secret} not found") from e
+            if e.status == 403:
+                raise SourceUnavailable(
+                    f"the operator may not read Secret {namespace}/{secret}: bind the ClusterRole "
+                    f"conveyor-secret-reader to it in namespace {namespace}"
+                ) from e
+            raise
+
+    async def facts(
+        self, namespace: str, pipeline: PipelineSpec, run: PipelineRun
+    ) -> tuple[str | None, GitFacts]:
+        """The commit the run builds and what git says of it. A pipeline without a source has
+        no git facts: changes count as unknown (true), as GitLab does for unknown pushes."""
+        assert run.spec is not None
+        revision = run.spec.revision
+        if pipeline.source is None:
+            return revision.sha, GitFacts()
+        creds = await self.credentials(namespace, pipeline.source.credentials_secret)
+        variables = {**pipeline.variables, **run.spec.variables}
+        changes, exists = uses_git_paths(pipeline)
+        return await self._run(
+            self.cache.git_facts,
+            pipeline.source.url,
+            creds,
+            revision.ref,
+            revision.sha,
+            revision.before_sha,
+            compare_to_refs(pipeline, variables),
+            changes=changes,
+            files=exists,
+        )
+
+    async def branch_heads(self, namespace: str, pipeline: PipelineSpec) -> dict[str, str]:
+        assert pipeline.source is not None
+        creds = await self.credentials(namespace, pipeline.source.credentials_secret)
+        return await self._run(self.cache.branch_heads, pipeline.source.url, creds)

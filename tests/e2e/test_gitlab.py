@@ -1,0 +1,138 @@
+"""GitLab CI compatibility on the real clusters: the seed's own .gitlab-ci.yml, imported, reacts
+to what each push changed; every conformance file converts into a Pipeline the API server takes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.e2e.conveyor import (
+    GROUP,
+    VERSION,
+    Conveyor,
+    job,
+    job_status,
+    phase,
+    pipeline,
+    run,
+    succeeded_condition,
+)
+from tests.e2e.gitrepo import GitRepo, go_app_repo
+from tests.e2e.support import ROOT, Clusters
+
+CONFORMANCE = sorted((ROOT / "tests" / "fixtures" / "gitlab-ci").glob("*.gitlab-ci.yml"))
+
+
+def import_gitlab(path: Path, name: str, repo_url: str | None = None) -> tuple[int, dict, str]:
+    argv = [sys.executable, "-m", "conveyor.cli.main", "import-gitlab", str(path), "--name", name]
+    if repo_url:
+        argv += ["--repo", repo_url]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    return proc.returncode, yaml.safe_load(proc.stdout) if proc.stdout else {}, proc.stderr
+
+
+@pytest.fixture
+def seed(conveyor: Conveyor, tmp_path: Path) -> GitRepo:
+    repo = go_app_repo(tmp_path / "go-app")
+    code, manifest, stderr = import_gitlab(repo.path / ".gitlab-ci.yml", "go-app", repo.url)
+    assert code in (0, 3), stderr
+    conveyor.create(manifest)
+    return repo
+
+
+def push_run(name: str, before: str, after: str) -> dict:
+    """The run a push to master creates (what a webhook or poll trigger makes)."""
+    return run(
+        name,
+        "go-app",
+        revision={"ref": "master", "sha": after, "beforeSha": before},
+        pipelineSource="push",
+    )
+
+
+def test_push_touching_the_server_runs_test_and_build(conveyor: Conveyor, seed: GitRepo) -> None:
+    before = seed.head()
+    after = seed.commit("faster handler", {"src/server.go": "\n// faster\n"})
+    conveyor.create(push_run("code", before, after))
+    done = conveyor.wait_finished("code")
+    assert phase(done) == "Succeeded"
+    for name in ("test", "build", "container-scan", "k8s-deploy-test"):
+        assert job_status(done, name)["phase"] == "Succeeded", name
+    # when: manual outside rules is GitLab's optional manual job: it waits, the run succeeds.
+    assert job_status(done, "k8s-deploy-prod")["phase"] == "Manual"
+    assert done["status"]["shortSha"] == after[:8]
+    assert done["status"]["evaluation"]["commitMessage"].startswith("faster handler")
+
+
+def test_push_touching_only_templates_runs_neither_test_nor_build(
+    conveyor: Conveyor, seed: GitRepo
+) -> None:
+    before = seed.head()
+    after = seed.commit("more replicas", {"templates/deployment.yml": "\n# more replicas\n"})
+    conveyor.create(push_run("templates", before, after))
+    done = conveyor.wait_finished("templates")
+    assert phase(done) == "Succeeded"
+    for name in ("test", "build"):
+        entry = job_status(done, name)
+        assert (entry["phase"], entry["reason"]) == ("Skipped", "ExcludedByRules"), name
+        assert not [
+            j
+            for j in conveyor.jobs("templates")
+            if j.metadata.annotations["conveyor.dev/job"] == name
+        ]
+    assert job_status(done, "k8s-deploy-test")["phase"] == "Succeeded"
+
+
+def test_skip_ci_commit_ends_the_run_skipped(conveyor: Conveyor, seed: GitRepo) -> None:
+    before = seed.head()
+    after = seed.commit("typo in the readme [skip ci]", {"README.md": "\nfixed\n"})
+    conveyor.create(push_run("skipped", before, after))
+    done = conveyor.wait_finished("skipped")
+    assert phase(done) == "Skipped"
+    assert succeeded_condition(done)["reason"] == "Skipped"
+    assert not conveyor.jobs("skipped")
+
+
+def test_run_of_a_ref_builds_its_resolved_head(conveyor: Conveyor, seed: GitRepo) -> None:
+    conveyor.create(run("by-ref", "go-app", ref="master", pipelineSource="web"))
+    done = conveyor.wait_finished("by-ref")
+    assert done["status"]["shortSha"] == seed.head()[:8]
+    assert done["status"]["evaluation"]["sha"] == seed.head()
+
+
+def test_unreachable_repository_fails_the_run_and_others_go_on(conveyor: Conveyor) -> None:
+    conveyor.create(
+        pipeline(
+            "lost",
+            [job("a")],
+            source={"url": "https://ci-bot:s3cr3t-t0ken@127.0.0.1:1/nowhere.git"},
+        )
+    )
+    conveyor.create(pipeline("fine", [job("a")]))
+    conveyor.create(run("lost-1", "lost"))
+    conveyor.create(run("fine-1", "fine"))
+    done = conveyor.wait_finished("lost-1", timeout=180)
+    cond = succeeded_condition(done)
+    assert (phase(done), cond["reason"]) == ("Failed", "SourceUnavailable")
+    assert "127.0.0.1" in cond["message"] and "s3cr3t-t0ken" not in cond["message"]
+    assert phase(conveyor.wait_finished("fine-1")) == "Succeeded"
+
+
+@pytest.mark.parametrize("path", CONFORMANCE, ids=[p.name for p in CONFORMANCE])
+def test_conformance_file_converts_and_the_api_server_accepts_it(
+    path: Path, clusters: Clusters, namespace: str
+) -> None:
+    code, manifest, stderr = import_gitlab(path, "imported")
+    assert code in (0, 3), stderr
+    if code == 3:
+        assert stderr.strip(), "exit 3 must list what was left out"
+    api = client.CustomObjectsApi(clusters.api("ci"))
+    # Server-side dry run: the real schema and CEL rules judge it; nothing is stored.
+    api.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "pipelines", manifest, dry_run="All"
+    )
