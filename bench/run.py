@@ -385,7 +385,9 @@ def main() -> int:
     work = STATE / "bench"
     work.mkdir(exist_ok=True)
     kubeconfig = service_account_kubeconfig(clusters, work / "kubeconfig")
-    operator = Operator(kubeconfig, STATE / "logs" / "bench-operator.log", port=18089)
+    operator = Operator(
+        kubeconfig, STATE / "logs" / "bench-operator.log", port=18089, webhook_port=18090
+    )
     operator.start()
     try:
         warm_up(clusters)

@@ -74,7 +74,12 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
     install(clusters)
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(clusters, workdir / "kubeconfig")
-    op = Operator(kubeconfig, STATE / "logs" / "conveyor-operator.log", port=_free_port())
+    op = Operator(
+        kubeconfig,
+        STATE / "logs" / "conveyor-operator.log",
+        port=_free_port(),
+        webhook_port=_free_port(),
+    )
     op.start()
     yield op
     op.stop()

@@ -86,8 +86,9 @@ def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:
 class Operator:
     """`conveyor operator` as a child process, which tests may kill and start again."""
 
-    def __init__(self, kubeconfig: Path, log: Path, port: int) -> None:
+    def __init__(self, kubeconfig: Path, log: Path, port: int, webhook_port: int) -> None:
         self.kubeconfig, self.log, self.port = kubeconfig, log, port
+        self.webhook_port = webhook_port
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -102,6 +103,8 @@ class Operator:
                 str(self.kubeconfig),
                 "--liveness",
                 f"http://127.0.0.1:{self.port}/healthz",
+                "--webhook",
+                f"127.0.0.1:{self.webhook_port}",
                 "--allow-local-repositories",  # the tests' repositories are file:// ones
                 "--git-cache",
                 str(self.log.parent / "git-cache"),

@@ -67,6 +67,15 @@ def test_push_touching_the_server_runs_test_and_build(conveyor: Conveyor, seed: 
     assert job_status(done, "k8s-deploy-prod")["phase"] == "Manual"
     assert done["status"]["shortSha"] == after[:8]
     assert done["status"]["evaluation"]["commitMessage"].startswith("faster handler")
+    test_job = next(
+        j for j in conveyor.jobs("code") if j.metadata.annotations["conveyor.dev/job"] == "test"
+    )
+    env = {e.name: e.value for e in test_job.spec.template.spec.containers[0].env}
+    assert env["CI_COMMIT_SHA"] == after and env["CI_COMMIT_BEFORE_SHA"] == before
+    assert env["CI_COMMIT_BRANCH"] == "master" and "CI_COMMIT_TAG" not in env
+    assert env["CI_COMMIT_TITLE"] == "faster handler"
+    assert env["CI_PIPELINE_SOURCE"] == "push"
+    assert env["CI_COMMIT_REF_SLUG"] == "master"
 
 
 def test_push_touching_only_templates_runs_neither_test_nor_build(

@@ -57,6 +57,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where bare clones of pipeline repositories are kept (default: $TMPDIR/conveyor-git)",
     )
     p.add_argument(
+        "--webhook",
+        metavar="HOST:PORT",
+        type=_address,
+        help="serve push webhooks (GitLab, GitHub) at http://HOST:PORT/hooks/<namespace>/"
+        "<pipeline>; off unless given",
+    )
+    p.add_argument(
         "--allow-local-repositories",
         action="store_true",
         help="let pipelines use file:// repositories (off: a pipeline could read any repository "
@@ -64,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 0.0.0.0:8081, not {text!r}")
+    return host or "0.0.0.0", int(port)
 
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
@@ -123,6 +137,7 @@ def run_operator(args: argparse.Namespace) -> int:
     if args.git_cache is not None:
         RUNTIME.git_cache = args.git_cache
     RUNTIME.allow_local_repositories = args.allow_local_repositories
+    RUNTIME.webhook_address = args.webhook
     RUNTIME.options = JobOptions(
         checkout_image=args.checkout_image,
         default_image=args.default_image,

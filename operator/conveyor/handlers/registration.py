@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.kube.client import PIPELINERUNS, PIPELINES, Kube
@@ -21,6 +22,8 @@ from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
 from conveyor.reconcile.sources import Sources
+from conveyor.reconcile.triggers import TriggerManager
+from conveyor.triggers import webhook_app
 
 log = logging.getLogger("conveyor.handlers")
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
@@ -35,6 +38,9 @@ class Runtime:
     options: JobOptions = field(default_factory=JobOptions)
     git_cache: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "conveyor-git")
     allow_local_repositories: bool = False
+    webhook_address: tuple[str, int] | None = None  # (host, port) of the push webhook endpoint
+    triggers: TriggerManager | None = None
+    webhook_runner: web.AppRunner | None = None
     workers: int = 16
     controller: RunController | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -60,13 +66,28 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.label_selectors["v1", "pods"] = OURS
     assert RUNTIME.kube is not None
     sources = Sources(RUNTIME.kube, RUNTIME.git_cache, local=RUNTIME.allow_local_repositories)
-    RUNTIME.controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
+    controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
+    RUNTIME.controller = controller
+    RUNTIME.triggers = TriggerManager(
+        RUNTIME.kube, sources, controller.pipeline_body, controller.io, utcnow
+    )
+    if RUNTIME.webhook_address is not None:
+        app = webhook_app(RUNTIME.triggers.webhook_lookup, RUNTIME.triggers.create_run)
+        RUNTIME.webhook_runner = web.AppRunner(app, access_log=None)
+        await RUNTIME.webhook_runner.setup()
+        host, port = RUNTIME.webhook_address
+        await web.TCPSite(RUNTIME.webhook_runner, host, port).start()
+        log.info("push webhooks served at http://%s:%d/hooks/<namespace>/<pipeline>", host, port)
 
 
 @kopf.on.cleanup()
 async def stop_workers(**_: Any) -> None:
     for task in RUNTIME.tasks:
         task.cancel()
+    if RUNTIME.triggers is not None:
+        RUNTIME.triggers.stop()
+    if RUNTIME.webhook_runner is not None:
+        await RUNTIME.webhook_runner.cleanup()
 
 
 def _controller(**indices: Any) -> RunController:
@@ -132,10 +153,16 @@ async def pipeline_event(
     namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
 ) -> None:
     controller = _controller(**kwargs)
+    assert RUNTIME.triggers is not None
     if type == "DELETED":
+        RUNTIME.triggers.pipeline_changed((namespace, name), None)
         return
+    RUNTIME.triggers.pipeline_changed((namespace, name), dict(body))
     controller.pipeline_changed(namespace, name)
-    patch = merge_patch(body.get("status") or {}, pipeline_status(body, utcnow()))
+    desired = pipeline_status(body, utcnow())
+    # Only the keys this handler owns: status.triggers is the trigger manager's.
+    current = {k: v for k, v in (body.get("status") or {}).items() if k in desired}
+    patch = merge_patch(current, desired)
     if patch:
         await controller.io(controller.kube.patch_pipeline_status, namespace, name, patch)
 

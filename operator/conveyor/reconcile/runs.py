@@ -154,6 +154,9 @@ class RunController:
     def bind(self, views: Views) -> None:
         self.views = views
 
+    def pipeline_body(self, key: Key) -> dict[str, Any] | None:
+        return _first(self.views.pipelines, key) if self.views is not None else None
+
     def run_changed(self, key: Key) -> None:
         self.queue.add(key)
 

@@ -15,6 +15,7 @@ from conveyor.api.pipelinerun import PipelineRun
 from conveyor.gitlab.context import GitFacts, compare_to_refs, uses_git_paths
 from conveyor.kube.client import Kube
 from conveyor.source import RepoCache, SourceUnavailable
+from conveyor.triggers import parse_ls_remote, split_remote_refs
 
 __all__ = ["SourceUnavailable", "Sources"]
 
@@ -74,7 +75,12 @@ class Sources:
             files=exists,
         )
 
-    async def branch_heads(self, namespace: str, pipeline: PipelineSpec) -> dict[str, str]:
-        assert pipeline.source is not None
+    async def remote_refs(
+        self, namespace: str, pipeline: PipelineSpec
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """(branches, tags) of the pipeline's repository -> commit, asked of the remote."""
+        if pipeline.source is None:
+            raise SourceUnavailable("the pipeline has no source to poll (spec.source.url)")
         creds = await self.credentials(namespace, pipeline.source.credentials_secret)
-        return await self._run(self.cache.branch_heads, pipeline.source.url, creds)
+        text = await self._run(self.cache.ls_remote, pipeline.source.url, creds)
+        return split_remote_refs(parse_ls_remote(text))

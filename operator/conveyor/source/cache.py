@@ -179,6 +179,11 @@ class RepoCache:
                 heads[name.removeprefix("refs/heads/")] = sha
         return heads
 
+    def ls_remote(self, url: str, credentials: SecretData | None) -> str:
+        """`git ls-remote --heads --tags` of the remote, as text (no clone, no fetch)."""
+        target = self._target(url, credentials)
+        return self._ls_remote(target, ["--heads", "--tags"], []).decode()
+
     def default_branch(self, url: str, credentials: SecretData | None) -> str | None:
         """The branch the remote's HEAD points to (None for an empty repository); remembered
         for `default_branch_ttl` seconds."""
