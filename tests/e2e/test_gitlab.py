@@ -145,3 +145,13 @@ def test_conformance_file_converts_and_the_api_server_accepts_it(
     api.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "pipelines", manifest, dry_run="All"
     )
+
+
+def test_push_of_a_new_ref_counts_changes_as_true(conveyor: Conveyor, seed: GitRepo) -> None:
+    # A push with before = zeros (a new branch, as webhooks and polls report it): GitLab cannot
+    # say what changed and counts every `changes` rule as true, even for a templates-only commit.
+    after = seed.commit("templates only", {"templates/svc.yml": "\n# new ref\n"})
+    conveyor.create(push_run("new-ref", "0" * 40, after))
+    done = conveyor.wait_finished("new-ref")
+    assert job_status(done, "test")["phase"] == "Succeeded"
+    assert job_status(done, "build")["phase"] == "Succeeded"

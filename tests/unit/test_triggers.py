@@ -105,9 +105,9 @@ def test_run_for_push_manifest():
 
 
 @pytest.mark.parametrize("before", [None, ZERO, ""])
-def test_unknown_before_sha_is_omitted(before):
+def test_unknown_before_sha_is_recorded_as_zeros_a_new_ref(before):
     manifest = run_for_push("app", "ci", "main", B, before, "webhook")
-    assert manifest["spec"]["revision"] == {"ref": "main", "sha": B}
+    assert manifest["spec"]["revision"] == {"ref": "main", "sha": B, "beforeSha": ZERO}
 
 
 def test_our_labels_win_and_source_is_checked():

@@ -532,7 +532,7 @@ async def test_tags_follow_the_trigger_tags_flag(client, cluster):
     response = await post_gitlab(client, gitlab_tag_push(), event="Tag Push Hook")
     assert response.status == 202
     manifest = cluster.runs["ci", (await response.json())["run"]]
-    assert manifest["spec"]["revision"] == {"ref": "v1.0.0", "sha": AFTER}
+    assert manifest["spec"]["revision"] == {"ref": "v1.0.0", "sha": AFTER, "beforeSha": "0" * 40}
     assert manifest["metadata"]["annotations"]["conveyor.dev/ref-type"] == "tag"
 
 

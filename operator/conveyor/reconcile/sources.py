@@ -4,6 +4,7 @@ it names, on a thread pool of its own (clones and fetches must not hold up Job c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ class Sources:
         creds = await self.credentials(namespace, pipeline.source.credentials_secret)
         variables = {**pipeline.variables, **run.spec.variables}
         changes, exists = uses_git_paths(pipeline)
-        return await self._run(
+        sha, facts = await self._run(
             self.cache.git_facts,
             pipeline.source.url,
             creds,
@@ -74,6 +75,11 @@ class Sources:
             changes=changes,
             files=exists,
         )
+        if revision.before_sha is not None and set(revision.before_sha) == {"0"}:
+            # A push of a new branch or tag: GitLab cannot say what changed, and counts every
+            # `changes` rule as true. (No beforeSha at all diffs against the parent instead.)
+            facts = dataclasses.replace(facts, changed_paths=None)
+        return sha, facts
 
     async def remote_refs(
         self, namespace: str, pipeline: PipelineSpec

@@ -25,6 +25,9 @@ NAME_HASH_LENGTH = 10
 ANNOTATION_VALUE_MAX = 256  # annotations are for people; keep a hostile payload from bloating them
 
 
+ZERO_SHA = "0" * 40
+
+
 def run_name(pipeline_name: str, ref: str, sha: str, *, tag: bool = False) -> str:
     """`<pipeline slug>-<10 hex>`, a DNS-1123 label of at most 63 characters.
 
@@ -62,9 +65,10 @@ def run_for_push(
         raise ValueError(f"source must be one of {', '.join(TRIGGERS)}, not {source!r}")
     short, tag = _normalise_ref(ref, tag)
     revision: dict[str, Any] = {"ref": short, "sha": sha}
-    before = known_sha(before_sha)
-    if before is not None:
-        revision["beforeSha"] = before
+    # A push always has a before: the previous head, or zeros for a new branch or tag. Zeros tell
+    # the operator that the changed paths are unknown, so `changes` rules are true (GitLab's
+    # rule); a run with no beforeSha at all (made by hand) diffs against the commit's parent.
+    revision["beforeSha"] = known_sha(before_sha) or ZERO_SHA
     all_labels = dict(labels or {})
     all_labels[LABEL_PIPELINE] = label_value(pipeline_name)
     all_labels[LABEL_TRIGGER] = source
