@@ -12,7 +12,7 @@ from collections.abc import Container, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.api.codec import from_dict
+from conveyor.api.codec import ModelError, from_dict
 from conveyor.api.conditions import Condition
 from conveyor.api.durations import DURATION_PATTERN, parse_duration
 from conveyor.api.fields import IntOrString, Validation, model, spec_field
@@ -188,6 +188,42 @@ class Environment:
     url: str | None = spec_field("URL of the deployed environment.", default=None, max_length=2048)
 
 
+@model(
+    "How a native deploy job renders and applies the repository's Kubernetes templates. "
+    "Placeholders <NAME> and Jinja2 {{ NAME }} take the environment's variables and VERSION, "
+    "HASH and the CI_* variables."
+)
+@dataclass(frozen=True)
+class Deploy:
+    templates: str = spec_field(
+        "Folder of the repository holding the templates (*.yml, *.yaml).",
+        default="templates/",
+        max_length=1024,
+    )
+    version_paths: tuple[str, ...] = spec_field(
+        "VERSION is <ref>_<sha> when the push changed a path under one of these, else latest "
+        "(the article's rule).",
+        default_factory=lambda: ("src/",),
+        max_items=20,
+        item_max_length=1024,
+    )
+    hash_paths: tuple[str, ...] = spec_field(
+        "HASH is the commit when the push changed a path under one of these, else empty.",
+        default_factory=lambda: ("templates/",),
+        max_items=20,
+        item_max_length=1024,
+    )
+    rollback: bool = spec_field(
+        "If the rollout fails, apply the previously deployed revision again.", default=False
+    )
+    timeout: str | None = spec_field(
+        "How long the rollout may take, e.g. 5m (default 5m).",
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+    )
+
+
 def _globs(description: str) -> Any:
     return spec_field(
         description,
@@ -310,13 +346,26 @@ class RefPolicy:
             rule="!has(self.needs) || !(self.name in self.needs)",
             message="needs: a job cannot need itself",
         ),
+        Validation(
+            rule="has(self.deploy) || (has(self.script) && size(self.script) > 0)",
+            message="script: required (only a deploy job has none)",
+        ),
+        Validation(
+            rule="!has(self.deploy) || !has(self.script) || size(self.script) == 0",
+            message="deploy: a deploy job has no script",
+        ),
+        Validation(
+            rule="!has(self.deploy) || has(self.environment)",
+            message="deploy: a deploy job needs an environment (environment.name)",
+        ),
     ),
 )
 @dataclass(frozen=True)
 class PipelineJob:
     name: str = spec_field("Job name, unique in the pipeline.", **_NAME_LIMIT)
     script: tuple[str, ...] = _script(
-        "Shell commands run in order; the job fails at the first failing command.", required=True
+        "Shell commands run in order; the job fails at the first failing command. Required, "
+        "unless the job is a native `deploy` job."
     )
     stage: str = spec_field(
         "Stage the job belongs to; must be listed in the pipeline's stages.",
@@ -394,6 +443,11 @@ class PipelineJob:
         item_max_length=8192,
     )
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
+    deploy: Deploy | None = spec_field(
+        "A native deploy job: the operator renders the repository's templates at the run's "
+        "commit and applies them to the job's environment (no script, no pod).",
+        default=None,
+    )
     optional_needs: tuple[str, ...] = spec_field(
         "Needs that may be absent from the run (GitLab `needs: [{job, optional: true}]`): waited "
         "for when present, ignored when missing or excluded by rules. Any entry makes the job a "
@@ -429,6 +483,15 @@ class PipelineJob:
         return required + tuple(
             n for n in self.optional_needs if n in present and n not in required
         )
+
+    def __post_init__(self) -> None:
+        # The same rules as the CEL above, for specs parsed outside the API server (import).
+        if self.deploy is None and not self.script:
+            raise ModelError("script", "required (only a deploy job has none)")
+        if self.deploy is not None and self.script:
+            raise ModelError("deploy", "a deploy job has no script")
+        if self.deploy is not None and self.environment is None:
+            raise ModelError("deploy", "a deploy job needs an environment (environment.name)")
 
     @property
     def is_manual(self) -> bool:
