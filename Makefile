@@ -57,3 +57,7 @@ test: venv control-plane lint ## lint, unit and end-to-end tests: what CI runs
 .PHONY: bench
 bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md
 	$(PY) bench/run.py
+
+.PHONY: demo
+demo: venv control-plane ## the article's pipeline end to end on the local clusters (deploy, approval)
+	$(PY) hack/demo.py

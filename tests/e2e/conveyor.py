@@ -43,12 +43,14 @@ def conveyor_cli(
 
 
 def install(clusters: Clusters) -> None:
-    """The CRDs and the operator's namespace, service account and RBAC (not its Deployment:
-    the operator runs here as a process, with that service account's token)."""
+    """The CRDs and everything in deploy/ but the operator's Deployment: its namespace, service
+    account, RBAC and admission policies (the operator runs here as a process, with that
+    service account's token)."""
     clusters.kubectl("ci", "apply", "-f", str(ROOT / "crds"))
     clusters.kubectl("ci", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    for manifest in ("00-namespace.yaml", "10-rbac.yaml"):
-        clusters.kubectl("ci", "apply", "-f", str(ROOT / "deploy" / manifest))
+    for manifest in sorted((ROOT / "deploy").glob("*.yaml")):
+        if manifest.name != "20-operator.yaml":  # the operator runs as a process here
+            clusters.kubectl("ci", "apply", "-f", str(manifest))
 
 
 def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:

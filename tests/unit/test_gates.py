@@ -41,12 +41,14 @@ def run(play=()) -> PipelineRun:
     )
 
 
-def test_protected_environments_and_manual_deployments_are_gated():
-    assert gated_jobs(PIPELINE, {"prod": 2, "test": 0}) == {"to-prod", "manual-staging"}
+def test_jobs_of_protected_environments_are_gated():
+    assert gated_jobs(PIPELINE, {"prod": 2, "test": 0}) == {"to-prod"}
+    # A manual deployment to a protected environment: its Approval is its play.
+    assert gated_jobs(PIPELINE, {"prod": 1, "staging": 1}) == {"to-prod", "manual-staging"}
 
 
 def test_an_unapproved_gate_makes_the_run_wait_for_approval():
-    gated = gated_jobs(PIPELINE, {"prod": 1})
+    gated = gated_jobs(PIPELINE, {"prod": 1, "staging": 1})
     pipeline = with_gates(PIPELINE, gated)
     status = plan(pipeline, run(), [], NOW).status
     assert status["phase"] == "Running"  # the planner's view: build first
@@ -70,7 +72,7 @@ def test_an_unapproved_gate_makes_the_run_wait_for_approval():
 
 
 def test_a_rejected_gate_fails_the_run_and_says_why():
-    gated = gated_jobs(PIPELINE, {"prod": 1})
+    gated = gated_jobs(PIPELINE, {"prod": 1, "staging": 1})
     pipeline = with_gates(PIPELINE, gated)
     from conveyor.engine.model import SUCCEEDED, ObservedJob
     from conveyor.engine.names import job_name

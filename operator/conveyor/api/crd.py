@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.api.approval import ApprovalSpec, ApprovalStatus
+from conveyor.api.environment import EnvironmentSpec, EnvironmentStatus
 from conveyor.api.fields import Validation
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.api.openapi import schema_for
@@ -83,7 +85,47 @@ PIPELINE_RUN = Kind(
     root_validations=(RUN_NAME_RULE,),
 )
 
-KINDS = (PIPELINE, PIPELINE_RUN)
+ENVIRONMENT = Kind(
+    kind="Environment",
+    plural="environments",
+    singular="environment",
+    short_names=("env",),
+    spec=EnvironmentSpec,
+    status=EnvironmentStatus,
+    description="A deploy target: kubeconfig Secret and context, namespace, url, variables, "
+    "approval policy.",
+    columns=(
+        _column("Namespace", ".spec.namespace", "Target namespace deploys go to."),
+        _column("URL", ".spec.url", "URL of the deployed application."),
+        _column(
+            "Approvals",
+            ".spec.protection.requiredApprovals",
+            "Approvals a deploy needs (0: unprotected).",
+            "integer",
+        ),
+        _AGE,
+    ),
+)
+
+APPROVAL = Kind(
+    kind="Approval",
+    plural="approvals",
+    singular="approval",
+    short_names=("appr",),
+    spec=ApprovalSpec,
+    status=ApprovalStatus,
+    description="The gate in front of one job of one run: approvers vote, the operator decides.",
+    columns=(
+        _column("Run", ".spec.pipelineRun", "The PipelineRun."),
+        _column("Job", ".spec.job", "The gated job."),
+        _column("Environment", ".spec.environment", "The Environment deployed to."),
+        _column("Decision", ".status.decision", "Pending, Approved, Rejected or Expired."),
+        _column("Approvals", ".status.approvals", "Approvals that count / approvals required."),
+        _AGE,
+    ),
+)
+
+KINDS = (PIPELINE, PIPELINE_RUN, ENVIRONMENT, APPROVAL)
 
 
 def root_schema(kind: Kind) -> dict[str, Any]:

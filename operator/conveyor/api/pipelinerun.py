@@ -189,6 +189,32 @@ class JobStatus:
     )
 
 
+@model("What a deploy job applied where (the run's record of it).")
+@dataclass(frozen=True)
+class DeploymentRecord:
+    job: str = spec_field("The deploy job.", max_length=JOB_NAME_MAX)
+    environment: str = spec_field("The environment deployed to.", max_length=255)
+    namespace: str = spec_field("Namespace in the target cluster.", max_length=63)
+    sha: str = spec_field("The commit deployed.", max_length=40)
+    version: str = spec_field("VERSION the templates were rendered with.", max_length=512)
+    result: str = spec_field(
+        "Succeeded, Failed, or RolledBack (failed, previous revision restored).",
+        enum=("Succeeded", "Failed", "RolledBack"),
+    )
+    images: tuple[str, ...] = spec_field(
+        "Container images of the workloads applied.",
+        default_factory=tuple,
+        max_items=20,
+        item_max_length=1024,
+    )
+    objects: int = spec_field("Objects applied.", default=0, minimum=0)
+    pruned: int = spec_field(
+        "Objects deleted because the revision no longer has them.", default=0, minimum=0
+    )
+    message: str | None = spec_field("What happened, briefly.", default=None, max_length=512)
+    finished_at: datetime.datetime | None = spec_field("When the deploy ended.", default=None)
+
+
 @model("PipelineRun status, written by the operator.")
 @dataclass(frozen=True)
 class PipelineRunStatus:
@@ -228,6 +254,13 @@ class PipelineRunStatus:
         "Outcome of the pipeline's GitLab rules ([skip ci], workflow:rules, rules, only/except), "
         "computed once when the run starts; absent: every job runs as declared.",
         default=None,
+    )
+    deployments: tuple[DeploymentRecord, ...] = spec_field(
+        "What the run's deploy jobs applied where.",
+        default_factory=tuple,
+        max_items=MAX_JOBS,
+        list_type="map",
+        list_map_keys=("job",),
     )
 
     @property

@@ -9,7 +9,13 @@ from importlib import import_module
 from conveyor import __version__
 
 # Each module has `register(subparsers)`, which adds its subcommand(s) with `func=` set.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("operator_cmd", "runs", "import_gitlab")
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "operator_cmd",
+    "runs",
+    "import_gitlab",
+    "environments",
+    "approvals",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,11 @@
 """Approval gates, on top of the planner's manual jobs (pure).
 
-A job is gated when it deploys to a protected environment (one that requires approvals), or when
-it is a `when: manual` job with an environment (GitLab's manual deployment). A gated job is a
-blocking manual job whose "play" is an approved Approval; a rejected or expired Approval ends it
-Failed with that reason. The run waiting on a gate is in phase WaitingForApproval.
+A job is gated when its environment is protected (requires approvals), whether it deploys
+natively, runs a script, or is a `when: manual` job (GitLab's manual deployment: the Approval is
+its play). A manual job whose environment is not protected stays a plain manual job, played with
+`conveyor play`. A gated job is a blocking manual job whose "play" is an approved Approval; a
+rejected or expired Approval ends it Failed with that reason. The run waiting on a gate is in
+phase WaitingForApproval.
 """
 
 from __future__ import annotations
@@ -30,14 +32,11 @@ def environment_of(job: PipelineJob) -> str | None:
 def gated_jobs(pipeline: PipelineSpec, required_approvals: Mapping[str, int]) -> frozenset[str]:
     """Jobs that need an Approval: `required_approvals` maps environment names to the count
     their protection requires (0 or absent: unprotected)."""
-    gated = set()
-    for job in pipeline.jobs:
-        env = environment_of(job)
-        if env is None:
-            continue
-        if required_approvals.get(env, 0) > 0 or job.is_manual:
-            gated.add(job.name)
-    return frozenset(gated)
+    return frozenset(
+        job.name
+        for job in pipeline.jobs
+        if (env := environment_of(job)) is not None and required_approvals.get(env, 0) > 0
+    )
 
 
 def with_gates(pipeline: PipelineSpec, gated: Set[str]) -> PipelineSpec:

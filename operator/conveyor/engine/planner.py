@@ -23,6 +23,7 @@ from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
 from conveyor.engine.evaluation import apply_evaluation
+from conveyor.engine.gates import with_gates
 from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
 from conveyor.engine.names import job_name
 from conveyor.engine.validate import execution_order, job_needs, predecessors, validate_pipeline
@@ -58,6 +59,7 @@ def plan(
     *,
     may_start: bool = True,
     evaluation: Evaluation | None = None,
+    gated: frozenset[str] = frozenset(),
 ) -> Plan:
     """Plan one reconcile pass of `run`, whose pipeline is `pipeline`.
 
@@ -78,7 +80,8 @@ def plan(
     if evaluation is not None and evaluation.skipped:
         return _skipped_run(run, previous, observed, evaluation, now)
     excluded = evaluation.excluded if evaluation is not None else frozenset()
-    pipeline = apply_evaluation(pipeline, evaluation)
+    # Gates last: an environment's protection wins over what a rule says of `when`.
+    pipeline = with_gates(apply_evaluation(pipeline, evaluation), gated)
     spec = run.spec
     problems = (
         validate_pipeline(pipeline, excluded) if spec is not None else ["PipelineRun has no spec"]

@@ -15,7 +15,7 @@ import kopf
 from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
-from conveyor.kube.client import PIPELINERUNS, PIPELINES, Kube
+from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, compact_pod
 from conveyor.kube.patch import merge_patch
@@ -103,6 +103,8 @@ def _controller(**indices: Any) -> RunController:
                 pipelines=indices["pipeline_bodies"],
                 jobs=indices["jobs_by_run"],
                 pods=indices["pods_by_run"],
+                environments=indices["environment_bodies"],
+                approvals=indices["approvals_by_run"],
             )
         )
         RUNTIME.tasks.append(asyncio.create_task(controller.work(RUNTIME.workers)))
@@ -142,6 +144,18 @@ def pods_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) 
     return {(namespace, labels[LABEL_RUN]): compact_pod(body)}
 
 
+@kopf.index(GROUP, VERSION, ENVIRONMENTS)
+def environment_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _stored(body)}
+
+
+@kopf.index(GROUP, VERSION, APPROVALS, labels={LABEL_RUN: kopf.PRESENT})
+def approvals_by_run(
+    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
+) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_RUN]): _stored(body)}
+
+
 # -- events: each one queues the runs it concerns
 @kopf.on.event(GROUP, VERSION, PIPELINERUNS)
 async def run_event(namespace: str, name: str, **kwargs: Any) -> None:
@@ -165,6 +179,17 @@ async def pipeline_event(
     patch = merge_patch(current, desired)
     if patch:
         await controller.io(controller.kube.patch_pipeline_status, namespace, name, patch)
+
+
+@kopf.on.event(GROUP, VERSION, APPROVALS, labels={LABEL_RUN: kopf.PRESENT})
+async def approval_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
+    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
+
+
+@kopf.on.event(GROUP, VERSION, ENVIRONMENTS)
+async def environment_event(namespace: str, **kwargs: Any) -> None:
+    # A protection change can gate or release waiting runs of this namespace.
+    _controller(**kwargs).namespace_changed(namespace)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})

@@ -16,6 +16,8 @@ from conveyor.api.meta import GROUP, VERSION
 
 PIPELINES = "pipelines"
 PIPELINERUNS = "pipelineruns"
+ENVIRONMENTS = "environments"
+APPROVALS = "approvals"
 MERGE_PATCH = "application/merge-patch+json"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -161,6 +163,41 @@ class Kube:
             name,
             {"status": status},
             _content_type=MERGE_PATCH,
+        )
+
+    def get_environment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, ENVIRONMENTS, name
+            )
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    def patch_environment_status(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            ENVIRONMENTS,
+            name,
+            {"status": patch},
+            _content_type=MERGE_PATCH,
+        )
+
+    def create_approval(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        return create_ignoring_conflict(
+            self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, APPROVALS, body
+        )
+
+    def patch_approval_status(
+        self, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, APPROVALS, name, {"status": patch}, _content_type=MERGE_PATCH
         )
 
     # -- batch/v1 Jobs and events

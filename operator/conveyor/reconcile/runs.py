@@ -20,6 +20,13 @@ from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineSpec
 from conveyor.api.pipelinerun import FINISHED_PHASES, REASON_SOURCE_UNAVAILABLE
+from conveyor.approvals import (
+    ANNOTATION_INITIATOR,
+    Decision,
+    approval_manifest,
+    approval_status,
+    decide,
+)
 from conveyor.engine import (
     ObservedJob,
     Plan,
@@ -31,8 +38,17 @@ from conveyor.engine import (
     runs_allowed_to_start,
     runs_to_delete,
 )
-from conveyor.engine.evaluation import with_evaluation
-from conveyor.engine.model import ACTIVE
+from conveyor.engine.evaluation import apply_evaluation, with_evaluation
+from conveyor.engine.gates import (
+    REASON_APPROVAL_EXPIRED,
+    REASON_APPROVAL_REJECTED,
+    gated_jobs,
+    refused,
+    waiting_status,
+    with_approved,
+    with_gates,
+)
+from conveyor.engine.model import ACTIVE, Event
 from conveyor.engine.planner import failed_status
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
@@ -41,6 +57,7 @@ from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job, project_name
 from conveyor.kube.observe import as_active, awaiting_pod_details, observe_job, pod_job_name
 from conveyor.kube.patch import merge_patch
+from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
 
@@ -73,6 +90,8 @@ class Views:
     pipelines: Lookup  # (ns, pipeline name) -> [Pipeline]
     jobs: Lookup  # (ns, run name) -> [compact Job]
     pods: Lookup  # (ns, run name) -> [compact Pod]
+    environments: Lookup  # (ns, environment name) -> [Environment]
+    approvals: Lookup  # (ns, run name) -> [Approval]
 
 
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -138,6 +157,7 @@ class RunController:
         # API calls block (the Kubernetes client is synchronous): a pool of their own, sized for
         # I/O, so a burst of handoffs is not serialised behind asyncio's default few threads.
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kube")
+        self.deploys = DeployExecutor(kube, sources, self.io, clock, self.queue.add)
         # Job creates and deletes are the pipeline's critical path: never queued behind status
         # and event writes of other runs.
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
@@ -156,6 +176,16 @@ class RunController:
 
     def pipeline_body(self, key: Key) -> dict[str, Any] | None:
         return _first(self.views.pipelines, key) if self.views is not None else None
+
+    def namespace_changed(self, namespace: str) -> None:
+        """Queues every unfinished run of a namespace (an Environment changed)."""
+        assert self.views is not None
+        for (ns, _), summaries in self.views.runs_by_pipeline.items():
+            if ns != namespace:
+                continue
+            for summary in summaries:
+                if summary.get("phase") not in FINISHED_PHASES:
+                    self.queue.add((ns, summary["name"]))
 
     def run_changed(self, key: Key) -> None:
         self.queue.add(key)
@@ -286,11 +316,143 @@ class RunController:
             run = with_evaluation(run, evaluation)
         run = _with_sha(run, evaluation)
         observed, awaiting = self._observe(key, now)
-        decided = plan(pipeline, run, observed, now, may_start=allowed, evaluation=evaluation)
+        gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
+        approvals = self._approvals(key)
+        approved, refusals = set(), {}
+        for job, (_, decision) in approvals.items():
+            if decision.state == "Approved":
+                approved.add(job)
+            elif decision.state in ("Rejected", "Expired"):
+                refusals[job] = (
+                    REASON_APPROVAL_REJECTED
+                    if decision.state == "Rejected"
+                    else REASON_APPROVAL_EXPIRED
+                )
+        self._resume_deploys(key, run, pipeline)
+        observed += self.deploys.observed(key) + refused(run.name, refusals)
+        decided = plan(
+            pipeline,
+            with_approved(run, approved),
+            observed,
+            now,
+            may_start=allowed,
+            evaluation=evaluation,
+            gated=gated,
+        )
+        effective = with_gates(apply_evaluation(pipeline, evaluation), gated)
+        status = waiting_status(decided.status, effective, gated, run.name)
+        status = self._with_deployments(key, body, status)
+        decided = dataclasses.replace(decided, status=status)
+        await self._sync_approvals(key, body, run, pipeline, gated, approvals, status, now)
         await self._apply(key, body, run, pipeline, decided)
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
+
+    def _required_approvals(self, namespace: str, pipeline: PipelineSpec) -> dict[str, int]:
+        """Environment name -> approvals its protection requires, for the pipeline's jobs."""
+        assert self.views is not None
+        required: dict[str, int] = {}
+        for job in pipeline.jobs:
+            if job.environment is None or job.environment.name in required:
+                continue
+            env = _first(self.views.environments, (namespace, job.environment.name))
+            protection = ((env or {}).get("spec") or {}).get("protection") or {}
+            required[job.environment.name] = int(protection.get("requiredApprovals") or 0)
+        return required
+
+    def _approvals(self, key: Key) -> dict[str, tuple[dict[str, Any], Decision]]:
+        """The run's Approvals by gated job, with what their votes decide now."""
+        assert self.views is not None
+        now = self.clock()
+        out: dict[str, tuple[dict[str, Any], Decision]] = {}
+        for body in self.views.approvals.get(key, ()):
+            job = (body.get("spec") or {}).get("job")
+            if job:
+                out[job] = (body, decide(body, now))
+        return out
+
+    async def _sync_approvals(
+        self,
+        key: Key,
+        run_body: dict[str, Any],
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        gated: frozenset[str],
+        approvals: dict[str, tuple[dict[str, Any], Decision]],
+        status: dict[str, Any],
+        now: datetime.datetime,
+    ) -> None:
+        """Creates the Approval of each gate the run has reached, and records each Approval's
+        decision in its status (an Event too, when it is decided)."""
+        assert self.views is not None and run.spec is not None
+        namespace = key[0]
+        waiting = {
+            j["name"] for j in status.get("jobs") or () if j.get("phase") == "Manual"
+        } & gated
+        for job_name in sorted(waiting - set(approvals)):
+            job = pipeline.job(job_name)
+            assert job.environment is not None
+            env = _first(self.views.environments, (namespace, job.environment.name))
+            if env is None:
+                continue  # an unprotected manual deployment whose environment is not declared
+            initiator = (run_body["metadata"].get("annotations") or {}).get(ANNOTATION_INITIATOR)
+            manifest = approval_manifest(
+                run.name,
+                run.metadata.uid or "",
+                job_name,
+                env,
+                {"ref": run.spec.revision.ref, "sha": run.spec.revision.sha},
+                None,
+                initiator,
+                now,
+            )
+            created = await self.io(self.kube.create_approval, namespace, manifest)
+            if created is not None:
+                self.queue.add_after(
+                    key, (parse_time(manifest["spec"]["expiresAt"]) - now).total_seconds() + 1
+                )
+        for body, decision in approvals.values():
+            new = approval_status(body, decision, now)
+            patch = merge_patch(body.get("status") or {}, new)
+            if not patch:
+                continue
+            name = body["metadata"]["name"]
+            await self.io(self.kube.patch_approval_status, namespace, name, patch)
+            was = (body.get("status") or {}).get("decision")
+            if decision.final and was != decision.state:
+                event = Event(
+                    "Normal" if decision.state == "Approved" else "Warning",
+                    f"Approval{decision.state}",
+                    f"{decision.reason}"[:1024],
+                )
+                await self.io(
+                    self.kube.create_event, namespace, event_body(body, event, now, self.instance)
+                )
+
+    def _resume_deploys(self, key: Key, run: PipelineRun, pipeline: PipelineSpec) -> None:
+        """A deploy the status says was running, that this process is not running: the
+        operator restarted mid-deploy. Deploying again is safe (server-side apply)."""
+        if run.status.finished:
+            return
+        for entry in run.status.jobs:
+            if entry.phase != "Running" or not entry.job_name or not entry.attempt:
+                continue
+            job = pipeline.job(entry.name)
+            if job.deploy is not None and not self.deploys.running(key, entry.job_name):
+                self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name)
+
+    def _with_deployments(
+        self, key: Key, body: dict[str, Any], status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What went where: the run's deploy records, kept across passes and restarts."""
+        stored = (body.get("status") or {}).get("deployments") or ()
+        records = {d["job"]: d for d in stored}
+        for result in self.deploys.results(key):
+            records[result.job] = result.record()
+        if not records:
+            return status
+        return {**status, "deployments": [records[k] for k in sorted(records)]}
 
     async def _evaluate(
         self, namespace: str, pipeline: PipelineSpec, run: PipelineRun
@@ -336,10 +498,15 @@ class RunController:
         namespace, _ = key
         # Jobs before status: a status that names a Job must never precede the Job itself.
         for create in decided.create:
+            spec_job = pipeline.job(create.pipeline_job)
+            if spec_job.deploy is not None:
+                # Native deploys run in the operator: no Job, no pod.
+                self.deploys.start(key, run, pipeline, spec_job, create.attempt, create.job_name)
+                continue
             job = build_job(
                 run=run,
                 pipeline=pipeline,
-                job=pipeline.job(create.pipeline_job),
+                job=spec_job,
                 attempt=create.attempt,
                 options=self.options,
             )
@@ -350,7 +517,7 @@ class RunController:
             )
         for job_name in decided.delete:
             await self._job_io(self.kube.delete_job, namespace, job_name)
-        if decided.create:
+        if any(pipeline.job(c.pipeline_job).deploy is None for c in decided.create):
             # The status (and the events derived from it) is written by the pass the new Jobs'
             # watch events bring, moments later: it then says "running" at once, instead of a
             # write for "planned" and another for "running". Nothing is lost if we stop before:

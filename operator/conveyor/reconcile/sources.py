@@ -90,3 +90,24 @@ class Sources:
         creds = await self.credentials(namespace, pipeline.source.credentials_secret)
         text = await self._run(self.cache.ls_remote, pipeline.source.url, creds)
         return split_remote_refs(parse_ls_remote(text))
+
+    async def deploy_inputs(
+        self,
+        namespace: str,
+        pipeline: PipelineSpec,
+        sha: str,
+        before_sha: str | None,
+        templates: str,
+    ) -> tuple[dict[str, bytes], frozenset[str] | None]:
+        """The templates folder at `sha`, and the paths the push changed (None: unknown)."""
+        assert pipeline.source is not None
+        url = pipeline.source.url
+        creds = await self.credentials(namespace, pipeline.source.credentials_secret)
+        prefix = templates.rstrip("/") + "/"
+        files = await self._run(self.cache.read_tree, url, creds, sha, prefix)
+        if not files:
+            raise SourceUnavailable(f"no templates under {prefix} at commit {sha[:8]}")
+        if before_sha is not None and set(before_sha) == {"0"}:
+            return files, None  # a new branch or tag: what changed is unknown
+        changed = await self._run(self.cache.changed_paths, url, creds, sha, before_sha)
+        return files, changed

@@ -1,0 +1,33 @@
+"""Approval gates, pure: what votes decide, and the Approval the operator creates."""
+
+from __future__ import annotations
+
+from conveyor.approvals.decision import (
+    Decision,
+    IgnoredVote,
+    approval_status,
+    decide,
+    vote_history,
+    why_not_allowed,
+)
+from conveyor.approvals.manifest import (
+    ANNOTATION_INITIATOR,
+    LABEL_ENVIRONMENT,
+    LABEL_RUN,
+    approval_manifest,
+    approval_name,
+)
+
+__all__ = [
+    "ANNOTATION_INITIATOR",
+    "LABEL_ENVIRONMENT",
+    "LABEL_RUN",
+    "Decision",
+    "IgnoredVote",
+    "approval_manifest",
+    "approval_name",
+    "approval_status",
+    "decide",
+    "vote_history",
+    "why_not_allowed",
+]

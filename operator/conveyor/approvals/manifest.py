@@ -1,0 +1,103 @@
+"""The Approval the operator creates in front of a protected job: deterministic, owned by the run.
+
+Deterministic names make creation restart-safe: planning the same gate twice yields the same name,
+so a second create is an "already exists", never a second Approval.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
+from conveyor.api.approval import ApprovalRevision, ApprovalSpec
+from conveyor.api.codec import from_dict, to_dict
+from conveyor.api.environment import Environment
+from conveyor.api.meta import API_VERSION, DNS_LABEL_MAX
+from conveyor.engine.names import label_value, short_hash, slug
+
+LABEL_RUN = "conveyor.dev/pipelinerun"
+LABEL_ENVIRONMENT = "conveyor.dev/environment"
+ANNOTATION_JOB = "conveyor.dev/job"
+# Stamped on every PipelineRun at admission from request.userInfo.username (30-admission.yaml).
+ANNOTATION_INITIATOR = "conveyor.dev/initiator"
+
+
+def approval_name(run_name: str, run_uid: str, job: str) -> str:
+    """`<run>-<job slug>-<hash>`, at most 63 characters (a DNS label, like the run's own name).
+
+    The hash covers the run's UID and the job's exact name: jobs whose slugs coincide (`deploy
+    prod` and `deploy-prod`), and a run recreated under the same name, get distinct Approvals.
+    """
+    suffix = "-" + short_hash(run_name, run_uid, job)
+    budget = DNS_LABEL_MAX - len(suffix)
+    run_part = slug(run_name) or "run"
+    job_part = slug(job) or "job"
+    # Give the job part at least half the room: it is what tells a run's gates apart.
+    run_room = max(budget - len(job_part) - 1, budget // 2)
+    run_part = run_part[:run_room].strip("-") or "run"
+    job_part = job_part[: budget - len(run_part) - 1].strip("-") or "job"
+    return f"{run_part}-{job_part}{suffix}"
+
+
+def approval_manifest(
+    run_name: str,
+    run_uid: str,
+    job: str,
+    environment_body: Mapping[str, Any],
+    revision: Mapping[str, Any],
+    image: str | None,
+    initiator: str | None,
+    now: datetime.datetime,
+) -> dict[str, Any]:
+    """The Approval gating `job` of run `run_name`, with the Environment's policy copied in.
+
+    `revision` is `{"ref": ..., "sha": ...}` (the run's spec.revision; extra keys are ignored);
+    `initiator` is the run's conveyor.dev/initiator annotation. The policy is copied rather than
+    referenced so that editing the Environment later does not change a gate already waiting.
+    """
+    env = Environment.from_dict(environment_body)
+    if env.spec is None:
+        raise ValueError(f"environment {env.name} has no spec")
+    protection = env.spec.protection
+    expires_at = now + datetime.timedelta(seconds=protection.timeout_seconds())
+    spec = ApprovalSpec(
+        pipeline_run=run_name,
+        job=job,
+        environment=env.name,
+        revision=_revision(revision),
+        expires_at=expires_at,
+        required_approvals=protection.required_approvals,
+        approvers=protection.approvers,
+        allow_initiator=protection.allow_initiator,
+        initiator=initiator or None,
+        image=image or None,
+    )
+    metadata: dict[str, Any] = {
+        "name": approval_name(run_name, run_uid, job),
+        "labels": {LABEL_RUN: label_value(run_name), LABEL_ENVIRONMENT: label_value(env.name)},
+        "annotations": {ANNOTATION_JOB: job},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PipelineRun",
+                "name": run_name,
+                "uid": run_uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if env.metadata.namespace:
+        metadata["namespace"] = env.metadata.namespace
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Approval",
+        "metadata": metadata,
+        # No votes yet: an empty map would only be noise in the stored object.
+        "spec": {k: v for k, v in to_dict(spec).items() if k != "votes"},
+    }
+
+
+def _revision(revision: Mapping[str, Any]) -> ApprovalRevision:
+    return from_dict(ApprovalRevision, {k: revision.get(k) for k in ("ref", "sha")}, "revision")

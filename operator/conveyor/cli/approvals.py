@@ -1,0 +1,193 @@
+"""`conveyor approve|reject|approvals`: vote on the Approvals gating deploys, and list them.
+
+A vote is a merge patch of your own entry, `spec.votes.<you>`; who you are comes from the API server
+(a SelfSubjectReview), and whether you may vote is the API server's decision too (the admission
+policy in deploy/30-admission.yaml): its refusal is printed as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from conveyor.api import GROUP, VERSION, parse_time
+from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
+from conveyor.api.durations import format_duration
+from conveyor.cli.common import add_cluster_options, fail, namespace, target
+from conveyor.kube.client import MERGE_PATCH, KubeConfigError
+
+APPROVALS = "approvals"
+
+
+class CliError(Exception):
+    """A problem to report on one line, with exit code 1."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    for verb, decision in (("approve", APPROVE), ("reject", REJECT)):
+        cmd = subparsers.add_parser(
+            verb,
+            help=f"{verb} a deploy waiting for approval",
+            description=(
+                f"{verb.capitalize()} the Approval named APPROVAL, or the pending Approval of run "
+                "RUN. Your vote is spec.votes.<your username>; the API server refuses it unless "
+                "you are an approver of the environment."
+            ),
+        )
+        cmd.add_argument("name", metavar="RUN|APPROVAL", help="a PipelineRun or an Approval")
+        cmd.add_argument(
+            "-m", "--message", dest="comment", help="a comment recorded with your vote"
+        )
+        add_cluster_options(cmd)
+        cmd.set_defaults(func=_guard(_vote(decision)))
+
+    listing = subparsers.add_parser(
+        "approvals",
+        help="list Approvals (of one run)",
+        description="List the Approvals in the namespace, or those of run RUN.",
+    )
+    listing.add_argument("run", metavar="RUN", nargs="?", help="name of a PipelineRun")
+    add_cluster_options(listing)
+    listing.set_defaults(func=_guard(cmd_list))
+
+
+def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) -> Any:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args, target(args).api_client(), namespace(args))
+        except (KubeConfigError, CliError) as e:
+            return fail(str(e))
+        except ApiException as e:
+            return fail(api_message(e))
+
+    return run
+
+
+def api_message(e: ApiException) -> str:
+    """The API server's own words (an admission policy's refusal says exactly why)."""
+    try:
+        return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
+    except (ValueError, AttributeError):
+        return f"{e.status} {e.reason}"
+
+
+def whoami(api: client.ApiClient) -> str:
+    """Your username as the API server authenticates you (what admission sees)."""
+    review = client.AuthenticationV1Api(api).create_self_subject_review(
+        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
+    )
+    user = review.status.user_info if review.status else None
+    if user is None or not user.username:
+        raise CliError("the API server did not say who you are (SelfSubjectReview)")
+    return str(user.username)
+
+
+def is_pending(approval: dict[str, Any]) -> bool:
+    return ((approval.get("status") or {}).get("decision") or PENDING) not in FINAL_DECISIONS
+
+
+def find_approval(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
+    """The Approval called `name`, else the one pending Approval of run `name`."""
+    try:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS, name)
+    except ApiException as e:
+        if e.status != 404:
+            raise
+    of_run = [
+        a
+        for a in custom.list_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS)["items"]
+        if (a.get("spec") or {}).get("pipelineRun") == name
+    ]
+    pending = [a for a in of_run if is_pending(a)]
+    if len(pending) == 1:
+        return pending[0]
+    if not of_run:
+        raise CliError(f"no Approval or run with Approvals named {name} in namespace {ns}")
+    if not pending:
+        raise CliError(f"run {name} has no pending Approval:\n{approvals_table(of_run, _now())}")
+    raise CliError(
+        f"run {name} has {len(pending)} pending Approvals; name the one to vote on:\n"
+        + approvals_table(pending, _now())
+    )
+
+
+def vote_patch(user: str, decision: str, comment: str | None) -> dict[str, Any]:
+    # comment None removes an earlier comment: the vote is replaced, not merged with the old one.
+    return {"spec": {"votes": {user: {"decision": decision, "comment": comment}}}}
+
+
+def _vote(decision: str) -> Callable[[argparse.Namespace, client.ApiClient, str], int]:
+    def command(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
+        if args.comment is not None and len(args.comment) > COMMENT_MAX_LENGTH:
+            return fail(f"the comment is longer than {COMMENT_MAX_LENGTH} characters", 2)
+        custom = client.CustomObjectsApi(api)
+        approval = find_approval(custom, ns, args.name)
+        name = approval["metadata"]["name"]
+        user = whoami(api)
+        custom.patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            ns,
+            APPROVALS,
+            name,
+            vote_patch(user, decision, args.comment),
+            _content_type=MERGE_PATCH,
+        )
+        spec = approval.get("spec") or {}
+        verb = "approved" if decision == APPROVE else "rejected"
+        print(
+            f"{user} {verb} {name} (run {spec.get('pipelineRun', '-')}, job "
+            f"{spec.get('job', '-')}, environment {spec.get('environment', '-')})"
+        )
+        return 0
+
+    return command
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime) -> str:
+    headers = ["NAME", "RUN", "JOB", "ENVIRONMENT", "DECISION", "APPROVALS", "AGE"]
+    rows = []
+    for a in sorted(approvals, key=lambda a: a["metadata"].get("creationTimestamp") or ""):
+        spec, status = a.get("spec") or {}, a.get("status") or {}
+        stamp = a["metadata"].get("creationTimestamp")
+        age = format_duration((now - parse_time(stamp)).total_seconds()) if stamp else "-"
+        rows.append(
+            [
+                a["metadata"]["name"],
+                spec.get("pipelineRun", "-"),
+                spec.get("job", "-"),
+                spec.get("environment", "-"),
+                status.get("decision") or PENDING,
+                status.get("approvals") or f"-/{spec.get('requiredApprovals', '-')}",
+                age,
+            ]
+        )
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [
+        "   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def cmd_list(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, ns, APPROVALS
+    )["items"]
+    if args.run:
+        items = [a for a in items if (a.get("spec") or {}).get("pipelineRun") == args.run]
+    if not items:
+        print(f"No Approvals in namespace {ns}" + (f" for run {args.run}." if args.run else "."))
+        return 0
+    print(approvals_table(items, _now()))
+    return 0

@@ -1,0 +1,223 @@
+"""Native deploy jobs, run by the operator itself: render the repository's templates at the run's
+commit for an environment, apply them to its cluster, prune what the revision removed, wait for
+the rollout, roll back if asked. A deploy converges the target to one revision, so running it
+again (after a restart) is safe: a deploy the status says was running is simply started again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from conveyor.api.durations import parse_duration
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, TargetUnavailable
+from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
+from conveyor.engine.names import ref_slug
+from conveyor.kube.client import Kube
+from conveyor.reconcile.release import DeployRequest, DeployResult, run_deploy
+from conveyor.reconcile.sources import Sources, SourceUnavailable
+
+log = logging.getLogger("conveyor.deploys")
+
+Key = tuple[str, str]
+DEFAULT_ROLLOUT_SECONDS = 300
+RETRY_DELAYS = (2.0, 4.0, 8.0, 15.0, 30.0)  # a target that is down: retried until the timeout
+
+
+@dataclasses.dataclass
+class Deployment:
+    """One deploy attempt's progress, kept in memory while it runs and just after."""
+
+    job: str
+    attempt: int
+    job_name: str
+    started: datetime.datetime
+    state: str = ACTIVE
+    reason: str | None = None
+    message: str | None = None
+    finished: datetime.datetime | None = None
+    result: DeployResult | None = None
+    task: asyncio.Task[None] | None = None
+
+    def observed(self) -> ObservedJob:
+        return ObservedJob(
+            self.job_name,
+            self.job,
+            self.attempt,
+            self.state,
+            exit_code=0 if self.state == SUCCEEDED else None,
+            reason=self.reason if self.state == FAILED else None,
+            start_time=self.started,
+            completion_time=self.finished,
+            message=self.message,
+        )
+
+
+class DeployExecutor:
+    def __init__(
+        self,
+        kube: Kube,
+        sources: Sources,
+        io: Callable[..., Awaitable[Any]],
+        clock: Callable[[], datetime.datetime],
+        changed: Callable[[Key], None],
+    ) -> None:
+        self.kube, self.sources, self.io, self.clock, self.changed = (
+            kube,
+            sources,
+            io,
+            clock,
+            changed,
+        )
+        self._runs: dict[Key, dict[str, Deployment]] = {}
+
+    def observed(self, key: Key) -> list[ObservedJob]:
+        return [d.observed() for d in self._runs.get(key, {}).values()]
+
+    def results(self, key: Key) -> list[DeployResult]:
+        return [d.result for d in self._runs.get(key, {}).values() if d.result is not None]
+
+    def forget(self, key: Key) -> None:
+        for deployment in self._runs.pop(key, {}).values():
+            if deployment.task is not None:
+                deployment.task.cancel()
+
+    def running(self, key: Key, job_name: str) -> bool:
+        return job_name in self._runs.get(key, {})
+
+    def start(
+        self,
+        key: Key,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        job: PipelineJob,
+        attempt: int,
+        job_name: str,
+    ) -> None:
+        """Starts the deploy of `job` unless this attempt already runs or ran."""
+        runs = self._runs.setdefault(key, {})
+        if job_name in runs:
+            return
+        deployment = Deployment(job.name, attempt, job_name, self.clock())
+        runs[job_name] = deployment
+        deployment.task = asyncio.create_task(
+            self._run(key, run, pipeline, job, deployment), name=f"deploy {key} {job.name}"
+        )
+
+    async def _run(
+        self,
+        key: Key,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        job: PipelineJob,
+        deployment: Deployment,
+    ) -> None:
+        namespace = key[0]
+        deadline = deployment.started + datetime.timedelta(seconds=job.timeout_seconds())
+        attempt = 0
+        try:
+            while True:
+                try:
+                    request = await self._request(namespace, run, pipeline, job)
+                    deployment.result = await self.io(run_deploy, request)
+                    self._finish(deployment, SUCCEEDED, None, deployment.result.summary())
+                    break
+                except TargetUnavailable as e:
+                    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+                    attempt += 1
+                    if self.clock() + datetime.timedelta(seconds=delay) >= deadline:
+                        self._finish(deployment, FAILED, "TargetUnavailable", str(e))
+                        break
+                    deployment.message = f"target unreachable, retrying: {e}"[:256]
+                    log.warning("deploy %s/%s %s: %s; retrying", *key, job.name, e)
+                    self.changed(key)
+                    await asyncio.sleep(delay)  # backoff towards a cluster that is down
+                except RenderError as e:
+                    self._finish(deployment, FAILED, "RenderFailed", str(e))
+                    break
+                except KubeconfigError as e:
+                    self._finish(deployment, FAILED, "InvalidKubeconfig", str(e))
+                    break
+                except SourceUnavailable as e:
+                    self._finish(deployment, FAILED, "SourceUnavailable", str(e))
+                    break
+                except DeployError as e:
+                    reason = "RolloutFailed" if getattr(e, "rollout", False) else "DeployFailed"
+                    deployment.result = getattr(e, "result", None)
+                    self._finish(deployment, FAILED, reason, str(e))
+                    break
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a bug must not leave the job running forever
+            log.exception("deploy %s/%s %s failed", *key, job.name)
+            self._finish(deployment, FAILED, "DeployFailed", f"internal error: {e}")
+        self.changed(key)
+
+    def _finish(self, deployment: Deployment, state: str, reason: str | None, msg: str) -> None:
+        deployment.state, deployment.reason = state, reason
+        deployment.message = msg[:256] if msg else None
+        deployment.finished = self.clock()
+
+    async def _request(
+        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
+    ) -> DeployRequest:
+        """Everything a deploy needs, read from the cluster and the repository."""
+        assert job.deploy is not None and job.environment is not None and run.spec is not None
+        env_name = job.environment.name
+        environment = await self.io(self.kube.get_environment, namespace, env_name)
+        if environment is None:
+            raise DeployError(f"environment {env_name!r} does not exist in namespace {namespace}")
+        spec = environment.get("spec") or {}
+        secret_ref = spec.get("kubeconfigSecret") or {}
+        data = await self.sources.credentials(namespace, secret_ref.get("name"))
+        key = secret_ref.get("key", "kubeconfig")
+        kubeconfig = (data or {}).get(key)
+        if not kubeconfig:
+            raise KubeconfigError(f"Secret {secret_ref.get('name')} has no key {key!r}")
+        if pipeline.source is None:
+            raise DeployError(
+                "a deploy job reads templates from the pipeline's source: set spec.source"
+            )
+        revision = run.spec.revision
+        sha = revision.sha
+        if sha is None:
+            raise DeployError("the run's commit is not known yet")
+        files, changed = await self.sources.deploy_inputs(
+            namespace, pipeline, sha, revision.before_sha, job.deploy.templates
+        )
+        url = spec.get("url") or job.environment.url or ""
+        variables = {
+            **pipeline.variables,
+            **job.variables,
+            **(spec.get("variables") or {}),
+            "CI_ENVIRONMENT_NAME": env_name,
+            "CI_ENVIRONMENT_SLUG": ref_slug(env_name)[:24],
+            "CI_ENVIRONMENT_URL": url,
+            "CI_PIPELINE_ID": run.metadata.uid or "",
+            **run.spec.variables,
+        }
+        timeout = job.deploy.timeout
+        return DeployRequest(
+            kubeconfig=kubeconfig,
+            context=spec.get("context"),
+            namespace=spec["namespace"],
+            environment=env_name,
+            pipeline=run.pipeline_name or "",
+            run=run.metadata.name,
+            job=job.name,
+            ref=revision.ref,
+            sha=sha,
+            files=files,
+            changed_paths=changed,
+            version_paths=job.deploy.version_paths,
+            hash_paths=job.deploy.hash_paths,
+            variables=variables,
+            rollback=job.deploy.rollback,
+            rollout_seconds=parse_duration(timeout) if timeout else DEFAULT_ROLLOUT_SECONDS,
+        )

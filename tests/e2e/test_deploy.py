@@ -1,0 +1,345 @@
+"""Deploys into the test and prod clusters through Environments, prod gated by Approvals that
+the API server enforces from the voter's identity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.conveyor import (
+    GROUP,
+    OPERATOR_NS,
+    OPERATOR_SA,
+    VERSION,
+    Conveyor,
+    job,
+    job_status,
+    phase,
+    run,
+    succeeded_condition,
+)
+from tests.e2e.gitrepo import GitRepo, go_app_repo
+from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object
+
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def conveyor_as(clusters: Clusters, context: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "conveyor.cli.main",
+            *args,
+            "--kubeconfig",
+            str(clusters.kubeconfig),
+            "--context",
+            context,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def targets(clusters: Clusters) -> None:
+    """What the seed's templates expect of a target: the Prometheus Operator's ServiceMonitor
+    kind and a `monitoring` namespace (a real cluster has them; the local ones get a minimal
+    CRD)."""
+    for ctx in ("test", "prod"):
+        clusters.kubectl(ctx, "apply", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
+        clusters.kubectl(
+            ctx, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
+        )
+        if clusters.kubectl(ctx, "get", "ns", "monitoring", check=False).returncode != 0:
+            clusters.kubectl(ctx, "create", "ns", "monitoring")
+
+
+@pytest.fixture
+def app(
+    conveyor: Conveyor, clusters: Clusters, targets: None, target_namespace: str, tmp_path: Path
+) -> GitRepo:
+    """The seed's app in a repository; Environments test and prod (prod approved by group
+    approvers) whose kubeconfig Secrets hold the local clusters' contexts."""
+    ns = conveyor.ns
+    for user in ("developer", "approver1", "approver2", "outsider"):
+        clusters.kubectl(
+            "ci",
+            "create",
+            "rolebinding",
+            f"{user}-edit",
+            "--clusterrole=edit",
+            f"--user={user}",
+            "-n",
+            ns,
+        )
+    clusters.kubectl(
+        "ci",
+        "create",
+        "rolebinding",
+        "conveyor-secret-reader",
+        "--clusterrole=conveyor-secret-reader",
+        f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
+        "-n",
+        ns,
+    )
+    for env, extra in (
+        ("test", ["--var", "APP_FQDN=go-app.test.local"]),
+        (
+            "prod",
+            [
+                "--var",
+                "APP_FQDN=go-app.prod.local",
+                "--approvers",
+                "group:approvers",
+                "--required-approvals",
+                "1",
+            ],
+        ),
+    ):
+        proc = conveyor_as(
+            clusters,
+            "ci",
+            "env",
+            "add",
+            env,
+            "--kubeconfig",
+            str(STATE / "kubeconfig"),
+            "--kube-context",
+            env,
+            "--namespace",
+            target_namespace,
+            "-n",
+            ns,
+            "--cluster-kubeconfig",  # env add's --kubeconfig is the target's kubeconfig
+            str(STATE / "kubeconfig"),
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stderr
+    return go_app_repo(tmp_path / "go-app")
+
+
+def pipeline_with_deploys(repo: GitRepo, *, rollback: bool = False) -> dict:
+    deploy = {"rollback": True, "timeout": "40s"} if rollback else {}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Pipeline",
+        "metadata": {"name": "go-app"},
+        "spec": {
+            "source": {"url": repo.url},
+            "stages": ["build", "deploy-test", "deploy-prod"],
+            "jobs": [
+                job("build", "build"),
+                {
+                    "name": "k8s-deploy-test",
+                    "stage": "deploy-test",
+                    "deploy": deploy,
+                    "environment": {"name": "test"},
+                },
+                {
+                    "name": "k8s-deploy-prod",
+                    "stage": "deploy-prod",
+                    "deploy": deploy,
+                    "environment": {"name": "prod"},
+                },
+            ],
+        },
+    }
+
+
+def approval_of(conveyor: Conveyor, run_name: str) -> dict:
+    items = conveyor.api.list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        conveyor.ns,
+        "approvals",
+        label_selector=f"conveyor.dev/pipelinerun={run_name}",
+    )["items"]
+    assert len(items) == 1, items
+    return items[0]
+
+
+def deployment(clusters: Clusters, context: str, namespace: str) -> client.V1Deployment:
+    apps = client.AppsV1Api(clusters.api(context))
+    return wait_for_object(
+        apps.list_namespaced_deployment,
+        "go-app",
+        lambda d: any(
+            c.type == "Available" and c.status == "True" for c in d.status.conditions or []
+        ),
+        namespace=namespace,
+        timeout=60,
+    )
+
+
+def test_test_deploys_at_once_and_prod_waits_for_an_approver(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    conveyor.create(pipeline_with_deploys(app))
+    before = app.head()
+    after = app.commit("faster server", {"src/server.go": "\n// v2\n"})
+    conveyor.create(
+        run(
+            "r1",
+            "go-app",
+            ref="master",
+            revision={"ref": "master", "sha": after, "beforeSha": before},
+        )
+    )
+    waiting = conveyor.wait_run("r1", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    assert job_status(waiting, "k8s-deploy-test")["phase"] == "Succeeded"
+    assert job_status(waiting, "k8s-deploy-prod")["phase"] == "Manual"
+    assert "conveyor approve r1" in succeeded_condition(waiting)["message"]
+    test_dep = deployment(clusters, "test", target_namespace)
+    assert test_dep.spec.template.spec.containers[0].image.endswith(f":master_{after}")
+    managers = {m.manager for m in test_dep.metadata.managed_fields}
+    assert "conveyor" in managers
+    # Nothing in prod before the approval.
+    prod_apps = client.AppsV1Api(clusters.api("prod"))
+    assert prod_apps.list_namespaced_deployment(target_namespace).items == []
+
+    approval = approval_of(conveyor, "r1")
+    name = approval["metadata"]["name"]
+    refused = conveyor_as(clusters, "ci-as-outsider", "approve", name, "-n", conveyor.ns)
+    assert refused.returncode != 0 and "not an approver" in refused.stderr
+    ok = conveyor_as(
+        clusters, "ci-as-approver1", "approve", name, "-m", "ship it", "-n", conveyor.ns
+    )
+    assert ok.returncode == 0, ok.stderr
+
+    done = conveyor.wait_finished("r1", timeout=90)
+    assert phase(done) == "Succeeded"
+    prod_dep = deployment(clusters, "prod", target_namespace)
+    assert prod_dep.spec.template.spec.containers[0].image.endswith(f":master_{after}")
+    records = {d["environment"]: d for d in done["status"]["deployments"]}
+    assert records["prod"]["result"] == "Succeeded" and records["prod"]["sha"] == after
+    decided = approval_of(conveyor, "r1")["status"]
+    assert decided["decision"] == "Approved" and decided["approvedBy"] == ["approver1"]
+    assert any(
+        v["user"] == "approver1" and "approvers" in v.get("groups", []) for v in decided["votes"]
+    )
+
+
+def test_a_rejection_stops_prod(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    conveyor.create(pipeline_with_deploys(app))
+    conveyor.create(run("r2", "go-app", ref="master"))
+    conveyor.wait_run("r2", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    name = approval_of(conveyor, "r2")["metadata"]["name"]
+    no = conveyor_as(
+        clusters, "ci-as-approver2", "reject", name, "-m", "not today", "-n", conveyor.ns
+    )
+    assert no.returncode == 0, no.stderr
+    done = conveyor.wait_finished("r2", timeout=60)
+    assert phase(done) == "Failed"
+    prod = job_status(done, "k8s-deploy-prod")
+    assert (prod["phase"], prod["reason"]) == ("Failed", "ApprovalRejected")
+    assert (
+        client.AppsV1Api(clusters.api("prod")).list_namespaced_deployment(target_namespace).items
+        == []
+    )
+
+
+def test_pruning_removes_what_the_templates_dropped(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    pipe = pipeline_with_deploys(app)
+    pipe["spec"]["jobs"] = pipe["spec"]["jobs"][:2]  # build and test only
+    conveyor.create(pipe)
+    conveyor.create(run("p1", "go-app", ref="master"))
+    assert phase(conveyor.wait_finished("p1", timeout=90)) == "Succeeded"
+    autoscaling = client.AutoscalingV2Api(clusters.api("test"))
+    assert [
+        h.metadata.name
+        for h in autoscaling.list_namespaced_horizontal_pod_autoscaler(target_namespace).items
+    ] == ["go-app"]
+
+    app.git("rm", "-q", "templates/autoscaler.yml")
+    app.git("commit", "-q", "-m", "no autoscaler")
+    conveyor.create(run("p2", "go-app", ref="master"))
+    done = conveyor.wait_finished("p2", timeout=90)
+    assert phase(done) == "Succeeded"
+    assert done["status"]["deployments"][0]["pruned"] == 1
+    assert autoscaling.list_namespaced_horizontal_pod_autoscaler(target_namespace).items == []
+
+
+def test_a_rollout_that_never_gets_ready_fails_and_rolls_back(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    pipe = pipeline_with_deploys(app, rollback=True)
+    pipe["spec"]["jobs"] = pipe["spec"]["jobs"][:2]
+    conveyor.create(pipe)
+    conveyor.create(run("g1", "go-app", ref="master"))
+    assert phase(conveyor.wait_finished("g1", timeout=90)) == "Succeeded"
+    good = deployment(clusters, "test", target_namespace).spec.template.spec.containers[0].image
+
+    # The next revision's pods never become ready (the fake kubelet's never-ready annotation).
+    deployment_yml = app.path / "templates" / "deployment.yml"
+    text = (
+        deployment_yml.read_text()
+        .replace(
+            'templates-hash: "<HASH>"',
+            'templates-hash: "<HASH>"\n        kwok.conveyor.dev/never-ready: "true"',
+        )
+        .replace("replicas: 2", "replicas: 2\n  progressDeadlineSeconds: 5")
+    )
+    deployment_yml.write_text(text)
+    app.git("add", "templates/deployment.yml")
+    bad_sha = app.commit("break readiness", {"src/server.go": "\n// broken\n"})
+    conveyor.create(run("g2", "go-app", ref="master"))
+    done = conveyor.wait_finished("g2", timeout=120)
+    assert phase(done) == "Failed"
+    entry = job_status(done, "k8s-deploy-test")
+    assert entry["reason"] == "RolloutFailed"
+    record = done["status"]["deployments"][0]
+    assert record["result"] == "RolledBack" and record["sha"] == bad_sha
+    restored = deployment(clusters, "test", target_namespace)
+    assert restored.spec.template.spec.containers[0].image == good
+
+
+def test_environment_secret_is_never_shown(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo
+) -> None:
+    kubeconfig = json.loads((STATE / "kubeconfig").read_text())
+    key_data = kubeconfig["users"][0]["user"]["client-key-data"]
+    conveyor.create(pipeline_with_deploys(app))
+    conveyor.create(run("s1", "go-app", ref="master"))
+    conveyor.wait_run("s1", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    events = clusters.kubectl("ci", "get", "events", "-n", conveyor.ns, "-o", "json").stdout
+    status = json.dumps(conveyor.get_run("s1")["status"])
+    log = (STATE / "logs" / "conveyor-operator.log").read_text()
+    for text in (events, status, log):
+        assert key_data not in text and key_data[:40] not in text
+    assert ROOT  # the repository root fixture exists
