@@ -24,7 +24,7 @@ from tests.e2e.conveyor import (
     succeeded_condition,
 )
 from tests.e2e.gitrepo import GitRepo, go_app_repo
-from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object
+from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
 
 SERVICE_MONITOR_CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",
@@ -343,3 +343,150 @@ def test_environment_secret_is_never_shown(
     for text in (events, status, log):
         assert key_data not in text and key_data[:40] not in text
     assert ROOT  # the repository root fixture exists
+
+
+def protect_prod(clusters: Clusters, ns: str, target_namespace: str, *options: str) -> None:
+    """Re-declares Environment prod (env add replaces its spec) with other protection."""
+    proc = conveyor_as(
+        clusters,
+        "ci",
+        "env",
+        "add",
+        "prod",
+        "--kube-context",
+        "prod",
+        "--namespace",
+        target_namespace,
+        "-n",
+        ns,
+        "--cluster-kubeconfig",
+        str(STATE / "kubeconfig"),
+        "--var",
+        "APP_FQDN=go-app.prod.local",  # the ingress template needs it
+        *options,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_two_required_approvals_need_two_distinct_people_and_not_the_initiator(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    protect_prod(
+        clusters,
+        conveyor.ns,
+        target_namespace,
+        "--approvers",
+        "group:approvers,developer",
+        "--required-approvals",
+        "2",
+    )
+    conveyor.create(pipeline_with_deploys(app))
+    started = conveyor_as(
+        clusters, "ci-as-developer", "run", "go-app", "--ref", "master", "-n", conveyor.ns
+    )
+    assert started.returncode == 0, started.stderr
+    name = started.stdout.strip()
+    conveyor.wait_run(name, lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    approval = approval_of(conveyor, name)["metadata"]["name"]
+
+    # The run's initiator is listed as an approver, but may not approve their own run.
+    own = conveyor_as(clusters, "ci-as-developer", "approve", approval, "-n", conveyor.ns)
+    assert own.returncode != 0 and "initiator" in own.stderr
+    first = conveyor_as(clusters, "ci-as-approver1", "approve", approval, "-n", conveyor.ns)
+    assert first.returncode == 0, first.stderr
+    again = conveyor_as(
+        clusters, "ci-as-approver1", "approve", approval, "-m", "twice", "-n", conveyor.ns
+    )
+    assert again.returncode == 0, again.stderr
+    wait_until(
+        lambda: (approval_of(conveyor, name).get("status") or {}).get("approvals") == "1/2",
+        what="one approval of two counted",
+    )
+    assert phase(conveyor.get_run(name)) == "WaitingForApproval"
+    second = conveyor_as(clusters, "ci-as-approver2", "approve", approval, "-n", conveyor.ns)
+    assert second.returncode == 0, second.stderr
+    done = conveyor.wait_finished(name, timeout=90)
+    assert phase(done) == "Succeeded"
+    assert sorted(approval_of(conveyor, name)["status"]["approvedBy"]) == ["approver1", "approver2"]
+
+
+def test_an_expired_approval_stops_prod(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    protect_prod(
+        clusters,
+        conveyor.ns,
+        target_namespace,
+        "--approvers",
+        "group:approvers",
+        "--approval-timeout",
+        "3s",
+    )
+    conveyor.create(pipeline_with_deploys(app))
+    conveyor.create(run("x1", "go-app", ref="master"))
+    done = conveyor.wait_finished("x1", timeout=90)
+    assert phase(done) == "Failed"
+    prod = job_status(done, "k8s-deploy-prod")
+    assert (prod["phase"], prod["reason"]) == ("Failed", "ApprovalExpired")
+    assert approval_of(conveyor, "x1")["status"]["decision"] == "Expired"
+
+
+def test_the_seeds_own_pipeline_waits_for_approval_before_prod(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo
+) -> None:
+    from tests.e2e.test_gitlab import import_gitlab
+
+    code, manifest, stderr = import_gitlab(app.path / ".gitlab-ci.yml", "go-app", app.url)
+    assert code in (0, 3), stderr
+    conveyor.create(manifest)
+    before = app.head()
+    after = app.commit("new handler", {"src/server.go": "\n// seed\n"})
+    conveyor.create(
+        run("seed", "go-app", revision={"ref": "master", "sha": after, "beforeSha": before})
+    )
+    waiting = conveyor.wait_run("seed", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    assert job_status(waiting, "k8s-deploy-test")["phase"] == "Succeeded"
+    assert job_status(waiting, "k8s-deploy-prod")["phase"] == "Manual"
+    # The seed's kubectl deploy job got the test environment's kubeconfig, by reference.
+    deploy_test = next(
+        j
+        for j in conveyor.jobs("seed")
+        if j.metadata.annotations["conveyor.dev/job"] == "k8s-deploy-test"
+    )
+    pod = deploy_test.spec.template.spec
+    kubeconfig = next(e for e in pod.containers[0].env if e.name == "KUBECONFIG")
+    volumes = {v.name: v for v in pod.volumes}
+    assert any(v.secret and v.secret.secret_name == "test-kubeconfig" for v in volumes.values())
+    assert kubeconfig.value and kubeconfig.value.startswith("/")
+    env = {e.name: e.value for e in pod.containers[0].env}
+    assert env["CI_ENVIRONMENT_NAME"] == "test"
+
+
+def test_target_cluster_down_mid_deploy_is_retried_until_it_is_back(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    import os
+    import signal
+
+    pid = int((STATE / "pids" / "kube-apiserver-test.pid").read_text().split()[0])
+    log = STATE / "logs" / "conveyor-operator.log"
+    seen = log.stat().st_size
+    pipe = pipeline_with_deploys(app)
+    pipe["spec"]["jobs"] = pipe["spec"]["jobs"][:2]  # build and the test deploy
+    conveyor.create(pipe)
+    os.kill(pid, signal.SIGSTOP)  # the test cluster's API server stops answering
+    try:
+        conveyor.create(run("down", "go-app", ref="master"))
+        wait_until(
+            lambda: (
+                "retrying" in log.read_text()[seen:] and "k8s-deploy-test" in log.read_text()[seen:]
+            ),
+            timeout=90,
+            what="the operator to retry the unreachable test cluster",
+        )
+        assert phase(conveyor.get_run("down")) == "Running"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    done = conveyor.wait_finished("down", timeout=180)
+    assert phase(done) == "Succeeded"
+    assert done["status"]["deployments"][0]["result"] == "Succeeded"

@@ -6,7 +6,9 @@ import base64
 import copy
 import json
 import os
+import socket
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +115,6 @@ def test_client_for_a_context_of_the_local_kubeconfig(kubeconfig, context, port)
         assert stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
     # The process-wide default configuration is untouched.
     assert client.Configuration.get_default_copy().host == default_host
-    timeout = api.rest_client.pool_manager.connection_pool_kw["timeout"]
-    assert timeout.connect_timeout == 5.0
 
 
 def test_yaml_kubeconfig_with_token_is_accepted(kubeconfig):
@@ -125,11 +125,30 @@ def test_yaml_kubeconfig_with_token_is_accepted(kubeconfig):
     assert api.configuration.api_key["BearerToken"] == f"Bearer {TOKEN}"
 
 
-def test_timeouts_are_configurable(kubeconfig):
-    api = target_client(as_bytes(kubeconfig), "prod", connect_timeout=1, read_timeout=2, retries=0)
-    timeout = api.rest_client.pool_manager.connection_pool_kw["timeout"]
-    assert (timeout.connect_timeout, timeout.read_timeout) == (1, 2)
-    assert api.configuration.retries == 0
+def test_a_server_that_never_answers_times_out_instead_of_hanging(kubeconfig):
+    # A listener that accepts connections and then says nothing, as a frozen API server does.
+    # The client must give up after its timeouts even for calls that set none themselves.
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        doc = copy.deepcopy(kubeconfig)
+        for entry in doc["clusters"]:
+            entry["cluster"]["server"] = f"https://127.0.0.1:{server.getsockname()[1]}"
+        api = target_client(as_bytes(doc), "prod", connect_timeout=1, read_timeout=1, retries=0)
+        assert api.configuration.retries == 0
+        outcome: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                client.VersionApi(api).get_code()
+            except BaseException as e:  # the timeout, as the caller would see it
+                outcome.append(e)
+
+        worker = threading.Thread(target=call, daemon=True)
+        worker.start()
+        worker.join(timeout=30)  # a bound on hanging forever, not a measure of speed
+        assert not worker.is_alive(), "the request hung: no timeout applied"
+        assert outcome and "timed out" in str(outcome[0]).lower()
 
 
 # --- refused --------------------------------------------------------------------------------

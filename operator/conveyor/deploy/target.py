@@ -23,7 +23,6 @@ import tempfile
 from collections.abc import Iterable
 from typing import Any
 
-import urllib3
 import yaml
 from kubernetes import client, config
 
@@ -87,11 +86,19 @@ def target_client(
         configuration.cert_file, configuration.key_file = cert, key
     configuration.retries = retries
     api = client.ApiClient(configuration)
-    # The generated client has no default timeout; the pool manager's default applies to every
-    # request that does not set _request_timeout (including the dynamic client's discovery).
-    api.rest_client.pool_manager.connection_pool_kw["timeout"] = urllib3.Timeout(
-        connect=connect_timeout, read=read_timeout
-    )
+    # The generated client has no default timeout, and it passes `timeout=None` to urllib3 for
+    # every call that sets no _request_timeout (the dynamic client's discovery among them),
+    # which overrides any pool default and waits forever on a server that stopped answering.
+    # So every request gets ours unless it brings its own.
+    rest = api.rest_client
+    send = rest.request
+
+    def request(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return send(
+            *args, _request_timeout=_request_timeout or (connect_timeout, read_timeout), **kwargs
+        )
+
+    rest.request = request  # type: ignore[method-assign]
     return api
 
 

@@ -192,7 +192,9 @@ def run_deploy(request: DeployRequest) -> DeployResult:
     )
     version = variables["VERSION"]
     manifests = render_templates(request.files, variables)
-    api = target_client(request.kubeconfig, request.context)
+    # Short reads, no client-level retries: the executor retries the whole deploy with backoff,
+    # so a cluster that is down is noticed (and said) in seconds, not minutes.
+    api = target_client(request.kubeconfig, request.context, read_timeout=10.0, retries=0)
     labels = {
         "app.kubernetes.io/managed-by": "conveyor",
         "conveyor.dev/environment": label_value(request.environment),

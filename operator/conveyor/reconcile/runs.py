@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
 from conveyor.api.evaluation import Evaluation
-from conveyor.api.pipeline import PipelineSpec
+from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable
 from conveyor.api.pipelinerun import FINISHED_PHASES, REASON_SOURCE_UNAVAILABLE
 from conveyor.approvals import (
     ANNOTATION_INITIATOR,
@@ -349,6 +349,23 @@ class RunController:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
 
+    def _with_environment_kubeconfig(self, namespace: str, job: PipelineJob) -> PipelineJob:
+        """A script job with a declared environment (the seed's kubectl deploys) gets its
+        kubeconfig as a file: KUBECONFIG names it, mounted from the Environment's Secret by
+        reference (the operator never copies it)."""
+        assert self.views is not None
+        if job.environment is None:
+            return job
+        env = _first(self.views.environments, (namespace, job.environment.name))
+        ref = ((env or {}).get("spec") or {}).get("kubeconfigSecret")
+        if not ref:
+            return job
+        kubeconfig = SecretVariable(
+            name="KUBECONFIG", secret_name=ref["name"], key=ref.get("key", "kubeconfig"), file=True
+        )
+        others = tuple(v for v in job.secret_variables if v.name != "KUBECONFIG")
+        return dataclasses.replace(job, secret_variables=(*others, kubeconfig))
+
     def _required_approvals(self, namespace: str, pipeline: PipelineSpec) -> dict[str, int]:
         """Environment name -> approvals its protection requires, for the pipeline's jobs."""
         assert self.views is not None
@@ -506,7 +523,7 @@ class RunController:
             job = build_job(
                 run=run,
                 pipeline=pipeline,
-                job=spec_job,
+                job=self._with_environment_kubeconfig(namespace, spec_job),
                 attempt=create.attempt,
                 options=self.options,
             )

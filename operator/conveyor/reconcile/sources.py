@@ -64,12 +64,13 @@ class Sources:
         creds = await self.credentials(namespace, pipeline.source.credentials_secret)
         variables = {**pipeline.variables, **run.spec.variables}
         changes, exists = uses_git_paths(pipeline)
+        wanted = revision.sha or await self.remote_head(namespace, pipeline, revision.ref)
         sha, facts = await self._run(
             self.cache.git_facts,
             pipeline.source.url,
             creds,
             revision.ref,
-            revision.sha,
+            wanted,
             revision.before_sha,
             compare_to_refs(pipeline, variables),
             changes=changes,
@@ -80,6 +81,17 @@ class Sources:
             # `changes` rule as true. (No beforeSha at all diffs against the parent instead.)
             facts = dataclasses.replace(facts, changed_paths=None)
         return sha, facts
+
+    async def remote_head(self, namespace: str, pipeline: PipelineSpec, ref: str) -> str:
+        """What `ref` points to on the remote now. Asked of the remote, not the cache: a cache
+        fetched moments ago may hold the previous head, and a run of a ref builds its head."""
+        branches, tags = await self.remote_refs(namespace, pipeline)
+        short = ref.removeprefix("refs/heads/").removeprefix("refs/tags/")
+        if not ref.startswith("refs/tags/") and short in branches:
+            return branches[short]
+        if short in tags:
+            return tags[short]
+        raise SourceUnavailable(f"ref {ref!r} does not exist in the repository")
 
     async def remote_refs(
         self, namespace: str, pipeline: PipelineSpec
