@@ -459,7 +459,8 @@ def test_the_seeds_own_pipeline_waits_for_approval_before_prod(
     assert any(v.secret and v.secret.secret_name == "test-kubeconfig" for v in volumes.values())
     assert kubeconfig.value and kubeconfig.value.startswith("/")
     env = {e.name: e.value for e in pod.containers[0].env}
-    assert env["CI_ENVIRONMENT_NAME"] == "test"
+    assert env["CI_ENVIRONMENT_NAME"] == "test" and env["CI_ENVIRONMENT_SLUG"] == "test"
+    assert env["CI_ENVIRONMENT_URL"] == "https://go-app.test.domain.com"
 
 
 def test_target_cluster_down_mid_deploy_is_retried_until_it_is_back(

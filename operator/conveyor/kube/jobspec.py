@@ -16,7 +16,7 @@ from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Service
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
-from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
+from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, short_hash, slug
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
 from conveyor.gitlab.predefined import git_variables
 from conveyor.kube import script as scripts
@@ -124,7 +124,12 @@ def job_variables(
     variables.define_all(run.spec.variables)
     if job.environment is not None:
         # GitLab expands environment names and URLs with the job's variables.
-        defaults = {"CI_ENVIRONMENT_NAME": variables.expand_raw(job.environment.name)}
+        env_name = variables.expand_raw(job.environment.name)
+        defaults = {
+            "CI_ENVIRONMENT_NAME": env_name,
+            # GitLab's slug: DNS-safe, at most 24 characters.
+            "CI_ENVIRONMENT_SLUG": ref_slug(env_name)[:24].strip("-"),
+        }
         if job.environment.url:
             defaults["CI_ENVIRONMENT_URL"] = variables.expand_raw(job.environment.url)
         variables.define_all(
