@@ -241,3 +241,26 @@ def test_environment_spec_from_options():
 def test_environment_spec_refuses_bad_options(argv, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
         environment_spec(_add_args(*argv))
+
+
+def test_env_add_stores_only_the_chosen_context():
+    import json
+
+    import yaml
+
+    from conveyor.cli.environments import minimal_kubeconfig
+
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": c, "cluster": {"server": f"https://{c}:6443"}} for c in "ab"],
+        "users": [{"name": u, "user": {"token": f"secret-{u}"}} for u in "ab"],
+        "contexts": [{"name": f"ctx-{x}", "context": {"cluster": x, "user": x}} for x in "ab"],
+        "current-context": "ctx-a",
+    }
+    kept = yaml.safe_load(minimal_kubeconfig(json.dumps(doc).encode(), "ctx-b"))
+    assert [c["name"] for c in kept["contexts"]] == ["ctx-b"]
+    assert [c["name"] for c in kept["clusters"]] == ["b"]
+    assert kept["users"] == [{"name": "b", "user": {"token": "secret-b"}}]
+    assert kept["current-context"] == "ctx-b"
+    assert b"secret-a" not in minimal_kubeconfig(json.dumps(doc).encode(), "ctx-b")

@@ -260,6 +260,24 @@ def environment_spec(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(str(e)) from None
 
 
+def minimal_kubeconfig(data: bytes, context: str) -> bytes:
+    """Only `context`, its cluster and its user: the Secret must not carry the other
+    clusters' credentials the file may hold (call check_kubeconfig first)."""
+    doc = yaml.safe_load(data)
+    chosen = next(c for c in doc["contexts"] if c.get("name") == context)
+    cluster = chosen["context"]["cluster"]
+    user = chosen["context"].get("user")
+    minimal = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [c for c in doc.get("clusters") or [] if c.get("name") == cluster],
+        "users": [u for u in doc.get("users") or [] if u.get("name") == user],
+        "contexts": [chosen],
+        "current-context": context,
+    }
+    return yaml.safe_dump(minimal, sort_keys=True).encode()
+
+
 def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
     path = Path(args.target_kubeconfig)
     try:
@@ -268,6 +286,7 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
         return fail(f"cannot read {path}: {e.strerror}", 2)
     try:
         check_kubeconfig(data, args.kube_context, str(path))
+        data = minimal_kubeconfig(data, args.kube_context)
         spec = environment_spec(args)
     except ValueError as e:  # KubeconfigRefused included
         return fail(str(e), 2)
