@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
@@ -473,7 +474,14 @@ def test_conveyor_env_add(admission: Clusters, ns: str, tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     secret = client.CoreV1Api(admission.api("ci")).read_namespaced_secret("prod-kubeconfig", ns)
-    assert base64.b64decode(secret.data["kubeconfig"]) == admission.kubeconfig.read_bytes()
+    # Only the chosen context, its cluster and user: not the file's other credentials.
+    stored = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
+    assert [c["name"] for c in stored["contexts"]] == ["prod"]
+    assert stored["current-context"] == "prod"
+    source = json.loads(admission.kubeconfig.read_text())
+    prod = next(c for c in source["contexts"] if c["name"] == "prod")["context"]
+    assert [c["name"] for c in stored["clusters"]] == [prod["cluster"]]
+    assert [u["name"] for u in stored["users"]] == [prod["user"]]
     env = custom(admission, "ci").get_namespaced_custom_object(
         GROUP, VERSION, ns, "environments", "prod"
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from tests.e2e.conveyor import (
     OPERATOR_SA,
     VERSION,
     Conveyor,
+    conveyor_cli,
     job,
     job_status,
     phase,
@@ -56,20 +56,7 @@ SERVICE_MONITOR_CRD = {
 
 
 def conveyor_as(clusters: Clusters, context: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "conveyor.cli.main",
-            *args,
-            "--kubeconfig",
-            str(clusters.kubeconfig),
-            "--context",
-            context,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    return conveyor_cli(clusters, *args, context=context)
 
 
 @pytest.fixture

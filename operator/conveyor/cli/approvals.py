@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ from kubernetes.client.rest import ApiException
 from conveyor.api import GROUP, VERSION, parse_time
 from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
 from conveyor.api.durations import format_duration
-from conveyor.cli.common import add_cluster_options, fail, namespace, target
+from conveyor.cli.common import add_cluster_options, api_message, fail, namespace, target
 from conveyor.kube.client import MERGE_PATCH, KubeConfigError
 
 APPROVALS = "approvals"
@@ -67,14 +66,6 @@ def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) 
             return fail(api_message(e))
 
     return run
-
-
-def api_message(e: ApiException) -> str:
-    """The API server's own words (an admission policy's refusal says exactly why)."""
-    try:
-        return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
-    except (ValueError, AttributeError):
-        return f"{e.status} {e.reason}"
 
 
 def whoami(api: client.ApiClient) -> str:

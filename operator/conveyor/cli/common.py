@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from kubernetes.client.rest import ApiException
 
 from conveyor.kube.client import KubeConfigError, Target
 
@@ -33,3 +36,12 @@ def fail(message: str, code: int = 1) -> int:
 
 def config_error(e: KubeConfigError) -> int:
     return fail(str(e))
+
+
+def api_message(e: ApiException) -> str:
+    """The API server's own words: an admission policy's or the schema's refusal says exactly
+    what is wrong, and the user should read it as it was said."""
+    try:
+        return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
+    except (ValueError, AttributeError):
+        return f"{e.status} {e.reason}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,7 +27,7 @@ from conveyor.api.environment import (
     MAX_REQUIRED_APPROVALS,
     EnvironmentSpec,
 )
-from conveyor.cli.common import fail
+from conveyor.cli.common import api_message, fail
 from conveyor.kube.client import KubeConfigError, Target
 
 ENVIRONMENTS = "environments"
@@ -152,16 +151,9 @@ def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) 
         except KubeConfigError as e:
             return fail(str(e))
         except ApiException as e:
-            return fail(_api_message(e))
+            return fail(api_message(e))
 
     return run
-
-
-def _api_message(e: ApiException) -> str:
-    try:
-        return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
-    except (ValueError, AttributeError):
-        return f"{e.status} {e.reason}"
 
 
 def check_kubeconfig(data: bytes, context: str, source: str = "the kubeconfig") -> None:

@@ -13,7 +13,7 @@ from kubernetes.client.rest import ApiException
 from conveyor.api import API_VERSION, parse_time
 from conveyor.api.durations import format_duration
 from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL
-from conveyor.cli.common import add_cluster_options, fail, namespace, target
+from conveyor.cli.common import add_cluster_options, api_message, fail, namespace, target
 from conveyor.kube.client import Kube, KubeConfigError
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -79,18 +79,9 @@ def _guard(command: Callable[[argparse.Namespace, Kube, str], int]) -> Any:
         except KubeConfigError as e:
             return fail(str(e))
         except ApiException as e:
-            return fail(_api_message(e))
+            return fail(api_message(e))
 
     return run
-
-
-def _api_message(e: ApiException) -> str:
-    import json
-
-    try:
-        return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
-    except ValueError:
-        return f"{e.status} {e.reason}"
 
 
 def run_manifest(
