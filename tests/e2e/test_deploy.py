@@ -231,6 +231,12 @@ def test_test_deploys_at_once_and_prod_waits_for_an_approver(
     assert prod_dep.spec.template.spec.containers[0].image.endswith(f":master_{after}")
     records = {d["environment"]: d for d in done["status"]["deployments"]}
     assert records["prod"]["result"] == "Succeeded" and records["prod"]["sha"] == after
+    prod_env = conveyor.api.get_namespaced_custom_object(
+        GROUP, VERSION, conveyor.ns, "environments", "prod"
+    )
+    last = prod_env["status"]["lastDeployment"]
+    assert (last["pipelineRun"], last["job"], last["sha"]) == ("r1", "k8s-deploy-prod", after)
+    assert last["image"].endswith(f":master_{after}")
     decided = approval_of(conveyor, "r1")["status"]
     assert decided["decision"] == "Approved" and decided["approvedBy"] == ["approver1"]
     assert any(

@@ -13,6 +13,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
+from conveyor.api.codec import format_time
 from conveyor.api.durations import parse_duration
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
@@ -127,6 +130,7 @@ class DeployExecutor:
                     request = await self._request(namespace, run, pipeline, job)
                     deployment.result = await self.io(run_deploy, request)
                     self._finish(deployment, SUCCEEDED, None, deployment.result.summary())
+                    await self._record_on_environment(namespace, run, request, deployment)
                     break
                 except TargetUnavailable as e:
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
@@ -158,6 +162,37 @@ class DeployExecutor:
             log.exception("deploy %s/%s %s failed", *key, job.name)
             self._finish(deployment, FAILED, "DeployFailed", f"internal error: {e}")
         self.changed(key)
+
+    async def _record_on_environment(
+        self, namespace: str, run: PipelineRun, request: DeployRequest, deployment: Deployment
+    ) -> None:
+        """The Environment says what it runs now: its status.lastDeployment."""
+        result = deployment.result
+        assert result is not None
+        last: dict[str, Any] = {
+            "pipelineRun": run.metadata.name,
+            "job": deployment.job,
+            "revision": request.ref,
+            "sha": request.sha,
+            "time": format_time(deployment.finished or self.clock()),
+        }
+        if result.images:
+            last["image"] = result.images[0]
+        try:
+            await self.io(
+                self.kube.patch_environment_status,
+                namespace,
+                request.environment,
+                {"lastDeployment": last},
+            )
+        except ApiException as e:  # the deploy itself succeeded: a record lost is no failure
+            log.warning(
+                "recording the deployment on environment %s/%s: %s %s",
+                namespace,
+                request.environment,
+                e.status,
+                e.reason,
+            )
 
     def _finish(self, deployment: Deployment, state: str, reason: str | None, msg: str) -> None:
         deployment.state, deployment.reason = state, reason
