@@ -18,10 +18,9 @@ from conveyor.api.codec import from_dict
 from conveyor.api.conditions import Condition
 from conveyor.api.environment import (
     APPROVER_MAX_LENGTH,
-    APPROVER_RULE,
     IMAGE_MAX_LENGTH,
-    MAX_APPROVERS,
     MAX_REQUIRED_APPROVALS,
+    approvers_field,
 )
 from conveyor.api.fields import model, spec_field
 from conveyor.api.meta import DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
@@ -113,15 +112,8 @@ class ApprovalSpec:
         minimum=0,
         maximum=MAX_REQUIRED_APPROVALS,
     )
-    approvers: tuple[str, ...] = spec_field(
-        "Who may vote: usernames or group:<name> (from the Environment at creation).",
-        default_factory=tuple,
-        max_items=MAX_APPROVERS,
-        item_max_length=APPROVER_MAX_LENGTH,
-        item_min_length=1,
-        item_pattern=r"^\S+$",
-        list_type="set",
-        item_validations=(APPROVER_RULE,),
+    approvers: tuple[str, ...] = approvers_field(
+        "Who may vote: usernames or group:<name> (from the Environment at creation)."
     )
     allow_initiator: bool = spec_field(
         "Whether the run's initiator may vote (from the Environment at creation).", default=False

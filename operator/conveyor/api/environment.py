@@ -61,6 +61,20 @@ class KubeconfigSecretRef:
     )
 
 
+def approvers_field(description: str) -> Any:
+    """Usernames and group:<name> entries (Environment protection, and the Approval's copy)."""
+    return spec_field(
+        description,
+        default_factory=tuple,
+        max_items=MAX_APPROVERS,
+        item_max_length=APPROVER_MAX_LENGTH,
+        item_min_length=1,
+        item_pattern=r"^\S+$",
+        list_type="set",
+        item_validations=(APPROVER_RULE,),
+    )
+
+
 @model(
     "Who must approve deploys to this environment before they run.",
     validations=(
@@ -79,15 +93,8 @@ class Protection:
         minimum=0,
         maximum=MAX_REQUIRED_APPROVALS,
     )
-    approvers: tuple[str, ...] = spec_field(
-        "Who may approve: usernames, or group:<name> for members of a group.",
-        default_factory=tuple,
-        max_items=MAX_APPROVERS,
-        item_max_length=APPROVER_MAX_LENGTH,
-        item_min_length=1,
-        item_pattern=r"^\S+$",
-        list_type="set",
-        item_validations=(APPROVER_RULE,),
+    approvers: tuple[str, ...] = approvers_field(
+        "Who may approve: usernames, or group:<name> for members of a group."
     )
     allow_initiator: bool = spec_field(
         "Whether the user who started a run may approve its deploy (GitLab forbids it by default).",

@@ -227,6 +227,7 @@ class RunController:
             self._pruned.discard(key)
             self._created.pop(key, None)
             self._settling.discard(key)
+            self.deploys.forget(key)
             return None
         if written is not None:
             older, newer = written
