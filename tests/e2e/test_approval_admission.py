@@ -46,7 +46,7 @@ def _policies_active(clusters: Clusters) -> bool:
     if (run_obj["metadata"].get("annotations") or {}).get("conveyor.dev/initiator") != "admin":
         return False
     body = approval_manifest(
-        "probe", "0", "deploy", environment(["approver1"]), {"ref": "main"}, None, None, _now()
+        "probe", "0", "deploy", environment(["approver1"]), {"ref": "main"}, (), None, _now()
     )
     try:
         custom.create_namespaced_custom_object(
@@ -150,7 +150,7 @@ def create_approval(
         job,
         env,
         {"ref": "main", "sha": "a" * 40},
-        "registry.example/app@sha256:" + "0" * 64,
+        ("registry.example/app@sha256:" + "0" * 64,),
         meta["annotations"]["conveyor.dev/initiator"],
         _now(),
     )
@@ -256,7 +256,7 @@ def test_only_listed_approvers_vote_and_only_their_own_vote(
         ("allowInitiator", True),
         ("expiresAt", "2099-01-01T00:00:00Z"),
         ("initiator", "someone"),
-        ("image", "evil:latest"),
+        ("images", ["evil:latest"]),
     ):
         message = refused(patch, admission, "approver1", ns, name, {"spec": {field: value}})
         assert f"approver1 may not change {field}" in message
@@ -300,7 +300,7 @@ def test_only_the_operator_creates_approvals_and_writes_their_status(
     run_obj = start_run(admission, ns, "r1")
     env = environment(["approver1"])
     body = approval_manifest(
-        "r1", run_obj["metadata"]["uid"], "deploy", env, {"ref": "main"}, None, "developer", _now()
+        "r1", run_obj["metadata"]["uid"], "deploy", env, {"ref": "main"}, (), "developer", _now()
     )
     message = refused(
         custom(admission, "ci").create_namespaced_custom_object,

@@ -19,7 +19,9 @@ from tests.e2e.conveyor import (
     conveyor_cli,
     job,
     job_status,
+    lasts,
     phase,
+    pipeline,
     run,
     succeeded_condition,
 )
@@ -471,16 +473,147 @@ def test_target_cluster_down_mid_deploy_is_retried_until_it_is_back(
     os.kill(pid, signal.SIGSTOP)  # the test cluster's API server stops answering
     try:
         conveyor.create(run("down", "go-app", ref="master"))
-        wait_until(
-            lambda: (
-                "retrying" in log.read_text()[seen:] and "k8s-deploy-test" in log.read_text()[seen:]
-            ),
-            timeout=90,
-            what="the operator to retry the unreachable test cluster",
+        # The run says so, in a condition of its own, while the deploy retries.
+        down = conveyor.wait_run(
+            "down", lambda r: reachable(r).get("status") == "False", timeout=90
         )
-        assert phase(conveyor.get_run("down")) == "Running"
+        assert phase(down) == "Running"
+        condition = reachable(down)
+        assert condition["reason"] == "TargetUnavailable"
+        assert "k8s-deploy-test" in condition["message"] and "'test'" in condition["message"]
+        assert "retrying" in log.read_text()[seen:]
     finally:
         os.kill(pid, signal.SIGCONT)
     done = conveyor.wait_finished("down", timeout=180)
     assert phase(done) == "Succeeded"
     assert done["status"]["deployments"][0]["result"] == "Succeeded"
+    assert reachable(done)["status"] == "True"
+
+
+def running(run_obj: dict, job_name: str) -> bool:
+    jobs = (run_obj.get("status") or {}).get("jobs") or []
+    return any(j["name"] == job_name and j["phase"] == "Running" for j in jobs)
+
+
+def reachable(run_obj: dict) -> dict:
+    conditions = (run_obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "TargetsReachable"), {})
+
+
+def test_one_deploy_per_environment_at_a_time_and_the_newest_waiting_run_wins(
+    conveyor: Conveyor,
+) -> None:
+    # Script deploys (kubectl in a pod, as in the seed) to an environment nobody declared: the
+    # lock is the environment's name.
+    deploy = job("deploy", environment={"name": "staging"}, **lasts("15s"))
+    conveyor.create(pipeline("serial", [deploy]))
+    conveyor.create(run("d1", "serial"))
+    conveyor.wait_run("d1", lambda r: phase(r) == "Running" and running(r, "deploy"), timeout=60)
+
+    conveyor.create(run("d2", "serial"))
+    held = conveyor.wait_run(
+        "d2",
+        lambda r: succeeded_condition(r).get("reason") == "WaitingForEnvironment",
+        timeout=30,
+    )
+    assert job_status(held, "deploy")["reason"] == "WaitingForEnvironment"
+    assert "run d1 deploys there" in succeeded_condition(held)["message"]
+
+    # A newer run arrives while d2 still waits: d2 would deploy an older revision after it.
+    conveyor.create(run("d3", "serial"))
+    overtaken = conveyor.wait_finished("d2", timeout=30)
+    assert phase(overtaken) == "Cancelled"
+    condition = succeeded_condition(overtaken)
+    assert condition["reason"] == "Superseded" and "newer run d3" in condition["message"]
+
+    first = conveyor.wait_finished("d1", timeout=60)
+    last = conveyor.wait_finished("d3", timeout=60)
+    assert phase(first) == phase(last) == "Succeeded"
+    # d3 started only once d1 had finished, and d2 never deployed at all.
+    assert job_status(last, "deploy")["startTime"] >= job_status(first, "deploy")["completionTime"]
+    assert conveyor.jobs("d2") == []
+
+
+def test_a_newer_run_waiting_for_prod_supersedes_the_older_and_closes_its_approval(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    conveyor.create(pipeline_with_deploys(app))
+    first_sha = app.head()
+    conveyor.create(run("old", "go-app", ref="master"))
+    conveyor.wait_run("old", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    old_approval = approval_of(conveyor, "old")
+    # The Approval names exactly what prod would get: the commit and the rendered image.
+    assert old_approval["spec"]["revision"]["sha"] == first_sha
+    assert old_approval["spec"]["images"] == [
+        f"registry.example.com/encompass/go-app:master_{first_sha}"
+    ]
+
+    second_sha = app.commit("v3", {"src/server.go": "\n// v3\n"})
+    conveyor.create(run("new", "go-app", ref="master"))
+    gone = conveyor.wait_finished("old", timeout=90)
+    assert phase(gone) == "Cancelled"
+    condition = succeeded_condition(gone)
+    assert condition["reason"] == "Superseded"
+    assert "newer run new waits to deploy to environment 'prod'" in condition["message"]
+    closed = wait_until(
+        lambda: (approval_of(conveyor, "old").get("status") or {}).get("decision") == "Cancelled",
+        what="the superseded run's Approval to be cancelled",
+    )
+    assert closed
+    name = old_approval["metadata"]["name"]
+    late = conveyor_as(clusters, "ci-as-approver1", "approve", name, "-n", conveyor.ns)
+    assert late.returncode != 0 and "already Cancelled" in late.stderr
+
+    conveyor.wait_run("new", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    new_approval = approval_of(conveyor, "new")
+    assert new_approval["spec"]["images"] == [
+        f"registry.example.com/encompass/go-app:master_{second_sha}"
+    ]
+    ok = conveyor_as(
+        clusters, "ci-as-approver1", "approve", new_approval["metadata"]["name"], "-n", conveyor.ns
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert phase(conveyor.wait_finished("new", timeout=90)) == "Succeeded"
+    prod = deployment(clusters, "prod", target_namespace)
+    assert prod.spec.template.spec.containers[0].image.endswith(f":master_{second_sha}")
+
+
+def test_a_deploy_applies_only_the_images_that_were_approved(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    deployment_yml = app.path / "templates" / "deployment.yml"
+    deployment_yml.write_text(
+        deployment_yml.read_text().replace("registry.example.com/encompass", "{{ REGISTRY }}")
+    )
+    app.git("add", "templates/deployment.yml")
+    sha = app.commit("the registry from a variable", {"src/server.go": "\n// registry\n"})
+    pipe = pipeline_with_deploys(app)
+    pipe["spec"]["variables"] = {"REGISTRY": "registry.a"}
+    conveyor.create(pipe)
+    conveyor.create(run("i1", "go-app", ref="master"))
+    conveyor.wait_run("i1", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    approval = approval_of(conveyor, "i1")
+    assert approval["spec"]["images"] == [f"registry.a/go-app:master_{sha}"]
+
+    # After the request, prod's own variables change what the templates render.
+    protect_prod(
+        clusters,
+        conveyor.ns,
+        target_namespace,
+        "--approvers",
+        "group:approvers",
+        "--var",
+        "REGISTRY=registry.b",
+    )
+    ok = conveyor_as(
+        clusters, "ci-as-approver1", "approve", approval["metadata"]["name"], "-n", conveyor.ns
+    )
+    assert ok.returncode == 0, ok.stderr
+    done = conveyor.wait_finished("i1", timeout=90)
+    assert phase(done) == "Failed"
+    prod = job_status(done, "k8s-deploy-prod")
+    assert prod["reason"] == "DeployFailed"
+    assert f"approval was given for images registry.a/go-app:master_{sha}" in prod["message"]
+    assert f"registry.b/go-app:master_{sha}" in succeeded_condition(done)["message"]
+    apps = client.AppsV1Api(clusters.api("prod"))
+    assert apps.list_namespaced_deployment(target_namespace).items == []

@@ -306,7 +306,7 @@ def test_approval_manifest_copies_the_policy_and_is_owned_by_the_run():
         "deploy prod",
         ENV,
         {"ref": "main", "sha": SHA, "beforeSha": SHA},
-        "registry/app@sha256:" + "0" * 64,
+        ("registry/app@sha256:" + "0" * 64,),
         "developer",
         T0,
     )
@@ -335,7 +335,7 @@ def test_approval_manifest_copies_the_policy_and_is_owned_by_the_run():
         "approvers": ["approver1", "group:approvers"],
         "allowInitiator": False,
         "initiator": "developer",
-        "image": "registry/app@sha256:" + "0" * 64,
+        "images": ["registry/app@sha256:" + "0" * 64],
     }
     # What the operator creates parses under the model, and starts Pending.
     assert decide(m, T0).state == "Pending"
@@ -346,13 +346,13 @@ def test_approval_manifest_defaults():
         "metadata": {"name": "test"},
         "spec": {"kubeconfigSecret": {"name": "k"}, "namespace": "a"},
     }
-    m = approval_manifest("r1", "u", "deploy", env, {"ref": "main"}, None, None, T0)
+    m = approval_manifest("r1", "u", "deploy", env, {"ref": "main"}, (), None, T0)
     assert "namespace" not in m["metadata"]
     spec = m["spec"]
     assert spec["requiredApprovals"] == 0
     assert spec["approvers"] == []
     assert spec["expiresAt"] == "2025-01-02T00:00:00Z"  # 24h
-    assert "initiator" not in spec and "image" not in spec
+    assert "initiator" not in spec and spec["images"] == []
     assert decide(m, T0).state == "Approved"  # an unprotected environment gates nothing
 
 
@@ -360,7 +360,7 @@ def test_approval_manifest_refuses_a_bad_revision():
     from conveyor.api import ModelError
 
     with pytest.raises(ModelError, match=r"revision\.sha"):
-        approval_manifest("r1", "u", "deploy", ENV, {"ref": "main", "sha": "short"}, None, None, T0)
+        approval_manifest("r1", "u", "deploy", ENV, {"ref": "main", "sha": "short"}, (), None, T0)
 
 
 def test_approval_names_are_deterministic_bounded_and_distinct():
@@ -378,3 +378,15 @@ def test_approval_names_are_deterministic_bounded_and_distinct():
     for n in (name, long, approval_name("Ünïcode", "u", "déploy / prod!")):
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n), n
     assert approval_name("---", "u", "***").startswith("run-job-")
+
+
+def test_the_approvals_table_shows_what_is_approved():
+    from conveyor.cli.approvals import approvals_table
+
+    m = approval_manifest(
+        "r1", "u", "deploy", ENV, {"ref": "main", "sha": SHA}, ("reg/app:main_1",), None, T0
+    )
+    m["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
+    header, row = approvals_table([m], T0 + datetime.timedelta(minutes=1)).splitlines()
+    assert header.split()[3:8] == ["ENVIRONMENT", "COMMIT", "IMAGES", "DECISION", "APPROVALS"]
+    assert row.split()[3:8] == ["prod", SHA[:8], "reg/app:main_1", "Pending", "-/2"]

@@ -45,7 +45,7 @@ def test_spec_parses_with_defaults_and_votes():
         },
     )
     assert spec.required_approvals == 1 and spec.allow_initiator is False
-    assert spec.initiator is None and spec.image is None
+    assert spec.initiator is None and spec.images == ()
     assert spec.votes["approver1"].groups == ("approvers",)
     assert spec.expires_at.isoformat() == "2025-01-02T00:00:00+00:00"
 
@@ -115,7 +115,7 @@ def test_crd_names_columns_enums_and_bounds():
     assert vote["required"] == ["decision"]
     assert spec["properties"]["expiresAt"]["format"] == "date-time"
     status = schema["properties"]["status"]["properties"]
-    assert status["decision"]["enum"] == ["Pending", "Approved", "Rejected", "Expired"]
+    assert status["decision"]["enum"] == ["Pending", "Approved", "Rejected", "Expired", "Cancelled"]
     assert status["votes"]["maxItems"] == 100
     assert "cel.bind" not in json.dumps(schema)
 

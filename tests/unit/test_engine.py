@@ -470,3 +470,26 @@ def test_unparseable_pipeline_status():
     assert (cond["status"], cond["reason"]) == ("False", "InvalidPipeline")
     assert "spec.jobs" in cond["message"]
     assert status["completionTime"] == "2025-01-01T12:00:00Z"
+
+
+def test_a_failure_says_in_its_own_words_what_went_wrong():
+    world = World(pipeline(job("deploy")))
+    world.step()
+    (observed,) = world.jobs.values()
+    world.jobs[observed.job_name] = dataclasses.replace(
+        observed,
+        state="failed",
+        reason="DeployFailed",
+        message="kind ServiceMonitor is not served by the target cluster",
+        completion_time=world.now,
+    )
+    world.step()
+    (entry,) = world.status["jobs"]
+    assert entry["message"] == "kind ServiceMonitor is not served by the target cluster"
+    assert world.condition()["message"] == (
+        "job 'deploy' failed: kind ServiceMonitor is not served by the target cluster"
+    )
+    # Later passes, from the status alone (the Job gone), keep it.
+    world.jobs.clear()
+    world.step()
+    assert world.status["jobs"][0]["message"] == entry["message"]

@@ -31,8 +31,10 @@ PENDING = "Pending"
 APPROVED = "Approved"
 REJECTED = "Rejected"
 EXPIRED = "Expired"
-DECISIONS = (PENDING, APPROVED, REJECTED, EXPIRED)
-FINAL_DECISIONS = frozenset({APPROVED, REJECTED, EXPIRED})
+# The run ended before a decision (cancelled, superseded by a newer run, failed elsewhere).
+CANCELLED = "Cancelled"
+DECISIONS = (PENDING, APPROVED, REJECTED, EXPIRED, CANCELLED)
+FINAL_DECISIONS = frozenset({APPROVED, REJECTED, EXPIRED, CANCELLED})
 
 # Votes (spec.votes[user].decision); WITHDRAWN only appears in the status history.
 APPROVE = "approve"
@@ -47,6 +49,7 @@ GROUP_MAX_LENGTH = 256
 COMMENT_MAX_LENGTH = 1024
 # The operator keeps the last entries of the vote history; every change of a vote adds one.
 MAX_VOTE_HISTORY = 100
+MAX_IMAGES = 20
 
 # Reason of the Decided condition and what the operator writes when it decides.
 CONDITION_DECIDED = "Decided"
@@ -58,7 +61,7 @@ POLICY_FIELDS = (
     "job",
     "environment",
     "revision",
-    "image",
+    "images",
     "requiredApprovals",
     "approvers",
     "allowInitiator",
@@ -123,8 +126,12 @@ class ApprovalSpec:
         default=None,
         max_length=APPROVER_MAX_LENGTH,
     )
-    image: str | None = spec_field(
-        "The image the job will deploy, when known.", default=None, max_length=IMAGE_MAX_LENGTH
+    images: tuple[str, ...] = spec_field(
+        "The container images the job deploys, rendered from the templates at the approved "
+        "commit (native deploy jobs); the deploy refuses to apply any other.",
+        default_factory=tuple,
+        max_items=MAX_IMAGES,
+        item_max_length=IMAGE_MAX_LENGTH,
     )
     votes: Mapping[str, Vote] = spec_field(
         "Votes keyed by username; each user writes only their own entry.",
@@ -157,7 +164,9 @@ class VoteRecord:
 @dataclass(frozen=True)
 class ApprovalStatus:
     decision: str | None = spec_field(
-        "Pending, Approved, Rejected or Expired.", default=None, enum=DECISIONS
+        "Pending, Approved, Rejected, Expired, or Cancelled (the run ended first).",
+        default=None,
+        enum=DECISIONS,
     )
     approvals: str | None = spec_field(
         "Approvals that count over approvals required, e.g. 1/2.", default=None, max_length=16

@@ -119,7 +119,7 @@ APPROVAL = Kind(
         _column("Run", ".spec.pipelineRun", "The PipelineRun."),
         _column("Job", ".spec.job", "The gated job."),
         _column("Environment", ".spec.environment", "The Environment deployed to."),
-        _column("Decision", ".status.decision", "Pending, Approved, Rejected or Expired."),
+        _column("Decision", ".status.decision", "Pending, Approved, Rejected, Expired, Cancelled."),
         _column("Approvals", ".status.approvals", "Approvals that count / approvals required."),
         _AGE,
     ),

@@ -61,11 +61,16 @@ REASON_WAITING_FOR_CONCURRENCY = "WaitingForConcurrency"
 REASON_RUNNING = "Running"
 # Why a job is Skipped when its rules (rules, only/except) keep it out of the run.
 REASON_EXCLUDED_BY_RULES = "ExcludedByRules"
+# One deploy at a time per environment, newest first: a job ready to deploy waits while another
+# run deploys there; a run whose deploy a newer run has overtaken ends Cancelled, Superseded.
+REASON_WAITING_FOR_ENVIRONMENT = "WaitingForEnvironment"
+REASON_SUPERSEDED = "Superseded"
 FINAL_REASONS = (
     REASON_SUCCEEDED,
     REASON_SUCCEEDED_WITH_WARNINGS,
     REASON_FAILED,
     REASON_CANCELLED,
+    REASON_SUPERSEDED,
     REASON_TIMEOUT,
     REASON_SKIPPED,
     REASON_INVALID_PIPELINE,
@@ -186,6 +191,16 @@ class JobStatus:
     )
     allowed_failure: bool | None = spec_field(
         "The job failed but its failure is allowed.", default=None
+    )
+    message: str | None = spec_field(
+        "Why the attempt failed, in short: a deploy's error, or the script's termination message.",
+        default=None,
+        max_length=512,
+    )
+    environment: str | None = spec_field(
+        "The environment the job deploys to; at most one job deploys to an environment at a time.",
+        default=None,
+        max_length=255,
     )
 
 

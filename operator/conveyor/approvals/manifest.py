@@ -7,7 +7,7 @@ so a second create is an "already exists", never a second Approval.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from conveyor.api.approval import ApprovalRevision, ApprovalSpec
@@ -46,7 +46,7 @@ def approval_manifest(
     job: str,
     environment_body: Mapping[str, Any],
     revision: Mapping[str, Any],
-    image: str | None,
+    images: Sequence[str],
     initiator: str | None,
     now: datetime.datetime,
 ) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def approval_manifest(
         approvers=protection.approvers,
         allow_initiator=protection.allow_initiator,
         initiator=initiator or None,
-        image=image or None,
+        images=tuple(images),
     )
     metadata: dict[str, Any] = {
         "name": approval_name(run_name, run_uid, job),

@@ -146,7 +146,17 @@ def _now() -> datetime.datetime:
 
 
 def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime) -> str:
-    headers = ["NAME", "RUN", "JOB", "ENVIRONMENT", "DECISION", "APPROVALS", "AGE"]
+    headers = [
+        "NAME",
+        "RUN",
+        "JOB",
+        "ENVIRONMENT",
+        "COMMIT",
+        "IMAGES",
+        "DECISION",
+        "APPROVALS",
+        "AGE",
+    ]
     rows = []
     for a in sorted(approvals, key=lambda a: a["metadata"].get("creationTimestamp") or ""):
         spec, status = a.get("spec") or {}, a.get("status") or {}
@@ -158,6 +168,8 @@ def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime)
                 spec.get("pipelineRun", "-"),
                 spec.get("job", "-"),
                 spec.get("environment", "-"),
+                ((spec.get("revision") or {}).get("sha") or "-")[:8],
+                ",".join(spec.get("images") or ()) or "-",
                 status.get("decision") or PENDING,
                 status.get("approvals") or f"-/{spec.get('requiredApprovals', '-')}",
                 age,

@@ -35,6 +35,7 @@ class Attempt:
     start_time: datetime.datetime | None = None
     completion_time: datetime.datetime | None = None
     observed_active: bool = False
+    message: str | None = None  # why it failed, short (a deploy's error, a termination message)
 
 
 def failure_kinds(reason: str | None, exit_code: int | None) -> frozenset[str]:
@@ -87,6 +88,7 @@ def _from_observed(job: ObservedJob) -> Attempt:
         reason=reason[:64],
         start_time=job.start_time,
         completion_time=job.completion_time,
+        message=job.message,
     )
 
 
@@ -112,6 +114,7 @@ def _from_record(record: JobStatus, now: datetime.datetime) -> Attempt:
         reason=record.reason,
         start_time=record.start_time,
         completion_time=record.completion_time,
+        message=record.message,
     )
 
 

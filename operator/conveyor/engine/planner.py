@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor.api import pipelinerun as prs
@@ -23,7 +23,7 @@ from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
 from conveyor.engine.evaluation import apply_evaluation
-from conveyor.engine.gates import with_gates
+from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL, with_gates
 from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
 from conveyor.engine.names import job_name
 from conveyor.engine.validate import execution_order, job_needs, predecessors, validate_pipeline
@@ -49,6 +49,8 @@ class _Pass:
     creates: list[JobToCreate] = field(default_factory=list)
     retried: dict[str, Attempt] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()  # jobs the run's rules keep out
+    gated: frozenset[str] = frozenset()  # jobs waiting for an Approval while manual
+    held: Mapping[str, str] = field(default_factory=dict)  # job -> why it waits
 
 
 def plan(
@@ -60,6 +62,8 @@ def plan(
     may_start: bool = True,
     evaluation: Evaluation | None = None,
     gated: frozenset[str] = frozenset(),
+    held: Mapping[str, str] = {},
+    superseded: str | None = None,
 ) -> Plan:
     """Plan one reconcile pass of `run`, whose pipeline is `pipeline`.
 
@@ -68,6 +72,10 @@ def plan(
     pipeline's GitLab rules for this run (`conveyor.gitlab.rules.evaluate`): pass it on the
     first pass, and the plan's status stores it; later passes read it from `run.status`.
     Without one, every job runs as declared.
+
+    `held` maps jobs that are ready to deploy but must wait for their environment (another run
+    deploys there) to why: they stay Pending, WaitingForEnvironment. `superseded`
+    says why a newer run has overtaken this one's deploy: the run stops, Cancelled, Superseded.
     """
     previous = run.status
     if previous.finished:
@@ -102,7 +110,7 @@ def plan(
         and previous.start_time is not None
         and (now - previous.start_time).total_seconds() >= run_timeout
     )
-    stopping = spec.cancelled or timed_out
+    stopping = spec.cancelled or timed_out or superseded is not None
     started = previous.start_time is not None or bool(attempts)
     work = _Pass(
         pipeline=pipeline,
@@ -110,13 +118,20 @@ def plan(
         played=frozenset(spec.play),
         may_create=not stopping and (started or may_start),
         excluded=excluded,
+        gated=gated,
+        held=held,
     )
     for job in execution_order(pipeline):
         _decide(work, job, attempts.get(job.name))
 
     delete: list[str] = []
     if stopping:
-        reason = prs.REASON_CANCELLED if spec.cancelled else prs.REASON_TIMEOUT
+        if spec.cancelled:
+            reason = prs.REASON_CANCELLED
+        elif timed_out:
+            reason = prs.REASON_TIMEOUT
+        else:
+            reason = prs.REASON_SUPERSEDED
         work.creates.clear()
         for name, entry in list(work.entries.items()):
             if entry.phase not in _FINISHED:
@@ -133,6 +148,8 @@ def plan(
     elif timed_out:
         phase, reason = prs.FAILED, prs.REASON_TIMEOUT
         message = f"the run exceeded its timeout of {pipeline.timeout}"
+    elif superseded is not None:
+        phase, reason, message = prs.CANCELLED, prs.REASON_SUPERSEDED, superseded
     elif _all_done(jobs, holders):
         phase, reason, message = _outcome(work, jobs)
     elif not started and not work.creates and not may_start:
@@ -143,12 +160,16 @@ def plan(
         busy = work.creates or any(
             j.phase in (prs.PENDING, prs.RUNNING) and j.attempt for j in jobs
         )
+        waiting = [j for j in jobs if j.reason == prs.REASON_WAITING_FOR_ENVIRONMENT]
         if holders and not busy:
             reason = prs.REASON_MANUAL_ACTION_REQUIRED
             message = "; ".join(
                 f"job '{h}' is waiting to be played: conveyor play {run.name} {h}"
                 for h in holders[:3]
             )
+        elif waiting and not busy:
+            reason = prs.REASON_WAITING_FOR_ENVIRONMENT
+            message = "; ".join(f"job '{j.name}' waits: {held[j.name]}" for j in waiting[:3])
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
@@ -179,7 +200,8 @@ def _dump(status: PipelineRunStatus) -> dict[str, object]:
 
 def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     """Set the status entry (and maybe a Job to create) of one pipeline job."""
-    entry = JobStatus(name=job.name, stage=job.stage, phase=prs.PENDING)
+    environment = job.environment.name if job.environment is not None else None
+    entry = JobStatus(name=job.name, stage=job.stage, phase=prs.PENDING, environment=environment)
     tainted = False
     if job.name in work.excluded:
         # Not part of the run (GitLab would not create the job at all).
@@ -236,7 +258,9 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
         if failed:
             skip_reason, tainted = SKIP_PREVIOUS_FAILED, True
         elif job.when == "manual" and job.name not in work.played:
-            entry = dataclasses.replace(entry, phase=prs.MANUAL)
+            # A gated job says what it waits for: other runs' deploys see it (newest first).
+            why = REASON_WAITING_FOR_APPROVAL if job.name in work.gated else None
+            entry = dataclasses.replace(entry, phase=prs.MANUAL, reason=why)
         else:
             runs = True
     elif job.when == "on_failure":
@@ -246,6 +270,8 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
         runs = True
     if skip_reason is not None:
         entry = dataclasses.replace(entry, phase=prs.SKIPPED, reason=skip_reason)
+    elif runs and job.name in work.held:
+        entry = dataclasses.replace(entry, reason=prs.REASON_WAITING_FOR_ENVIRONMENT)
     elif runs and work.may_create:
         name = job_name(work.run_name, job.name, 1)
         work.creates.append(JobToCreate(job.name, 1, name))
@@ -264,6 +290,7 @@ def _entry_from_attempt(entry: JobStatus, attempt: Attempt) -> JobStatus:
         completion_time=attempt.completion_time if attempt.phase in _FINISHED else None,
         exit_code=attempt.exit_code if attempt.phase in _FINISHED else None,
         reason=attempt.reason if attempt.phase == prs.FAILED else None,
+        message=attempt.message[:512] if attempt.phase == prs.FAILED and attempt.message else None,
     )
 
 
@@ -291,9 +318,12 @@ def _all_done(jobs: Sequence[JobStatus], holders: Sequence[str]) -> bool:
 
 
 def _outcome(work: _Pass, jobs: Sequence[JobStatus]) -> tuple[str, str, str]:
-    failed = [j.name for j in jobs if j.phase == prs.FAILED and work.tainted[j.name]]
+    failed = [j for j in jobs if j.phase == prs.FAILED and work.tainted[j.name]]
     if failed:
-        return prs.FAILED, prs.REASON_FAILED, _names("failed", failed)
+        message = _names("failed", [j.name for j in failed])
+        if failed[0].message:  # the first failure's own words, so the run says what went wrong
+            message += f": {failed[0].message}"
+        return prs.FAILED, prs.REASON_FAILED, message
     if work.excluded and all(j.name in work.excluded for j in jobs):
         return prs.SKIPPED, prs.REASON_SKIPPED, "the rules excluded every job of the pipeline"
     if all(j.phase == prs.SKIPPED for j in jobs):

@@ -63,7 +63,10 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
     "coverage": "coverage parsing is not supported",
     "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
-    "resource_group": "resource groups are not supported; jobs may overlap across runs",
+    "resource_group": (
+        "resource_group is not imported: jobs with an environment deploy one at a time per "
+        "environment, other jobs may overlap across runs"
+    ),
     "interruptible": "auto-cancel of redundant runs is not supported",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",

@@ -15,6 +15,7 @@ import kopf
 from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
+from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, compact_pod
@@ -105,6 +106,7 @@ def _controller(**indices: Any) -> RunController:
                 pods=indices["pods_by_run"],
                 environments=indices["environment_bodies"],
                 approvals=indices["approvals_by_run"],
+                deploy_claims=indices["deploy_claims"],
             )
         )
         RUNTIME.tasks.append(asyncio.create_task(controller.work(RUNTIME.workers)))
@@ -127,6 +129,11 @@ def run_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any
 def runs_by_pipeline(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     ref = (body.get("spec") or {}).get("pipelineRef") or {}
     return {(namespace, ref["name"]): run_summary(body)} if ref.get("name") else {}
+
+
+@kopf.index(GROUP, VERSION, PIPELINERUNS)
+def deploy_claims(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, env): entries for env, entries in claim_entries(body).items()}
 
 
 @kopf.index(GROUP, VERSION, PIPELINES)
@@ -158,8 +165,13 @@ def approvals_by_run(
 
 # -- events: each one queues the runs it concerns
 @kopf.on.event(GROUP, VERSION, PIPELINERUNS)
-async def run_event(namespace: str, name: str, **kwargs: Any) -> None:
-    _controller(**kwargs).run_changed((namespace, name))
+async def run_event(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
+    controller = _controller(**kwargs)
+    controller.run_changed((namespace, name))
+    jobs = (body.get("status") or {}).get("jobs") or ()
+    environments = {j["environment"] for j in jobs if j.get("environment")}
+    if environments:
+        controller.deploys_changed(namespace, name, environments)
 
 
 @kopf.on.event(GROUP, VERSION, PIPELINES)

@@ -23,7 +23,7 @@ from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, Ta
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
 from conveyor.engine.names import ref_slug
 from conveyor.kube.client import Kube
-from conveyor.reconcile.release import DeployRequest, DeployResult, run_deploy
+from conveyor.reconcile.release import DeployRequest, DeployResult, preview_images, run_deploy
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 
 log = logging.getLogger("conveyor.deploys")
@@ -47,6 +47,7 @@ class Deployment:
     finished: datetime.datetime | None = None
     result: DeployResult | None = None
     task: asyncio.Task[None] | None = None
+    unreachable: str | None = None  # while the target does not answer: what it said
 
     def observed(self) -> ObservedJob:
         return ObservedJob(
@@ -60,6 +61,10 @@ class Deployment:
             completion_time=self.finished,
             message=self.message,
         )
+
+
+def request_environment(job: PipelineJob) -> str:
+    return job.environment.name if job.environment is not None else ""
 
 
 class DeployExecutor:
@@ -83,6 +88,10 @@ class DeployExecutor:
     def observed(self, key: Key) -> list[ObservedJob]:
         return [d.observed() for d in self._runs.get(key, {}).values()]
 
+    def unreachable(self, key: Key) -> list[str]:
+        """What each deploy of the run that retries (or gave up) towards a silent target saw."""
+        return [d.unreachable for d in self._runs.get(key, {}).values() if d.unreachable]
+
     def results(self, key: Key) -> list[DeployResult]:
         return [d.result for d in self._runs.get(key, {}).values() if d.result is not None]
 
@@ -102,15 +111,18 @@ class DeployExecutor:
         job: PipelineJob,
         attempt: int,
         job_name: str,
+        approved_images: tuple[str, ...] = (),
     ) -> None:
-        """Starts the deploy of `job` unless this attempt already runs or ran."""
+        """Starts the deploy of `job` unless this attempt already runs or ran; with
+        `approved_images`, it applies only if the templates still render exactly those."""
         runs = self._runs.setdefault(key, {})
         if job_name in runs:
             return
         deployment = Deployment(job.name, attempt, job_name, self.clock())
         runs[job_name] = deployment
         deployment.task = asyncio.create_task(
-            self._run(key, run, pipeline, job, deployment), name=f"deploy {key} {job.name}"
+            self._run(key, run, pipeline, job, deployment, approved_images),
+            name=f"deploy {key} {job.name}",
         )
 
     async def _run(
@@ -120,6 +132,7 @@ class DeployExecutor:
         pipeline: PipelineSpec,
         job: PipelineJob,
         deployment: Deployment,
+        approved_images: tuple[str, ...],
     ) -> None:
         namespace = key[0]
         deadline = deployment.started + datetime.timedelta(seconds=job.timeout_seconds())
@@ -128,6 +141,7 @@ class DeployExecutor:
             while True:
                 try:
                     request = await self._request(namespace, run, pipeline, job)
+                    request = dataclasses.replace(request, approved_images=approved_images)
                     deployment.result = await self.io(run_deploy, request)
                     self._finish(deployment, SUCCEEDED, None, deployment.result.summary())
                     await self._record_on_environment(namespace, run, request, deployment)
@@ -139,6 +153,10 @@ class DeployExecutor:
                         self._finish(deployment, FAILED, "TargetUnavailable", str(e))
                         break
                     deployment.message = f"target unreachable, retrying: {e}"[:256]
+                    deployment.unreachable = (
+                        f"job '{job.name}' cannot reach the cluster of environment "
+                        f"'{request_environment(job)}': {e}; retrying until the job's timeout"
+                    )[:1024]
                     log.warning("deploy %s/%s %s: %s; retrying", *key, job.name, e)
                     self.changed(key)
                     await asyncio.sleep(delay)  # backoff towards a cluster that is down
@@ -196,11 +214,27 @@ class DeployExecutor:
 
     def _finish(self, deployment: Deployment, state: str, reason: str | None, msg: str) -> None:
         deployment.state, deployment.reason = state, reason
+        if reason != "TargetUnavailable":
+            deployment.unreachable = None  # it answered
         deployment.message = msg[:256] if msg else None
         deployment.finished = self.clock()
 
-    async def _request(
+    async def images(
         self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
+    ) -> tuple[str, ...]:
+        """The images `job` would deploy now: its templates rendered at the run's commit for its
+        environment, without the kubeconfig and without touching the target."""
+        request = await self._request(namespace, run, pipeline, job, kubeconfig=False)
+        return tuple(await self.io(preview_images, request))
+
+    async def _request(
+        self,
+        namespace: str,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        job: PipelineJob,
+        *,
+        kubeconfig: bool = True,
     ) -> DeployRequest:
         """Everything a deploy needs, read from the cluster and the repository."""
         assert job.deploy is not None and job.environment is not None and run.spec is not None
@@ -209,12 +243,7 @@ class DeployExecutor:
         if environment is None:
             raise DeployError(f"environment {env_name!r} does not exist in namespace {namespace}")
         spec = environment.get("spec") or {}
-        secret_ref = spec.get("kubeconfigSecret") or {}
-        data = await self.sources.credentials(namespace, secret_ref.get("name"))
-        key = secret_ref.get("key", "kubeconfig")
-        kubeconfig = (data or {}).get(key)
-        if not kubeconfig:
-            raise KubeconfigError(f"Secret {secret_ref.get('name')} has no key {key!r}")
+        config = await self._kubeconfig(namespace, spec) if kubeconfig else b""
         if pipeline.source is None:
             raise DeployError(
                 "a deploy job reads templates from the pipeline's source: set spec.source"
@@ -239,7 +268,7 @@ class DeployExecutor:
         }
         timeout = job.deploy.timeout
         return DeployRequest(
-            kubeconfig=kubeconfig,
+            kubeconfig=config,
             context=spec.get("context"),
             namespace=spec["namespace"],
             environment=env_name,
@@ -256,3 +285,12 @@ class DeployExecutor:
             rollback=job.deploy.rollback,
             rollout_seconds=parse_duration(timeout) if timeout else DEFAULT_ROLLOUT_SECONDS,
         )
+
+    async def _kubeconfig(self, namespace: str, spec: dict[str, Any]) -> bytes:
+        secret_ref = spec.get("kubeconfigSecret") or {}
+        data = await self.sources.credentials(namespace, secret_ref.get("name"))
+        key = secret_ref.get("key", "kubeconfig")
+        kubeconfig = (data or {}).get(key)
+        if not kubeconfig:
+            raise KubeconfigError(f"Secret {secret_ref.get('name')} has no key {key!r}")
+        return bytes(kubeconfig)

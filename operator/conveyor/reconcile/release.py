@@ -53,6 +53,8 @@ class DeployRequest:
     variables: Mapping[str, str] = field(repr=False)
     rollback: bool
     rollout_seconds: float
+    # The images an Approval was given for (empty: nothing to hold the deploy to).
+    approved_images: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,10 +180,8 @@ def save_record(
         raise DeployError(f"recording the deployment: {e.status} {e.reason}") from e
 
 
-def run_deploy(request: DeployRequest) -> DeployResult:
-    """Render, apply, prune, wait for the rollout, roll back if asked. Raises RenderError,
-    KubeconfigError, DeployError (RolloutFailed for a rollout that did not complete) and
-    TargetUnavailable (the caller retries)."""
+def render_request(request: DeployRequest) -> tuple[str, list[dict[str, Any]]]:
+    """The VERSION and the manifests a deploy applies (pure; raises RenderError)."""
     variables = deploy_variables(
         request.ref,
         request.sha,
@@ -190,8 +190,27 @@ def run_deploy(request: DeployRequest) -> DeployResult:
         hash_paths=request.hash_paths,
         extra=request.variables,
     )
-    version = variables["VERSION"]
-    manifests = render_templates(request.files, variables)
+    return variables["VERSION"], render_templates(request.files, variables)
+
+
+def preview_images(request: DeployRequest) -> tuple[str, ...]:
+    """The images a deploy would apply (what an Approval records); the target is not touched."""
+    return images_of(render_request(request)[1])
+
+
+def run_deploy(request: DeployRequest) -> DeployResult:
+    """Render, apply, prune, wait for the rollout, roll back if asked. Raises RenderError,
+    KubeconfigError, DeployError (RolloutFailed for a rollout that did not complete; also when
+    the templates now render other images than the approved ones) and TargetUnavailable (the
+    caller retries)."""
+    version, manifests = render_request(request)
+    images = images_of(manifests)
+    if request.approved_images and images != request.approved_images:
+        raise DeployError(
+            f"the approval was given for images {', '.join(request.approved_images)}, but the "
+            f"templates now render {', '.join(images) or 'none'} (did the environment's "
+            "variables change since?); nothing was applied"
+        )
     # Short reads, no client-level retries: the executor retries the whole deploy with backoff,
     # so a cluster that is down is noticed (and said) in seconds, not minutes.
     api = target_client(request.kubeconfig, request.context, read_timeout=10.0, retries=0)
@@ -220,7 +239,7 @@ def run_deploy(request: DeployRequest) -> DeployResult:
         "namespace": request.namespace,
         "sha": request.sha,
         "version": version,
-        "images": images_of(manifests),
+        "images": images,
         "objects": len(applied.objects),
         "pruned": len(pruned),
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import functools
 import logging
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,8 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
+from conveyor.api.approval import APPROVED, FINAL_DECISIONS
+from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable
 from conveyor.api.pipelinerun import FINISHED_PHASES, REASON_SOURCE_UNAVAILABLE
@@ -38,10 +41,18 @@ from conveyor.engine import (
     runs_allowed_to_start,
     runs_to_delete,
 )
+from conveyor.engine.deploy_order import (
+    DEPLOYING,
+    WAITING,
+    Arbitration,
+    Claim,
+    arbitrate,
+)
 from conveyor.engine.evaluation import apply_evaluation, with_evaluation
 from conveyor.engine.gates import (
     REASON_APPROVAL_EXPIRED,
     REASON_APPROVAL_REJECTED,
+    REASON_WAITING_FOR_APPROVAL,
     gated_jobs,
     refused,
     waiting_status,
@@ -49,7 +60,9 @@ from conveyor.engine.gates import (
     with_gates,
 )
 from conveyor.engine.model import ACTIVE, Event
+from conveyor.engine.names import job_name as attempt_job_name
 from conveyor.engine.planner import failed_status
+from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube
@@ -68,6 +81,10 @@ Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored
 RETRY_DELAY_SECONDS = 2.0
 CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
 DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch event comes first
+# A deploy held by its environment is queued again when the deploy ahead of it ends; this
+# recheck only backs that up (an event missed during a watch reconnect).
+HELD_RECHECK_SECONDS = 30.0
+NO_ARBITRATION = Arbitration({}, None)
 
 
 def utcnow() -> datetime.datetime:
@@ -92,6 +109,7 @@ class Views:
     pods: Lookup  # (ns, run name) -> [compact Pod]
     environments: Lookup  # (ns, environment name) -> [Environment]
     approvals: Lookup  # (ns, run name) -> [Approval]
+    deploy_claims: Lookup  # (ns, environment) -> [[claim entry]] (engine.deploy_order)
 
 
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -163,6 +181,12 @@ class RunController:
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
+        # Deploys started that the watch has not shown started yet: (ns, environment) ->
+        # {(run, job): (run created, started at)}. Without it, two passes close together
+        # could both see an environment free and deploy to it at once.
+        self._deploying: dict[
+            tuple[str, str], dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]]
+        ] = {}
 
     async def io(self, call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
@@ -178,14 +202,25 @@ class RunController:
         return _first(self.views.pipelines, key) if self.views is not None else None
 
     def namespace_changed(self, namespace: str) -> None:
-        """Queues every unfinished run of a namespace (an Environment changed)."""
+        """Queues every unfinished run of a namespace (an Environment changed), those with an
+        inline pipelineSpec too."""
         assert self.views is not None
-        for (ns, _), summaries in self.views.runs_by_pipeline.items():
+        for (ns, name), bodies in self.views.runs.items():
             if ns != namespace:
                 continue
-            for summary in summaries:
-                if summary.get("phase") not in FINISHED_PHASES:
-                    self.queue.add((ns, summary["name"]))
+            for body in bodies:
+                if (body.get("status") or {}).get("phase") not in FINISHED_PHASES:
+                    self.queue.add((ns, name))
+
+    def deploys_changed(self, namespace: str, name: str, environments: Iterable[str]) -> None:
+        """A run's deploys changed (started, ended, waiting, deleted): the runs waiting for the
+        same environments decide again (the environment may be free, or they outdated)."""
+        assert self.views is not None
+        for environment in environments:
+            for entries in self.views.deploy_claims.get((namespace, environment), ()):
+                for entry in entries:
+                    if entry["run"] != name and entry.get("state") == WAITING:
+                        self.queue.add((namespace, entry["run"]))
 
     def run_changed(self, key: Key) -> None:
         self.queue.add(key)
@@ -291,6 +326,7 @@ class RunController:
             j.get("status", {}).get("active")
             for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
         ):
+            await self._close_approvals(key, run, now)
             if key in self._settling and key not in self._written:
                 # The view now shows this run finished: decide again for its pipeline.
                 self._settling.discard(key)
@@ -320,18 +356,21 @@ class RunController:
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         approvals = self._approvals(key)
         approved, refusals = set(), {}
-        for job, (_, decision) in approvals.items():
+        approved_images: dict[str, tuple[str, ...]] = {}
+        for job, (approval, decision) in approvals.items():
             if decision.state == "Approved":
                 approved.add(job)
+                approved_images[job] = tuple((approval.get("spec") or {}).get("images") or ())
             elif decision.state in ("Rejected", "Expired"):
                 refusals[job] = (
                     REASON_APPROVAL_REJECTED
                     if decision.state == "Rejected"
                     else REASON_APPROVAL_EXPIRED
                 )
-        self._resume_deploys(key, run, pipeline)
+        self._resume_deploys(key, run, pipeline, approved_images)
         observed += self.deploys.observed(key) + refused(run.name, refusals)
-        decided = plan(
+        planning = functools.partial(
+            plan,
             pipeline,
             with_approved(run, approved),
             observed,
@@ -340,15 +379,91 @@ class RunController:
             evaluation=evaluation,
             gated=gated,
         )
+        decided = planning()
+        arbitration = self._arbitrate(key, run, pipeline, decided, observed)
+        if arbitration != NO_ARBITRATION:
+            # Plan again: held deploys wait, an overtaken run stops.
+            decided = planning(held=arbitration.held, superseded=arbitration.superseded)
+            if arbitration.held:
+                self.queue.add_after(key, HELD_RECHECK_SECONDS)
+        self._claim_deploys(key, run, pipeline, decided)
         effective = with_gates(apply_evaluation(pipeline, evaluation), gated)
         status = waiting_status(decided.status, effective, gated, run.name)
         status = self._with_deployments(key, body, status)
-        decided = dataclasses.replace(decided, status=status)
+        status, noticed = with_target_condition(status, self.deploys.unreachable(key), now)
+        decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
         await self._sync_approvals(key, body, run, pipeline, gated, approvals, status, now)
-        await self._apply(key, body, run, pipeline, decided)
+        await self._apply(key, body, run, pipeline, decided, approved_images)
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
+
+    def _arbitrate(
+        self,
+        key: Key,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        decided: Plan,
+        observed: Iterable[ObservedJob],
+    ) -> Arbitration:
+        """May the run's deploys start (one per environment at a time, newest first)?"""
+        started = {o.pipeline_job for o in observed}
+        wanting: dict[str, tuple[str, bool]] = {}
+        for create in decided.create:
+            job = pipeline.job(create.pipeline_job)
+            if job.environment is not None and job.name not in started:
+                wanting[job.name] = (job.environment.name, True)
+        for entry in decided.status.get("jobs") or ():
+            if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and entry.get("environment"):
+                wanting[entry["name"]] = (entry["environment"], False)
+        if not wanting:
+            return NO_ARBITRATION
+        claims = {env: self._claims(key[0], env) for env, _ in wanting.values()}
+        created = run.metadata.creation_timestamp or self.clock()
+        return arbitrate(run.name, created, wanting, claims)
+
+    def _claims(self, namespace: str, environment: str) -> list[Claim]:
+        """Every run's claim on an environment: from the runs' status, the Jobs that exist,
+        and the deploys this process started that the watch has not brought back yet."""
+        assert self.views is not None
+        found: dict[tuple[str, str], tuple[str | None, datetime.datetime, bool]] = {}
+        for entries in self.views.deploy_claims.get((namespace, environment), ()):
+            for entry in entries:
+                run, job, state = entry["run"], entry["job"], entry.get("state")
+                if state is None and self._job_exists(namespace, run, job):
+                    state = DEPLOYING  # created, status not written yet (a restart between)
+                created = parse_time(entry["created"])
+                found[(run, job)] = (state, created, bool(entry.get("started")))
+        now = self.clock()
+        mine = self._deploying.get((namespace, environment), {})
+        for (run, job), (created, at) in list(mine.items()):
+            seen = found.get((run, job))
+            if (seen is not None and seen[2]) or now - at > CREATED_OVERLAY_TTL:
+                del mine[(run, job)]  # the watch has caught up (or never will: deleted)
+            else:
+                found[(run, job)] = (DEPLOYING, created, True)
+        return [
+            Claim(run, job, created, state)
+            for (run, job), (state, created, _) in sorted(found.items())
+            if state is not None
+        ]
+
+    def _job_exists(self, namespace: str, run: str, job: str) -> bool:
+        assert self.views is not None
+        name = attempt_job_name(run, job, 1)
+        return any(j["metadata"]["name"] == name for j in self.views.jobs.get((namespace, run), ()))
+
+    def _claim_deploys(
+        self, key: Key, run: PipelineRun, pipeline: PipelineSpec, decided: Plan
+    ) -> None:
+        now = self.clock()
+        for create in decided.create:
+            job = pipeline.job(create.pipeline_job)
+            if job.environment is None:
+                continue
+            created = run.metadata.creation_timestamp or now
+            claims = self._deploying.setdefault((key[0], job.environment.name), {})
+            claims.setdefault((run.name, job.name), (created, now))
 
     def _with_environment_kubeconfig(self, namespace: str, job: PipelineJob) -> PipelineJob:
         """A script job with a declared environment (the seed's kubectl deploys) gets its
@@ -421,7 +536,7 @@ class RunController:
                 job_name,
                 env,
                 {"ref": run.spec.revision.ref, "sha": run.spec.revision.sha},
-                None,
+                await self._images(namespace, run, pipeline, job),
                 initiator,
                 now,
             )
@@ -431,24 +546,71 @@ class RunController:
                     key, (parse_time(manifest["spec"]["expiresAt"]) - now).total_seconds() + 1
                 )
         for body, decision in approvals.values():
-            new = approval_status(body, decision, now)
-            patch = merge_patch(body.get("status") or {}, new)
-            if not patch:
-                continue
-            name = body["metadata"]["name"]
-            await self.io(self.kube.patch_approval_status, namespace, name, patch)
-            was = (body.get("status") or {}).get("decision")
-            if decision.final and was != decision.state:
-                event = Event(
-                    "Normal" if decision.state == "Approved" else "Warning",
-                    f"Approval{decision.state}",
-                    f"{decision.reason}"[:1024],
-                )
-                await self.io(
-                    self.kube.create_event, namespace, event_body(body, event, now, self.instance)
-                )
+            await self._record_decision(namespace, body, decision, now)
 
-    def _resume_deploys(self, key: Key, run: PipelineRun, pipeline: PipelineSpec) -> None:
+    async def _record_decision(
+        self, namespace: str, body: dict[str, Any], decision: Decision, now: datetime.datetime
+    ) -> None:
+        """Writes what an Approval's votes decide into its status; a final decision is an Event."""
+        new = approval_status(body, decision, now)
+        patch = merge_patch(body.get("status") or {}, new)
+        if not patch:
+            return
+        name = body["metadata"]["name"]
+        await self.io(self.kube.patch_approval_status, namespace, name, patch)
+        was = (body.get("status") or {}).get("decision")
+        if decision.final and was != decision.state:
+            event = Event(
+                "Normal" if decision.state == APPROVED else "Warning",
+                f"Approval{decision.state}",
+                f"{decision.reason}"[:1024],
+            )
+            await self.io(
+                self.kube.create_event, namespace, event_body(body, event, now, self.instance)
+            )
+
+    async def _close_approvals(self, key: Key, run: PipelineRun, now: datetime.datetime) -> None:
+        """A run that ended (cancelled, superseded, failed) while a gate waited: its Approval
+        is closed, Cancelled, so nobody is asked to vote on a deploy that will not happen."""
+        assert self.views is not None
+        for body in self.views.approvals.get(key, ()):
+            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
+                continue
+            condition = next((c for c in run.status.conditions if c.type == "Succeeded"), None)
+            why = f"{condition.reason}: {condition.message}" if condition else run.status.phase
+            decision = dataclasses.replace(
+                decide(body, now),
+                state=APPROVAL_CANCELLED,
+                reason=f"the run ended before a decision ({why})",
+            )
+            await self._record_decision(key[0], body, decision, now)
+
+    async def _images(
+        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
+    ) -> tuple[str, ...]:
+        """What a native deploy will apply, for its Approval to show and hold it to. A script
+        deploy's images are not known before it runs: its Approval names the commit only."""
+        if job.deploy is None:
+            return ()
+        try:
+            return await self.deploys.images(namespace, run, pipeline, job)
+        except Exception as e:  # the deploy itself will fail and say why; the gate still opens
+            log.warning(
+                "approval of %s/%s %s: its images could not be rendered: %s",
+                namespace,
+                run.name,
+                job.name,
+                str(e)[:300],
+            )
+            return ()
+
+    def _resume_deploys(
+        self,
+        key: Key,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        approved_images: Mapping[str, tuple[str, ...]],
+    ) -> None:
         """A deploy the status says was running, that this process is not running: the
         operator restarted mid-deploy. Deploying again is safe (server-side apply)."""
         if run.status.finished:
@@ -458,7 +620,8 @@ class RunController:
                 continue
             job = pipeline.job(entry.name)
             if job.deploy is not None and not self.deploys.running(key, entry.job_name):
-                self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name)
+                images = approved_images.get(job.name, ())
+                self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name, images)
 
     def _with_deployments(
         self, key: Key, body: dict[str, Any], status: dict[str, Any]
@@ -512,6 +675,7 @@ class RunController:
         run: PipelineRun,
         pipeline: PipelineSpec,
         decided: Plan,
+        approved_images: Mapping[str, tuple[str, ...]],
     ) -> None:
         namespace, _ = key
         # Jobs before status: a status that names a Job must never precede the Job itself.
@@ -519,7 +683,10 @@ class RunController:
             spec_job = pipeline.job(create.pipeline_job)
             if spec_job.deploy is not None:
                 # Native deploys run in the operator: no Job, no pod.
-                self.deploys.start(key, run, pipeline, spec_job, create.attempt, create.job_name)
+                images = approved_images.get(spec_job.name, ())
+                self.deploys.start(
+                    key, run, pipeline, spec_job, create.attempt, create.job_name, images
+                )
                 continue
             job = build_job(
                 run=run,

@@ -1,0 +1,124 @@
+"""One deploy at a time per environment, newest first (pure).
+
+GitLab's `resource_group` with `process_mode: newest_first`, together with its "prevent outdated
+deployment jobs" setting: jobs with an environment are deploys; across the runs of a namespace,
+at most one deploys to an environment at a time, and an older run never deploys after a newer one.
+A run whose deploy is still waiting (ready but held, or waiting for approval) when a newer run
+waits for, is running or has finished a deploy to the same environment is superseded: it ends
+Cancelled with reason Superseded, so an older commit never replaces a newer one and nobody is
+asked to approve an outdated deploy.
+
+Each run's claims come from its own status (`status.jobs[].environment`), so every operator pass,
+and a restarted operator, sees the same picture.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api import pipelinerun as prs
+from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL
+
+WAITING = "Waiting"  # ready but held, or waiting for approval
+DEPLOYING = "Deploying"
+DEPLOYED = "Deployed"
+CLAIM_STATES = (WAITING, DEPLOYING, DEPLOYED)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One run's deploy job on an environment, and where it stands."""
+
+    run: str
+    job: str
+    created: datetime.datetime
+    state: str  # one of CLAIM_STATES
+
+    def newer_than(self, run: str, created: datetime.datetime) -> bool:
+        # Creation time orders runs; the name breaks ties (runs created in the same second).
+        return (self.created, self.run) > (created, run)
+
+
+def claim_state(entry: Mapping[str, Any]) -> str | None:
+    """The claim a `status.jobs` entry makes on its environment, or None (not yet ready,
+    finished without deploying, skipped, cancelled, failed)."""
+    phase, reason = entry.get("phase"), entry.get("reason")
+    if phase == prs.RUNNING or (phase == prs.PENDING and entry.get("attempt")):
+        return DEPLOYING  # a Job exists (or is being created) for it
+    if phase == prs.SUCCEEDED:
+        return DEPLOYED
+    if phase == prs.PENDING and reason == prs.REASON_WAITING_FOR_ENVIRONMENT:
+        return WAITING
+    if phase == prs.MANUAL and reason == REASON_WAITING_FOR_APPROVAL:
+        return WAITING
+    return None
+
+
+@dataclass(frozen=True)
+class Arbitration:
+    """What the run's deploy jobs may do now."""
+
+    held: Mapping[str, str]  # job -> why it waits (another run deploys there)
+    superseded: str | None  # why the run is overtaken, or None
+
+
+def arbitrate(
+    run: str,
+    created: datetime.datetime,
+    wanting: Mapping[str, tuple[str, bool]],
+    claims: Mapping[str, Iterable[Claim]],
+) -> Arbitration:
+    """Decide for run `run` (created at `created`): `wanting` maps each of its deploy jobs that
+    would start now or waits for approval to (environment, ready: it would start now);
+    `claims` maps environments to every run's claims on them (this run's own are ignored)."""
+    held: dict[str, str] = {}
+    for job in sorted(wanting):
+        environment, ready = wanting[job]
+        others = [c for c in claims.get(environment, ()) if c.run != run]
+        newer = [c for c in others if c.newer_than(run, created)]
+        if newer:
+            latest = max(newer, key=lambda c: (c.created, c.run))
+            doing = {WAITING: "waits to deploy", DEPLOYING: "deploys", DEPLOYED: "deployed"}
+            return Arbitration(
+                {},
+                f"superseded: newer run {latest.run} {doing[latest.state]} to environment "
+                f"'{environment}' (job '{latest.job}'); an older revision does not deploy after "
+                "it",
+            )
+        busy = next((c for c in others if c.state == DEPLOYING), None)
+        if ready and busy is not None:
+            held[job] = (
+                f"environment '{environment}' is busy: run {busy.run} deploys there "
+                f"(job '{busy.job}')"
+            )
+    return Arbitration(held, None)
+
+
+def claim_entries(body: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A PipelineRun's deploy claims by environment, as the operator keeps them in memory:
+    `{"run", "job", "created", "state", "started"}` per job with an environment. A finished run
+    keeps only its deployed jobs (they make older waiting deploys outdated)."""
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    finished = status.get("phase") in prs.FINISHED_PHASES
+    out: dict[str, list[dict[str, Any]]] = {}
+    for entry in status.get("jobs") or ():
+        environment = entry.get("environment")
+        if not environment:
+            continue
+        state = claim_state(entry)
+        if finished and state != DEPLOYED:
+            continue
+        out.setdefault(environment, []).append(
+            {
+                "run": metadata.get("name"),
+                "job": entry.get("name"),
+                "created": metadata.get("creationTimestamp"),
+                "state": state,
+                "started": bool(entry.get("attempt")),
+            }
+        )
+    return out

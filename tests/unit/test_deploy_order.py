@@ -1,0 +1,194 @@
+"""One deploy per environment at a time, newest first: the pure arbitration and its effect on
+the plan."""
+
+import datetime
+
+from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.engine import plan
+from conveyor.engine.deploy_order import (
+    DEPLOYED,
+    DEPLOYING,
+    WAITING,
+    Claim,
+    arbitrate,
+    claim_entries,
+    claim_state,
+)
+from conveyor.engine.gates import gated_jobs, with_gates
+from conveyor.engine.model import SUCCEEDED, ObservedJob
+from conveyor.engine.names import job_name
+
+NOW = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)
+EARLIER = NOW - datetime.timedelta(minutes=5)
+LATER = NOW + datetime.timedelta(minutes=5)
+
+PIPELINE = parse_pipeline_spec(
+    {
+        "stages": ["build", "deploy"],
+        "jobs": [
+            {"name": "build", "stage": "build", "script": ["make"]},
+            {
+                "name": "to-test",
+                "stage": "deploy",
+                "script": ["x"],
+                "environment": {"name": "test"},
+            },
+            {"name": "lint", "stage": "deploy", "script": ["lint"]},
+        ],
+    }
+)
+
+
+def run(name: str = "r") -> PipelineRun:
+    return PipelineRun.from_dict(
+        {
+            "metadata": {"name": name, "namespace": "ns", "uid": "u"},
+            "spec": {"pipelineRef": {"name": "p"}, "revision": {"ref": "main"}},
+        }
+    )
+
+
+BUILT = [ObservedJob(job_name("r", "build", 1), "build", 1, SUCCEEDED, exit_code=0)]
+
+
+def test_a_free_environment_lets_the_deploy_start():
+    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": []})
+    assert decision.held == {} and decision.superseded is None
+    # Older runs that deployed, or failed and left no claim, do not stand in the way.
+    older = [Claim("old", "to-test", EARLIER, DEPLOYED)]
+    assert arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": older}).held == {}
+
+
+def test_an_older_run_deploying_holds_a_ready_deploy():
+    busy = [Claim("old", "to-test", EARLIER, DEPLOYING)]
+    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": busy})
+    assert decision.superseded is None
+    assert "run old deploys there" in decision.held["to-test"]
+    # A deploy still waiting for approval is not held: it does not start yet anyway.
+    waiting = arbitrate("r", NOW, {"to-test": ("test", False)}, {"test": busy})
+    assert waiting.held == {} and waiting.superseded is None
+
+
+def test_a_newer_run_supersedes_an_older_waiting_deploy():
+    for state in (WAITING, DEPLOYING, DEPLOYED):
+        newer = [Claim("new", "to-test", LATER, state)]
+        for ready in (True, False):
+            decision = arbitrate("r", NOW, {"to-test": ("test", ready)}, {"test": newer})
+            assert decision.superseded is not None
+            assert "newer run new" in decision.superseded and "'test'" in decision.superseded
+
+
+def test_the_newest_claim_names_the_run_that_supersedes():
+    claims = [
+        Claim("b", "to-test", LATER, WAITING),
+        Claim("c", "to-test", LATER + datetime.timedelta(seconds=1), WAITING),
+    ]
+    decision = arbitrate("a", NOW, {"to-test": ("test", True)}, {"test": claims})
+    assert decision.superseded is not None and "newer run c waits" in decision.superseded
+
+
+def test_runs_created_in_the_same_second_are_ordered_by_name():
+    same = [Claim("r2", "to-test", NOW, WAITING)]
+    assert arbitrate("r1", NOW, {"to-test": ("test", True)}, {"test": same}).superseded
+    older = [Claim("r1", "to-test", NOW, WAITING)]
+    assert arbitrate("r2", NOW, {"to-test": ("test", True)}, {"test": older}).superseded is None
+
+
+def test_other_environments_and_the_run_itself_do_not_count():
+    claims = {
+        "test": [Claim("r", "to-test", NOW, DEPLOYING)],
+        "prod": [Claim("new", "to-prod", LATER, DEPLOYING)],
+    }
+    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, claims)
+    assert decision.held == {} and decision.superseded is None
+
+
+def test_claim_state_reads_the_job_status_entry():
+    assert claim_state({"phase": "Running", "attempt": 1}) == DEPLOYING
+    assert claim_state({"phase": "Pending", "attempt": 1}) == DEPLOYING  # created, not seen yet
+    assert claim_state({"phase": "Succeeded", "attempt": 1}) == DEPLOYED
+    assert claim_state({"phase": "Pending", "reason": "WaitingForEnvironment"}) == WAITING
+    assert claim_state({"phase": "Manual", "reason": "WaitingForApproval"}) == WAITING
+    assert claim_state({"phase": "Manual"}) is None  # a manual job nobody played
+    assert claim_state({"phase": "Pending"}) is None  # earlier stages still run
+    assert claim_state({"phase": "Failed", "attempt": 1}) is None
+    assert claim_state({"phase": "Cancelled", "reason": "Superseded"}) is None
+
+
+def test_claim_entries_keep_what_other_runs_need():
+    body = {
+        "metadata": {"name": "r", "creationTimestamp": "2026-11-26T10:00:00Z"},
+        "status": {
+            "phase": "Running",
+            "jobs": [
+                {"name": "build", "phase": "Succeeded", "attempt": 1},
+                {"name": "to-test", "phase": "Running", "attempt": 1, "environment": "test"},
+                {"name": "to-prod", "phase": "Pending", "environment": "prod"},
+            ],
+        },
+    }
+    entries = claim_entries(body)
+    assert set(entries) == {"test", "prod"}
+    assert entries["test"] == [
+        {
+            "run": "r",
+            "job": "to-test",
+            "created": "2026-11-26T10:00:00Z",
+            "state": DEPLOYING,
+            "started": True,
+        }
+    ]
+    assert entries["prod"][0]["state"] is None and entries["prod"][0]["started"] is False
+    # A finished run keeps only what it deployed.
+    body["status"]["phase"] = "Failed"
+    body["status"]["jobs"][1]["phase"] = "Succeeded"
+    assert set(claim_entries(body)) == {"test"}
+
+
+def test_a_held_deploy_waits_and_the_run_says_for_what():
+    held = {"to-test": "environment 'test' is busy: run old deploys there (job 'to-test')"}
+    decided = plan(PIPELINE, run(), BUILT, NOW, held=held)
+    # The held deploy is not created; the other job of its stage is.
+    assert [c.pipeline_job for c in decided.create] == ["lint"]
+    entry = next(j for j in decided.status["jobs"] if j["name"] == "to-test")
+    assert entry["phase"] == "Pending" and entry["reason"] == "WaitingForEnvironment"
+    assert entry["environment"] == "test" and "attempt" not in entry
+    # Once nothing else runs, the run's condition says what it waits for.
+    lint = ObservedJob(job_name("r", "lint", 1), "lint", 1, SUCCEEDED, exit_code=0)
+    decided = plan(PIPELINE, run(), [*BUILT, lint], NOW, held=held)
+    cond = next(c for c in decided.status["conditions"] if c["type"] == "Succeeded")
+    assert decided.status["phase"] == "Running"
+    assert cond["reason"] == "WaitingForEnvironment"
+    assert "job 'to-test' waits: environment 'test' is busy: run old" in cond["message"]
+    # Released: it starts.
+    decided = plan(PIPELINE, run(), [*BUILT, lint], NOW)
+    assert [c.pipeline_job for c in decided.create] == ["to-test"]
+
+
+def test_a_superseded_run_is_cancelled_and_says_by_whom():
+    why = "superseded: newer run new waits to deploy to environment 'test' (job 'to-test')"
+    decided = plan(PIPELINE, run(), BUILT, NOW, superseded=why)
+    assert decided.create == []
+    status = decided.status
+    assert status["phase"] == "Cancelled"
+    cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Superseded", why)
+    jobs = {j["name"]: j for j in status["jobs"]}
+    assert jobs["build"]["phase"] == "Succeeded"
+    assert (jobs["to-test"]["phase"], jobs["to-test"]["reason"]) == ("Cancelled", "Superseded")
+    assert any(e.reason == "RunCancelled" and "Superseded" in e.message for e in decided.events)
+
+
+def test_a_gated_deploy_says_it_waits_for_approval():
+    pipeline = parse_pipeline_spec(
+        {
+            "jobs": [
+                {"name": "to-prod", "deploy": {}, "environment": {"name": "prod"}},
+            ]
+        }
+    )
+    gated = gated_jobs(pipeline, {"prod": 1})
+    status = plan(with_gates(pipeline, gated), run(), [], NOW, gated=gated).status
+    (entry,) = status["jobs"]
+    assert (entry["phase"], entry["reason"]) == ("Manual", "WaitingForApproval")
+    assert claim_state(entry) == WAITING
