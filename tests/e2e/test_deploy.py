@@ -617,3 +617,24 @@ def test_a_deploy_applies_only_the_images_that_were_approved(
     assert f"registry.b/go-app:master_{sha}" in succeeded_condition(done)["message"]
     apps = client.AppsV1Api(clusters.api("prod"))
     assert apps.list_namespaced_deployment(target_namespace).items == []
+
+
+def test_a_run_with_an_inline_pipeline_follows_its_environment_changing(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    inline = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "PipelineRun",
+        "metadata": {"name": "inline"},
+        "spec": {
+            "pipelineSpec": {"jobs": [job("release", environment={"name": "prod"})]},
+            "revision": {"ref": "master"},
+        },
+    }
+    conveyor.create(inline)
+    conveyor.wait_run("inline", lambda r: phase(r) == "WaitingForApproval", timeout=60)
+    # The platform team lifts prod's protection: the waiting run goes on at once.
+    protect_prod(clusters, conveyor.ns, target_namespace, "--required-approvals", "0")
+    done = conveyor.wait_finished("inline", timeout=60)
+    assert phase(done) == "Succeeded"
+    assert job_status(done, "release")["phase"] == "Succeeded"
