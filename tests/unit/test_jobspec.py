@@ -13,7 +13,7 @@ import pytest
 from conveyor.api import PipelineRun, parse_pipeline_spec
 from conveyor.engine import job_name, label_value, ref_slug
 from conveyor.kube.jobspec import JobOptions, build_job
-from conveyor.kube.observe import observe_job
+from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
 from conveyor.kube.script import render_job_script
 from conveyor.kube.variables import expand
 
@@ -491,12 +491,17 @@ def test_observe_failed_job_with_exit_code_and_deadline():
             ]
         }
     }
+    # Only a failure's pod is read (pods are not watched): without it the exit code is unknown.
+    blind = observe_job(job)
+    assert blind is not None and needs_pod_details(blind)
+    assert not pod_ended({"status": {}}) and pod_ended(pod)
     seen = observe_job(job, [pod])
-    assert seen is not None
+    assert seen is not None and not needs_pod_details(seen)
     assert (seen.pipeline_job, seen.attempt, seen.state) == ("unit tests", 1, "failed")
     assert (seen.exit_code, seen.message) == (2, "boom")
     job["status"]["conditions"][0]["reason"] = "DeadlineExceeded"
-    assert observe_job(job, []).reason == "DeadlineExceeded"
+    timed_out = observe_job(job, [])
+    assert timed_out.reason == "DeadlineExceeded" and not needs_pod_details(timed_out)
     job["status"] = {"active": 1}
     assert observe_job(job).state == "active"
     assert observe_job({"metadata": {"name": "foreign"}}) is None

@@ -18,7 +18,7 @@ from conveyor.api.meta import GROUP, VERSION
 from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
-from conveyor.kube.observe import compact_job, compact_pod
+from conveyor.kube.observe import compact_job
 from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
@@ -62,9 +62,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.peering.standalone = True  # one replica (Recreate); no peering objects to write
     settings.posting.enabled = False  # Conveyor posts its own events; Kopf's would be writes
     settings.scanning.disabled = True  # least privilege: no watch on CRDs or namespaces
-    # Server-side selectors: only Conveyor's Jobs and pods reach the operator.
+    # Server-side selector: only Conveyor's Jobs reach the operator. Pods are not watched:
+    # a failed Job's pods are read when it fails (they alone say how the script ended).
     settings.watching.label_selectors["batch", "jobs"] = OURS
-    settings.watching.label_selectors["v1", "pods"] = OURS
     assert RUNTIME.kube is not None
     sources = Sources(RUNTIME.kube, RUNTIME.git_cache, local=RUNTIME.allow_local_repositories)
     controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
@@ -103,7 +103,6 @@ def _controller(**indices: Any) -> RunController:
                 runs_by_pipeline=indices["runs_by_pipeline"],
                 pipelines=indices["pipeline_bodies"],
                 jobs=indices["jobs_by_run"],
-                pods=indices["pods_by_run"],
                 environments=indices["environment_bodies"],
                 approvals=indices["approvals_by_run"],
                 deploy_claims=indices["deploy_claims"],
@@ -144,11 +143,6 @@ def pipeline_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dic
 @kopf.index("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
 def jobs_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, labels[LABEL_RUN]): compact_job(body)}
-
-
-@kopf.index("v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-def pods_by_run(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[LABEL_RUN]): compact_pod(body)}
 
 
 @kopf.index(GROUP, VERSION, ENVIRONMENTS)
@@ -206,9 +200,4 @@ async def environment_event(namespace: str, **kwargs: Any) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
 async def job_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
-
-
-@kopf.on.event("v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-async def pod_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
     _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))

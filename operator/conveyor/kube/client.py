@@ -4,6 +4,7 @@ calls Conveyor makes, with "already exists" and "not found" treated as the idemp
 from __future__ import annotations
 
 import base64
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,6 +210,15 @@ class Kube:
         delete_ignoring_missing(
             self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
         )
+
+    def list_job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        """The pods of one Job, as the API returns them (JSON, not client models)."""
+        response = self.core.list_namespaced_pod(
+            namespace,
+            label_selector=f"batch.kubernetes.io/job-name={job_name}",
+            _preload_content=False,
+        )
+        return list(json.loads(response.data).get("items") or ())
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         self.core.create_namespaced_event(namespace, body)

@@ -106,9 +106,13 @@ POD_DETAILS_GRACE_SECONDS = 10.0
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 
 
-def pod_job_name(pod: Mapping[str, Any]) -> str | None:
-    labels = (pod.get("metadata") or {}).get("labels") or {}
-    return next((labels[k] for k in JOB_NAME_LABELS if k in labels), None)
+def needs_pod_details(observed: ObservedJob) -> bool:
+    """A failed Job whose script's exit code only its pod can tell (not a timeout)."""
+    return (
+        observed.state == model.FAILED
+        and observed.exit_code is None
+        and observed.reason != model.DEADLINE_EXCEEDED
+    )
 
 
 def awaiting_pod_details(
@@ -124,6 +128,14 @@ def awaiting_pod_details(
     if observed.completion_time is None:
         return True
     return (now - observed.completion_time).total_seconds() < POD_DETAILS_GRACE_SECONDS
+
+
+def pod_ended(pod: Mapping[str, Any]) -> bool:
+    """Whether a pod's script or checkout has ended (its details will not change)."""
+    return bool(
+        _terminated(pod, "containerStatuses", SCRIPT_CONTAINER)
+        or _terminated(pod, "initContainerStatuses", CHECKOUT_CONTAINER)
+    )
 
 
 def as_active(observed: ObservedJob) -> ObservedJob:

@@ -68,7 +68,14 @@ from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job, project_name
-from conveyor.kube.observe import as_active, awaiting_pod_details, observe_job, pod_job_name
+from conveyor.kube.observe import (
+    as_active,
+    awaiting_pod_details,
+    compact_pod,
+    needs_pod_details,
+    observe_job,
+    pod_ended,
+)
 from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.sources import Sources, SourceUnavailable
@@ -106,7 +113,6 @@ class Views:
     runs_by_pipeline: Lookup  # (ns, pipeline name) -> [run summary]
     pipelines: Lookup  # (ns, pipeline name) -> [Pipeline]
     jobs: Lookup  # (ns, run name) -> [compact Job]
-    pods: Lookup  # (ns, run name) -> [compact Pod]
     environments: Lookup  # (ns, environment name) -> [Environment]
     approvals: Lookup  # (ns, run name) -> [Approval]
     deploy_claims: Lookup  # (ns, environment) -> [[claim entry]] (engine.deploy_order)
@@ -179,6 +185,9 @@ class RunController:
         # Job creates and deletes are the pipeline's critical path: never queued behind status
         # and event writes of other runs.
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
+        # The pods of failed Jobs, read once each: only a failure needs a pod's details (exit
+        # code, termination message), so pods are read on demand instead of watched.
+        self._failed_pods: dict[Key, dict[str, list[dict[str, Any]]]] = {}
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
         # Deploys started that the watch has not shown started yet: (ns, environment) ->
@@ -261,6 +270,7 @@ class RunController:
             self._deadlines.pop(key, None)
             self._pruned.discard(key)
             self._created.pop(key, None)
+            self._failed_pods.pop(key, None)
             self._settling.discard(key)
             self.deploys.forget(key)
             return None
@@ -290,21 +300,22 @@ class RunController:
             return None, f"Pipeline {name!r} has no spec"
         return cached[1], ""
 
-    def _observe(self, key: Key, now: datetime.datetime) -> tuple[list[ObservedJob], bool]:
+    async def _observe(self, key: Key, now: datetime.datetime) -> tuple[list[ObservedJob], bool]:
         """The run's Jobs as the engine sees them, and whether a pod's details are still due."""
         assert self.views is not None
-        pods_by_job: dict[str, list[dict[str, Any]]] = {}
-        for pod in self.views.pods.get(key, ()):
-            pods_by_job.setdefault(pod_job_name(pod) or "", []).append(pod)
         observed: list[ObservedJob] = []
         awaiting = False
         for job in self.views.jobs.get(key, ()):
-            pods = pods_by_job.get(job["metadata"]["name"], [])
-            seen = observe_job(job, pods)
+            seen = observe_job(job)
             if seen is None:
                 continue
-            if awaiting_pod_details(seen, pods, now):
-                seen, awaiting = as_active(seen), True
+            if needs_pod_details(seen):
+                pods = await self._pods_of_failed(key, job["metadata"]["name"])
+                seen = observe_job(job, pods)
+                if seen is None:
+                    continue
+                if awaiting_pod_details(seen, pods, now):
+                    seen, awaiting = as_active(seen), True
             observed.append(seen)
         # Jobs this operator created that the watch has not brought yet: they exist.
         created = self._created.get(key, {})
@@ -314,6 +325,16 @@ class RunController:
                 del created[name]
         observed.extend(job for job, _ in created.values())
         return observed, awaiting
+
+    async def _pods_of_failed(self, key: Key, job_name: str) -> list[dict[str, Any]]:
+        """A failed Job's pods (compact), read once they tell how the script ended."""
+        known = self._failed_pods.setdefault(key, {})
+        if job_name in known:
+            return known[job_name]
+        pods = [compact_pod(p) for p in await self.io(self.kube.list_job_pods, key[0], job_name)]
+        if any(pod_ended(p) for p in pods):  # else read again on the next pass
+            known[job_name] = pods
+        return pods
 
     async def reconcile(self, key: Key) -> None:
         body = self._run_body(key)
@@ -352,7 +373,7 @@ class RunController:
                 return
             run = with_evaluation(run, evaluation)
         run = _with_sha(run, evaluation)
-        observed, awaiting = self._observe(key, now)
+        observed, awaiting = await self._observe(key, now)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         approvals = self._approvals(key)
         approved, refusals = set(), {}
