@@ -18,7 +18,7 @@ from conveyor.api.meta import GROUP, VERSION
 from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
-from conveyor.kube.observe import compact_job
+from conveyor.kube.observe import compact_job, observe_job
 from conveyor.kube.patch import merge_patch
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
@@ -199,5 +199,13 @@ async def environment_event(namespace: str, **kwargs: Any) -> None:
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
-async def job_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
+async def job_event(
+    namespace: str,
+    name: str,
+    labels: kopf.Labels,
+    body: kopf.Body,
+    type: str | None,
+    **kwargs: Any,
+) -> None:
+    seen = None if type == "DELETED" else observe_job(compact_job(body))
+    _controller(**kwargs).job_changed((namespace, labels[LABEL_RUN]), name, seen)

@@ -188,6 +188,9 @@ class RunController:
         # The pods of failed Jobs, read once each: only a failure needs a pod's details (exit
         # code, termination message), so pods are read on demand instead of watched.
         self._failed_pods: dict[Key, dict[str, list[dict[str, Any]]]] = {}
+        # How the planner last saw each Job (from its watch events): updates that do not change
+        # it do not queue a pass.
+        self._job_views: dict[Key, dict[str, ObservedJob]] = {}
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
         # Deploys started that the watch has not shown started yet: (ns, environment) ->
@@ -232,6 +235,21 @@ class RunController:
                         self.queue.add((namespace, entry["run"]))
 
     def run_changed(self, key: Key) -> None:
+        self.queue.add(key)
+
+    def job_changed(self, key: Key, job_name: str, seen: ObservedJob | None) -> None:
+        """A Job of run `key` changed; `seen` is how the planner sees it now (None: deleted).
+        Most of a Job's updates (its pod scheduled, ready, terminating) change nothing the
+        planner reads: only a new view of it is worth a pass."""
+        jobs = self._job_views.setdefault(key, {})
+        if seen is None:
+            jobs.pop(job_name, None)
+            if not jobs:
+                del self._job_views[key]
+        elif jobs.get(job_name) == seen:
+            return
+        else:
+            jobs[job_name] = seen
         self.queue.add(key)
 
     def pipeline_changed(self, namespace: str, name: str) -> None:
