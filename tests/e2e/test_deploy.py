@@ -638,3 +638,25 @@ def test_a_run_with_an_inline_pipeline_follows_its_environment_changing(
     done = conveyor.wait_finished("inline", timeout=60)
     assert phase(done) == "Succeeded"
     assert job_status(done, "release")["phase"] == "Succeeded"
+
+
+def test_a_resource_group_runs_one_job_at_a_time_across_runs(conveyor: Conveyor) -> None:
+    migrate = job("migrate", resourceGroup="migrations", **lasts("8s"))
+    conveyor.create(pipeline("grouped", [migrate]))
+    conveyor.create(run("g1", "grouped"))
+    conveyor.wait_run("g1", lambda r: phase(r) == "Running" and running(r, "migrate"), timeout=60)
+    conveyor.create(run("g2", "grouped"))
+    held = conveyor.wait_run(
+        "g2",
+        lambda r: succeeded_condition(r).get("reason") == "WaitingForResource",
+        timeout=30,
+    )
+    assert "resource group 'migrations' is busy: run g1" in succeeded_condition(held)["message"]
+    assert conveyor.jobs("g2") == []
+    first = conveyor.wait_finished("g1", timeout=60)
+    second = conveyor.wait_finished("g2", timeout=60)
+    # Unlike an environment, a resource group supersedes nobody: both ran, one after the other.
+    assert phase(first) == phase(second) == "Succeeded"
+    entry = job_status(second, "migrate")
+    assert entry["resourceGroup"] == "migrations"
+    assert entry["startTime"] >= job_status(first, "migrate")["completionTime"]

@@ -9,15 +9,20 @@ from conveyor.engine.deploy_order import (
     DEPLOYED,
     DEPLOYING,
     WAITING,
+    Arbitration,
     Claim,
+    Hold,
     arbitrate,
     claim_entries,
     claim_state,
+    locks_of,
 )
 from conveyor.engine.gates import gated_jobs, with_gates
 from conveyor.engine.model import SUCCEEDED, ObservedJob
 from conveyor.engine.names import job_name
 
+ENV_TEST = ("environment", "test")
+TEST = (ENV_TEST,)
 NOW = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)
 EARLIER = NOW - datetime.timedelta(minutes=5)
 LATER = NOW + datetime.timedelta(minutes=5)
@@ -52,20 +57,21 @@ BUILT = [ObservedJob(job_name("r", "build", 1), "build", 1, SUCCEEDED, exit_code
 
 
 def test_a_free_environment_lets_the_deploy_start():
-    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": []})
+    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: []})
     assert decision.held == {} and decision.superseded is None
     # Older runs that deployed, or failed and left no claim, do not stand in the way.
     older = [Claim("old", "to-test", EARLIER, DEPLOYED)]
-    assert arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": older}).held == {}
+    assert arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).held == {}
 
 
 def test_an_older_run_deploying_holds_a_ready_deploy():
     busy = [Claim("old", "to-test", EARLIER, DEPLOYING)]
-    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, {"test": busy})
+    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: busy})
     assert decision.superseded is None
-    assert "run old deploys there" in decision.held["to-test"]
+    hold = decision.held["to-test"]
+    assert hold.reason == "WaitingForEnvironment" and "run old deploys there" in hold.message
     # A deploy still waiting for approval is not held: it does not start yet anyway.
-    waiting = arbitrate("r", NOW, {"to-test": ("test", False)}, {"test": busy})
+    waiting = arbitrate("r", NOW, {"to-test": (TEST, False)}, {ENV_TEST: busy})
     assert waiting.held == {} and waiting.superseded is None
 
 
@@ -73,7 +79,7 @@ def test_a_newer_run_supersedes_an_older_waiting_deploy():
     for state in (WAITING, DEPLOYING, DEPLOYED):
         newer = [Claim("new", "to-test", LATER, state)]
         for ready in (True, False):
-            decision = arbitrate("r", NOW, {"to-test": ("test", ready)}, {"test": newer})
+            decision = arbitrate("r", NOW, {"to-test": (TEST, ready)}, {ENV_TEST: newer})
             assert decision.superseded is not None
             assert "newer run new" in decision.superseded and "'test'" in decision.superseded
 
@@ -83,23 +89,23 @@ def test_the_newest_claim_names_the_run_that_supersedes():
         Claim("b", "to-test", LATER, WAITING),
         Claim("c", "to-test", LATER + datetime.timedelta(seconds=1), WAITING),
     ]
-    decision = arbitrate("a", NOW, {"to-test": ("test", True)}, {"test": claims})
+    decision = arbitrate("a", NOW, {"to-test": (TEST, True)}, {ENV_TEST: claims})
     assert decision.superseded is not None and "newer run c waits" in decision.superseded
 
 
 def test_runs_created_in_the_same_second_are_ordered_by_name():
     same = [Claim("r2", "to-test", NOW, WAITING)]
-    assert arbitrate("r1", NOW, {"to-test": ("test", True)}, {"test": same}).superseded
+    assert arbitrate("r1", NOW, {"to-test": (TEST, True)}, {ENV_TEST: same}).superseded
     older = [Claim("r1", "to-test", NOW, WAITING)]
-    assert arbitrate("r2", NOW, {"to-test": ("test", True)}, {"test": older}).superseded is None
+    assert arbitrate("r2", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).superseded is None
 
 
 def test_other_environments_and_the_run_itself_do_not_count():
     claims = {
-        "test": [Claim("r", "to-test", NOW, DEPLOYING)],
-        "prod": [Claim("new", "to-prod", LATER, DEPLOYING)],
+        ENV_TEST: [Claim("r", "to-test", NOW, DEPLOYING)],
+        ("environment", "prod"): [Claim("new", "to-prod", LATER, DEPLOYING)],
     }
-    decision = arbitrate("r", NOW, {"to-test": ("test", True)}, claims)
+    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, claims)
     assert decision.held == {} and decision.superseded is None
 
 
@@ -128,8 +134,8 @@ def test_claim_entries_keep_what_other_runs_need():
         },
     }
     entries = claim_entries(body)
-    assert set(entries) == {"test", "prod"}
-    assert entries["test"] == [
+    assert set(entries) == {ENV_TEST, ("environment", "prod")}
+    assert entries[ENV_TEST] == [
         {
             "run": "r",
             "job": "to-test",
@@ -138,15 +144,21 @@ def test_claim_entries_keep_what_other_runs_need():
             "started": True,
         }
     ]
-    assert entries["prod"][0]["state"] is None and entries["prod"][0]["started"] is False
+    prod = entries[("environment", "prod")][0]
+    assert prod["state"] is None and prod["started"] is False
     # A finished run keeps only what it deployed.
     body["status"]["phase"] = "Failed"
     body["status"]["jobs"][1]["phase"] = "Succeeded"
-    assert set(claim_entries(body)) == {"test"}
+    assert set(claim_entries(body)) == {ENV_TEST}
 
 
 def test_a_held_deploy_waits_and_the_run_says_for_what():
-    held = {"to-test": "environment 'test' is busy: run old deploys there (job 'to-test')"}
+    held = {
+        "to-test": Hold(
+            "WaitingForEnvironment",
+            "environment 'test' is busy: run old deploys there (job 'to-test')",
+        )
+    }
     decided = plan(PIPELINE, run(), BUILT, NOW, held=held)
     # The held deploy is not created; the other job of its stage is.
     assert [c.pipeline_job for c in decided.create] == ["lint"]
@@ -192,3 +204,46 @@ def test_a_gated_deploy_says_it_waits_for_approval():
     (entry,) = status["jobs"]
     assert (entry["phase"], entry["reason"]) == ("Manual", "WaitingForApproval")
     assert claim_state(entry) == WAITING
+
+
+GROUP = ("resource group", "migrations")
+
+
+def test_a_resource_group_runs_one_job_at_a_time_and_supersedes_nobody():
+    # A newer run in the group does not stand in the way (GitLab's default, unordered).
+    newer = [Claim("new", "migrate", LATER, WAITING)]
+    decision = arbitrate("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: newer})
+    assert decision == Arbitration({}, None)
+    # Any other run inside the group holds it.
+    for when in (EARLIER, LATER):
+        busy = [Claim("other", "migrate", when, DEPLOYING)]
+        decision = arbitrate("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: busy})
+        hold = decision.held["migrate"]
+        assert hold.reason == "WaitingForResource"
+        assert "resource group 'migrations' is busy: run other runs job 'migrate'" in hold.message
+
+
+def test_a_job_with_an_environment_and_a_resource_group_holds_both():
+    locks = (ENV_TEST, GROUP)
+    busy_group = {GROUP: [Claim("other", "migrate", EARLIER, DEPLOYING)], ENV_TEST: []}
+    decision = arbitrate("r", NOW, {"to-test": (locks, True)}, busy_group)
+    assert decision.held["to-test"].reason == "WaitingForResource"
+    newer_env = {GROUP: [], ENV_TEST: [Claim("new", "to-test", LATER, WAITING)]}
+    assert arbitrate("r", NOW, {"to-test": (locks, True)}, newer_env).superseded
+    entry = {"name": "to-test", "phase": "Pending", "environment": "test", "resourceGroup": "m"}
+    assert locks_of(entry) == (ENV_TEST, ("resource group", "m"))
+
+
+def test_a_job_held_by_its_resource_group_says_so():
+    pipeline = parse_pipeline_spec(
+        {"jobs": [{"name": "migrate", "script": ["x"], "resourceGroup": "migrations"}]}
+    )
+    held = {"migrate": Hold("WaitingForResource", "resource group 'migrations' is busy")}
+    decided = plan(pipeline, run(), [], NOW, held=held)
+    assert decided.create == []
+    (entry,) = decided.status["jobs"]
+    assert (entry["reason"], entry["resourceGroup"]) == ("WaitingForResource", "migrations")
+    assert claim_state(entry) == WAITING
+    cond = next(c for c in decided.status["conditions"] if c["type"] == "Succeeded")
+    assert cond["reason"] == "WaitingForResource"
+    assert cond["message"] == "job 'migrate' waits: resource group 'migrations' is busy"

@@ -267,6 +267,7 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         ("job:\n  script: [x]\n  needs: [ghost]\n", None, "does not exist in the pipeline"),
         ("job:\n  script: !reference [.nope, script]\n", 2, "!reference [.nope, script] not found"),
         ("include: missing.yml\njob:\n  script: [x]\n", 1, "does not exist"),
+        ("job:\n  script: [x]\n  resource_group: 'a;b'\n", 3, "resource_group must be"),
     ],
 )
 def test_malformed_files_exit_2_naming_file_and_line(tmp_path, capsys, text, line, reason):
@@ -285,3 +286,18 @@ def test_help_text(capsys):
         main(["import-gitlab", "--help"])
     out = capsys.readouterr().out
     assert "--repo URL" in out and "exit status" in out and "JOB: KEY" in out
+
+
+def test_resource_groups_are_imported(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "deploy:\n  script: [make deploy]\n  environment: production\n"
+        "  resource_group: production\n"
+        "review:\n  script: [make review]\n  resource_group: review/$CI_COMMIT_REF_SLUG\n",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    jobs = {j["name"]: j for j in yaml.safe_load(out)["spec"]["jobs"]}
+    assert jobs["deploy"]["resourceGroup"] == "production"
+    assert jobs["review"]["resourceGroup"] == "review/$CI_COMMIT_REF_SLUG"
+    # A variable in the name is not expanded: said, not silently different.
+    assert code == 3 and "review: resource_group: 'review/$CI_COMMIT_REF_SLUG' is taken" in err

@@ -443,6 +443,14 @@ class PipelineJob:
         item_max_length=8192,
     )
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
+    resource_group: str | None = spec_field(
+        "GitLab `resource_group`: at most one job of this group runs at a time across the "
+        "namespace's runs; the others wait. Taken literally (no variables).",
+        default=None,
+        max_length=255,
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_./{}$ -]+$",
+    )
     deploy: Deploy | None = spec_field(
         "A native deploy job: the operator renders the repository's templates at the run's "
         "commit and applies them to the job's environment (no script, no pod).",

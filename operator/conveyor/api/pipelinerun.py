@@ -64,6 +64,7 @@ REASON_EXCLUDED_BY_RULES = "ExcludedByRules"
 # One deploy at a time per environment, newest first: a job ready to deploy waits while another
 # run deploys there; a run whose deploy a newer run has overtaken ends Cancelled, Superseded.
 REASON_WAITING_FOR_ENVIRONMENT = "WaitingForEnvironment"
+REASON_WAITING_FOR_RESOURCE = "WaitingForResource"  # its resource group is busy
 REASON_SUPERSEDED = "Superseded"
 FINAL_REASONS = (
     REASON_SUCCEEDED,
@@ -199,6 +200,11 @@ class JobStatus:
     )
     environment: str | None = spec_field(
         "The environment the job deploys to; at most one job deploys to an environment at a time.",
+        default=None,
+        max_length=255,
+    )
+    resource_group: str | None = spec_field(
+        "The job's resource group; at most one job of a group runs at a time.",
         default=None,
         max_length=255,
     )

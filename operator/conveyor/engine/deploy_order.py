@@ -1,4 +1,5 @@
-"""One deploy at a time per environment, newest first (pure).
+"""One deploy at a time per environment, newest first; one job at a time per resource group
+(pure).
 
 GitLab's `resource_group` with `process_mode: newest_first`, together with its "prevent outdated
 deployment jobs" setting: jobs with an environment are deploys; across the runs of a namespace,
@@ -8,8 +9,11 @@ waits for, is running or has finished a deploy to the same environment is supers
 Cancelled with reason Superseded, so an older commit never replaces a newer one and nobody is
 asked to approve an outdated deploy.
 
-Each run's claims come from its own status (`status.jobs[].environment`), so every operator pass,
-and a restarted operator, sees the same picture.
+A job with a `resourceGroup` (GitLab's keyword) holds that group while it runs: the group's
+other jobs, in any run, wait (GitLab's default order, unordered; nobody is superseded).
+
+Each run's claims come from its own status (`status.jobs[].environment`, `.resourceGroup`), so
+every operator pass, and a restarted operator, sees the same picture.
 """
 
 from __future__ import annotations
@@ -50,75 +54,115 @@ def claim_state(entry: Mapping[str, Any]) -> str | None:
         return DEPLOYING  # a Job exists (or is being created) for it
     if phase == prs.SUCCEEDED:
         return DEPLOYED
-    if phase == prs.PENDING and reason == prs.REASON_WAITING_FOR_ENVIRONMENT:
+    if phase == prs.PENDING and reason in (
+        prs.REASON_WAITING_FOR_ENVIRONMENT,
+        prs.REASON_WAITING_FOR_RESOURCE,
+    ):
         return WAITING
     if phase == prs.MANUAL and reason == REASON_WAITING_FOR_APPROVAL:
         return WAITING
     return None
 
 
+# What a job holds while it runs: its environment, and its resource group (GitLab keyword).
+ENVIRONMENT = "environment"
+RESOURCE_GROUP = "resource group"
+Lock = tuple[str, str]  # (ENVIRONMENT or RESOURCE_GROUP, name)
+
+
+def locks_of(entry: Mapping[str, Any]) -> tuple[Lock, ...]:
+    """The locks of a `status.jobs` entry (or of a job: same keys)."""
+    out: list[Lock] = []
+    if entry.get("environment"):
+        out.append((ENVIRONMENT, entry["environment"]))
+    if entry.get("resourceGroup"):
+        out.append((RESOURCE_GROUP, entry["resourceGroup"]))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a ready job does not start yet: its reason (WaitingForEnvironment or
+    WaitingForResource) and a sentence naming what it waits for."""
+
+    reason: str
+    message: str
+
+
 @dataclass(frozen=True)
 class Arbitration:
     """What the run's deploy jobs may do now."""
 
-    held: Mapping[str, str]  # job -> why it waits (another run deploys there)
+    held: Mapping[str, Hold]  # job -> why it waits (another run holds its lock)
     superseded: str | None  # why the run is overtaken, or None
 
 
 def arbitrate(
     run: str,
     created: datetime.datetime,
-    wanting: Mapping[str, tuple[str, bool]],
-    claims: Mapping[str, Iterable[Claim]],
+    wanting: Mapping[str, tuple[tuple[Lock, ...], bool]],
+    claims: Mapping[Lock, Iterable[Claim]],
 ) -> Arbitration:
-    """Decide for run `run` (created at `created`): `wanting` maps each of its deploy jobs that
-    would start now or waits for approval to (environment, ready: it would start now);
-    `claims` maps environments to every run's claims on them (this run's own are ignored)."""
-    held: dict[str, str] = {}
+    """Decide for run `run` (created at `created`): `wanting` maps each of its jobs with locks
+    that would start now or waits for approval to (its locks, ready: it would start now);
+    `claims` maps locks to every run's claims on them (this run's own are ignored).
+
+    An environment is newest first: a newer run's claim supersedes this run. A resource group
+    is GitLab's default, unordered: one job at a time, nobody superseded."""
+    held: dict[str, Hold] = {}
     for job in sorted(wanting):
-        environment, ready = wanting[job]
-        others = [c for c in claims.get(environment, ()) if c.run != run]
-        newer = [c for c in others if c.newer_than(run, created)]
-        if newer:
-            latest = max(newer, key=lambda c: (c.created, c.run))
-            doing = {WAITING: "waits to deploy", DEPLOYING: "deploys", DEPLOYED: "deployed"}
-            return Arbitration(
-                {},
-                f"superseded: newer run {latest.run} {doing[latest.state]} to environment "
-                f"'{environment}' (job '{latest.job}'); an older revision does not deploy after "
-                "it",
-            )
-        busy = next((c for c in others if c.state == DEPLOYING), None)
-        if ready and busy is not None:
-            held[job] = (
-                f"environment '{environment}' is busy: run {busy.run} deploys there "
-                f"(job '{busy.job}')"
-            )
+        locks, ready = wanting[job]
+        for kind, name in locks:
+            others = [c for c in claims.get((kind, name), ()) if c.run != run]
+            newer = [c for c in others if c.newer_than(run, created)]
+            if kind == ENVIRONMENT and newer:
+                latest = max(newer, key=lambda c: (c.created, c.run))
+                doing = {WAITING: "waits to deploy", DEPLOYING: "deploys", DEPLOYED: "deployed"}
+                return Arbitration(
+                    {},
+                    f"superseded: newer run {latest.run} {doing[latest.state]} to environment "
+                    f"'{name}' (job '{latest.job}'); an older revision does not deploy after it",
+                )
+            busy = next((c for c in others if c.state == DEPLOYING), None)
+            if ready and busy is not None and job not in held:
+                if kind == ENVIRONMENT:
+                    held[job] = Hold(
+                        prs.REASON_WAITING_FOR_ENVIRONMENT,
+                        f"environment '{name}' is busy: run {busy.run} deploys there "
+                        f"(job '{busy.job}')",
+                    )
+                else:
+                    held[job] = Hold(
+                        prs.REASON_WAITING_FOR_RESOURCE,
+                        f"resource group '{name}' is busy: run {busy.run} runs job "
+                        f"'{busy.job}' in it",
+                    )
     return Arbitration(held, None)
 
 
-def claim_entries(body: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """A PipelineRun's deploy claims by environment, as the operator keeps them in memory:
-    `{"run", "job", "created", "state", "started"}` per job with an environment. A finished run
-    keeps only its deployed jobs (they make older waiting deploys outdated)."""
+def claim_entries(body: Mapping[str, Any]) -> dict[Lock, list[dict[str, Any]]]:
+    """A PipelineRun's claims by lock, as the operator keeps them in memory:
+    `{"run", "job", "created", "state", "started"}` per job with an environment or a resource
+    group. A finished run keeps only its deployed jobs (they make older waiting deploys
+    outdated)."""
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
     finished = status.get("phase") in prs.FINISHED_PHASES
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[Lock, list[dict[str, Any]]] = {}
     for entry in status.get("jobs") or ():
-        environment = entry.get("environment")
-        if not environment:
+        locks = locks_of(entry)
+        if not locks:
             continue
         state = claim_state(entry)
         if finished and state != DEPLOYED:
             continue
-        out.setdefault(environment, []).append(
-            {
-                "run": metadata.get("name"),
-                "job": entry.get("name"),
-                "created": metadata.get("creationTimestamp"),
-                "state": state,
-                "started": bool(entry.get("attempt")),
-            }
-        )
+        claim = {
+            "run": metadata.get("name"),
+            "job": entry.get("name"),
+            "created": metadata.get("creationTimestamp"),
+            "state": state,
+            "started": bool(entry.get("attempt")),
+        }
+        for lock in locks:
+            out.setdefault(lock, []).append(claim)
     return out

@@ -22,6 +22,7 @@ from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
+from conveyor.engine.deploy_order import Hold
 from conveyor.engine.evaluation import apply_evaluation
 from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL, with_gates
 from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
@@ -50,7 +51,7 @@ class _Pass:
     retried: dict[str, Attempt] = field(default_factory=dict)
     excluded: frozenset[str] = frozenset()  # jobs the run's rules keep out
     gated: frozenset[str] = frozenset()  # jobs waiting for an Approval while manual
-    held: Mapping[str, str] = field(default_factory=dict)  # job -> why it waits
+    held: Mapping[str, Hold] = field(default_factory=dict)  # job -> why it waits
 
 
 def plan(
@@ -62,7 +63,7 @@ def plan(
     may_start: bool = True,
     evaluation: Evaluation | None = None,
     gated: frozenset[str] = frozenset(),
-    held: Mapping[str, str] = {},
+    held: Mapping[str, Hold] = {},
     superseded: str | None = None,
 ) -> Plan:
     """Plan one reconcile pass of `run`, whose pipeline is `pipeline`.
@@ -73,8 +74,8 @@ def plan(
     first pass, and the plan's status stores it; later passes read it from `run.status`.
     Without one, every job runs as declared.
 
-    `held` maps jobs that are ready to deploy but must wait for their environment (another run
-    deploys there) to why: they stay Pending, WaitingForEnvironment. `superseded`
+    `held` maps jobs that are ready but must wait for their environment or resource group
+    (another run holds it) to why: they stay Pending, with the hold's reason. `superseded`
     says why a newer run has overtaken this one's deploy: the run stops, Cancelled, Superseded.
     """
     previous = run.status
@@ -160,7 +161,7 @@ def plan(
         busy = work.creates or any(
             j.phase in (prs.PENDING, prs.RUNNING) and j.attempt for j in jobs
         )
-        waiting = [j for j in jobs if j.reason == prs.REASON_WAITING_FOR_ENVIRONMENT]
+        waiting = [j for j in jobs if j.name in held and j.reason == held[j.name].reason]
         if holders and not busy:
             reason = prs.REASON_MANUAL_ACTION_REQUIRED
             message = "; ".join(
@@ -168,8 +169,10 @@ def plan(
                 for h in holders[:3]
             )
         elif waiting and not busy:
-            reason = prs.REASON_WAITING_FOR_ENVIRONMENT
-            message = "; ".join(f"job '{j.name}' waits: {held[j.name]}" for j in waiting[:3])
+            reason = held[waiting[0].name].reason
+            message = "; ".join(
+                f"job '{j.name}' waits: {held[j.name].message}" for j in waiting[:3]
+            )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
@@ -201,7 +204,13 @@ def _dump(status: PipelineRunStatus) -> dict[str, object]:
 def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     """Set the status entry (and maybe a Job to create) of one pipeline job."""
     environment = job.environment.name if job.environment is not None else None
-    entry = JobStatus(name=job.name, stage=job.stage, phase=prs.PENDING, environment=environment)
+    entry = JobStatus(
+        name=job.name,
+        stage=job.stage,
+        phase=prs.PENDING,
+        environment=environment,
+        resource_group=job.resource_group,
+    )
     tainted = False
     if job.name in work.excluded:
         # Not part of the run (GitLab would not create the job at all).
@@ -271,7 +280,7 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     if skip_reason is not None:
         entry = dataclasses.replace(entry, phase=prs.SKIPPED, reason=skip_reason)
     elif runs and job.name in work.held:
-        entry = dataclasses.replace(entry, reason=prs.REASON_WAITING_FOR_ENVIRONMENT)
+        entry = dataclasses.replace(entry, reason=work.held[job.name].reason)
     elif runs and work.may_create:
         name = job_name(work.run_name, job.name, 1)
         work.creates.append(JobToCreate(job.name, 1, name))

@@ -63,10 +63,6 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
     "coverage": "coverage parsing is not supported",
     "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
-    "resource_group": (
-        "resource_group is not imported: jobs with an environment deploy one at a time per "
-        "environment, other jobs may overlap across runs"
-    ),
     "interruptible": "auto-cancel of redundant runs is not supported",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
@@ -426,10 +422,12 @@ class Importer:
             environment = self._environment(job["environment"], name, job)
             if environment:
                 out["environment"] = environment
+        if "resource_group" in job:
+            out["resourceGroup"] = self._resource_group(job["resource_group"], name, job)
         handled = {
             "stage", "type", "image", "services", "variables", "before_script", "script",
             "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
-            "timeout", "environment", "inherit", "extends",
+            "timeout", "environment", "resource_group", "inherit", "extends",
         }  # fmt: skip
         for key in job:
             if key in handled:
@@ -619,6 +617,19 @@ class Importer:
                 continue  # the default
             self.omit(where, f"environment:{key}", f"{extra!r} not supported, dropped")
         return out
+
+    def _resource_group(self, value: Any, where: str, node: Any) -> str:
+        # GitLab's own limits: these characters, 255 at most.
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_./{}$ -]{1,255}", value):
+            raise self.fail(
+                node,
+                "resource_group",
+                f"{where}: resource_group must be 1-255 letters, digits, spaces "
+                "and - _ . / $ { }",
+            )
+        if "$" in value:
+            self.omit(where, "resource_group", f"{value!r} is taken literally (no variables)")
+        return value
 
     def _needs(self, name: str, job: MarkedDict, out: dict[str, Any]) -> None:
         if "needs" not in job:

@@ -15,7 +15,7 @@ import kopf
 from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
-from conveyor.engine.deploy_order import claim_entries
+from conveyor.engine.deploy_order import claim_entries, locks_of
 from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, observe_job
@@ -132,7 +132,7 @@ def runs_by_pipeline(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any
 
 @kopf.index(GROUP, VERSION, PIPELINERUNS)
 def deploy_claims(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, env): entries for env, entries in claim_entries(body).items()}
+    return {(namespace, lock): entries for lock, entries in claim_entries(body).items()}
 
 
 @kopf.index(GROUP, VERSION, PIPELINES)
@@ -163,9 +163,9 @@ async def run_event(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -
     controller = _controller(**kwargs)
     controller.run_changed((namespace, name))
     jobs = (body.get("status") or {}).get("jobs") or ()
-    environments = {j["environment"] for j in jobs if j.get("environment")}
-    if environments:
-        controller.deploys_changed(namespace, name, environments)
+    locks = {lock for j in jobs for lock in locks_of(j)}
+    if locks:
+        controller.deploys_changed(namespace, name, locks)
 
 
 @kopf.on.event(GROUP, VERSION, PIPELINES)

@@ -46,7 +46,9 @@ from conveyor.engine.deploy_order import (
     WAITING,
     Arbitration,
     Claim,
+    Lock,
     arbitrate,
+    locks_of,
 )
 from conveyor.engine.evaluation import apply_evaluation, with_evaluation
 from conveyor.engine.gates import (
@@ -88,7 +90,7 @@ Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored
 RETRY_DELAY_SECONDS = 2.0
 CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
 DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch event comes first
-# A deploy held by its environment is queued again when the deploy ahead of it ends; this
+# A job held by its environment or resource group is queued again when the job ahead ends; this
 # recheck only backs that up (an event missed during a watch reconnect).
 HELD_RECHECK_SECONDS = 30.0
 NO_ARBITRATION = Arbitration({}, None)
@@ -115,7 +117,7 @@ class Views:
     jobs: Lookup  # (ns, run name) -> [compact Job]
     environments: Lookup  # (ns, environment name) -> [Environment]
     approvals: Lookup  # (ns, run name) -> [Approval]
-    deploy_claims: Lookup  # (ns, environment) -> [[claim entry]] (engine.deploy_order)
+    deploy_claims: Lookup  # (ns, lock) -> [[claim entry]] (engine.deploy_order)
 
 
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -193,11 +195,11 @@ class RunController:
         self._job_views: dict[Key, dict[str, ObservedJob]] = {}
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
-        # Deploys started that the watch has not shown started yet: (ns, environment) ->
+        # Jobs with locks started that the watch has not shown started yet: (ns, lock) ->
         # {(run, job): (run created, started at)}. Without it, two passes close together
         # could both see an environment free and deploy to it at once.
         self._deploying: dict[
-            tuple[str, str], dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]]
+            tuple[str, Lock], dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]]
         ] = {}
 
     async def io(self, call: Callable[..., Any], *args: Any) -> Any:
@@ -224,12 +226,12 @@ class RunController:
                 if (body.get("status") or {}).get("phase") not in FINISHED_PHASES:
                     self.queue.add((ns, name))
 
-    def deploys_changed(self, namespace: str, name: str, environments: Iterable[str]) -> None:
-        """A run's deploys changed (started, ended, waiting, deleted): the runs waiting for the
-        same environments decide again (the environment may be free, or they outdated)."""
+    def deploys_changed(self, namespace: str, name: str, locks: Iterable[Lock]) -> None:
+        """A run's jobs with locks changed (started, ended, waiting, deleted): the runs waiting
+        for the same locks decide again (the lock may be free, or they outdated)."""
         assert self.views is not None
-        for environment in environments:
-            for entries in self.views.deploy_claims.get((namespace, environment), ()):
+        for lock in locks:
+            for entries in self.views.deploy_claims.get((namespace, lock), ()):
                 for entry in entries:
                     if entry["run"] != name and entry.get("state") == WAITING:
                         self.queue.add((namespace, entry["run"]))
@@ -445,28 +447,32 @@ class RunController:
         decided: Plan,
         observed: Iterable[ObservedJob],
     ) -> Arbitration:
-        """May the run's deploys start (one per environment at a time, newest first)?"""
+        """May the run's deploys start (one per environment at a time, newest first; one job per
+        resource group)?"""
         started = {o.pipeline_job for o in observed}
-        wanting: dict[str, tuple[str, bool]] = {}
+        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
+        wanting: dict[str, tuple[tuple[Lock, ...], bool]] = {}
         for create in decided.create:
-            job = pipeline.job(create.pipeline_job)
-            if job.environment is not None and job.name not in started:
-                wanting[job.name] = (job.environment.name, True)
-        for entry in decided.status.get("jobs") or ():
-            if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and entry.get("environment"):
-                wanting[entry["name"]] = (entry["environment"], False)
+            locks = locks_of(entries.get(create.pipeline_job) or {})
+            if locks and create.pipeline_job not in started:
+                wanting[create.pipeline_job] = (locks, True)
+        for entry in entries.values():
+            if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and locks_of(entry):
+                wanting[entry["name"]] = (locks_of(entry), False)
         if not wanting:
             return NO_ARBITRATION
-        claims = {env: self._claims(key[0], env) for env, _ in wanting.values()}
+        claims = {
+            lock: self._claims(key[0], lock) for locks, _ in wanting.values() for lock in locks
+        }
         created = run.metadata.creation_timestamp or self.clock()
         return arbitrate(run.name, created, wanting, claims)
 
-    def _claims(self, namespace: str, environment: str) -> list[Claim]:
-        """Every run's claim on an environment: from the runs' status, the Jobs that exist,
-        and the deploys this process started that the watch has not brought back yet."""
+    def _claims(self, namespace: str, lock: Lock) -> list[Claim]:
+        """Every run's claim on a lock: from the runs' status, the Jobs that exist, and the
+        jobs this process started that the watch has not brought back yet."""
         assert self.views is not None
         found: dict[tuple[str, str], tuple[str | None, datetime.datetime, bool]] = {}
-        for entries in self.views.deploy_claims.get((namespace, environment), ()):
+        for entries in self.views.deploy_claims.get((namespace, lock), ()):
             for entry in entries:
                 run, job, state = entry["run"], entry["job"], entry.get("state")
                 if state is None and self._job_exists(namespace, run, job):
@@ -474,7 +480,7 @@ class RunController:
                 created = parse_time(entry["created"])
                 found[(run, job)] = (state, created, bool(entry.get("started")))
         now = self.clock()
-        mine = self._deploying.get((namespace, environment), {})
+        mine = self._deploying.get((namespace, lock), {})
         for (run, job), (created, at) in list(mine.items()):
             seen = found.get((run, job))
             if (seen is not None and seen[2]) or now - at > CREATED_OVERLAY_TTL:
@@ -496,13 +502,12 @@ class RunController:
         self, key: Key, run: PipelineRun, pipeline: PipelineSpec, decided: Plan
     ) -> None:
         now = self.clock()
+        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
         for create in decided.create:
-            job = pipeline.job(create.pipeline_job)
-            if job.environment is None:
-                continue
-            created = run.metadata.creation_timestamp or now
-            claims = self._deploying.setdefault((key[0], job.environment.name), {})
-            claims.setdefault((run.name, job.name), (created, now))
+            for lock in locks_of(entries.get(create.pipeline_job) or {}):
+                created = run.metadata.creation_timestamp or now
+                claims = self._deploying.setdefault((key[0], lock), {})
+                claims.setdefault((run.name, create.pipeline_job), (created, now))
 
     def _with_environment_kubeconfig(self, namespace: str, job: PipelineJob) -> PipelineJob:
         """A script job with a declared environment (the seed's kubectl deploys) gets its
