@@ -660,3 +660,29 @@ def test_a_resource_group_runs_one_job_at_a_time_across_runs(conveyor: Conveyor)
     entry = job_status(second, "migrate")
     assert entry["resourceGroup"] == "migrations"
     assert entry["startTime"] >= job_status(first, "migrate")["completionTime"]
+
+
+def test_a_missing_or_malformed_kubeconfig_fails_the_deploy_and_says_why(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo
+) -> None:
+    pipe = pipeline_with_deploys(app)
+    pipe["spec"]["jobs"] = pipe["spec"]["jobs"][:2]  # build and the test deploy
+    conveyor.create(pipe)
+    core = client.CoreV1Api(clusters.api("ci"))
+    broken = "clusters: [unclosed\n  token: s3cr3t-t0ken\n"
+    core.patch_namespaced_secret(
+        "test-kubeconfig", conveyor.ns, {"stringData": {"kubeconfig": broken}}
+    )
+    conveyor.create(run("k1", "go-app", ref="master"))
+    done = conveyor.wait_finished("k1", timeout=90)
+    entry = job_status(done, "k8s-deploy-test")
+    assert (phase(done), entry["reason"]) == ("Failed", "InvalidKubeconfig")
+    assert "not valid YAML" in entry["message"]
+    assert "s3cr3t" not in json.dumps(done)  # the contents are never quoted
+
+    core.delete_namespaced_secret("test-kubeconfig", conveyor.ns)
+    conveyor.create(run("k2", "go-app", ref="master"))
+    done = conveyor.wait_finished("k2", timeout=90)
+    entry = job_status(done, "k8s-deploy-test")
+    assert entry["reason"] == "InvalidKubeconfig"
+    assert "test-kubeconfig not found" in entry["message"]

@@ -10,10 +10,12 @@ from tests.e2e.conveyor import (
     Operator,
     audit_entries,
     job,
+    job_status,
     lasts,
     phase,
     pipeline,
     run,
+    succeeded_condition,
 )
 from tests.e2e.support import wait_until
 
@@ -78,3 +80,30 @@ def test_twenty_runs_finish_once_each_through_three_sigkills(
     succeeded = Counter(name for name, code in creates if code == 201)
     assert attempted == {j.metadata.name for j in jobs}
     assert all(count == 1 for count in succeeded.values()), succeeded.most_common(3)
+
+
+def test_an_environment_stays_locked_through_a_sigkill(
+    conveyor: Conveyor, operator: Operator
+) -> None:
+    deploy = job("deploy", environment={"name": "staging"}, **lasts("12s"))
+    conveyor.create(pipeline("locked", [deploy]))
+    conveyor.create(run("l1", "locked"))
+    conveyor.wait_run("l1", lambda r: job_phase(r, "deploy") == "Running", timeout=60)
+    conveyor.create(run("l2", "locked"))
+    conveyor.wait_run(
+        "l2", lambda r: succeeded_condition(r).get("reason") == "WaitingForEnvironment"
+    )
+    # A restarted operator knows the lock from the runs' status alone.
+    operator.kill()
+    operator.start()
+    first = conveyor.wait_finished("l1", timeout=90)
+    second = conveyor.wait_finished("l2", timeout=90)
+    assert phase(first) == phase(second) == "Succeeded"
+    assert (
+        job_status(second, "deploy")["startTime"] >= job_status(first, "deploy")["completionTime"]
+    )
+
+
+def job_phase(run_obj: dict, name: str) -> str | None:
+    jobs = (run_obj.get("status") or {}).get("jobs") or []
+    return next((j["phase"] for j in jobs if j["name"] == name), None)

@@ -288,9 +288,13 @@ class DeployExecutor:
 
     async def _kubeconfig(self, namespace: str, spec: dict[str, Any]) -> bytes:
         secret_ref = spec.get("kubeconfigSecret") or {}
-        data = await self.sources.credentials(namespace, secret_ref.get("name"))
+        name = secret_ref.get("name")
+        try:
+            data = await self.sources.credentials(namespace, name)
+        except SourceUnavailable as e:  # missing, or not readable: the environment's problem
+            raise KubeconfigError(f"the environment's kubeconfig: {e}") from e
         key = secret_ref.get("key", "kubeconfig")
         kubeconfig = (data or {}).get(key)
         if not kubeconfig:
-            raise KubeconfigError(f"Secret {secret_ref.get('name')} has no key {key!r}")
+            raise KubeconfigError(f"the environment's kubeconfig Secret {name} has no key {key!r}")
         return bytes(kubeconfig)
