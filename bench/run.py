@@ -359,8 +359,10 @@ that load.
   Kopf's per-event machinery and in the synchronous Kubernetes client (urllib3 and TLS in
   threads); planning itself is a few percent. Two changes cut the events that cost a pass: pods
   are no longer watched (a failed Job's pods are read when it fails: only a failure needs an
-  exit code), which took the median from about 160 ms to about 90 ms, and a Job update that does
-  not change what the planner reads of it (its pod scheduled, ready, terminating) queues no pass.
+  exit code), which took the median from 157-166 ms to 90-125 ms over several runs of this
+  benchmark, and a Job update that does not change what the planner reads of it (its pod
+  scheduled, ready, terminating) queues no pass. From run to run the median still moves by some
+  30 ms and the p99 by more, with whatever else the two cores are doing.
   Job creates have their own thread pool, so they never wait behind status or event writes. What
   would lift it further: an asynchronous client on the event loop instead of threads, and a core
   of its own for the operator (the median here includes the API server's create on a shared

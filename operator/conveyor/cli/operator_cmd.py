@@ -119,7 +119,9 @@ def run_operator(args: argparse.Namespace) -> int:
         cfg = target(args).configuration()
     except KubeConfigError as e:
         return fail(str(e))
-    cfg.connection_pool_maxsize = 16  # one per I/O thread (Job calls and status/event calls)
+    # One connection per thread that calls the API server (status, Jobs, events, deploys'
+    # reads): past the pool's size, urllib3 drops connections and TLS handshakes again.
+    cfg.connection_pool_maxsize = 40
     api = client.ApiClient(cfg)
     try:
         if not crds_served(api):

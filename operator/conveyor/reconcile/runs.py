@@ -183,7 +183,12 @@ class RunController:
         # API calls block (the Kubernetes client is synchronous): a pool of their own, sized for
         # I/O, so a burst of handoffs is not serialised behind asyncio's default few threads.
         self._pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="kube")
-        self.deploys = DeployExecutor(kube, sources, self.io, clock, self.queue.add)
+        # Native deploys hold a thread for as long as a rollout takes (minutes): never the
+        # threads that status writes need.
+        self._deploy_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deploy")
+        self.deploys = DeployExecutor(kube, sources, self._deploy_io, clock, self.queue.add)
+        # Events are a best-effort record: posted on threads of their own, behind nothing else.
+        self._events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
         # Job creates and deletes are the pipeline's critical path: never queued behind status
         # and event writes of other runs.
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
@@ -207,6 +212,9 @@ class RunController:
 
     async def _job_io(self, call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._jobs_pool, call, *args)
+
+    async def _deploy_io(self, call: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._deploy_pool, call, *args)
 
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
@@ -768,9 +776,12 @@ class RunController:
             await self._after_finish(namespace, run)
 
     async def _post_events(self, namespace: str, bodies: list[dict[str, Any]]) -> None:
+        loop = asyncio.get_running_loop()
         for event in bodies:
             try:
-                await self.io(self.kube.create_event, namespace, event)
+                await loop.run_in_executor(
+                    self._events_pool, self.kube.create_event, namespace, event
+                )
             except ApiException as e:
                 log.warning(
                     "event on %s/%s not recorded: %s %s",
