@@ -21,6 +21,12 @@ from conveyor.engine.gates import gated_jobs, with_gates
 from conveyor.engine.model import SUCCEEDED, ObservedJob
 from conveyor.engine.names import job_name
 
+
+def arbitrate_p(*args, **kwargs):
+    """Arbitration for a run of Pipeline p (all claims here are of p unless said)."""
+    return arbitrate(*args, pipeline="p", **kwargs)
+
+
 ENV_TEST = ("environment", "test")
 TEST = (ENV_TEST,)
 NOW = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)
@@ -57,55 +63,55 @@ BUILT = [ObservedJob(job_name("r", "build", 1), "build", 1, SUCCEEDED, exit_code
 
 
 def test_a_free_environment_lets_the_deploy_start():
-    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: []})
+    decision = arbitrate_p("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: []})
     assert decision.held == {} and decision.superseded is None
     # Older runs that deployed, or failed and left no claim, do not stand in the way.
-    older = [Claim("old", "to-test", EARLIER, DEPLOYED)]
-    assert arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).held == {}
+    older = [Claim("old", "to-test", EARLIER, DEPLOYED, "p")]
+    assert arbitrate_p("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).held == {}
 
 
 def test_an_older_run_deploying_holds_a_ready_deploy():
-    busy = [Claim("old", "to-test", EARLIER, DEPLOYING)]
-    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: busy})
+    busy = [Claim("old", "to-test", EARLIER, DEPLOYING, "p")]
+    decision = arbitrate_p("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: busy})
     assert decision.superseded is None
     hold = decision.held["to-test"]
     assert hold.reason == "WaitingForEnvironment" and "run old deploys there" in hold.message
     # A deploy still waiting for approval is not held: it does not start yet anyway.
-    waiting = arbitrate("r", NOW, {"to-test": (TEST, False)}, {ENV_TEST: busy})
+    waiting = arbitrate_p("r", NOW, {"to-test": (TEST, False)}, {ENV_TEST: busy})
     assert waiting.held == {} and waiting.superseded is None
 
 
 def test_a_newer_run_supersedes_an_older_waiting_deploy():
     for state in (WAITING, DEPLOYING, DEPLOYED):
-        newer = [Claim("new", "to-test", LATER, state)]
+        newer = [Claim("new", "to-test", LATER, state, "p")]
         for ready in (True, False):
-            decision = arbitrate("r", NOW, {"to-test": (TEST, ready)}, {ENV_TEST: newer})
+            decision = arbitrate_p("r", NOW, {"to-test": (TEST, ready)}, {ENV_TEST: newer})
             assert decision.superseded is not None
             assert "newer run new" in decision.superseded and "'test'" in decision.superseded
 
 
 def test_the_newest_claim_names_the_run_that_supersedes():
     claims = [
-        Claim("b", "to-test", LATER, WAITING),
-        Claim("c", "to-test", LATER + datetime.timedelta(seconds=1), WAITING),
+        Claim("b", "to-test", LATER, WAITING, "p"),
+        Claim("c", "to-test", LATER + datetime.timedelta(seconds=1), WAITING, "p"),
     ]
-    decision = arbitrate("a", NOW, {"to-test": (TEST, True)}, {ENV_TEST: claims})
+    decision = arbitrate_p("a", NOW, {"to-test": (TEST, True)}, {ENV_TEST: claims})
     assert decision.superseded is not None and "newer run c waits" in decision.superseded
 
 
 def test_runs_created_in_the_same_second_are_ordered_by_name():
-    same = [Claim("r2", "to-test", NOW, WAITING)]
-    assert arbitrate("r1", NOW, {"to-test": (TEST, True)}, {ENV_TEST: same}).superseded
-    older = [Claim("r1", "to-test", NOW, WAITING)]
-    assert arbitrate("r2", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).superseded is None
+    same = [Claim("r2", "to-test", NOW, WAITING, "p")]
+    assert arbitrate_p("r1", NOW, {"to-test": (TEST, True)}, {ENV_TEST: same}).superseded
+    older = [Claim("r1", "to-test", NOW, WAITING, "p")]
+    assert arbitrate_p("r2", NOW, {"to-test": (TEST, True)}, {ENV_TEST: older}).superseded is None
 
 
 def test_other_environments_and_the_run_itself_do_not_count():
     claims = {
-        ENV_TEST: [Claim("r", "to-test", NOW, DEPLOYING)],
-        ("environment", "prod"): [Claim("new", "to-prod", LATER, DEPLOYING)],
+        ENV_TEST: [Claim("r", "to-test", NOW, DEPLOYING, "p")],
+        ("environment", "prod"): [Claim("new", "to-prod", LATER, DEPLOYING, "p")],
     }
-    decision = arbitrate("r", NOW, {"to-test": (TEST, True)}, claims)
+    decision = arbitrate_p("r", NOW, {"to-test": (TEST, True)}, claims)
     assert decision.held == {} and decision.superseded is None
 
 
@@ -142,6 +148,7 @@ def test_claim_entries_keep_what_other_runs_need():
             "created": "2026-11-26T10:00:00Z",
             "state": DEPLOYING,
             "started": True,
+            "pipeline": None,
         }
     ]
     prod = entries[("environment", "prod")][0]
@@ -211,13 +218,13 @@ GROUP = ("resource group", "migrations")
 
 def test_a_resource_group_runs_one_job_at_a_time_and_supersedes_nobody():
     # A newer run in the group does not stand in the way (GitLab's default, unordered).
-    newer = [Claim("new", "migrate", LATER, WAITING)]
-    decision = arbitrate("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: newer})
+    newer = [Claim("new", "migrate", LATER, WAITING, "p")]
+    decision = arbitrate_p("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: newer})
     assert decision == Arbitration({}, None)
     # Any other run inside the group holds it.
     for when in (EARLIER, LATER):
         busy = [Claim("other", "migrate", when, DEPLOYING)]
-        decision = arbitrate("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: busy})
+        decision = arbitrate_p("r", NOW, {"migrate": ((GROUP,), True)}, {GROUP: busy})
         hold = decision.held["migrate"]
         assert hold.reason == "WaitingForResource"
         assert "resource group 'migrations' is busy: run other runs job 'migrate'" in hold.message
@@ -225,11 +232,11 @@ def test_a_resource_group_runs_one_job_at_a_time_and_supersedes_nobody():
 
 def test_a_job_with_an_environment_and_a_resource_group_holds_both():
     locks = (ENV_TEST, GROUP)
-    busy_group = {GROUP: [Claim("other", "migrate", EARLIER, DEPLOYING)], ENV_TEST: []}
-    decision = arbitrate("r", NOW, {"to-test": (locks, True)}, busy_group)
+    busy_group = {GROUP: [Claim("other", "migrate", EARLIER, DEPLOYING, "p")], ENV_TEST: []}
+    decision = arbitrate_p("r", NOW, {"to-test": (locks, True)}, busy_group)
     assert decision.held["to-test"].reason == "WaitingForResource"
-    newer_env = {GROUP: [], ENV_TEST: [Claim("new", "to-test", LATER, WAITING)]}
-    assert arbitrate("r", NOW, {"to-test": (locks, True)}, newer_env).superseded
+    newer_env = {GROUP: [], ENV_TEST: [Claim("new", "to-test", LATER, WAITING, "p")]}
+    assert arbitrate_p("r", NOW, {"to-test": (locks, True)}, newer_env).superseded
     entry = {"name": "to-test", "phase": "Pending", "environment": "test", "resourceGroup": "m"}
     assert locks_of(entry) == (ENV_TEST, ("resource group", "m"))
 
@@ -247,3 +254,18 @@ def test_a_job_held_by_its_resource_group_says_so():
     cond = next(c for c in decided.status["conditions"] if c["type"] == "Succeeded")
     assert cond["reason"] == "WaitingForResource"
     assert cond["message"] == "job 'migrate' waits: resource group 'migrations' is busy"
+
+
+def test_only_a_newer_run_of_the_same_pipeline_supersedes():
+    # Another pipeline (or an inline spec) deploys something else there: they take turns.
+    other = [Claim("infra", "to-test", LATER, WAITING, "infra")]
+    assert arbitrate_p("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: other}).superseded is None
+    busy = [Claim("infra", "to-test", LATER, DEPLOYING, "infra")]
+    decision = arbitrate_p("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: busy})
+    assert (
+        decision.superseded is None
+        and "run infra deploys there" in decision.held["to-test"].message
+    )
+    newer = [Claim("new", "to-test", LATER, WAITING, "p")]
+    inline = arbitrate("r", NOW, {"to-test": (TEST, True)}, {ENV_TEST: newer}, pipeline=None)
+    assert inline.superseded is None

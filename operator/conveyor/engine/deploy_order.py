@@ -4,8 +4,9 @@
 GitLab's `resource_group` with `process_mode: newest_first`, together with its "prevent outdated
 deployment jobs" setting: jobs with an environment are deploys; across the runs of a namespace,
 at most one deploys to an environment at a time, and an older run never deploys after a newer one.
-A run whose deploy is still waiting (ready but held, or waiting for approval) when a newer run
-waits for, is running or has finished a deploy to the same environment is superseded: it ends
+A run whose deploy is still waiting (ready but held, or waiting for approval) when a newer run of
+the same Pipeline waits for, is running or has finished a deploy to the same environment is
+superseded (runs of other pipelines deploy other things there: they only take turns): it ends
 Cancelled with reason Superseded, so an older commit never replaces a newer one and nobody is
 asked to approve an outdated deploy.
 
@@ -40,6 +41,7 @@ class Claim:
     job: str
     created: datetime.datetime
     state: str  # one of CLAIM_STATES
+    pipeline: str | None = None  # the run's Pipeline; None for an inline pipelineSpec
 
     def newer_than(self, run: str, created: datetime.datetime) -> bool:
         # Creation time orders runs; the name breaks ties (runs created in the same second).
@@ -102,19 +104,26 @@ def arbitrate(
     created: datetime.datetime,
     wanting: Mapping[str, tuple[tuple[Lock, ...], bool]],
     claims: Mapping[Lock, Iterable[Claim]],
+    pipeline: str | None = None,
 ) -> Arbitration:
     """Decide for run `run` (created at `created`): `wanting` maps each of its jobs with locks
     that would start now or waits for approval to (its locks, ready: it would start now);
     `claims` maps locks to every run's claims on them (this run's own are ignored).
 
-    An environment is newest first: a newer run's claim supersedes this run. A resource group
-    is GitLab's default, unordered: one job at a time, nobody superseded."""
+    An environment is newest first: a newer run of the same Pipeline (`pipeline`) supersedes
+    this run; runs of other pipelines, and of inline specs, deploy other things there and only
+    take turns. A resource group is GitLab's default, unordered: one job at a time, nobody
+    superseded."""
     held: dict[str, Hold] = {}
     for job in sorted(wanting):
         locks, ready = wanting[job]
         for kind, name in locks:
             others = [c for c in claims.get((kind, name), ()) if c.run != run]
-            newer = [c for c in others if c.newer_than(run, created)]
+            newer = [
+                c
+                for c in others
+                if pipeline is not None and c.pipeline == pipeline and c.newer_than(run, created)
+            ]
             if kind == ENVIRONMENT and newer:
                 latest = max(newer, key=lambda c: (c.created, c.run))
                 doing = {WAITING: "waits to deploy", DEPLOYING: "deploys", DEPLOYED: "deployed"}
@@ -142,8 +151,8 @@ def arbitrate(
 
 def claim_entries(body: Mapping[str, Any]) -> dict[Lock, list[dict[str, Any]]]:
     """A PipelineRun's claims by lock, as the operator keeps them in memory:
-    `{"run", "job", "created", "state", "started"}` per job with an environment or a resource
-    group. A finished run keeps only its deployed jobs (they make older waiting deploys
+    `{"run", "job", "created", "state", "started", "pipeline"}` per job with an environment or a
+    resource group. A finished run keeps only its deployed jobs (they make older waiting deploys
     outdated)."""
     metadata = body.get("metadata") or {}
     status = body.get("status") or {}
@@ -162,6 +171,7 @@ def claim_entries(body: Mapping[str, Any]) -> dict[Lock, list[dict[str, Any]]]:
             "created": metadata.get("creationTimestamp"),
             "state": state,
             "started": bool(entry.get("attempt")),
+            "pipeline": ((body.get("spec") or {}).get("pipelineRef") or {}).get("name"),
         }
         for lock in locks:
             out.setdefault(lock, []).append(claim)

@@ -201,10 +201,10 @@ class RunController:
         # Jobs created that the watch has not brought yet, and when.
         self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
         # Jobs with locks started that the watch has not shown started yet: (ns, lock) ->
-        # {(run, job): (run created, started at)}. Without it, two passes close together
+        # {(run, job): (its claim, started at)}. Without it, two passes close together
         # could both see an environment free and deploy to it at once.
         self._deploying: dict[
-            tuple[str, Lock], dict[tuple[str, str], tuple[datetime.datetime, datetime.datetime]]
+            tuple[str, Lock], dict[tuple[str, str], tuple[Claim, datetime.datetime]]
         ] = {}
 
     async def io(self, call: Callable[..., Any], *args: Any) -> Any:
@@ -473,33 +473,29 @@ class RunController:
             lock: self._claims(key[0], lock) for locks, _ in wanting.values() for lock in locks
         }
         created = run.metadata.creation_timestamp or self.clock()
-        return arbitrate(run.name, created, wanting, claims)
+        return arbitrate(run.name, created, wanting, claims, run.pipeline_name)
 
     def _claims(self, namespace: str, lock: Lock) -> list[Claim]:
         """Every run's claim on a lock: from the runs' status, the Jobs that exist, and the
         jobs this process started that the watch has not brought back yet."""
         assert self.views is not None
-        found: dict[tuple[str, str], tuple[str | None, datetime.datetime, bool]] = {}
+        found: dict[tuple[str, str], tuple[Claim, bool]] = {}  # -> (claim, started)
         for entries in self.views.deploy_claims.get((namespace, lock), ()):
             for entry in entries:
                 run, job, state = entry["run"], entry["job"], entry.get("state")
                 if state is None and self._job_exists(namespace, run, job):
                     state = DEPLOYING  # created, status not written yet (a restart between)
-                created = parse_time(entry["created"])
-                found[(run, job)] = (state, created, bool(entry.get("started")))
+                claim = Claim(run, job, parse_time(entry["created"]), state, entry.get("pipeline"))
+                found[(run, job)] = (claim, bool(entry.get("started")))
         now = self.clock()
         mine = self._deploying.get((namespace, lock), {})
-        for (run, job), (created, at) in list(mine.items()):
+        for (run, job), (claim, at) in list(mine.items()):
             seen = found.get((run, job))
-            if (seen is not None and seen[2]) or now - at > CREATED_OVERLAY_TTL:
+            if (seen is not None and seen[1]) or now - at > CREATED_OVERLAY_TTL:
                 del mine[(run, job)]  # the watch has caught up (or never will: deleted)
             else:
-                found[(run, job)] = (DEPLOYING, created, True)
-        return [
-            Claim(run, job, created, state)
-            for (run, job), (state, created, _) in sorted(found.items())
-            if state is not None
-        ]
+                found[(run, job)] = (claim, True)
+        return [claim for _, (claim, _) in sorted(found.items()) if claim.state is not None]
 
     def _job_exists(self, namespace: str, run: str, job: str) -> bool:
         assert self.views is not None
@@ -511,11 +507,12 @@ class RunController:
     ) -> None:
         now = self.clock()
         entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
+        created = run.metadata.creation_timestamp or now
         for create in decided.create:
+            claim = Claim(run.name, create.pipeline_job, created, DEPLOYING, run.pipeline_name)
             for lock in locks_of(entries.get(create.pipeline_job) or {}):
-                created = run.metadata.creation_timestamp or now
                 claims = self._deploying.setdefault((key[0], lock), {})
-                claims.setdefault((run.name, create.pipeline_job), (created, now))
+                claims.setdefault((run.name, create.pipeline_job), (claim, now))
 
     def _with_environment_kubeconfig(self, namespace: str, job: PipelineJob) -> PipelineJob:
         """A script job with a declared environment (the seed's kubectl deploys) gets its
