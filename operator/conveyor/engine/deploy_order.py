@@ -30,7 +30,6 @@ from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL
 WAITING = "Waiting"  # ready but held, or waiting for approval
 DEPLOYING = "Deploying"
 DEPLOYED = "Deployed"
-CLAIM_STATES = (WAITING, DEPLOYING, DEPLOYED)
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ class Claim:
     run: str
     job: str
     created: datetime.datetime
-    state: str  # one of CLAIM_STATES
+    state: str  # WAITING, DEPLOYING or DEPLOYED
     pipeline: str | None = None  # the run's Pipeline; None for an inline pipelineSpec
 
     def newer_than(self, run: str, created: datetime.datetime) -> bool:

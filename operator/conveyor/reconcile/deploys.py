@@ -63,10 +63,6 @@ class Deployment:
         )
 
 
-def request_environment(job: PipelineJob) -> str:
-    return job.environment.name if job.environment is not None else ""
-
-
 class DeployExecutor:
     def __init__(
         self,
@@ -135,6 +131,7 @@ class DeployExecutor:
         approved_images: tuple[str, ...],
     ) -> None:
         namespace = key[0]
+        environment = job.environment.name if job.environment is not None else ""
         deadline = deployment.started + datetime.timedelta(seconds=job.timeout_seconds())
         attempt = 0
         try:
@@ -155,7 +152,7 @@ class DeployExecutor:
                     deployment.message = f"target unreachable, retrying: {e}"[:256]
                     deployment.unreachable = (
                         f"job '{job.name}' cannot reach the cluster of environment "
-                        f"'{request_environment(job)}': {e}; retrying until the job's timeout"
+                        f"'{environment}': {e}; retrying until the job's timeout"
                     )[:1024]
                     log.warning("deploy %s/%s %s: %s; retrying", *key, job.name, e)
                     self.changed(key)

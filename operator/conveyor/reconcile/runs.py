@@ -20,9 +20,14 @@ from kubernetes.client.rest import ApiException
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
 from conveyor.api.approval import APPROVED, FINAL_DECISIONS
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
+from conveyor.api.conditions import find_condition
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable
-from conveyor.api.pipelinerun import FINISHED_PHASES, REASON_SOURCE_UNAVAILABLE
+from conveyor.api.pipelinerun import (
+    CONDITION_SUCCEEDED,
+    FINISHED_PHASES,
+    REASON_SOURCE_UNAVAILABLE,
+)
 from conveyor.approvals import (
     ANNOTATION_INITIATOR,
     Decision,
@@ -625,7 +630,7 @@ class RunController:
         for body in self.views.approvals.get(key, ()):
             if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
                 continue
-            condition = next((c for c in run.status.conditions if c.type == "Succeeded"), None)
+            condition = find_condition(run.status.conditions, CONDITION_SUCCEEDED)
             why = f"{condition.reason}: {condition.message}" if condition else run.status.phase
             decision = dataclasses.replace(
                 decide(body, now),
