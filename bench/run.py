@@ -407,7 +407,11 @@ def main() -> int:
     work.mkdir(exist_ok=True)
     kubeconfig = service_account_kubeconfig(clusters, work / "kubeconfig")
     operator = Operator(
-        kubeconfig, STATE / "logs" / "bench-operator.log", port=18089, webhook_port=18090
+        kubeconfig,
+        STATE / "logs" / "bench-operator.log",
+        port=18089,
+        webhook_port=18090,
+        metrics_port=18091,
     )
     operator.start()
     try:

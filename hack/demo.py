@@ -4,7 +4,8 @@
 Starts the clusters, installs Conveyor (CRDs, RBAC, admission policies) and runs its operator as
 its own service account, makes a git repository of examples/go-app, declares the Environments
 test and prod (prod approved by group `approvers`), starts a run as `developer`, lets it deploy
-to test, approves prod as `approver1`, and prints what was deployed where. Run it again at will.
+to test, approves prod as `approver1`, and prints what was deployed where and
+the operator's metrics of the run. Run it again at will.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -37,6 +39,7 @@ from tests.e2e.test_deploy import SERVICE_MONITOR_CRD  # noqa: E402
 NS = "go-app"  # where the pipeline runs (ci) and where the app goes (test, prod)
 CLUSTERS = Clusters(kubeconfig=STATE / "kubeconfig", kubectl_path=STATE / "bin" / "kubectl")
 OPERATOR_PID = STATE / "pids" / "conveyor-operator.pid"
+METRICS_PORT = 16490
 
 
 def say(text: str) -> None:
@@ -90,6 +93,8 @@ def start_operator() -> None:
             "--allow-local-repositories",
             "--git-cache",
             str(work / "git-cache"),
+            "--metrics",
+            f"127.0.0.1:{METRICS_PORT}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -239,7 +244,27 @@ def main() -> int:
             f"version {d['version']}, images {', '.join(d['images'])}"
         )
     print(kubectl("prod", "-n", NS, "get", "deploy", "go-app", "-o", "wide"))
+
+    say(f"the operator's metrics (http://127.0.0.1:{METRICS_PORT}/metrics), this namespace")
+    wanted = ("conveyor_pipelineruns_finished_total", "conveyor_deployments_total")
+    wait_until(
+        lambda: len(metric_lines(wanted)) >= 3,  # the run's end, its deploys to test and prod
+        timeout=30,
+        what="the run in the operator's metrics",
+    )
+    print("\n".join(metric_lines(wanted)))
     return 0 if status.get("phase") == "Succeeded" else 1
+
+
+def metric_lines(names: tuple[str, ...]) -> list[str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return []
+    return [
+        line for line in text.splitlines() if line.startswith(names) and f'namespace="{NS}"' in line
+    ]
 
 
 if __name__ == "__main__":

@@ -79,6 +79,7 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         STATE / "logs" / "conveyor-operator.log",
         port=_free_port(),
         webhook_port=_free_port(),
+        metrics_port=_free_port(),
     )
     op.start()
     yield op

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
 
@@ -88,9 +89,11 @@ def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:
 class Operator:
     """`conveyor operator` as a child process, which tests may kill and start again."""
 
-    def __init__(self, kubeconfig: Path, log: Path, port: int, webhook_port: int) -> None:
+    def __init__(
+        self, kubeconfig: Path, log: Path, port: int, webhook_port: int, metrics_port: int
+    ) -> None:
         self.kubeconfig, self.log, self.port = kubeconfig, log, port
-        self.webhook_port = webhook_port
+        self.webhook_port, self.metrics_port = webhook_port, metrics_port
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
@@ -107,6 +110,8 @@ class Operator:
                 f"http://127.0.0.1:{self.port}/healthz",
                 "--webhook",
                 f"127.0.0.1:{self.webhook_port}",
+                "--metrics",
+                f"127.0.0.1:{self.metrics_port}",
                 "--allow-local-repositories",  # the tests' repositories are file:// ones
                 "--git-cache",
                 str(self.log.parent / "git-cache"),
@@ -127,6 +132,17 @@ class Operator:
                 return r.status == 200
         except OSError:
             return False
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """One sample of the operator's /metrics (None: not there)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            text = r.read().decode()
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                if s.name == name and s.labels == labels:
+                    return s.value
+        return None
 
     def kill(self) -> None:
         """SIGKILL: no cleanup of any kind, as a crash or an OOM kill would."""

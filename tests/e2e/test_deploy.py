@@ -16,6 +16,7 @@ from tests.e2e.conveyor import (
     OPERATOR_SA,
     VERSION,
     Conveyor,
+    Operator,
     conveyor_cli,
     job,
     job_status,
@@ -193,7 +194,11 @@ def deployment(clusters: Clusters, context: str, namespace: str) -> client.V1Dep
 
 
 def test_test_deploys_at_once_and_prod_waits_for_an_approver(
-    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+    conveyor: Conveyor,
+    operator: Operator,
+    clusters: Clusters,
+    app: GitRepo,
+    target_namespace: str,
 ) -> None:
     conveyor.create(pipeline_with_deploys(app))
     before = app.head()
@@ -217,6 +222,16 @@ def test_test_deploys_at_once_and_prod_waits_for_an_approver(
     # Nothing in prod before the approval.
     prod_apps = client.AppsV1Api(clusters.api("prod"))
     assert prod_apps.list_namespaced_deployment(target_namespace).items == []
+    # The operator's metrics show the wait.
+    ns = conveyor.ns
+    wait_until(
+        lambda: (
+            operator.metric("conveyor_approvals_pending", namespace=ns, environment="prod") == 1
+        ),
+        timeout=30,
+        what="a pending prod approval in the metrics",
+    )
+    assert operator.metric("conveyor_pipelineruns", namespace=ns, phase="WaitingForApproval") == 1
 
     approval = approval_of(conveyor, "r1")
     name = approval["metadata"]["name"]
@@ -244,6 +259,39 @@ def test_test_deploys_at_once_and_prod_waits_for_an_approver(
     assert any(
         v["user"] == "approver1" and "approvers" in v.get("groups", []) for v in decided["votes"]
     )
+    wait_until(
+        lambda: (
+            operator.metric(
+                "conveyor_pipelineruns_finished_total",
+                namespace=ns,
+                pipeline="go-app",
+                phase="Succeeded",
+            )
+            == 1
+        ),
+        timeout=30,
+        what="the run's end in the metrics",
+    )
+    for environment in ("test", "prod"):
+        assert (
+            operator.metric(
+                "conveyor_deployments_total",
+                namespace=ns,
+                environment=environment,
+                phase="Succeeded",
+            )
+            == 1
+        )
+    assert (
+        operator.metric(
+            "conveyor_approval_decisions_total",
+            namespace=ns,
+            environment="prod",
+            decision="Approved",
+        )
+        == 1
+    )
+    assert operator.metric("conveyor_approvals_pending", namespace=ns, environment="prod") is None
 
 
 def test_a_rejection_stops_prod(

@@ -11,6 +11,7 @@ from kubernetes.client.rest import ApiException
 from tests.e2e.conveyor import (
     OPERATOR_USER,
     Conveyor,
+    Operator,
     audit_entries,
     conveyor_cli,
     fails,
@@ -58,7 +59,7 @@ def test_four_stage_pipeline_succeeds_with_warnings(conveyor: Conveyor) -> None:
     assert len(conveyor.jobs("app-1")) == 6  # notify-failure is skipped: no Job
 
 
-def test_failure_is_retried_then_stops_later_stages(conveyor: Conveyor) -> None:
+def test_failure_is_retried_then_stops_later_stages(conveyor: Conveyor, operator: Operator) -> None:
     conveyor.create(pipeline("app", four_stage(unit=fails(2), deploy={}), stages=STAGES))
     conveyor.create(run("app-1", "app"))
     done = conveyor.wait_finished("app-1")
@@ -75,6 +76,22 @@ def test_failure_is_retried_then_stops_later_stages(conveyor: Conveyor) -> None:
         if j.metadata.annotations["conveyor.dev/job"] == "unit"
     )
     assert attempts == ["1", "2"]
+    # The metrics count each ending once: both failed attempts, the run, the allowed failure.
+    labels = {"namespace": conveyor.ns, "pipeline": "app"}
+    wait_until(
+        lambda: (
+            operator.metric("conveyor_pipelineruns_finished_total", **labels, phase="Failed") == 1
+        ),
+        timeout=30,
+        what="the failed run in the metrics",
+    )
+    finished = "conveyor_jobs_finished_total"
+    assert operator.metric(finished, **labels, job="unit", phase="Failed") == 2
+    assert operator.metric(finished, **labels, job="scan", phase="Failed") == 1
+    assert operator.metric(finished, **labels, job="deploy", phase="Skipped") == 1
+    assert operator.metric(finished, **labels, job="build", phase="Succeeded") == 1
+    assert operator.metric("conveyor_pipelineruns", namespace=conveyor.ns, phase="Failed") == 1
+    assert operator.metric("conveyor_pipelinerun_duration_seconds_count", **labels, phase="Failed")
 
 
 def test_job_timeout_fails_the_job_and_run(conveyor: Conveyor) -> None:

@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "<pipeline>; off unless given",
     )
     p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_address,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics; off unless given",
+    )
+    p.add_argument(
         "--allow-local-repositories",
         action="store_true",
         help="let pipelines use file:// repositories (off: a pipeline could read any repository "
@@ -140,6 +146,7 @@ def run_operator(args: argparse.Namespace) -> int:
         RUNTIME.git_cache = args.git_cache
     RUNTIME.allow_local_repositories = args.allow_local_repositories
     RUNTIME.webhook_address = args.webhook
+    RUNTIME.metrics_address = args.metrics
     RUNTIME.options = JobOptions(
         checkout_image=args.checkout_image,
         default_image=args.default_image,

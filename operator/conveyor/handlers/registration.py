@@ -20,6 +20,7 @@ from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINE
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, observe_job
 from conveyor.kube.patch import merge_patch
+from conveyor.metrics import metrics_app
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
 from conveyor.reconcile.sources import Sources
@@ -41,7 +42,8 @@ class Runtime:
     allow_local_repositories: bool = False
     webhook_address: tuple[str, int] | None = None  # (host, port) of the push webhook endpoint
     triggers: TriggerManager | None = None
-    webhook_runner: web.AppRunner | None = None
+    metrics_address: tuple[str, int] | None = None  # (host, port) of /metrics
+    servers: list[web.AppRunner] = field(default_factory=list)
     workers: int = 16
     controller: RunController | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -74,11 +76,20 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     if RUNTIME.webhook_address is not None:
         app = webhook_app(RUNTIME.triggers.webhook_lookup, RUNTIME.triggers.create_run)
-        RUNTIME.webhook_runner = web.AppRunner(app, access_log=None)
-        await RUNTIME.webhook_runner.setup()
-        host, port = RUNTIME.webhook_address
-        await web.TCPSite(RUNTIME.webhook_runner, host, port).start()
+        host, port = await _serve(app, RUNTIME.webhook_address)
         log.info("push webhooks served at http://%s:%d/hooks/<namespace>/<pipeline>", host, port)
+    if RUNTIME.metrics_address is not None:
+        host, port = await _serve(metrics_app(controller.metrics), RUNTIME.metrics_address)
+        log.info("Prometheus metrics served at http://%s:%d/metrics", host, port)
+
+
+async def _serve(app: web.Application, address: tuple[str, int]) -> tuple[str, int]:
+    # On the event loop's thread: the metrics read Kopf's indices, which only it changes.
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    RUNTIME.servers.append(runner)
+    await web.TCPSite(runner, *address).start()
+    return address
 
 
 @kopf.on.cleanup()
@@ -87,8 +98,8 @@ async def stop_workers(**_: Any) -> None:
         task.cancel()
     if RUNTIME.triggers is not None:
         RUNTIME.triggers.stop()
-    if RUNTIME.webhook_runner is not None:
-        await RUNTIME.webhook_runner.cleanup()
+    for runner in RUNTIME.servers:
+        await runner.cleanup()
 
 
 def _controller(**indices: Any) -> RunController:

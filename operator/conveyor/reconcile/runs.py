@@ -10,6 +10,7 @@ import datetime
 import functools
 import logging
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from conveyor import __version__
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
 from conveyor.api.approval import APPROVED, FINAL_DECISIONS
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
@@ -84,6 +86,7 @@ from conveyor.kube.observe import (
     pod_ended,
 )
 from conveyor.kube.patch import merge_patch
+from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
@@ -168,8 +171,10 @@ class RunController:
         *,
         clock: Callable[[], datetime.datetime] = utcnow,
         io_threads: int = 8,
+        metrics: OperatorMetrics | None = None,
     ) -> None:
         self.kube = kube
+        self.metrics = metrics or OperatorMetrics(__version__)
         self.options = options
         self.sources = sources
         self.clock = clock
@@ -224,6 +229,7 @@ class RunController:
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
         self.views = views
+        self.metrics.watch(views.runs, views.approvals, lambda: len(self.queue))
 
     def pipeline_body(self, key: Key) -> dict[str, Any] | None:
         return _first(self.views.pipelines, key) if self.views is not None else None
@@ -280,17 +286,21 @@ class RunController:
     async def _worker(self) -> None:
         while True:
             key = await self.queue.get()
+            began = time.perf_counter()
             try:
                 await self.reconcile(key)
             except ApiException as e:
                 log.warning(
                     "reconciling %s/%s: API error %s %s; retrying", *key, e.status, e.reason
                 )
+                self.metrics.pass_errors.labels("api").inc()
                 self.queue.add_after(key, RETRY_DELAY_SECONDS)
             except Exception:
                 log.exception("reconciling %s/%s failed; retrying", *key)
+                self.metrics.pass_errors.labels("internal").inc()
                 self.queue.add_after(key, RETRY_DELAY_SECONDS)
             finally:
+                self.metrics.pass_seconds.observe(time.perf_counter() - began)
                 self.queue.done(key)
 
     # -- one pass
@@ -614,6 +624,8 @@ class RunController:
         await self.io(self.kube.patch_approval_status, namespace, name, patch)
         was = (body.get("status") or {}).get("decision")
         if decision.final and was != decision.state:
+            environment = (body.get("spec") or {}).get("environment") or ""
+            self.metrics.approval_decided(namespace, environment, decision.state)
             event = Event(
                 "Normal" if decision.state == APPROVED else "Warning",
                 f"Approval{decision.state}",
@@ -801,6 +813,8 @@ class RunController:
         updated = await self.io(self.kube.patch_run_status, namespace, name, patch)
         older, _ = self._written.get(key, (frozenset(), body))
         self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
+        pipeline = ((body.get("spec") or {}).get("pipelineRef") or {}).get("name") or ""
+        self.metrics.status_written(namespace, pipeline, body.get("status") or {}, status)
 
     async def _after_finish(self, namespace: str, run: PipelineRun) -> None:
         """A run has ended: the next waiting runs may start, and old runs beyond history go.
