@@ -58,12 +58,19 @@ class Ports:
     def apiserver(cluster: str) -> int:
         return PORT_BASE + 43 + CLUSTERS.index(cluster)
 
+    @staticmethod
+    def kubelet(cluster: str) -> int:
+        """kwok's server, the kubelet of every fake node of a cluster: it serves pod logs."""
+        return PORT_BASE + 50 + CLUSTERS.index(cluster)
+
 
 PORTS = Ports(etcd_client=PORT_BASE + 0, etcd_peer=PORT_BASE + 1)
 
 
 def all_ports() -> list[int]:
-    return [PORTS.etcd_client, PORTS.etcd_peer] + [Ports.apiserver(c) for c in CLUSTERS]
+    return [PORTS.etcd_client, PORTS.etcd_peer] + [
+        port for c in CLUSTERS for port in (Ports.apiserver(c), Ports.kubelet(c))
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,6 +468,10 @@ def start_apiserver(bindir: Path, cluster: str) -> None:
         "--authorization-mode=Node,RBAC",
         "--anonymous-auth=false",
         "--allow-privileged=true",
+        # Pod logs come from kwok's server (the fake nodes' kubelet) at the node's InternalIP,
+        # whose serving certificate our CA signed.
+        "--kubelet-preferred-address-types=InternalIP",
+        f"--kubelet-certificate-authority={p / 'ca.crt'}",
         "--v=0",
     ]
     if cluster == "ci":
@@ -523,12 +534,39 @@ def start_controllers(bindir: Path, cluster: str) -> None:
             str(bindir / "kwok"),
             f"--kubeconfig={component_kubeconfig(cluster, 'kwok')}",
             f"--config={ROOT / 'hack' / 'kwok' / 'stages.yaml'}",
+            f"--config={pod_logs_config()}",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            # Its server is every fake node's kubelet endpoint: the API server reads logs there.
+            f"--server-address=127.0.0.1:{Ports.kubelet(cluster)}",
+            f"--node-port={Ports.kubelet(cluster)}",
+            "--node-ip=127.0.0.1",
+            "--node-name=localhost",
+            f"--tls-cert-file={p / 'apiserver.crt'}",  # SANs 127.0.0.1, localhost
+            f"--tls-private-key-file={p / 'apiserver.key'}",
             "--node-lease-duration-seconds=200",
             "--cidr=10.244.0.0/16",
         ],
         env={"HOME": str(home)},
     )
+
+
+def pod_logs_config() -> Path:
+    """kwok's ClusterLogs: no container runs, so every pod's containers answer with the log
+    file of their name under hack/kwok/logs/ (CRI format), or default.log. kwok resolves
+    paths against its working directory: they are written absolute, here."""
+    logs = ROOT / "hack" / "kwok" / "logs"
+    named = sorted(f.stem for f in logs.glob("*.log") if f.stem != "default")
+    entries = [{"containers": [name], "logsFile": str(logs / f"{name}.log")} for name in named]
+    entries.append({"logsFile": str(logs / "default.log")})
+    config = {
+        "apiVersion": "kwok.x-k8s.io/v1alpha1",
+        "kind": "ClusterLogs",
+        "metadata": {"name": "every-pod"},
+        "spec": {"logs": entries},
+    }
+    path = STATE / "kwok-logs.yaml"
+    path.write_text(json.dumps(config))
+    return path
 
 
 def node_manifest(name: str) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
@@ -49,9 +50,30 @@ def install(clusters: Clusters) -> None:
     service account's token)."""
     clusters.kubectl("ci", "apply", "-f", str(ROOT / "crds"))
     clusters.kubectl("ci", "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    # Established comes a moment before the API server stores the kinds (a create answers 503
+    # "Resource kind ... not found" until then): wait for a dry-run create to be judged.
+    api = client.CustomObjectsApi(clusters.api("ci"))
+    for plural, kind in (
+        ("pipelines", "Pipeline"),
+        ("pipelineruns", "PipelineRun"),
+        ("environments", "Environment"),
+        ("approvals", "Approval"),
+    ):
+        wait_until(
+            functools.partial(_served, api, plural, kind), what=f"{plural} served", timeout=60
+        )
     for manifest in sorted((ROOT / "deploy").glob("*.yaml")):
         if manifest.name != "20-operator.yaml":  # the operator runs as a process here
             clusters.kubectl("ci", "apply", "-f", str(manifest))
+
+
+def _served(api: client.CustomObjectsApi, plural: str, kind: str) -> bool:
+    probe = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": "probe"}}
+    try:
+        api.create_namespaced_custom_object(GROUP, VERSION, "default", plural, probe, dry_run="All")
+    except ApiException as e:
+        return e.status not in (404, 503)  # judged (e.g. 422: the probe is invalid): served
+    return True
 
 
 def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from conveyor.kube.client import KubeConfigError, Target
+from conveyor.kube.client import Kube, KubeConfigError, Target
 
 
 def add_cluster_options(parser: argparse.ArgumentParser, *, namespace: bool = True) -> None:
@@ -45,3 +47,19 @@ def api_message(e: ApiException) -> str:
         return json.loads(e.body or "{}").get("message") or f"{e.status} {e.reason}"
     except (ValueError, AttributeError):
         return f"{e.status} {e.reason}"
+
+
+def kube_command(command: Callable[[argparse.Namespace, Kube, str], int]) -> Any:
+    """A subcommand's function, given the cluster and namespace; configuration and API errors
+    become one clear line and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            kube = Kube(target(args).api_client())
+            return command(args, kube, namespace(args))
+        except KubeConfigError as e:
+            return fail(str(e))
+        except ApiException as e:
+            return fail(api_message(e))
+
+    return run

@@ -12,6 +12,7 @@ from conveyor import __version__
 SUBCOMMAND_MODULES: tuple[str, ...] = (
     "operator_cmd",
     "runs",
+    "logs",
     "import_gitlab",
     "environments",
     "approvals",

@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
-
-from kubernetes.client.rest import ApiException
 
 from conveyor.api import API_VERSION, parse_time
 from conveyor.api.durations import format_duration
 from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL
-from conveyor.cli.common import add_cluster_options, api_message, fail, namespace, target
-from conveyor.kube.client import Kube, KubeConfigError
+from conveyor.cli.common import add_cluster_options, fail, kube_command
+from conveyor.kube.client import Kube
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -38,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a run variable (repeatable); it overrides every other variable",
     )
     add_cluster_options(run)
-    run.set_defaults(func=_guard(cmd_run))
+    run.set_defaults(func=kube_command(cmd_run))
 
     get = subparsers.add_parser(
         "get",
@@ -47,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     get.add_argument("run", metavar="RUN", nargs="?", help="name of a PipelineRun")
     add_cluster_options(get)
-    get.set_defaults(func=_guard(cmd_get))
+    get.set_defaults(func=kube_command(cmd_get))
 
     cancel = subparsers.add_parser(
         "cancel",
@@ -56,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     cancel.add_argument("run", metavar="RUN")
     add_cluster_options(cancel)
-    cancel.set_defaults(func=_guard(cmd_cancel))
+    cancel.set_defaults(func=kube_command(cmd_cancel))
 
     play = subparsers.add_parser(
         "play",
@@ -66,22 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     play.add_argument("run", metavar="RUN")
     play.add_argument("job", metavar="JOB")
     add_cluster_options(play)
-    play.set_defaults(func=_guard(cmd_play))
-
-
-def _guard(command: Callable[[argparse.Namespace, Kube, str], int]) -> Any:
-    """Turns configuration and API errors into one clear line and exit code 1."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            kube = Kube(target(args).api_client())
-            return command(args, kube, namespace(args))
-        except KubeConfigError as e:
-            return fail(str(e))
-        except ApiException as e:
-            return fail(api_message(e))
-
-    return run
+    play.set_defaults(func=kube_command(cmd_play))
 
 
 def run_manifest(

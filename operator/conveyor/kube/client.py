@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,23 @@ class Kube:
             _preload_content=False,
         )
         return list(json.loads(response.data).get("items") or ())
+
+    def pod_log(
+        self, namespace: str, pod: str, container: str, *, follow: bool, tail: int | None
+    ) -> Iterator[bytes]:
+        """A container's log as it arrives (the kubelet's bytes, undecoded)."""
+        response = self.core.read_namespaced_pod_log(
+            pod,
+            namespace,
+            container=container,
+            follow=follow,
+            tail_lines=tail,
+            _preload_content=False,
+        )
+        try:
+            yield from response.stream(4096)
+        finally:
+            response.release_conn()
 
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         self.core.create_namespaced_event(namespace, body)
