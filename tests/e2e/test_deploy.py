@@ -734,3 +734,50 @@ def test_a_missing_or_malformed_kubeconfig_fails_the_deploy_and_says_why(
     entry = job_status(done, "k8s-deploy-test")
     assert entry["reason"] == "InvalidKubeconfig"
     assert "test-kubeconfig not found" in entry["message"]
+
+
+def test_an_environment_named_by_a_variable_is_gated_and_deployed_as_the_one_it_names(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    deploy = {"name": "deploy", "stage": "deploy", "deploy": {}, "environment": {"name": "$TARGET"}}
+    conveyor.create(pipeline("to", [deploy], stages=["deploy"], source={"url": app.url}))
+    conveyor.create(run("to-test", "to", ref="master", variables={"TARGET": "test"}))
+    conveyor.create(run("to-prod", "to", ref="master", variables={"TARGET": "prod"}))
+    conveyor.create(run("to-bad", "to", ref="master", variables={"TARGET": "Not A Name"}))
+
+    done = conveyor.wait_finished("to-test", timeout=90)
+    assert phase(done) == "Succeeded"
+    assert job_status(done, "deploy")["environment"] == "test"
+    assert deployment(clusters, "test", target_namespace).metadata.name == "go-app"
+    # prod's protection follows the expanded name: an Approval for prod, nothing deployed.
+    waiting = conveyor.wait_run("to-prod", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    assert job_status(waiting, "deploy")["environment"] == "prod"
+    assert approval_of(conveyor, "to-prod")["spec"]["environment"] == "prod"
+    prod_apps = client.AppsV1Api(clusters.api("prod"))
+    assert prod_apps.list_namespaced_deployment(target_namespace).items == []
+    bad = conveyor.wait_finished("to-bad", timeout=60)
+    assert phase(bad) == "Failed"
+    condition = succeeded_condition(bad)
+    assert condition["reason"] == "InvalidPipeline"
+    assert (
+        "jobs[deploy].environment.name: '$TARGET' expands to 'Not A Name'" in condition["message"]
+    )
+
+
+def test_a_resource_group_named_by_a_variable_is_one_lock_per_branch(conveyor: Conveyor) -> None:
+    migrate = job("migrate", resourceGroup="db-$CI_COMMIT_REF_SLUG", **lasts("8s"))
+    conveyor.create(pipeline("per-branch", [migrate]))
+    conveyor.create(run("b-main", "per-branch", ref="main"))
+    conveyor.wait_run("b-main", lambda r: running(r, "migrate"), timeout=60)
+    # Another branch: another lock, it runs at once; the same branch waits.
+    conveyor.create(run("b-dev", "per-branch", ref="dev"))
+    conveyor.create(run("b-main-2", "per-branch", ref="main"))
+    dev = conveyor.wait_run("b-dev", lambda r: running(r, "migrate"), timeout=30)
+    assert job_status(dev, "migrate")["resourceGroup"] == "db-dev"
+    held = conveyor.wait_run(
+        "b-main-2",
+        lambda r: succeeded_condition(r).get("reason") == "WaitingForResource",
+        timeout=30,
+    )
+    assert "resource group 'db-main' is busy: run b-main" in succeeded_condition(held)["message"]
+    assert phase(conveyor.wait_finished("b-main-2", timeout=90)) == "Succeeded"

@@ -10,9 +10,9 @@ import unicodedata
 
 import pytest
 
-from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.api import ModelError, PipelineRun, parse_pipeline_spec
 from conveyor.engine import job_name, label_value, ref_slug
-from conveyor.kube.jobspec import JobOptions, build_job
+from conveyor.kube.jobspec import JobOptions, build_job, with_names_expanded
 from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
 from conveyor.kube.script import render_job_script
 from conveyor.kube.variables import expand
@@ -510,3 +510,50 @@ def test_observe_failed_job_with_exit_code_and_deadline():
 def test_unicode_folding_keeps_names_readable():
     assert unicodedata.normalize("NFKD", "é") != "é"
     assert job_name("run", "déploiement", 1).startswith("run-deploiement-1-")
+
+
+# --- variables in environment names and resource groups ----------------------------------
+
+
+def expanded(job_fields, run_fields=None):
+    run, spec, _ = make(job_fields, run_fields=run_fields)
+    return with_names_expanded(spec, run, JobOptions()).jobs[0]
+
+
+def test_environment_names_and_resource_groups_take_the_jobs_variables():
+    job = expanded(
+        {
+            "environment": {"name": "$TARGET", "url": "https://$TARGET.example.com"},
+            "resourceGroup": "review/$CI_COMMIT_REF_SLUG",
+            "variables": {"TARGET": "staging"},
+        },
+        {"variables": {"TARGET": "prod"}},  # run variables rank highest
+    )
+    assert job.environment.name == "prod"
+    assert job.environment.url == "https://$TARGET.example.com"  # CI_ENVIRONMENT_URL expands it
+    assert job.resource_group == "review/feature-login-page"
+
+
+def test_names_without_variables_are_left_as_they_are():
+    run, spec, _ = make({"environment": {"name": "prod"}, "resourceGroup": "db"})
+    assert with_names_expanded(spec, run, JobOptions()) == spec
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        (
+            {"environment": {"name": "$NOPE"}},
+            "jobs[unit tests].environment.name: '$NOPE' expands to ''",
+        ),
+        (
+            {"environment": {"name": "$T"}, "variables": {"T": "Prod Env"}},
+            "cannot name an Environment",
+        ),
+        ({"resourceGroup": "$NOPE"}, "jobs[unit tests].resourceGroup: '$NOPE' expands to ''"),
+    ],
+)
+def test_a_name_that_expands_to_no_name_is_an_error_naming_the_job(fields, words):
+    with pytest.raises(ModelError) as e:
+        expanded(fields)
+    assert words in str(e.value)

@@ -38,6 +38,7 @@ SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 GIT_URL_PATTERN = r"^((https?|ssh|git|file)://\S+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+)$"
 
 # Bounds. They keep CEL cost estimates low and objects far below etcd's size limit.
+RESOURCE_GROUP_MAX = 255
 MAX_JOBS = 200
 MAX_STAGES = 50
 MAX_NEEDS = 50  # GitLab's own limit on needs per job
@@ -184,7 +185,12 @@ class Resources:
 @model("The environment a job deploys to (GitLab `environment`).")
 @dataclass(frozen=True)
 class Environment:
-    name: str = spec_field("Environment name; may contain variables.", max_length=255)
+    name: str = spec_field(
+        "Name of the Environment object the job deploys to; may contain variables "
+        "($DEPLOY_TARGET), expanded with the job's: gates, locks and credentials follow the "
+        "expanded name.",
+        max_length=255,
+    )
     url: str | None = spec_field("URL of the deployed environment.", default=None, max_length=2048)
 
 
@@ -445,9 +451,10 @@ class PipelineJob:
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
     resource_group: str | None = spec_field(
         "GitLab `resource_group`: at most one job of this group runs at a time across the "
-        "namespace's runs; the others wait. Taken literally (no variables).",
+        "namespace's runs; the others wait. May contain variables ($CI_COMMIT_REF_SLUG), "
+        "expanded with the job's.",
         default=None,
-        max_length=255,
+        max_length=RESOURCE_GROUP_MAX,
         min_length=1,
         pattern=r"^[A-Za-z0-9_./{}$ -]+$",
     )

@@ -627,9 +627,7 @@ class Importer:
                 f"{where}: resource_group must be 1-255 letters, digits, spaces "
                 "and - _ . / $ { }",
             )
-        if "$" in value:
-            self.omit(where, "resource_group", f"{value!r} is taken literally (no variables)")
-        return value
+        return value  # variables in it are expanded per job when the run starts, as GitLab does
 
     def _needs(self, name: str, job: MarkedDict, out: dict[str, Any]) -> None:
         if "needs" not in job:

@@ -7,13 +7,22 @@ clean it up (an owner reference to the PipelineRun). Secrets appear only as refe
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.api.meta import API_VERSION
-from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Service
+from conveyor.api import ModelError
+from conveyor.api.meta import API_VERSION, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN
+from conveyor.api.pipeline import (
+    RESOURCE_GROUP_MAX,
+    PipelineJob,
+    PipelineSpec,
+    SecretVariable,
+    Service,
+)
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
 from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, short_hash, slug
@@ -136,6 +145,41 @@ def job_variables(
             {k: v.replace("$", "$$") for k, v in defaults.items() if k not in variables.raw}
         )
     return variables
+
+
+def with_names_expanded(
+    pipeline: PipelineSpec, run: PipelineRun, options: JobOptions
+) -> PipelineSpec:
+    """GitLab expands the job's variables in environment names and resource groups: the run's
+    jobs are gated, locked and deployed under the expanded names. Raises ModelError, naming
+    the job, when a name expands to one that cannot be."""
+    jobs = []
+    for job in pipeline.jobs:
+        env, group = job.environment, job.resource_group
+        if not (env is not None and "$" in env.name) and not (group and "$" in group):
+            jobs.append(job)
+            continue
+        variables = job_variables(pipeline, run, job, options)
+        if env is not None and "$" in env.name:
+            name = variables.expand_raw(env.name)
+            if len(name) > DNS_SUBDOMAIN_MAX or not re.match(DNS_SUBDOMAIN_PATTERN, name):
+                raise ModelError(
+                    f"jobs[{job.name}].environment.name",
+                    f"{env.name!r} expands to {name!r}, which cannot name an Environment "
+                    "(lowercase letters, digits, '-' and '.')",
+                )
+            job = dataclasses.replace(job, environment=dataclasses.replace(env, name=name))
+        if group and "$" in group:
+            name = variables.expand_raw(group).strip()
+            if not name or len(name) > RESOURCE_GROUP_MAX:
+                raise ModelError(
+                    f"jobs[{job.name}].resourceGroup",
+                    f"{group!r} expands to {name!r}: a resource group needs 1-"
+                    f"{RESOURCE_GROUP_MAX} characters",
+                )
+            job = dataclasses.replace(job, resource_group=name)
+        jobs.append(job)
+    return dataclasses.replace(pipeline, jobs=tuple(jobs))
 
 
 def merged_secret_variables(pipeline: PipelineSpec, job: PipelineJob) -> list[SecretVariable]:

@@ -76,7 +76,7 @@ from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
-from conveyor.kube.jobspec import JobOptions, build_job, project_name
+from conveyor.kube.jobspec import JobOptions, build_job, project_name, with_names_expanded
 from conveyor.kube.observe import (
     as_active,
     awaiting_pod_details,
@@ -416,6 +416,12 @@ class RunController:
                 return
             run = with_evaluation(run, evaluation)
         run = _with_sha(run, evaluation)
+        try:
+            pipeline = with_names_expanded(pipeline, run, self.options)
+        except ModelError as e:
+            if allowed:  # a queued run is judged when it may start, with its git facts
+                await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
+                return
         observed, awaiting = await self._observe(key, now)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         approvals = self._approvals(key)
