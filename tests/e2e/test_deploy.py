@@ -292,6 +292,10 @@ def test_test_deploys_at_once_and_prod_waits_for_an_approver(
         == 1
     )
     assert operator.metric("conveyor_approvals_pending", namespace=ns, environment="prod") is None
+    # A native deploy has no pod: its log is its record.
+    log = conveyor_cli(clusters, "logs", "r1", "k8s-deploy-prod", "-n", ns)
+    assert log.returncode == 0, log.stderr
+    assert "native deploy to environment prod" in log.stdout and f"master_{after}" in log.stdout
 
 
 def test_a_rejection_stops_prod(

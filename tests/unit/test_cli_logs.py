@@ -10,6 +10,7 @@ from conveyor.cli.logs import (
     attempts,
     containers,
     deploy_summary,
+    native_deploys,
     newest_pod,
     ready_to_follow,
     started,
@@ -135,3 +136,10 @@ def test_follow_waits_until_the_job_has_a_job_or_never_will() -> None:
     )
     assert ready_to_follow(run("Running", {"name": "unit", "phase": "Skipped"}), "unit")
     assert ready_to_follow(run("Failed", {"name": "unit", "phase": "Pending"}), "unit")
+
+
+def test_native_deploys_come_from_the_inline_spec_or_the_pipeline() -> None:
+    jobs = [{"name": "build"}, {"name": "ship", "deploy": {}}]
+    assert native_deploys({"spec": {"pipelineSpec": {"jobs": jobs}}}, None) == {"ship"}
+    assert native_deploys({"spec": {"pipelineRef": {"name": "p"}}}, {"jobs": jobs}) == {"ship"}
+    assert native_deploys({"spec": {}}, None) == set()

@@ -138,6 +138,11 @@ def deploy_summary(run: Mapping[str, Any], job: str) -> str | None:
     return "\n".join(lines)
 
 
+def native_deploys(run: Mapping[str, Any], pipeline: Mapping[str, Any] | None) -> set[str]:
+    spec = (run.get("spec") or {}).get("pipelineSpec") or pipeline or {}
+    return {j["name"] for j in spec.get("jobs") or () if j.get("deploy") is not None}
+
+
 def header(attempt: Attempt) -> str:
     return f"==> {attempt.job} (attempt {attempt.number}, {attempt.phase}) <=="
 
@@ -187,6 +192,11 @@ def _print_attempt(
     if summary is not None:
         print(summary, flush=True)
         return
+    if attempt.job in native_deploys(run, _pipeline_spec(kube, ns, run)):
+        raise LogsError(
+            f"job {attempt.job} is a native deploy, run by the operator without a pod: it is "
+            f"{attempt.phase}, and its record shows here when it ends"
+        )
     if attempt.job_name is None:
         raise LogsError(f"job {attempt.job} has not run: it is {attempt.phase}")
     pod = newest_pod(kube.list_job_pods(ns, attempt.job_name))
@@ -215,6 +225,16 @@ def _print_attempt(
             if "waiting to start" in message and attempt.phase not in FINISHED_PHASES:
                 message += " (the job has not started yet; --follow waits for it)"
             raise LogsError(message) from e
+
+
+def _pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    name = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")
+    if not name:
+        return None
+    try:
+        return kube.get_pipeline(ns, name).get("spec")
+    except ApiException:
+        return None  # gone, or not readable: the job is then taken for a pod's
 
 
 def started(pod: Mapping[str, Any], container: str) -> bool | None:
