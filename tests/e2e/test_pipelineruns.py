@@ -348,3 +348,33 @@ def test_operator_acts_only_as_its_service_account(conveyor: Conveyor) -> None:
         )
     )
     assert refused == [], [(e["verb"], e["requestURI"]) for e in refused]
+
+
+def test_a_docker_in_docker_job_runs_with_its_daemon_untrusted(conveyor: Conveyor) -> None:
+    conveyor.create(
+        pipeline(
+            "dind",
+            [
+                job(
+                    "build",
+                    "build",
+                    services=[{"name": "docker:27-dind", "alias": "docker"}],
+                    secretVariables=[{"name": "TOKEN", "secretName": "registry", "key": "t"}],
+                )
+            ],
+        )
+    )
+    conveyor.create(run("dind-1", "dind"))
+    assert phase(conveyor.wait_finished("dind-1")) == "Succeeded"
+    (built,) = conveyor.jobs("dind-1")
+    pod = built.spec.template.spec
+    (daemon,) = pod.init_containers
+    # Held until the daemon answers; its certificates shared with the script; no secrets, and
+    # not privileged unless the operator was started with --privileged-services.
+    assert daemon.startup_probe._exec.command[:2] == ["/bin/sh", "-c"]
+    assert daemon.security_context is None
+    assert "TOKEN" not in {e.name for e in daemon.env}
+    (script,) = pod.containers
+    assert "TOKEN" in {e.name for e in script.env}
+    assert any(m.mount_path == "/certs/client" and m.read_only for m in script.volume_mounts)
+    assert pod.host_aliases[0].hostnames == ["docker"]

@@ -11,8 +11,17 @@ import unicodedata
 import pytest
 
 from conveyor.api import ModelError, PipelineRun, parse_pipeline_spec
+from conveyor.api.pipeline import Service
+from conveyor.cli.main import build_parser
+from conveyor.cli.operator_cmd import job_options
 from conveyor.engine import job_name, label_value, ref_slug
-from conveyor.kube.jobspec import JobOptions, build_job, with_names_expanded
+from conveyor.kube.jobspec import (
+    DOCKER_READY,
+    JobOptions,
+    build_job,
+    is_docker_daemon,
+    with_names_expanded,
+)
 from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
 from conveyor.kube.script import render_job_script
 from conveyor.kube.variables import expand
@@ -329,6 +338,71 @@ def test_checkout_then_services_as_native_sidecars():
     assert script_container(job)["workingDir"] == "/builds/web-app"
 
 
+def test_services_get_no_secrets_and_no_privilege_unless_the_operator_allows_it():
+    fields = {
+        "services": [{"name": "docker:27-dind"}, {"name": "redis:7"}],
+        "secretVariables": [{"name": "TOKEN", "secretName": "tok", "key": "t"}],
+        "variables": {"PLAIN": "yes"},
+    }
+    run, spec, job = make(fields)
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+    for sidecar in pod["initContainers"]:
+        assert "TOKEN" not in env_of(sidecar) and env_of(sidecar)["PLAIN"] == "yes"
+        assert "securityContext" not in sidecar
+    assert "TOKEN" in env_of(pod["containers"][0])
+
+    allowed = JobOptions(privileged_services=True)
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1, options=allowed)
+    pod = pod["spec"]["template"]["spec"]
+    assert [c["securityContext"] for c in pod["initContainers"]] == [{"privileged": True}] * 2
+    assert "securityContext" not in pod["containers"][0]
+
+
+@pytest.mark.parametrize(
+    ("image", "daemon"),
+    [
+        ("docker:27-dind", True),
+        ("docker:dind-rootless", True),
+        ("docker.io/library/docker:stable-dind", True),
+        ("docker:27-dind@sha256:" + "a" * 64, True),
+        ("docker:27-cli", False),
+        ("docker", False),
+        ("registry.example.com/docker:dind", False),
+        ("redis:7", False),
+    ],
+)
+def test_docker_daemons_are_known_by_image(image, daemon):
+    assert is_docker_daemon(Service(name=image)) is daemon
+
+
+def test_a_docker_daemon_shares_its_certificates_and_holds_the_script_until_it_answers():
+    run, spec, job = make({"services": [{"name": "docker:27-dind", "alias": "docker"}]})
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+    dind, script = pod["initContainers"][0], pod["containers"][0]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["docker-certs"]["emptyDir"] == {"medium": "Memory"}
+    assert {"name": "docker-storage", "mountPath": "/var/lib/docker"} in dind["volumeMounts"]
+    assert {"name": "docker-certs", "mountPath": "/certs/client"} in dind["volumeMounts"]
+    assert {
+        "name": "docker-certs", "mountPath": "/certs/client", "readOnly": True
+    } in script["volumeMounts"]  # fmt: skip
+    probe = dind["startupProbe"]
+    assert probe["exec"]["command"][:2] == ["/bin/sh", "-c"]
+    assert "--tlsverify" in probe["exec"]["command"][2] and "2375" in probe["exec"]["command"][2]
+
+
+def test_the_docker_readiness_probe_is_valid_shell(tmp_path):
+    # No daemon here: the probe must fail cleanly (exit non-zero), in both TLS modes.
+    for certdir in ("/certs", ""):
+        proc = subprocess.run(
+            ["/bin/sh", "-c", DOCKER_READY],
+            env={"DOCKER_TLS_CERTDIR": certdir, "PATH": str(tmp_path)},
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode != 0 and "syntax error" not in proc.stderr
+
+
 def test_checkout_credentials_are_mounted_not_copied():
     job = build(
         spec_fields={
@@ -557,3 +631,10 @@ def test_a_name_that_expands_to_no_name_is_an_error_naming_the_job(fields, words
     with pytest.raises(ModelError) as e:
         expanded(fields)
     assert words in str(e.value)
+
+
+def test_the_operators_flags_make_the_job_options():
+    parse = build_parser().parse_args
+    assert job_options(parse(["operator"])) == JobOptions()
+    options = job_options(parse(["operator", "--privileged-services", "--registry", "r.example"]))
+    assert options.privileged_services and options.registry == "r.example"

@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkout-image", default=DEFAULT_CHECKOUT_IMAGE, help="git image of jobs")
     p.add_argument("--default-image", default=DEFAULT_IMAGE, help="image of jobs that name none")
+    p.add_argument(
+        "--privileged-services",
+        action="store_true",
+        help="run jobs' service containers (docker:dind) privileged, as GitLab's runner "
+        "`privileged = true` does; never the script container. Job namespaces must then allow "
+        "privileged pods (Pod Security level `privileged`). Off: a Docker daemon cannot start",
+    )
     p.add_argument("--registry", help="CI_REGISTRY given to jobs")
     p.add_argument("--registry-image", help="CI_REGISTRY_IMAGE given to jobs")
     p.add_argument(
@@ -112,6 +119,16 @@ def crds_served(api: client.ApiClient) -> bool:
     return {"pipelines", "pipelineruns"} <= names
 
 
+def job_options(args: argparse.Namespace) -> JobOptions:
+    return JobOptions(
+        checkout_image=args.checkout_image,
+        default_image=args.default_image,
+        registry=args.registry,
+        registry_image=args.registry_image,
+        privileged_services=args.privileged_services,
+    )
+
+
 def run_operator(args: argparse.Namespace) -> int:
     from conveyor.handlers.registration import RUNTIME  # registers the handlers
 
@@ -147,12 +164,7 @@ def run_operator(args: argparse.Namespace) -> int:
     RUNTIME.allow_local_repositories = args.allow_local_repositories
     RUNTIME.webhook_address = args.webhook
     RUNTIME.metrics_address = args.metrics
-    RUNTIME.options = JobOptions(
-        checkout_image=args.checkout_image,
-        default_image=args.default_image,
-        registry=args.registry,
-        registry_image=args.registry_image,
-    )
+    RUNTIME.options = job_options(args)
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,

@@ -43,6 +43,9 @@ ANNOTATION_JOB = "conveyor.dev/job"
 ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
 
 CHECKOUT_CONTAINER = "checkout"
+DOCKER_CERTS_DIR = "/certs"  # GitLab's DOCKER_TLS_CERTDIR; clients read <dir>/client
+DOCKER_CERTS_VOLUME = "docker-certs"
+DOCKER_STORAGE_VOLUME = "docker-storage"
 SCRIPT_CONTAINER = "script"
 WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
@@ -56,6 +59,9 @@ class JobOptions:
     default_image: str = DEFAULT_IMAGE
     registry: str | None = None  # CI_REGISTRY
     registry_image: str | None = None  # CI_REGISTRY_IMAGE
+    # GitLab's runner `privileged = true`, for service containers only (a Docker daemon needs
+    # it): the platform's decision, never the pipeline's; the script container never is.
+    privileged_services: bool = False
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
@@ -271,8 +277,17 @@ def build_job(
 
     names = service_container_names(job.services)
     hostnames: list[str] = []
+    # Services are not trusted with the job's secrets (GitLab does not give them UI-defined
+    # variables either): only plain variables.
+    service_env = [e for e in env if "valueFrom" not in e]
+    script_mounts = [workspace_mount, *secret_mounts]
     for service, name in zip(job.services, names, strict=True):
-        init_containers.append(_service_container(service, name, variables, env, workspace_mount))
+        container = _service_container(service, name, variables, service_env, workspace_mount)
+        if options.privileged_services:
+            container["securityContext"] = {"privileged": True}
+        if is_docker_daemon(service):
+            _as_docker_daemon(container, volumes, script_mounts)
+        init_containers.append(container)
         hostnames += [h for h in service_hostnames(service, name) if h not in hostnames]
 
     image = variables.expand_raw(job.image or pipeline.image or "") or options.default_image
@@ -286,7 +301,7 @@ def build_job(
         ],
         "workingDir": project_dir,
         "env": env,
-        "volumeMounts": [workspace_mount, *secret_mounts],
+        "volumeMounts": script_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if job.resources is not None:
@@ -389,6 +404,60 @@ def _checkout_container(
         "env": env,
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+def is_docker_daemon(service: Service) -> bool:
+    """Docker-in-Docker: the `docker` images whose tag says dind (docker:27-dind,
+    docker:dind-rootless, docker:stable-dind)."""
+    image = service.name.split("@")[0]
+    repository, _, tag = (
+        image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
+    )
+    return repository.removeprefix("docker.io/").removeprefix("library/") == "docker" and (
+        "dind" in tag
+    )
+
+
+# dockerd is ready when it answers on its TLS port with the certificates it made (the default
+# since Docker 19.03, DOCKER_TLS_CERTDIR=/certs), or on the plain port when TLS is off.
+DOCKER_READY = (
+    'if [ -n "${DOCKER_TLS_CERTDIR:-}" ]; then '
+    f"test -s {DOCKER_CERTS_DIR}/client/ca.pem && docker --host=tcp://127.0.0.1:2376 --tlsverify "
+    f"--tlscacert={DOCKER_CERTS_DIR}/client/ca.pem --tlscert={DOCKER_CERTS_DIR}/client/cert.pem "
+    f"--tlskey={DOCKER_CERTS_DIR}/client/key.pem info; "
+    "else docker --host=tcp://127.0.0.1:2375 info; fi >/dev/null 2>&1"
+)
+
+
+def _as_docker_daemon(
+    container: dict[str, Any], volumes: list[dict[str, Any]], script_mounts: list[dict[str, Any]]
+) -> None:
+    """A Docker daemon sidecar as GitLab's Kubernetes executor runs one: its client
+    certificates shared with the script (in memory), its storage on a volume of its own, and
+    the script started only once the daemon answers: the script's first `docker` command
+    would otherwise race the daemon's start and its certificates."""
+    if not any(v["name"] == DOCKER_CERTS_VOLUME for v in volumes):
+        volumes += [
+            {"name": DOCKER_CERTS_VOLUME, "emptyDir": {"medium": "Memory"}},
+            {"name": DOCKER_STORAGE_VOLUME, "emptyDir": {}},
+        ]
+        script_mounts.append(
+            {
+                "name": DOCKER_CERTS_VOLUME,
+                "mountPath": f"{DOCKER_CERTS_DIR}/client",
+                "readOnly": True,
+            }
+        )
+    container["volumeMounts"] = [
+        *container["volumeMounts"],
+        {"name": DOCKER_CERTS_VOLUME, "mountPath": f"{DOCKER_CERTS_DIR}/client"},
+        {"name": DOCKER_STORAGE_VOLUME, "mountPath": "/var/lib/docker"},
+    ]
+    container["startupProbe"] = {
+        "exec": {"command": ["/bin/sh", "-c", DOCKER_READY]},
+        "periodSeconds": 2,
+        "failureThreshold": 90,  # three minutes to start
     }
 
 
