@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from pathlib import Path
 
 import pytest
 from kubernetes.client.rest import ApiException
@@ -23,6 +24,7 @@ from tests.e2e.conveyor import (
     run,
     succeeded_condition,
 )
+from tests.e2e.gitrepo import GitRepo
 from tests.e2e.support import Clusters, wait_until
 
 STAGES = ["build", "test", "deploy", "report"]
@@ -378,3 +380,32 @@ def test_a_docker_in_docker_job_runs_with_its_daemon_untrusted(conveyor: Conveyo
     assert "TOKEN" in {e.name for e in script.env}
     assert any(m.mount_path == "/certs/client" and m.read_only for m in script.volume_mounts)
     assert pod.host_aliases[0].hostnames == ["docker"]
+
+
+def test_a_build_job_records_the_digest_it_pushed(conveyor: Conveyor, tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path)
+    repo.git("init", "-q", "-b", "main")
+    repo.commit("app", {"src/Dockerfile": "FROM scratch\n"})
+    digest = "sha256:" + "5e" * 32
+    build = {
+        "name": "image",
+        "stage": "build",
+        "build": {"image": "reg.example/app:$CI_COMMIT_SHORT_SHA", "context": "src"},
+        # The fake kubelet ends the pod with this termination message, as buildctl's would.
+        "podAnnotations": {"kwok.conveyor.dev/message": digest},
+    }
+    conveyor.create(pipeline("img", [build, job("test")], source={"url": repo.url}))
+    conveyor.create(run("img-1", "img"))
+    done = conveyor.wait_finished("img-1")
+    assert phase(done) == "Succeeded"
+    assert job_status(done, "image")["imageDigest"] == digest
+    assert "imageDigest" not in job_status(done, "test")
+    (built,) = [
+        j for j in conveyor.jobs("img-1") if j.metadata.annotations["conveyor.dev/job"] == "image"
+    ]
+    container = built.spec.template.spec.containers[0]
+    assert container.image.startswith("moby/buildkit:") and container.image.endswith("-rootless")
+    assert container.security_context.run_as_user == 1000
+    assert container.security_context.seccomp_profile.type == "Unconfined"
+    env = {e.name: e.value for e in container.env}
+    assert env["CONVEYOR_BUILD_IMAGE"] == f"reg.example/app:{repo.head()[:8]}"

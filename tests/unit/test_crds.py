@@ -95,9 +95,14 @@ def test_pipeline_jobs_schema():
     assert job["resources"]["properties"]["limits"]["additionalProperties"] == {
         "x-kubernetes-int-or-string": True
     }
-    # script is required unless the job deploys: a CEL rule, not `required`.
+    # script is required unless the job deploys or builds: a CEL rule, not `required`.
     job_rules = [v["rule"] for v in jobs["items"]["x-kubernetes-validations"]]
-    assert "has(self.deploy) || (has(self.script) && size(self.script) > 0)" in job_rules
+    assert (
+        "has(self.deploy) || has(self.build) || (has(self.script) && size(self.script) > 0)"
+        in job_rules
+    )
+    assert "!has(self.build) || !has(self.deploy)" in job_rules
+    assert job["build"]["required"] == ["image"]
     assert "minItems" not in job["script"]
     secret = job["secretVariables"]["items"]["properties"]
     assert secret["name"]["pattern"] == "^[A-Za-z_][A-Za-z0-9_]*$"

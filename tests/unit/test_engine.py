@@ -493,3 +493,40 @@ def test_a_failure_says_in_its_own_words_what_went_wrong():
     world.jobs.clear()
     world.step()
     assert world.status["jobs"][0]["message"] == entry["message"]
+
+
+# --- build jobs ----------------------------------------------------------------------------
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def build_job(name, stage="build"):
+    return {"name": name, "stage": stage, "build": {"image": "reg.example/app:1"}}
+
+
+def test_a_build_records_the_digest_it_pushed_and_keeps_it():
+    world = World(pipeline(build_job("image"), job("lint", "build"), job("after")))
+    world.step()
+    for name in ("image", "lint"):
+        world.finish(name)
+        latest = next(j for j in world.jobs.values() if j.pipeline_job == name)
+        world.jobs[latest.job_name] = dataclasses.replace(latest, message=DIGEST)
+    world.step()
+    entries = {j["name"]: j for j in world.status["jobs"]}
+    assert entries["image"]["imageDigest"] == DIGEST
+    assert "imageDigest" not in entries["lint"]  # only a build job's message is a digest
+    # The Jobs go (garbage collection): the status keeps what they said.
+    world.jobs = {k: v for k, v in world.jobs.items() if v.pipeline_job == "after"}
+    world.step()
+    assert {j["name"]: j for j in world.status["jobs"]}["image"]["imageDigest"] == DIGEST
+
+
+def test_a_build_whose_message_is_no_digest_records_none():
+    world = World(pipeline(build_job("image")))
+    world.step()
+    world.finish("image")
+    latest = next(iter(world.jobs.values()))
+    world.jobs[latest.job_name] = dataclasses.replace(latest, message="sha256:short")
+    world.step()
+    assert "imageDigest" not in world.status["jobs"][0]

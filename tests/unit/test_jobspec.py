@@ -16,6 +16,7 @@ from conveyor.cli.main import build_parser
 from conveyor.cli.operator_cmd import job_options
 from conveyor.engine import job_name, label_value, ref_slug
 from conveyor.kube.jobspec import (
+    BUILD_SCRIPT,
     DOCKER_READY,
     JobOptions,
     build_job,
@@ -638,3 +639,124 @@ def test_the_operators_flags_make_the_job_options():
     assert job_options(parse(["operator"])) == JobOptions()
     options = job_options(parse(["operator", "--privileged-services", "--registry", "r.example"]))
     assert options.privileged_services and options.registry == "r.example"
+
+
+# --- build jobs ----------------------------------------------------------------------------
+
+
+def build_pod(build, **job_fields):
+    run, spec, job = make(
+        {"script": [], "build": build, **job_fields},
+        {"source": {"url": "https://git.example.com/team/web-app.git"}},
+        {"revision": {"ref": "main", "sha": "f" * 40}},
+    )
+    return build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+
+
+def test_a_build_runs_buildkit_rootless_in_the_job_container():
+    pod = build_pod(
+        {
+            "image": "$CI_REGISTRY_IMAGE:${CI_COMMIT_SHORT_SHA}",
+            "context": "src/",
+            "buildArgs": {"GO": "1.22", "PRICE": "$$5"},
+            "registrySecret": "regcred",
+        },
+        variables={"CI_REGISTRY_IMAGE": "reg.example/team/app"},
+        secretVariables=[{"name": "TOKEN", "secretName": "tok", "key": "t"}],
+    )
+    (build,) = pod["containers"]
+    assert build["name"] == "script" and build["image"] == "moby/buildkit:v0.19.0-rootless"
+    assert build["securityContext"] == {
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "seccompProfile": {"type": "Unconfined"},
+        "appArmorProfile": {"type": "Unconfined"},
+    }
+    assert "privileged" not in build["securityContext"]
+    env = env_of(build)
+    assert env["CONVEYOR_BUILD_IMAGE"] == "reg.example/team/app:ffffffff"
+    assert env["CONVEYOR_BUILD_CONTEXT"] == "/builds/web-app/src"
+    assert env["CONVEYOR_BUILD_DOCKERFILE_DIR"] == "/builds/web-app/src"
+    assert env["CONVEYOR_BUILD_DOCKERFILE"] == "Dockerfile"
+    assert env["CONVEYOR_BUILD_PUSH"] == "true"
+    assert env["DOCKER_CONFIG"] == "/home/user/.docker"
+    assert "TOKEN" not in env  # a builder gets no secrets but the registry's, as a file
+    # Build arguments are arguments, never shell text; `$` is kept from Kubernetes' $(VAR).
+    assert build["args"] == ["--opt", "build-arg:GO=1.22", "--opt", "build-arg:PRICE=$$5"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["registry-auth"]["secret"] == {
+        "secretName": "regcred",
+        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    assert "buildkit" in volumes
+    assert pod["initContainers"][0]["name"] == "checkout"
+
+
+def test_the_build_script_builds_pushes_and_reports_the_digest(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    fake = bin_dir / "buildctl-daemonless.sh"
+    # A stand-in for BuildKit: records its arguments, writes metadata as buildctl does.
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$@" > {calls}\n'
+        'while [ "$1" != "--metadata-file" ]; do shift; done\n'
+        'printf \'{\\n  "containerimage.digest": "sha256:%s",\\n  "image.name": "x"\\n}\\n\' '
+        '"$(printf "ab%.0s" $(seq 32))" > "$2"\n'
+    )
+    fake.chmod(0o755)
+    script = BUILD_SCRIPT.replace("/dev/termination-log", str(tmp_path / "termination")).replace(
+        "/tmp/build-metadata.json", str(tmp_path / "metadata.json")
+    )
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CONVEYOR_BUILD_IMAGE": "reg.example/app:1; rm -rf /",
+        "CONVEYOR_BUILD_CONTEXT": "/builds/app/src",
+        "CONVEYOR_BUILD_DOCKERFILE_DIR": "/builds/app/src",
+        "CONVEYOR_BUILD_DOCKERFILE": "Dockerfile",
+        "CONVEYOR_BUILD_PUSH": "true",
+    }
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script, "build", "--opt", "build-arg:A=$(id)"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    digest = "sha256:" + "ab" * 32
+    assert (tmp_path / "termination").read_text() == digest
+    assert f"built reg.example/app:1; rm -rf /@{digest}" in proc.stdout
+    args = calls.read_text().splitlines()
+    assert args[:3] == ["build", "--frontend", "dockerfile.v0"]
+    assert "type=image,name=reg.example/app:1; rm -rf /,push=true" in args
+    assert args[-2:] == ["--opt", "build-arg:A=$(id)"]  # passed on, never run
+
+
+def test_a_failed_build_fails_the_job(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "buildctl-daemonless.sh"
+    fake.write_text("#!/bin/sh\necho 'failed to solve: Dockerfile not found' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", BUILD_SCRIPT, "build"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "CONVEYOR_BUILD_IMAGE": "x",
+             "CONVEYOR_BUILD_CONTEXT": ".", "CONVEYOR_BUILD_DOCKERFILE_DIR": ".",
+             "CONVEYOR_BUILD_DOCKERFILE": "Dockerfile", "CONVEYOR_BUILD_PUSH": "false"},
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert proc.returncode == 1 and "Dockerfile not found" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"build": {"image": "x"}, "script": ["make"]}, "a build job has no script"),
+        ({"build": {"image": "x"}, "deploy": {}, "environment": {"name": "e"}}, "not both"),
+    ],
+)
+def test_a_build_job_is_only_a_build(fields, words):
+    with pytest.raises(ModelError, match=words):
+        parse_pipeline_spec({"jobs": [{"name": "b", **fields}]})

@@ -230,6 +230,36 @@ class Deploy:
     )
 
 
+@model(
+    "A container image build with BuildKit, rootless: no privileged container, no Docker "
+    "daemon. The job's checkout is the build context; the pushed image's digest is recorded in "
+    "status.jobs[].imageDigest."
+)
+@dataclass(frozen=True)
+class Build:
+    image: str = spec_field(
+        "Image to build and push, with its tag; may contain variables, e.g. "
+        "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA.",
+        max_length=IMAGE_MAX,
+        min_length=1,
+    )
+    context: str = spec_field(
+        "Folder of the checkout that is the build context.", default=".", max_length=1024
+    )
+    dockerfile: str = spec_field(
+        "The Dockerfile, relative to the context.", default="Dockerfile", max_length=1024
+    )
+    build_args: Mapping[str, str] = _variables("Build arguments (--build-arg); may use variables.")
+    push: bool = spec_field("Push the image (off: build only, as a check).", default=True)
+    registry_secret: str | None = spec_field(
+        "A kubernetes.io/dockerconfigjson Secret of the run's namespace with the registry's "
+        "credentials; mounted for the builder only, never in the environment.",
+        default=None,
+        max_length=DNS_SUBDOMAIN_MAX,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+
 def _globs(description: str) -> Any:
     return spec_field(
         description,
@@ -353,12 +383,21 @@ class RefPolicy:
             message="needs: a job cannot need itself",
         ),
         Validation(
-            rule="has(self.deploy) || (has(self.script) && size(self.script) > 0)",
-            message="script: required (only a deploy job has none)",
+            rule="has(self.deploy) || has(self.build) "
+            "|| (has(self.script) && size(self.script) > 0)",
+            message="script: required (only a deploy or build job has none)",
         ),
         Validation(
             rule="!has(self.deploy) || !has(self.script) || size(self.script) == 0",
             message="deploy: a deploy job has no script",
+        ),
+        Validation(
+            rule="!has(self.build) || !has(self.script) || size(self.script) == 0",
+            message="build: a build job has no script",
+        ),
+        Validation(
+            rule="!has(self.build) || !has(self.deploy)",
+            message="build: a job builds or deploys, not both",
         ),
         Validation(
             rule="!has(self.deploy) || has(self.environment)",
@@ -371,7 +410,7 @@ class PipelineJob:
     name: str = spec_field("Job name, unique in the pipeline.", **_NAME_LIMIT)
     script: tuple[str, ...] = _script(
         "Shell commands run in order; the job fails at the first failing command. Required, "
-        "unless the job is a native `deploy` job."
+        "unless the job is a native `deploy` or a `build` job."
     )
     stage: str = spec_field(
         "Stage the job belongs to; must be listed in the pipeline's stages.",
@@ -463,6 +502,11 @@ class PipelineJob:
         "commit and applies them to the job's environment (no script, no pod).",
         default=None,
     )
+    build: Build | None = spec_field(
+        "An image build job: BuildKit, rootless, builds the checkout and pushes the image (no "
+        "script; the operator's builder image).",
+        default=None,
+    )
     optional_needs: tuple[str, ...] = spec_field(
         "Needs that may be absent from the run (GitLab `needs: [{job, optional: true}]`): waited "
         "for when present, ignored when missing or excluded by rules. Any entry makes the job a "
@@ -501,10 +545,14 @@ class PipelineJob:
 
     def __post_init__(self) -> None:
         # The same rules as the CEL above, for specs parsed outside the API server (import).
-        if self.deploy is None and not self.script:
-            raise ModelError("script", "required (only a deploy job has none)")
+        if self.deploy is None and self.build is None and not self.script:
+            raise ModelError("script", "required (only a deploy or build job has none)")
         if self.deploy is not None and self.script:
             raise ModelError("deploy", "a deploy job has no script")
+        if self.build is not None and self.script:
+            raise ModelError("build", "a build job has no script")
+        if self.build is not None and self.deploy is not None:
+            raise ModelError("build", "a job builds or deploys, not both")
         if self.deploy is not None and self.environment is None:
             raise ModelError("deploy", "a deploy job needs an environment (environment.name)")
 

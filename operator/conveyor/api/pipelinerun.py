@@ -198,6 +198,12 @@ class JobStatus:
         default=None,
         max_length=512,
     )
+    image_digest: str | None = spec_field(
+        "The digest of the image a build job pushed.",
+        default=None,
+        max_length=80,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+    )
     environment: str | None = spec_field(
         "The environment the job deploys to; at most one job deploys to an environment at a time.",
         default=None,

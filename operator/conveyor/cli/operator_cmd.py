@@ -13,7 +13,12 @@ from kubernetes.client.rest import ApiException
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.cli.common import add_cluster_options, fail, target
 from conveyor.kube.client import Kube, KubeConfigError
-from conveyor.kube.jobspec import DEFAULT_CHECKOUT_IMAGE, DEFAULT_IMAGE, JobOptions
+from conveyor.kube.jobspec import (
+    DEFAULT_BUILDER_IMAGE,
+    DEFAULT_CHECKOUT_IMAGE,
+    DEFAULT_IMAGE,
+    JobOptions,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +53,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--checkout-image", default=DEFAULT_CHECKOUT_IMAGE, help="git image of jobs")
     p.add_argument("--default-image", default=DEFAULT_IMAGE, help="image of jobs that name none")
+    p.add_argument(
+        "--builder-image",
+        default=DEFAULT_BUILDER_IMAGE,
+        help="BuildKit rootless image that `build` jobs run (pin it by digest)",
+    )
     p.add_argument(
         "--privileged-services",
         action="store_true",
@@ -126,6 +136,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         registry=args.registry,
         registry_image=args.registry_image,
         privileged_services=args.privileged_services,
+        builder_image=args.builder_image,
     )
 
 

@@ -7,6 +7,7 @@ gone (deleted, garbage-collected) or were planned but are not visible yet.
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ REASON_TIMEOUT = "Timeout"
 REASON_JOB_DELETED = "JobDeleted"
 REASON_UNKNOWN_FAILURE = "UnknownFailure"
 
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TIMEOUT_KINDS = frozenset({"job_execution_timeout", "stuck_or_timeout_failure"})
 
 
@@ -36,6 +38,7 @@ class Attempt:
     completion_time: datetime.datetime | None = None
     observed_active: bool = False
     message: str | None = None  # why it failed, short (a deploy's error, a termination message)
+    image_digest: str | None = None  # what a build pushed (its termination message)
 
 
 def failure_kinds(reason: str | None, exit_code: int | None) -> frozenset[str]:
@@ -73,6 +76,7 @@ def _from_observed(job: ObservedJob) -> Attempt:
             exit_code=job.exit_code,
             start_time=job.start_time,
             completion_time=job.completion_time,
+            image_digest=job.message if job.message and DIGEST.match(job.message) else None,
         )
     if job.reason == observed_states.DEADLINE_EXCEEDED:
         reason = REASON_TIMEOUT
@@ -115,6 +119,7 @@ def _from_record(record: JobStatus, now: datetime.datetime) -> Attempt:
         start_time=record.start_time,
         completion_time=record.completion_time,
         message=record.message,
+        image_digest=record.image_digest,
     )
 
 

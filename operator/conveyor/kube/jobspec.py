@@ -18,6 +18,7 @@ from conveyor.api import ModelError
 from conveyor.api.meta import API_VERSION, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN
 from conveyor.api.pipeline import (
     RESOURCE_GROUP_MAX,
+    Build,
     PipelineJob,
     PipelineSpec,
     SecretVariable,
@@ -29,10 +30,13 @@ from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, sh
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
 from conveyor.gitlab.predefined import git_variables
 from conveyor.kube import script as scripts
-from conveyor.kube.variables import SECRET_VARIABLES_DIR, Variables
+from conveyor.kube.variables import SECRET_VARIABLES_DIR, Variables, k8s_escape
 
 DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_IMAGE = "alpine:3.20"
+# BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
+DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
+BUILDER_HOME = "/home/user"  # the rootless image's user
 BUILDS_DIR = "/builds"
 
 LABEL_RUN = "conveyor.dev/pipelinerun"
@@ -45,6 +49,8 @@ ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
 CHECKOUT_CONTAINER = "checkout"
 DOCKER_CERTS_DIR = "/certs"  # GitLab's DOCKER_TLS_CERTDIR; clients read <dir>/client
 DOCKER_CERTS_VOLUME = "docker-certs"
+BUILDKIT_VOLUME = "buildkit"
+REGISTRY_AUTH_VOLUME = "registry-auth"
 DOCKER_STORAGE_VOLUME = "docker-storage"
 SCRIPT_CONTAINER = "script"
 WORKSPACE_VOLUME = "workspace"
@@ -62,6 +68,7 @@ class JobOptions:
     # GitLab's runner `privileged = true`, for service containers only (a Docker daemon needs
     # it): the platform's decision, never the pipeline's; the script container never is.
     privileged_services: bool = False
+    builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
@@ -304,6 +311,10 @@ def build_job(
         "volumeMounts": script_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    if job.build is not None:
+        script_container = _build_container(
+            job.build, variables, service_env, project_dir, script_mounts, volumes, options
+        )
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -404,6 +415,88 @@ def _checkout_container(
         "env": env,
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+
+
+# Parameters come in the environment and build arguments as "$@": nothing the pipeline wrote is
+# ever parsed by the shell. The digest buildctl reports is the container's termination message,
+# which the operator records in the job's status.
+BUILD_SCRIPT = r"""set -eu
+buildctl-daemonless.sh build --frontend dockerfile.v0 \
+  --local "context=$CONVEYOR_BUILD_CONTEXT" --local "dockerfile=$CONVEYOR_BUILD_DOCKERFILE_DIR" \
+  --opt "filename=$CONVEYOR_BUILD_DOCKERFILE" \
+  --output "type=image,name=$CONVEYOR_BUILD_IMAGE,push=$CONVEYOR_BUILD_PUSH" \
+  --metadata-file /tmp/build-metadata.json "$@"
+digest=$(sed -n 's/.*"containerimage.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' \
+  /tmp/build-metadata.json | head -n 1)
+printf '%s' "$digest" > /dev/termination-log
+echo "built $CONVEYOR_BUILD_IMAGE@$digest"
+"""
+
+
+def _build_container(
+    build: Build,
+    variables: Variables,
+    env: list[dict[str, Any]],
+    project_dir: str,
+    mounts: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    options: JobOptions,
+) -> dict[str, Any]:
+    """The job's container for a `build` job: BuildKit without a daemon, without privilege.
+    Rootless BuildKit needs seccomp and AppArmor unconfined (its user namespaces and mounts):
+    the namespace must allow that (Pod Security level `privileged`), though the container
+    runs as a plain user."""
+    context = posixpath.normpath(posixpath.join(project_dir, build.context))
+    dockerfile_dir, dockerfile = posixpath.split(posixpath.join(context, build.dockerfile))
+    image = variables.expand_raw(build.image)
+    own = {
+        "CONVEYOR_BUILD_IMAGE": image,
+        "CONVEYOR_BUILD_CONTEXT": context,
+        "CONVEYOR_BUILD_DOCKERFILE_DIR": posixpath.normpath(dockerfile_dir),
+        "CONVEYOR_BUILD_DOCKERFILE": dockerfile,
+        "CONVEYOR_BUILD_PUSH": "true" if build.push else "false",
+        # Kubernetes has no equivalent of Docker's systempaths=unconfined (BuildKit's docs).
+        "BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox",
+    }
+    volumes.append({"name": BUILDKIT_VOLUME, "emptyDir": {}})
+    mounts = [
+        *mounts,
+        {"name": BUILDKIT_VOLUME, "mountPath": f"{BUILDER_HOME}/.local/share/buildkit"},
+    ]
+    if build.registry_secret:
+        volumes.append(
+            {
+                "name": REGISTRY_AUTH_VOLUME,
+                "secret": {
+                    "secretName": build.registry_secret,
+                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+                },
+            }
+        )
+        mounts.append(
+            {"name": REGISTRY_AUTH_VOLUME, "mountPath": f"{BUILDER_HOME}/.docker", "readOnly": True}
+        )
+        own["DOCKER_CONFIG"] = f"{BUILDER_HOME}/.docker"
+    args: list[str] = []
+    for name, value in build.build_args.items():
+        args += ["--opt", k8s_escape(f"build-arg:{name}={variables.expand_raw(value)}")]
+    return {
+        "name": SCRIPT_CONTAINER,
+        "image": options.builder_image,
+        "command": ["/bin/sh", "-c", BUILD_SCRIPT, "build"],
+        "args": args,
+        "workingDir": project_dir,
+        "env": [e for e in env if e["name"] not in own]
+        + [{"name": k, "value": k8s_escape(v)} for k, v in own.items()],
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "seccompProfile": {"type": "Unconfined"},
+            "appArmorProfile": {"type": "Unconfined"},
+        },
     }
 
 

@@ -115,6 +115,19 @@ def needs_pod_details(observed: ObservedJob) -> bool:
     )
 
 
+def needs_build_result(observed: ObservedJob) -> bool:
+    """A build Job that succeeded: its pod's termination message is the digest it pushed."""
+    return observed.state == model.SUCCEEDED and observed.message is None
+
+
+def awaiting_build_result(
+    observed: ObservedJob, pods: Sequence[Mapping[str, Any]], now: datetime.datetime
+) -> bool:
+    """True while a succeeded build's digest is unknown only because its pod is not seen yet:
+    a run that has ended does not change again, so it waits for it a moment."""
+    return needs_build_result(observed) and _pod_due(observed, pods, now)
+
+
 def awaiting_pod_details(
     observed: ObservedJob, pods: Sequence[Mapping[str, Any]], now: datetime.datetime
 ) -> bool:
@@ -123,6 +136,13 @@ def awaiting_pod_details(
         return False
     if observed.reason == model.DEADLINE_EXCEEDED or observed.reason == "CheckoutFailed":
         return False
+    return _pod_due(observed, pods, now)
+
+
+def _pod_due(
+    observed: ObservedJob, pods: Sequence[Mapping[str, Any]], now: datetime.datetime
+) -> bool:
+    """The Job's pod has not been seen ended yet, and the Job ended only moments ago."""
     if any(_terminated(p, "containerStatuses", SCRIPT_CONTAINER) for p in pods):
         return False
     if observed.completion_time is None:

@@ -79,8 +79,10 @@ from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job, project_name, with_names_expanded
 from conveyor.kube.observe import (
     as_active,
+    awaiting_build_result,
     awaiting_pod_details,
     compact_pod,
+    needs_build_result,
     needs_pod_details,
     observe_job,
     pod_ended,
@@ -343,8 +345,11 @@ class RunController:
             return None, f"Pipeline {name!r} has no spec"
         return cached[1], ""
 
-    async def _observe(self, key: Key, now: datetime.datetime) -> tuple[list[ObservedJob], bool]:
-        """The run's Jobs as the engine sees them, and whether a pod's details are still due."""
+    async def _observe(
+        self, key: Key, now: datetime.datetime, builds: frozenset[str]
+    ) -> tuple[list[ObservedJob], bool]:
+        """The run's Jobs as the engine sees them, and whether a pod's details are still due.
+        `builds` are the build jobs: their pods tell the digest they pushed."""
         assert self.views is not None
         observed: list[ObservedJob] = []
         awaiting = False
@@ -352,12 +357,15 @@ class RunController:
             seen = observe_job(job)
             if seen is None:
                 continue
-            if needs_pod_details(seen):
-                pods = await self._pods_of_failed(key, job["metadata"]["name"])
+            build = seen.pipeline_job in builds
+            if needs_pod_details(seen) or (build and needs_build_result(seen)):
+                pods = await self._pods_of_ended(key, job["metadata"]["name"])
                 seen = observe_job(job, pods)
                 if seen is None:
                     continue
-                if awaiting_pod_details(seen, pods, now):
+                if awaiting_pod_details(seen, pods, now) or (
+                    build and awaiting_build_result(seen, pods, now)
+                ):
                     seen, awaiting = as_active(seen), True
             observed.append(seen)
         # Jobs this operator created that the watch has not brought yet: they exist.
@@ -369,8 +377,8 @@ class RunController:
         observed.extend(job for job, _ in created.values())
         return observed, awaiting
 
-    async def _pods_of_failed(self, key: Key, job_name: str) -> list[dict[str, Any]]:
-        """A failed Job's pods (compact), read once they tell how the script ended."""
+    async def _pods_of_ended(self, key: Key, job_name: str) -> list[dict[str, Any]]:
+        """An ended Job's pods (compact), read once they tell how the script ended."""
         known = self._failed_pods.setdefault(key, {})
         if job_name in known:
             return known[job_name]
@@ -422,7 +430,8 @@ class RunController:
             if allowed:  # a queued run is judged when it may start, with its git facts
                 await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
                 return
-        observed, awaiting = await self._observe(key, now)
+        builds = frozenset(j.name for j in pipeline.jobs if j.build is not None)
+        observed, awaiting = await self._observe(key, now, builds)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         approvals = self._approvals(key)
         approved, refusals = set(), {}
