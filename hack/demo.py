@@ -10,11 +10,8 @@ the operator's metrics of the run. Run it again at will.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -27,10 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conveyor import (  # noqa: E402 - the same installation the tests use
+    DEMO_OPERATOR_PID,
     OPERATOR_NS,
     OPERATOR_SA,
     install,
     service_account_kubeconfig,
+    stop_demo_operator,
 )
 from tests.e2e.gitrepo import GitRepo  # noqa: E402
 from tests.e2e.support import STATE, Clusters, wait_until  # noqa: E402
@@ -38,7 +37,6 @@ from tests.e2e.test_deploy import SERVICE_MONITOR_CRD  # noqa: E402
 
 NS = "go-app"  # where the pipeline runs (ci) and where the app goes (test, prod)
 CLUSTERS = Clusters(kubeconfig=STATE / "kubeconfig", kubectl_path=STATE / "bin" / "kubectl")
-OPERATOR_PID = STATE / "pids" / "conveyor-operator.pid"
 METRICS_PORT = 16490
 
 
@@ -73,12 +71,7 @@ def kubectl(context: str, *args: str, stdin: str | None = None, check: bool = Tr
 def start_operator() -> None:
     """The operator as a background process, with its service account's token (never admin);
     `make cluster-down` stops it with the clusters."""
-    if OPERATOR_PID.exists():  # an earlier demo's operator: stop it, if it is still ours
-        pid = int(OPERATOR_PID.read_text().split()[0])
-        with contextlib.suppress(OSError):
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-            if b"conveyor.cli.main operator" in cmdline:
-                os.kill(pid, signal.SIGTERM)
+    stop_demo_operator()  # an earlier demo's
     work = STATE / "demo"
     kubeconfig = service_account_kubeconfig(CLUSTERS, work / "operator-kubeconfig")
     log = (STATE / "logs" / "demo-operator.log").open("ab")
@@ -100,7 +93,7 @@ def start_operator() -> None:
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    OPERATOR_PID.write_text(f"{proc.pid}\n{sys.executable}\n")
+    DEMO_OPERATOR_PID.write_text(f"{proc.pid}\n{sys.executable}\n")
 
 
 def make_repository() -> tuple[GitRepo, str, str]:

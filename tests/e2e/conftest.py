@@ -11,7 +11,13 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client
 
-from tests.e2e.conveyor import Conveyor, Operator, install, service_account_kubeconfig
+from tests.e2e.conveyor import (
+    Conveyor,
+    Operator,
+    install,
+    service_account_kubeconfig,
+    stop_demo_operator,
+)
 from tests.e2e.support import ROOT, STATE, Clusters, wait_until
 
 
@@ -72,6 +78,7 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
     """The operator, running as its own service account under deploy/'s RBAC (never as admin),
     for the whole session; tests that kill it start it again."""
     install(clusters)
+    stop_demo_operator()
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = service_account_kubeconfig(clusters, workdir / "kubeconfig")
     op = Operator(

@@ -108,6 +108,26 @@ def service_account_kubeconfig(clusters: Clusters, path: Path) -> Path:
     return path
 
 
+DEMO_OPERATOR_PID = STATE / "pids" / "conveyor-operator.pid"
+
+
+def stop_demo_operator() -> None:
+    """`make demo` leaves its operator running; a second cluster-wide operator would take
+    the tests' runs too. Stopped if its PID file still names a Conveyor operator."""
+    if not DEMO_OPERATOR_PID.exists():
+        return
+    pid = int(DEMO_OPERATOR_PID.read_text().split()[0])
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        if b"conveyor.cli.main operator" in cmdline:
+            os.kill(pid, signal.SIGTERM)
+            wait_until(
+                lambda: not Path(f"/proc/{pid}").exists(), what="the demo's operator to stop"
+            )
+    except OSError:
+        pass  # gone already
+
+
 class Operator:
     """`conveyor operator` as a child process, which tests may kill and start again."""
 

@@ -785,3 +785,32 @@ def test_a_resource_group_named_by_a_variable_is_one_lock_per_branch(conveyor: C
     )
     assert "resource group 'db-main' is busy: run b-main" in succeeded_condition(held)["message"]
     assert phase(conveyor.wait_finished("b-main-2", timeout=90)) == "Succeeded"
+
+
+def test_the_image_a_run_built_is_deployed_and_approved_by_its_digest(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    digest = "sha256:" + "d1" * 32
+    spec = pipeline_with_deploys(app)
+    spec["spec"]["jobs"][0] = {
+        "name": "build",
+        "stage": "build",
+        "build": {
+            "image": "registry.example.com/encompass/go-app:${CI_COMMIT_REF_NAME}_${CI_COMMIT_SHA}",
+            "context": "src/",
+        },
+        "podAnnotations": {"kwok.conveyor.dev/message": digest},  # what buildctl would report
+    }
+    conveyor.create(spec)
+    before = app.head()
+    after = app.commit("v3", {"src/server.go": "\n// v3\n"})
+    revision = {"ref": "master", "sha": after, "beforeSha": before}
+    conveyor.create(run("dg", "go-app", ref="master", revision=revision))
+    waiting = conveyor.wait_run("dg", lambda r: phase(r) == "WaitingForApproval", timeout=90)
+    assert job_status(waiting, "build")["imageDigest"] == digest
+    pinned = f"registry.example.com/encompass/go-app:master_{after}@{digest}"
+    # The tag can move; the digest cannot: test runs exactly what was built, and prod's
+    # Approval names it.
+    test_dep = deployment(clusters, "test", target_namespace)
+    assert test_dep.spec.template.spec.containers[0].image == pinned
+    assert approval_of(conveyor, "dg")["spec"]["images"] == [pinned]

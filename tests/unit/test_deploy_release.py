@@ -2,8 +2,16 @@
 
 import pytest
 
+from conveyor.api import parse_pipeline_spec
 from conveyor.deploy import DeployError
-from conveyor.reconcile.release import DeployRequest, preview_images, run_deploy
+from conveyor.reconcile.release import (
+    DeployRequest,
+    images_of,
+    pin_built,
+    preview_images,
+    run_deploy,
+)
+from conveyor.reconcile.runs import built_images
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = b"""apiVersion: apps/v1
@@ -66,3 +74,51 @@ def test_a_deploy_refuses_images_other_than_the_approved_ones():
     message = str(e.value)
     assert f"registry.a/app:main_{SHA}" in message and f"registry.b/app:main_{SHA}" in message
     assert "nothing was applied" in message
+
+
+# --- images the run built are deployed by digest -------------------------------------------
+
+DIGEST = "sha256:" + "c3" * 32
+
+
+def workload(kind: str, image: str) -> dict:
+    pod = {"containers": [{"name": "app", "image": image}], "initContainers": []}
+    if kind == "CronJob":
+        return {"kind": kind, "spec": {"jobTemplate": {"spec": {"template": {"spec": pod}}}}}
+    if kind == "Pod":
+        return {"kind": kind, "spec": pod}
+    return {"kind": kind, "spec": {"template": {"spec": pod}}}
+
+
+@pytest.mark.parametrize("kind", ["Deployment", "StatefulSet", "CronJob", "Pod"])
+def test_a_built_image_is_pinned_to_its_digest_wherever_it_runs(kind):
+    (m,) = pin_built([workload(kind, "reg/app:1")], {"reg/app:1": DIGEST})
+    assert images_of([m]) == (f"reg/app:1@{DIGEST}",)
+
+
+def test_other_images_and_other_kinds_are_left_alone():
+    manifests = [workload("Deployment", "reg/other:1"), {"kind": "ConfigMap", "data": {}}]
+    assert pin_built(manifests, {"reg/app:1": DIGEST}) == [
+        workload("Deployment", "reg/other:1"),
+        {"kind": "ConfigMap", "data": {}},
+    ]
+
+
+def test_the_runs_builds_are_known_by_their_expanded_image():
+    spec = parse_pipeline_spec(
+        {
+            "jobs": [
+                {"name": "img", "stage": "build", "build": {"image": "reg/app:1"}},
+                {"name": "other", "stage": "build", "build": {"image": "reg/other:1"}},
+                {"name": "test", "script": ["true"]},
+            ]
+        }
+    )
+    status = {
+        "jobs": [
+            {"name": "img", "imageDigest": DIGEST},
+            {"name": "other", "phase": "Running"},
+            {"name": "test", "imageDigest": DIGEST},  # not a build: ignored
+        ]
+    }
+    assert built_images(spec, status) == {"reg/app:1": DIGEST}

@@ -760,3 +760,10 @@ def test_a_failed_build_fails_the_job(tmp_path):
 def test_a_build_job_is_only_a_build(fields, words):
     with pytest.raises(ModelError, match=words):
         parse_pipeline_spec({"jobs": [{"name": "b", **fields}]})
+
+
+def test_a_builds_image_is_expanded_like_the_names_its_deploys_render():
+    job = expanded({"script": [], "build": {"image": "reg/app:${CI_COMMIT_REF_SLUG}"}})
+    assert job.build.image == "reg/app:feature-login-page"
+    with pytest.raises(ModelError, match=r"jobs\[unit tests\].build.image: '\$NONE' expands to ''"):
+        expanded({"script": [], "build": {"image": "$NONE"}})

@@ -164,15 +164,28 @@ def with_names_expanded(
     pipeline: PipelineSpec, run: PipelineRun, options: JobOptions
 ) -> PipelineSpec:
     """GitLab expands the job's variables in environment names and resource groups: the run's
-    jobs are gated, locked and deployed under the expanded names. Raises ModelError, naming
+    jobs are gated, locked and deployed under the expanded names (and a build's image under
+    the name its deploys will render). Raises ModelError, naming
     the job, when a name expands to one that cannot be."""
     jobs = []
     for job in pipeline.jobs:
-        env, group = job.environment, job.resource_group
-        if not (env is not None and "$" in env.name) and not (group and "$" in group):
+        env, group, build = job.environment, job.resource_group, job.build
+        if (
+            not (env is not None and "$" in env.name)
+            and not (group and "$" in group)
+            and not (build is not None and "$" in build.image)
+        ):
             jobs.append(job)
             continue
         variables = job_variables(pipeline, run, job, options)
+        if build is not None and "$" in build.image:
+            image = variables.expand_raw(build.image)
+            if not image or image.startswith((":", "@")):
+                raise ModelError(
+                    f"jobs[{job.name}].build.image",
+                    f"{build.image!r} expands to {image!r}, which names no image",
+                )
+            job = dataclasses.replace(job, build=dataclasses.replace(build, image=image))
         if env is not None and "$" in env.name:
             name = variables.expand_raw(env.name)
             if len(name) > DNS_SUBDOMAIN_MAX or not re.match(DNS_SUBDOMAIN_PATTERN, name):

@@ -10,7 +10,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from kubernetes.client.rest import ApiException
@@ -71,7 +71,9 @@ class DeployExecutor:
         io: Callable[..., Awaitable[Any]],
         clock: Callable[[], datetime.datetime],
         changed: Callable[[Key], None],
+        built: Callable[[Key], Mapping[str, str]] = lambda key: {},
     ) -> None:
+        self.built = built  # what each run's build jobs pushed: image -> digest
         self.kube, self.sources, self.io, self.clock, self.changed = (
             kube,
             sources,
@@ -281,6 +283,7 @@ class DeployExecutor:
             variables=variables,
             rollback=job.deploy.rollback,
             rollout_seconds=parse_duration(timeout) if timeout else DEFAULT_ROLLOUT_SECONDS,
+            built=dict(self.built((namespace, run.metadata.name))),
         )
 
     async def _kubeconfig(self, namespace: str, spec: dict[str, Any]) -> bytes:

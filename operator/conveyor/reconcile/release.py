@@ -55,6 +55,9 @@ class DeployRequest:
     rollout_seconds: float
     # The images an Approval was given for (empty: nothing to hold the deploy to).
     approved_images: tuple[str, ...] = ()
+    # What the run's build jobs pushed: image as built -> digest. The templates' references to
+    # those images are pinned to the digest, so exactly the built image deploys.
+    built: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,7 @@ def images_of(manifests: list[dict[str, Any]]) -> tuple[str, ...]:
     for m in manifests:
         if m.get("kind") not in WORKLOADS:
             continue
-        spec = m.get("spec") or {}
-        pod = ((spec.get("template") or {}).get("spec")) or spec
-        for c in (pod.get("initContainers") or []) + (pod.get("containers") or []):
+        for c in _containers(m):
             if c.get("image") and c["image"] not in found:
                 found.append(c["image"])
     return tuple(found)
@@ -190,7 +191,32 @@ def render_request(request: DeployRequest) -> tuple[str, list[dict[str, Any]]]:
         hash_paths=request.hash_paths,
         extra=request.variables,
     )
-    return variables["VERSION"], render_templates(request.files, variables)
+    return variables["VERSION"], pin_built(
+        render_templates(request.files, variables), request.built
+    )
+
+
+def pin_built(manifests: list[dict[str, Any]], built: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Workload containers whose image is one the run built name it by its digest too
+    (`name:tag@sha256:...`): the tag can move, the digest cannot."""
+    if not built:
+        return manifests
+    for m in manifests:
+        if m.get("kind") not in WORKLOADS:
+            continue
+        for c in _containers(m):
+            digest = built.get(c.get("image") or "")
+            if digest:
+                c["image"] = f"{c['image']}@{digest}"
+    return manifests
+
+
+def _containers(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    spec = manifest.get("spec") or {}
+    if manifest.get("kind") == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec")) or {}
+    pod = ((spec.get("template") or {}).get("spec")) or spec
+    return (pod.get("initContainers") or []) + (pod.get("containers") or [])
 
 
 def preview_images(request: DeployRequest) -> tuple[str, ...]:

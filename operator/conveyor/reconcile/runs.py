@@ -130,6 +130,16 @@ class Views:
     deploy_claims: Lookup  # (ns, lock) -> [[claim entry]] (engine.deploy_order)
 
 
+def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str, str]:
+    """Image -> digest for the build jobs of the run that pushed one (status.jobs[])."""
+    digests = {j.get("name"): j.get("imageDigest") for j in status.get("jobs") or ()}
+    return {
+        job.build.image: digests[job.name]
+        for job in pipeline.jobs
+        if job.build is not None and digests.get(job.name)
+    }
+
+
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """What concurrency and history decisions need of a run."""
     metadata = body["metadata"]
@@ -198,7 +208,11 @@ class RunController:
         # Native deploys hold a thread for as long as a rollout takes (minutes): never the
         # threads that status writes need.
         self._deploy_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deploy")
-        self.deploys = DeployExecutor(kube, sources, self._deploy_io, clock, self.queue.add)
+        # What each run's build jobs pushed (image -> digest), from its status: deploys pin it.
+        self._built: dict[Key, dict[str, str]] = {}
+        self.deploys = DeployExecutor(
+            kube, sources, self._deploy_io, clock, self.queue.add, self._built_by
+        )
         # Events are a best-effort record: posted on threads of their own, behind nothing else.
         self._events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
         # Job creates and deletes are the pipeline's critical path: never queued behind status
@@ -318,6 +332,7 @@ class RunController:
             self._failed_pods.pop(key, None)
             self._settling.discard(key)
             self.deploys.forget(key)
+            self._built.pop(key, None)
             return None
         if written is not None:
             older, newer = written
@@ -430,6 +445,7 @@ class RunController:
             if allowed:  # a queued run is judged when it may start, with its git facts
                 await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
                 return
+        self._note_built(key, pipeline, body.get("status") or {})
         builds = frozenset(j.name for j in pipeline.jobs if j.build is not None)
         observed, awaiting = await self._observe(key, now, builds)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
@@ -471,11 +487,21 @@ class RunController:
         status = self._with_deployments(key, body, status)
         status, noticed = with_target_condition(status, self.deploys.unreachable(key), now)
         decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
+        # A build that ends in this pass may start its deploy in this pass: pin its digest now.
+        self._note_built(key, pipeline, status)
         await self._sync_approvals(key, body, run, pipeline, gated, approvals, status, now)
         await self._apply(key, body, run, pipeline, decided, approved_images)
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
+
+    def _note_built(self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any]) -> None:
+        built = built_images(pipeline, status)
+        if built:
+            self._built.setdefault(key, {}).update(built)
+
+    def _built_by(self, key: Key) -> Mapping[str, str]:
+        return self._built.get(key, {})
 
     def _arbitrate(
         self,
