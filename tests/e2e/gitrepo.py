@@ -61,3 +61,12 @@ def go_app_repo(where: Path) -> GitRepo:
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "initial import")
     return repo
+
+
+def new_repo(where: Path, files: dict[str, str], branch: str = "main") -> GitRepo:
+    """A repository with one commit of `files` on `branch`."""
+    where.mkdir(parents=True, exist_ok=True)
+    repo = GitRepo(where, branch)
+    repo.git("init", "-q", "-b", branch)
+    repo.commit("initial", files)
+    return repo

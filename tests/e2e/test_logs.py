@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from tests.e2e.conveyor import Conveyor, conveyor_cli, fails, job, lasts, pipeline, run
-from tests.e2e.gitrepo import GitRepo
+from tests.e2e.gitrepo import new_repo
 from tests.e2e.support import ROOT, Clusters, wait_until
 
 CHECKOUT_LOG = (ROOT / "hack" / "kwok" / "logs" / "checkout.log").read_text()
@@ -28,9 +28,7 @@ def as_developer(clusters: Clusters, *args: str) -> subprocess.CompletedProcess:
 def test_a_jobs_log_is_its_checkout_then_its_script(
     conveyor: Conveyor, clusters: Clusters, tmp_path: Path
 ) -> None:
-    repo = GitRepo(tmp_path)
-    repo.git("init", "-q", "-b", "master")
-    repo.commit("initial", {"README": "hello\n"})
+    repo = new_repo(tmp_path, {"README": "hello\n"}, branch="master")
     clusters.kubectl(
         "ci", "create", "rolebinding", "dev-view", "--clusterrole=view", "--user=developer",
         "-n", conveyor.ns,

@@ -24,7 +24,7 @@ from tests.e2e.conveyor import (
     run,
     succeeded_condition,
 )
-from tests.e2e.gitrepo import GitRepo
+from tests.e2e.gitrepo import new_repo
 from tests.e2e.support import Clusters, wait_until
 
 STAGES = ["build", "test", "deploy", "report"]
@@ -383,9 +383,7 @@ def test_a_docker_in_docker_job_runs_with_its_daemon_untrusted(conveyor: Conveyo
 
 
 def test_a_build_job_records_the_digest_it_pushed(conveyor: Conveyor, tmp_path: Path) -> None:
-    repo = GitRepo(tmp_path)
-    repo.git("init", "-q", "-b", "main")
-    repo.commit("app", {"src/Dockerfile": "FROM scratch\n"})
+    repo = new_repo(tmp_path, {"src/Dockerfile": "FROM scratch\n"})
     digest = "sha256:" + "5e" * 32
     build = {
         "name": "image",
@@ -409,3 +407,37 @@ def test_a_build_job_records_the_digest_it_pushed(conveyor: Conveyor, tmp_path: 
     assert container.security_context.seccomp_profile.type == "Unconfined"
     env = {e.name: e.value for e in container.env}
     assert env["CONVEYOR_BUILD_IMAGE"] == f"reg.example/app:{repo.head()[:8]}"
+
+
+def test_a_scan_checks_exactly_the_image_the_run_built(conveyor: Conveyor, tmp_path: Path) -> None:
+    repo = new_repo(tmp_path, {"Dockerfile": "FROM scratch\n"})
+    digest = "sha256:" + "a7" * 32
+    build = {
+        "name": "image",
+        "stage": "build",
+        "build": {"image": "reg.example/app:1"},
+        "podAnnotations": {"kwok.conveyor.dev/message": digest},
+    }
+    scan = {
+        "name": "scan",
+        "stage": "test",
+        "scan": {"build": "image", "severities": ["CRITICAL", "HIGH"]},
+        "allowFailure": True,
+        # What the scan script reports when Trivy finds vulnerabilities: exit 1 and the counts.
+        **fails(1, **{"kwok.conveyor.dev/message": "CRITICAL=1 HIGH=2"}),
+    }
+    conveyor.create(pipeline("scanned", [build, scan], source={"url": repo.url}))
+    conveyor.create(run("scanned-1", "scanned"))
+    done = conveyor.wait_finished("scanned-1")
+    assert phase(done) == "Succeeded"
+    assert succeeded_condition(done)["reason"] == "SucceededWithWarnings"
+    entry = job_status(done, "scan")
+    assert entry["findings"] == {"CRITICAL": 1, "HIGH": 2}
+    assert (entry["phase"], entry["exitCode"], entry["allowedFailure"]) == ("Failed", 1, True)
+    (scan_job,) = [
+        j
+        for j in conveyor.jobs("scanned-1")
+        if j.metadata.annotations["conveyor.dev/job"] == "scan"
+    ]
+    env = {e.name: e.value for e in scan_job.spec.template.spec.containers[0].env}
+    assert env["CONVEYOR_SCAN_IMAGE"] == f"reg.example/app:1@{digest}"

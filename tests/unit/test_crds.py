@@ -98,10 +98,19 @@ def test_pipeline_jobs_schema():
     # script is required unless the job deploys or builds: a CEL rule, not `required`.
     job_rules = [v["rule"] for v in jobs["items"]["x-kubernetes-validations"]]
     assert (
-        "has(self.deploy) || has(self.build) || (has(self.script) && size(self.script) > 0)"
-        in job_rules
+        "has(self.deploy) || has(self.build) || has(self.scan) "
+        "|| (has(self.script) && size(self.script) > 0)"
+    ) in job_rules
+    assert (
+        "[has(self.deploy), has(self.build), has(self.scan)].filter(x, x).size() <= 1" in job_rules
     )
-    assert "!has(self.build) || !has(self.deploy)" in job_rules
+    scan = job["scan"]
+    assert scan["properties"]["severities"]["items"]["enum"] == [
+        "UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL"
+    ]  # fmt: skip
+    assert [v["rule"] for v in scan["x-kubernetes-validations"]] == [
+        "has(self.image) != has(self.build)"
+    ]
     assert job["build"]["required"] == ["image"]
     assert "minItems" not in job["script"]
     secret = job["secretVariables"]["items"]["properties"]

@@ -14,6 +14,7 @@ import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
 from conveyor.engine import ObservedJob, invalid_pipeline_status, missing_pipeline_status, plan
+from conveyor.engine.validate import validate_pipeline
 
 T0 = datetime.datetime(2025, 1, 1, 12, 0, tzinfo=datetime.UTC)
 
@@ -530,3 +531,55 @@ def test_a_build_whose_message_is_no_digest_records_none():
     world.jobs[latest.job_name] = dataclasses.replace(latest, message="sha256:short")
     world.step()
     assert "imageDigest" not in world.status["jobs"][0]
+
+
+def test_a_scan_records_its_findings_whether_it_passes_or_fails():
+    scan = {"name": "scan", "stage": "test", "scan": {"build": "image"}, "allowFailure": True}
+    world = World(pipeline(build_job("image"), scan))
+    world.settle()
+    world = World(pipeline(build_job("image"), scan))
+    world.step()
+    world.finish("image")
+    world.step()
+    world.finish("scan", "failed", exit_code=1)
+    latest = next(j for j in world.jobs.values() if j.pipeline_job == "scan")
+    world.jobs[latest.job_name] = dataclasses.replace(latest, message="CRITICAL=1 HIGH=2")
+    world.step()
+    entry = {j["name"]: j for j in world.status["jobs"]}["scan"]
+    assert entry["findings"] == {"CRITICAL": 1, "HIGH": 2}
+    assert entry["message"] == "CRITICAL=1 HIGH=2" and entry["allowedFailure"] is True
+    assert world.condition()["reason"] == "SucceededWithWarnings"
+
+
+def test_a_clean_scan_records_no_findings():
+    world = World(pipeline(build_job("image"), {"name": "scan", "scan": {"image": "x"}}))
+    world.step()
+    world.finish("image")
+    world.step()
+    world.finish("scan")
+    latest = next(j for j in world.jobs.values() if j.pipeline_job == "scan")
+    world.jobs[latest.job_name] = dataclasses.replace(latest, message="none")
+    world.step()
+    assert {j["name"]: j for j in world.status["jobs"]}["scan"]["findings"] == {}
+
+
+@pytest.mark.parametrize(
+    ("scan_of", "stage", "words"),
+    [
+        ("ghost", "test", "scans the image of job 'ghost', which is not a build job"),
+        ("lint", "test", "scans the image of job 'lint', which is not a build job"),
+        ("image", "build", "which does not run before it"),
+    ],
+)
+def test_a_scan_of_a_build_needs_a_build_before_it(scan_of, stage, words):
+    spec = pipeline(
+        build_job("image"), job("lint", "build"),
+        {"name": "scan", "stage": stage, "scan": {"build": scan_of}},
+    )  # fmt: skip
+    (problem,) = validate_pipeline(spec)
+    assert words in problem
+    in_needs = pipeline(
+        build_job("image"), {"name": "scan", "stage": "build", "scan": {"build": "image"},
+                             "needs": ["image"]},
+    )  # fmt: skip
+    assert validate_pipeline(in_needs) == []

@@ -15,9 +15,12 @@ from conveyor.api.pipeline import Service
 from conveyor.cli.main import build_parser
 from conveyor.cli.operator_cmd import job_options
 from conveyor.engine import job_name, label_value, ref_slug
+from conveyor.engine.attempts import parse_findings
 from conveyor.kube.jobspec import (
     BUILD_SCRIPT,
     DOCKER_READY,
+    SCAN_SCRIPT,
+    SCAN_TEMPLATE,
     JobOptions,
     build_job,
     is_docker_daemon,
@@ -754,7 +757,11 @@ def test_a_failed_build_fails_the_job(tmp_path):
     ("fields", "words"),
     [
         ({"build": {"image": "x"}, "script": ["make"]}, "a build job has no script"),
-        ({"build": {"image": "x"}, "deploy": {}, "environment": {"name": "e"}}, "not both"),
+        ({"build": {"image": "x"}, "deploy": {}, "environment": {"name": "e"}}, "one of them"),
+        ({"build": {"image": "x"}, "scan": {"image": "y"}}, "one of them"),
+        ({"scan": {"image": "y"}, "script": ["x"]}, "a scan job has no script"),
+        ({"scan": {"image": "y", "build": "b"}}, "exactly one of image and build"),
+        ({"scan": {}}, "exactly one of image and build"),
     ],
 )
 def test_a_build_job_is_only_a_build(fields, words):
@@ -767,3 +774,115 @@ def test_a_builds_image_is_expanded_like_the_names_its_deploys_render():
     assert job.build.image == "reg/app:feature-login-page"
     with pytest.raises(ModelError, match=r"jobs\[unit tests\].build.image: '\$NONE' expands to ''"):
         expanded({"script": [], "build": {"image": "$NONE"}})
+
+
+# --- scan jobs -----------------------------------------------------------------------------
+
+
+def scan_pod(scan, built=None, extra_jobs=()):
+    run, spec, _ = make(
+        {"script": [], "scan": scan, "stage": "test"},
+        {
+            "jobs": [
+                {"name": "unit tests", "stage": "test", "scan": scan},
+                {"name": "img", "stage": "build", "build": {"image": "reg/app:1"}},
+                *extra_jobs,
+            ]
+        },
+    )
+    job = spec.job("unit tests")
+    return build_job(run=run, pipeline=spec, job=job, attempt=1, built=built)["spec"]["template"][
+        "spec"
+    ]
+
+
+def test_a_scan_of_a_build_scans_exactly_what_it_pushed():
+    digest = "sha256:" + "e5" * 32
+    pod = scan_pod({"build": "img"}, built={"reg/app:1": digest})
+    (scan,) = pod["containers"]
+    assert scan["image"] == "aquasec/trivy:0.58.1"
+    env = env_of(scan)
+    assert env["CONVEYOR_SCAN_IMAGE"] == f"reg/app:1@{digest}"
+    assert env["CONVEYOR_SCAN_SEVERITIES"] == "HIGH,CRITICAL"
+    assert scan["securityContext"]["runAsNonRoot"] is True
+    assert scan["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert scan["args"] == []
+    # Before the build reported a digest (or without one): its tag.
+    assert env_of(scan_pod({"build": "img"})["containers"][0])["CONVEYOR_SCAN_IMAGE"] == "reg/app:1"
+
+
+def test_a_scan_of_an_image_with_its_options():
+    pod = scan_pod(
+        {"image": "reg/base:3", "severities": ["CRITICAL"], "ignoreUnfixed": True,
+         "registrySecret": "pull"}
+    )  # fmt: skip
+    (scan,) = pod["containers"]
+    env = env_of(scan)
+    assert env["CONVEYOR_SCAN_IMAGE"] == "reg/base:3"
+    assert env["CONVEYOR_SCAN_SEVERITIES"] == "CRITICAL"
+    assert scan["args"] == ["--ignore-unfixed"]
+    assert env["DOCKER_CONFIG"] == "/conveyor/registry-auth"
+    volume = next(v for v in pod["volumes"] if v["name"] == "registry-auth")
+    assert volume["secret"]["secretName"] == "pull"
+
+
+def run_scan(tmp_path, trivy_body: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    trivy = bin_dir / "trivy"
+    trivy.write_text("#!/bin/sh\n" + trivy_body)
+    trivy.chmod(0o755)
+    termination = tmp_path / "termination"
+    script = SCAN_SCRIPT.replace("/dev/termination-log", str(termination)).replace(
+        "/tmp/findings", str(tmp_path / "findings")
+    )
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "CONVEYOR_SCAN_IMAGE": "reg/app:1",
+        "CONVEYOR_SCAN_SEVERITIES": "HIGH,CRITICAL",
+        "CONVEYOR_SCAN_TEMPLATE": SCAN_TEMPLATE,
+    }
+    proc = subprocess.run(
+        ["/bin/sh", "-c", script, "scan", *args], env=env, capture_output=True, text=True
+    )
+    return proc, termination.read_text() if termination.exists() else ""
+
+
+# A stand-in for Trivy: writes findings as the template would, to the file after --output.
+FINDINGS_TRIVY = (
+    'while [ "$1" != "--output" ]; do shift; done\n'
+    "printf 'HIGH CVE-1 openssl 3.0.1 (fixed in 3.0.2) in app\\n"
+    'CRITICAL CVE-2 zlib 1.2 in app\\nHIGH CVE-3 curl 8.0 in app\\n\' > "$2"\n'
+)
+
+
+def test_findings_fail_the_scan_and_are_counted(tmp_path):
+    proc, summary = run_scan(tmp_path, FINDINGS_TRIVY)
+    assert proc.returncode == 1
+    assert summary == "CRITICAL=1 HIGH=2"
+    assert "HIGH CVE-1 openssl 3.0.1 (fixed in 3.0.2) in app" in proc.stdout
+    assert parse_findings(summary) == {"CRITICAL": 1, "HIGH": 2}
+
+
+def test_a_clean_image_passes(tmp_path):
+    proc, summary = run_scan(tmp_path, 'while [ "$1" != "--output" ]; do shift; done\n: > "$2"\n')
+    assert proc.returncode == 0 and summary == "none"
+    assert "no HIGH,CRITICAL vulnerabilities" in proc.stdout
+    assert parse_findings(summary) == {}
+
+
+def test_a_scan_that_cannot_run_is_not_a_finding(tmp_path):
+    proc, summary = run_scan(tmp_path, "echo 'FATAL: image not found' >&2\nexit 1\n")
+    assert proc.returncode == 2 and summary == ""
+    assert "could not run" in proc.stderr
+
+
+def test_the_options_reach_trivy(tmp_path):
+    calls = tmp_path / "calls"
+    body = f'printf "%s\\n" "$@" > {calls}\n' + FINDINGS_TRIVY
+    run_scan(tmp_path, body, "--ignore-unfixed")
+    args = calls.read_text().splitlines()
+    assert args[:2] == ["image", "--quiet"]
+    assert args[-2:] == ["--ignore-unfixed", "reg/app:1"]
+    assert args[args.index("--severity") + 1] == "HIGH,CRITICAL"
+    assert args[args.index("--template") + 1] == SCAN_TEMPLATE

@@ -260,6 +260,53 @@ class Build:
     )
 
 
+SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+@model(
+    "An image vulnerability scan with Trivy: the job fails when the image has vulnerabilities "
+    "of the given severities (allowFailure: true makes them a warning). A count per severity "
+    "is recorded in status.jobs[].findings; the findings themselves are in the job's log.",
+    validations=(
+        Validation(
+            rule="has(self.image) != has(self.build)",
+            message="scan: give exactly one of image and build",
+        ),
+    ),
+)
+@dataclass(frozen=True)
+class Scan:
+    image: str | None = spec_field(
+        "Image to scan; may contain variables.", default=None, max_length=IMAGE_MAX, min_length=1
+    )
+    build: str | None = spec_field(
+        "A build job of the pipeline: the image it pushed in this run is scanned by digest.",
+        default=None,
+        max_length=JOB_NAME_MAX,
+        min_length=1,
+    )
+    severities: tuple[str, ...] = spec_field(
+        "Severities that fail the scan.",
+        default_factory=lambda: ("HIGH", "CRITICAL"),
+        max_items=len(SEVERITIES),
+        item_enum=SEVERITIES,
+        list_type="set",
+    )
+    ignore_unfixed: bool = spec_field(
+        "Leave out vulnerabilities that have no fix yet.", default=False
+    )
+    registry_secret: str | None = spec_field(
+        "A kubernetes.io/dockerconfigjson Secret of the run's namespace, to read a private image.",
+        default=None,
+        max_length=DNS_SUBDOMAIN_MAX,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+
+    def __post_init__(self) -> None:
+        if (self.image is None) == (self.build is None):
+            raise ModelError("scan", "give exactly one of image and build")
+
+
 def _globs(description: str) -> Any:
     return spec_field(
         description,
@@ -383,9 +430,17 @@ class RefPolicy:
             message="needs: a job cannot need itself",
         ),
         Validation(
-            rule="has(self.deploy) || has(self.build) "
+            rule="has(self.deploy) || has(self.build) || has(self.scan) "
             "|| (has(self.script) && size(self.script) > 0)",
-            message="script: required (only a deploy or build job has none)",
+            message="script: required (only a deploy, build or scan job has none)",
+        ),
+        Validation(
+            rule="!has(self.scan) || !has(self.script) || size(self.script) == 0",
+            message="scan: a scan job has no script",
+        ),
+        Validation(
+            rule="[has(self.deploy), has(self.build), has(self.scan)].filter(x, x).size() <= 1",
+            message="a job deploys, builds or scans: one of them",
         ),
         Validation(
             rule="!has(self.deploy) || !has(self.script) || size(self.script) == 0",
@@ -394,10 +449,6 @@ class RefPolicy:
         Validation(
             rule="!has(self.build) || !has(self.script) || size(self.script) == 0",
             message="build: a build job has no script",
-        ),
-        Validation(
-            rule="!has(self.build) || !has(self.deploy)",
-            message="build: a job builds or deploys, not both",
         ),
         Validation(
             rule="!has(self.deploy) || has(self.environment)",
@@ -507,6 +558,11 @@ class PipelineJob:
         "script; the operator's builder image).",
         default=None,
     )
+    scan: Scan | None = spec_field(
+        "An image scan job: Trivy scans an image, or the image a build job of the run pushed "
+        "(no script; the operator's scanner image).",
+        default=None,
+    )
     optional_needs: tuple[str, ...] = spec_field(
         "Needs that may be absent from the run (GitLab `needs: [{job, optional: true}]`): waited "
         "for when present, ignored when missing or excluded by rules. Any entry makes the job a "
@@ -545,14 +601,17 @@ class PipelineJob:
 
     def __post_init__(self) -> None:
         # The same rules as the CEL above, for specs parsed outside the API server (import).
-        if self.deploy is None and self.build is None and not self.script:
-            raise ModelError("script", "required (only a deploy or build job has none)")
+        kinds = [k for k in (self.deploy, self.build, self.scan) if k is not None]
+        if not kinds and not self.script:
+            raise ModelError("script", "required (only a deploy, build or scan job has none)")
         if self.deploy is not None and self.script:
             raise ModelError("deploy", "a deploy job has no script")
         if self.build is not None and self.script:
             raise ModelError("build", "a build job has no script")
-        if self.build is not None and self.deploy is not None:
-            raise ModelError("build", "a job builds or deploys, not both")
+        if self.scan is not None and self.script:
+            raise ModelError("scan", "a scan job has no script")
+        if len(kinds) > 1:
+            raise ModelError("deploy", "a job deploys, builds or scans: one of them")
         if self.deploy is not None and self.environment is None:
             raise ModelError("deploy", "a deploy job needs an environment (environment.name)")
 

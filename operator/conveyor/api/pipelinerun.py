@@ -198,6 +198,11 @@ class JobStatus:
         default=None,
         max_length=512,
     )
+    findings: Mapping[str, int] | None = spec_field(
+        "What a scan job found: vulnerabilities per severity (CRITICAL, HIGH, ...).",
+        default=None,
+        max_properties=5,
+    )
     image_digest: str | None = spec_field(
         "The digest of the image a build job pushed.",
         default=None,

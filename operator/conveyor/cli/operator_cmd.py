@@ -17,6 +17,7 @@ from conveyor.kube.jobspec import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
     DEFAULT_IMAGE,
+    DEFAULT_SCANNER_IMAGE,
     JobOptions,
 )
 
@@ -57,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--builder-image",
         default=DEFAULT_BUILDER_IMAGE,
         help="BuildKit rootless image that `build` jobs run (pin it by digest)",
+    )
+    p.add_argument(
+        "--scanner-image",
+        default=DEFAULT_SCANNER_IMAGE,
+        help="Trivy image that `scan` jobs run (pin it by digest)",
     )
     p.add_argument(
         "--privileged-services",
@@ -137,6 +143,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         registry_image=args.registry_image,
         privileged_services=args.privileged_services,
         builder_image=args.builder_image,
+        scanner_image=args.scanner_image,
     )
 
 

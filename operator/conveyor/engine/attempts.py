@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from conveyor.api import pipelinerun as prs
@@ -24,6 +24,18 @@ REASON_JOB_DELETED = "JobDeleted"
 REASON_UNKNOWN_FAILURE = "UnknownFailure"
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+FINDINGS = re.compile(r"^(none|[A-Z]+=[0-9]+( [A-Z]+=[0-9]+)*)$")
+
+
+def parse_findings(message: str | None) -> dict[str, int] | None:
+    """A scan's summary, `CRITICAL=2 HIGH=5` or `none`, as counts; None if it is not one."""
+    if not message or not FINDINGS.match(message):
+        return None
+    if message == "none":
+        return {}
+    return {k: int(v) for k, v in (part.split("=") for part in message.split())}
+
+
 _TIMEOUT_KINDS = frozenset({"job_execution_timeout", "stuck_or_timeout_failure"})
 
 
@@ -39,6 +51,7 @@ class Attempt:
     observed_active: bool = False
     message: str | None = None  # why it failed, short (a deploy's error, a termination message)
     image_digest: str | None = None  # what a build pushed (its termination message)
+    findings: Mapping[str, int] | None = None  # what a scan found (its termination message)
 
 
 def failure_kinds(reason: str | None, exit_code: int | None) -> frozenset[str]:
@@ -77,6 +90,7 @@ def _from_observed(job: ObservedJob) -> Attempt:
             start_time=job.start_time,
             completion_time=job.completion_time,
             image_digest=job.message if job.message and DIGEST.match(job.message) else None,
+            findings=parse_findings(job.message),
         )
     if job.reason == observed_states.DEADLINE_EXCEEDED:
         reason = REASON_TIMEOUT
@@ -93,6 +107,7 @@ def _from_observed(job: ObservedJob) -> Attempt:
         start_time=job.start_time,
         completion_time=job.completion_time,
         message=job.message,
+        findings=parse_findings(job.message),
     )
 
 
@@ -120,6 +135,7 @@ def _from_record(record: JobStatus, now: datetime.datetime) -> Attempt:
         completion_time=record.completion_time,
         message=record.message,
         image_digest=record.image_digest,
+        findings=record.findings,
     )
 
 

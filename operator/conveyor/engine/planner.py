@@ -227,7 +227,7 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
             work.retried[job.name] = attempt
             entry = dataclasses.replace(entry, attempt=number, job_name=name)
         else:
-            entry = _entry_from_attempt(entry, attempt, job.build is not None)
+            entry = _entry_from_attempt(entry, attempt, job)
             if attempt.phase == prs.PENDING and work.may_create:
                 # Planned before but not visible yet: ask again ("already exists" is success).
                 work.creates.append(JobToCreate(job.name, attempt.number, attempt.job_name))
@@ -289,7 +289,8 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     work.tainted[job.name] = tainted
 
 
-def _entry_from_attempt(entry: JobStatus, attempt: Attempt, build: bool) -> JobStatus:
+def _entry_from_attempt(entry: JobStatus, attempt: Attempt, job: PipelineJob) -> JobStatus:
+    ended = attempt.phase in (prs.SUCCEEDED, prs.FAILED)
     return dataclasses.replace(
         entry,
         phase=attempt.phase,
@@ -300,7 +301,12 @@ def _entry_from_attempt(entry: JobStatus, attempt: Attempt, build: bool) -> JobS
         exit_code=attempt.exit_code if attempt.phase in _FINISHED else None,
         reason=attempt.reason if attempt.phase == prs.FAILED else None,
         message=attempt.message[:512] if attempt.phase == prs.FAILED and attempt.message else None,
-        image_digest=attempt.image_digest if build and attempt.phase == prs.SUCCEEDED else None,
+        image_digest=(
+            attempt.image_digest
+            if job.build is not None and attempt.phase == prs.SUCCEEDED
+            else None
+        ),
+        findings=attempt.findings if job.scan is not None and ended else None,
     )
 
 

@@ -50,6 +50,22 @@ def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> lis
                     f"job '{job.name}' needs job '{need}', which is in a later stage "
                     f"('{other.stage}')"
                 )
+    for job in spec.jobs:
+        if job.scan is None or job.scan.build is None or job.name in excluded:
+            continue
+        built = by_name.get(job.scan.build)
+        if built is None or built.build is None or job.scan.build in excluded:
+            problems.append(
+                f"job '{job.name}' scans the image of job '{job.scan.build}', which is not a "
+                "build job of the pipeline"
+            )
+        elif job.scan.build not in (job.needs or ()) and stage_index.get(
+            built.stage, -1
+        ) >= stage_index.get(job.stage, -1):
+            problems.append(
+                f"job '{job.name}' scans the image of job '{job.scan.build}', which does not "
+                "run before it (put it in an earlier stage, or in needs)"
+            )
     if not problems:
         cycle = find_cycle(spec.jobs)
         if cycle:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from conveyor.api.pipeline import (
     Build,
     PipelineJob,
     PipelineSpec,
+    Scan,
     SecretVariable,
     Service,
 )
@@ -37,6 +38,8 @@ DEFAULT_IMAGE = "alpine:3.20"
 # BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
 DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
 BUILDER_HOME = "/home/user"  # the rootless image's user
+DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.58.1"  # pin a digest with --scanner-image
+SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
 BUILDS_DIR = "/builds"
 
 LABEL_RUN = "conveyor.dev/pipelinerun"
@@ -69,6 +72,7 @@ class JobOptions:
     # it): the platform's decision, never the pipeline's; the script container never is.
     privileged_services: bool = False
     builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
+    scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
@@ -277,8 +281,10 @@ def build_job(
     job: PipelineJob,
     attempt: int,
     options: JobOptions | None = None,
+    built: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The batch/v1 Job running `attempt` of pipeline job `job` for `run`."""
+    """The batch/v1 Job running `attempt` of pipeline job `job` for `run`. `built`: what the
+    run's build jobs pushed (image -> digest), for a scan of one of them."""
     options = options or JobOptions()
     if run.spec is None:
         raise ValueError("the PipelineRun has no spec")
@@ -328,6 +334,9 @@ def build_job(
         script_container = _build_container(
             job.build, variables, service_env, project_dir, script_mounts, volumes, options
         )
+    if job.scan is not None:
+        target = scan_target(pipeline, job, variables, built or {})
+        script_container = _scan_container(job.scan, target, service_env, volumes, options)
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -478,19 +487,9 @@ def _build_container(
         {"name": BUILDKIT_VOLUME, "mountPath": f"{BUILDER_HOME}/.local/share/buildkit"},
     ]
     if build.registry_secret:
-        volumes.append(
-            {
-                "name": REGISTRY_AUTH_VOLUME,
-                "secret": {
-                    "secretName": build.registry_secret,
-                    "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-                },
-            }
+        own["DOCKER_CONFIG"] = _registry_auth(
+            build.registry_secret, volumes, mounts, f"{BUILDER_HOME}/.docker"
         )
-        mounts.append(
-            {"name": REGISTRY_AUTH_VOLUME, "mountPath": f"{BUILDER_HOME}/.docker", "readOnly": True}
-        )
-        own["DOCKER_CONFIG"] = f"{BUILDER_HOME}/.docker"
     args: list[str] = []
     for name, value in build.build_args.items():
         args += ["--opt", k8s_escape(f"build-arg:{name}={variables.expand_raw(value)}")]
@@ -509,6 +508,105 @@ def _build_container(
             "runAsGroup": 1000,
             "seccompProfile": {"type": "Unconfined"},
             "appArmorProfile": {"type": "Unconfined"},
+        },
+    }
+
+
+def _registry_auth(
+    secret: str, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]], directory: str
+) -> str:
+    """A dockerconfigjson Secret as the config.json of the one container that needs it: the
+    directory for DOCKER_CONFIG."""
+    volumes.append(
+        {
+            "name": REGISTRY_AUTH_VOLUME,
+            "secret": {
+                "secretName": secret,
+                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+            },
+        }
+    )
+    mounts.append({"name": REGISTRY_AUTH_VOLUME, "mountPath": directory, "readOnly": True})
+    return directory
+
+
+def scan_target(
+    pipeline: PipelineSpec, job: PipelineJob, variables: Variables, built: Mapping[str, str]
+) -> str:
+    """The image a scan job scans: its own, or what its build job pushed in this run, by
+    digest when the build reported one."""
+    assert job.scan is not None
+    if job.scan.image is not None:
+        return variables.expand_raw(job.scan.image)
+    build = pipeline.job(job.scan.build or "")
+    if build is None or build.build is None:
+        raise ValueError(f"job {job.name} scans {job.scan.build!r}, which is not a build job")
+    image = build.build.image
+    digest = built.get(image)
+    return f"{image}@{digest}" if digest else image
+
+
+# Findings are printed one per line; the count per severity is the termination message, which
+# the operator records in the job's status. Exit 1: findings; 2: the scan could not run.
+SCAN_TEMPLATE = (
+    "{{ range . }}{{ $target := .Target }}{{ range .Vulnerabilities }}{{ .Severity }} "
+    "{{ .VulnerabilityID }} {{ .PkgName }} {{ .InstalledVersion }}"
+    "{{ if .FixedVersion }} (fixed in {{ .FixedVersion }}){{ end }} in {{ $target }}"
+    '{{ "\\n" }}{{ end }}{{ end }}'
+)
+SCAN_SCRIPT = r"""set -u
+trivy image --quiet --no-progress --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
+  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings "$@" "$CONVEYOR_SCAN_IMAGE" || {
+  echo "the scan of $CONVEYOR_SCAN_IMAGE could not run" >&2
+  exit 2
+}
+cat /tmp/findings
+summary=$(cut -d' ' -f1 /tmp/findings | sort | uniq -c \
+  | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
+printf '%s' "${summary:-none}" > /dev/termination-log
+if [ -n "$summary" ]; then
+  echo "$CONVEYOR_SCAN_IMAGE: $summary" >&2
+  exit 1
+fi
+echo "$CONVEYOR_SCAN_IMAGE: no $CONVEYOR_SCAN_SEVERITIES vulnerabilities"
+"""
+
+
+def _scan_container(
+    scan: Scan,
+    image: str,
+    env: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    options: JobOptions,
+) -> dict[str, Any]:
+    """The job's container for a `scan` job: Trivy, as a plain user, nothing privileged."""
+    own = {
+        "CONVEYOR_SCAN_IMAGE": image,
+        "CONVEYOR_SCAN_SEVERITIES": ",".join(scan.severities),
+        "CONVEYOR_SCAN_TEMPLATE": SCAN_TEMPLATE,
+        "TRIVY_CACHE_DIR": "/tmp/trivy-cache",
+        "HOME": "/tmp",
+    }
+    mounts: list[dict[str, Any]] = []
+    if scan.registry_secret:
+        own["DOCKER_CONFIG"] = _registry_auth(
+            scan.registry_secret, volumes, mounts, "/conveyor/registry-auth"
+        )
+    return {
+        "name": SCRIPT_CONTAINER,
+        "image": options.scanner_image,
+        "command": ["/bin/sh", "-c", SCAN_SCRIPT, "scan"],
+        "args": ["--ignore-unfixed"] if scan.ignore_unfixed else [],
+        "workingDir": "/tmp",
+        "env": [e for e in env if e["name"] not in own]
+        + [{"name": k, "value": k8s_escape(v)} for k, v in own.items()],
+        "volumeMounts": mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": SCANNER_USER,
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
         },
     }
 

@@ -361,10 +361,10 @@ class RunController:
         return cached[1], ""
 
     async def _observe(
-        self, key: Key, now: datetime.datetime, builds: frozenset[str]
+        self, key: Key, now: datetime.datetime, reporting: frozenset[str]
     ) -> tuple[list[ObservedJob], bool]:
         """The run's Jobs as the engine sees them, and whether a pod's details are still due.
-        `builds` are the build jobs: their pods tell the digest they pushed."""
+        `reporting` jobs' pods tell their result on success too (a digest, findings)."""
         assert self.views is not None
         observed: list[ObservedJob] = []
         awaiting = False
@@ -372,14 +372,14 @@ class RunController:
             seen = observe_job(job)
             if seen is None:
                 continue
-            build = seen.pipeline_job in builds
-            if needs_pod_details(seen) or (build and needs_build_result(seen)):
+            reports = seen.pipeline_job in reporting
+            if needs_pod_details(seen) or (reports and needs_build_result(seen)):
                 pods = await self._pods_of_ended(key, job["metadata"]["name"])
                 seen = observe_job(job, pods)
                 if seen is None:
                     continue
                 if awaiting_pod_details(seen, pods, now) or (
-                    build and awaiting_build_result(seen, pods, now)
+                    reports and awaiting_build_result(seen, pods, now)
                 ):
                     seen, awaiting = as_active(seen), True
             observed.append(seen)
@@ -446,8 +446,11 @@ class RunController:
                 await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
                 return
         self._note_built(key, pipeline, body.get("status") or {})
-        builds = frozenset(j.name for j in pipeline.jobs if j.build is not None)
-        observed, awaiting = await self._observe(key, now, builds)
+        # Build and scan jobs report in their pod's termination message, success or not.
+        reporting = frozenset(
+            j.name for j in pipeline.jobs if j.build is not None or j.scan is not None
+        )
+        observed, awaiting = await self._observe(key, now, reporting)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         approvals = self._approvals(key)
         approved, refusals = set(), {}
@@ -801,6 +804,7 @@ class RunController:
                 job=self._with_environment_kubeconfig(namespace, spec_job),
                 attempt=create.attempt,
                 options=self.options,
+                built=self._built_by(key),
             )
             await self._job_io(self.kube.create_job, namespace, job)
             self._created.setdefault(key, {})[create.job_name] = (
