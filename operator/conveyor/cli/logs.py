@@ -12,7 +12,7 @@ from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from conveyor.api.meta import GROUP, VERSION
-from conveyor.api.pipelinerun import FINISHED_PHASES
+from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
 from conveyor.cli.common import add_cluster_options, api_message, fail, kube_command
 from conveyor.engine.names import job_name
 from conveyor.kube.client import PIPELINERUNS, Kube
@@ -98,7 +98,7 @@ def ready_to_follow(run: Mapping[str, Any], job: str) -> bool:
     if status.get("phase") in FINISHED_PHASES:
         return True
     return entry is not None and (
-        bool(entry.get("jobName")) or entry.get("phase") in FINISHED_PHASES
+        bool(entry.get("jobName")) or entry.get("phase") in JOB_FINISHED_PHASES
     )
 
 
@@ -164,12 +164,13 @@ def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
         print(f"run {args.run} has no jobs yet ({phase})")
         return 0
     several = len(wanted) > 1
+    natives = native_deploys(run, _pipeline_spec(kube, ns, run))
     failures = 0
     for attempt in wanted:
         if several:
             print(header(attempt), flush=True)
         try:
-            _print_attempt(kube, ns, run, attempt, args, several)
+            _print_attempt(kube, ns, run, attempt, args, natives)
         except LogsError as e:
             if not several:
                 return fail(str(e))
@@ -186,13 +187,13 @@ def _print_attempt(
     run: Mapping[str, Any],
     attempt: Attempt,
     args: argparse.Namespace,
-    several: bool,
+    natives: set[str],
 ) -> None:
     summary = deploy_summary(run, attempt.job)
     if summary is not None:
         print(summary, flush=True)
         return
-    if attempt.job in native_deploys(run, _pipeline_spec(kube, ns, run)):
+    if attempt.job in natives:
         raise LogsError(
             f"job {attempt.job} is a native deploy, run by the operator without a pod: it is "
             f"{attempt.phase}, and its record shows here when it ends"
@@ -222,7 +223,7 @@ def _print_attempt(
                 sys.stdout.buffer.flush()
         except ApiException as e:
             message = api_message(e)
-            if "waiting to start" in message and attempt.phase not in FINISHED_PHASES:
+            if "waiting to start" in message and attempt.phase not in JOB_FINISHED_PHASES:
                 message += " (the job has not started yet; --follow waits for it)"
             raise LogsError(message) from e
 

@@ -115,18 +115,18 @@ def needs_pod_details(observed: ObservedJob) -> bool:
     )
 
 
-def needs_build_result(observed: ObservedJob) -> bool:
+def needs_reported_result(observed: ObservedJob) -> bool:
     """A build or scan Job that succeeded: its pod's termination message is its result."""
     return observed.state == model.SUCCEEDED and observed.message is None
 
 
-def awaiting_build_result(
+def awaiting_reported_result(
     observed: ObservedJob, pods: Sequence[Mapping[str, Any]], now: datetime.datetime
 ) -> bool:
     """True while a succeeded build's or scan's result is unknown only because its pod is not
     seen yet:
     a run that has ended does not change again, so it waits for it a moment."""
-    return needs_build_result(observed) and _pod_due(observed, pods, now)
+    return needs_reported_result(observed) and _pod_due(observed, pods, now)
 
 
 def awaiting_pod_details(

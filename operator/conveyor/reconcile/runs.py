@@ -79,11 +79,11 @@ from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job, project_name, with_names_expanded
 from conveyor.kube.observe import (
     as_active,
-    awaiting_build_result,
     awaiting_pod_details,
+    awaiting_reported_result,
     compact_pod,
-    needs_build_result,
     needs_pod_details,
+    needs_reported_result,
     observe_job,
     pod_ended,
 )
@@ -218,9 +218,10 @@ class RunController:
         # Job creates and deletes are the pipeline's critical path: never queued behind status
         # and event writes of other runs.
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
-        # The pods of failed Jobs, read once each: only a failure needs a pod's details (exit
-        # code, termination message), so pods are read on demand instead of watched.
-        self._failed_pods: dict[Key, dict[str, list[dict[str, Any]]]] = {}
+        # The pods of ended Jobs that need reading, once each: a failure's exit code and
+        # termination message, a build's digest, a scan's findings. Pods are read on demand
+        # instead of watched.
+        self._ended_pods: dict[Key, dict[str, list[dict[str, Any]]]] = {}
         # How the planner last saw each Job (from its watch events): updates that do not change
         # it do not queue a pass.
         self._job_views: dict[Key, dict[str, ObservedJob]] = {}
@@ -329,7 +330,7 @@ class RunController:
             self._deadlines.pop(key, None)
             self._pruned.discard(key)
             self._created.pop(key, None)
-            self._failed_pods.pop(key, None)
+            self._ended_pods.pop(key, None)
             self._settling.discard(key)
             self.deploys.forget(key)
             self._built.pop(key, None)
@@ -373,13 +374,13 @@ class RunController:
             if seen is None:
                 continue
             reports = seen.pipeline_job in reporting
-            if needs_pod_details(seen) or (reports and needs_build_result(seen)):
+            if needs_pod_details(seen) or (reports and needs_reported_result(seen)):
                 pods = await self._pods_of_ended(key, job["metadata"]["name"])
                 seen = observe_job(job, pods)
                 if seen is None:
                     continue
                 if awaiting_pod_details(seen, pods, now) or (
-                    reports and awaiting_build_result(seen, pods, now)
+                    reports and awaiting_reported_result(seen, pods, now)
                 ):
                     seen, awaiting = as_active(seen), True
             observed.append(seen)
@@ -394,7 +395,7 @@ class RunController:
 
     async def _pods_of_ended(self, key: Key, job_name: str) -> list[dict[str, Any]]:
         """An ended Job's pods (compact), read once they tell how the script ended."""
-        known = self._failed_pods.setdefault(key, {})
+        known = self._ended_pods.setdefault(key, {})
         if job_name in known:
             return known[job_name]
         pods = [compact_pod(p) for p in await self.io(self.kube.list_job_pods, key[0], job_name)]
