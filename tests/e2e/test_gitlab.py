@@ -22,7 +22,7 @@ from tests.e2e.conveyor import (
     run,
     succeeded_condition,
 )
-from tests.e2e.gitrepo import GitRepo, go_app_repo
+from tests.e2e.gitrepo import GitRepo, go_app_repo, new_repo
 from tests.e2e.support import ROOT, Clusters
 
 CONFORMANCE = sorted((ROOT / "tests" / "fixtures" / "gitlab-ci").glob("*.gitlab-ci.yml"))
@@ -155,3 +155,40 @@ def test_push_of_a_new_ref_counts_changes_as_true(conveyor: Conveyor, seed: GitR
     done = conveyor.wait_finished("new-ref")
     assert job_status(done, "test")["phase"] == "Succeeded"
     assert job_status(done, "build")["phase"] == "Succeeded"
+
+
+def test_a_parallel_matrix_runs_one_job_per_combination(conveyor: Conveyor, tmp_path: Path) -> None:
+    repo = new_repo(
+        tmp_path / "repo",
+        {
+            ".gitlab-ci.yml": (
+                "test:\n  stage: test\n  script: [make test]\n  parallel: 2\n"
+                "deploy:\n  stage: deploy\n  script: [deploy]\n  parallel:\n    matrix:\n"
+                "      - REGION: [eu, us]\n"
+                "report:\n  stage: deploy\n  script: [report]\n  needs:\n"
+                "    - job: deploy\n      parallel: {matrix: [{REGION: eu}]}\n"
+            )
+        },
+    )
+    code, manifest, stderr = import_gitlab(repo.path / ".gitlab-ci.yml", "matrix", repo.url)
+    assert code == 0, stderr
+    conveyor.create(manifest)
+    conveyor.create(run("m1", "matrix", ref="main"))
+    done = conveyor.wait_finished("m1")
+    assert phase(done) == "Succeeded"
+    ran = {j["name"] for j in done["status"]["jobs"] if j["phase"] == "Succeeded"}
+    assert ran == {"test 1/2", "test 2/2", "deploy: [eu]", "deploy: [us]", "report"}
+    envs = {
+        j.metadata.annotations["conveyor.dev/job"]: {
+            e.name: e.value for e in j.spec.template.spec.containers[0].env
+        }
+        for j in conveyor.jobs("m1")
+    }
+    assert (envs["deploy: [us]"]["REGION"], envs["deploy: [us]"]["CI_NODE_INDEX"]) == ("us", "2")
+    assert envs["test 1/2"]["CI_NODE_TOTAL"] == "2"
+    needs = {j["name"]: j.get("needs") for j in manifest["spec"]["jobs"]}
+    assert needs["report"] == ["deploy: [eu]"]
+    assert (
+        job_status(done, "report")["startTime"]
+        >= job_status(done, "deploy: [eu]")["completionTime"]
+    )

@@ -231,7 +231,7 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         tmp_path,
         "include: [{remote: 'https://x/y.yml'}, {template: Auto-DevOps.gitlab-ci.yml}]\n"
         "cache: {paths: [x]}\n"
-        "job:\n  script: [make]\n  tags: [docker]\n  parallel: 3\n  when: delayed\n  start_in: 5m\n"
+        "job:\n  script: [make]\n  tags: [docker]\n  when: delayed\n  start_in: 5m\n"
         "trig:\n  trigger: other/project\n",
     )
     code, out, err = run_cli(capsys, path, "--root", tmp_path)
@@ -243,7 +243,6 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         "include: template: template include Auto-DevOps.gitlab-ci.yml not resolved",
         "(pipeline): cache:",
         "job: tags:",
-        "job: parallel:",
         "job: when: delayed (start_in 5m)",
         "trig: trigger: downstream pipelines are not supported; job dropped",
     ):
@@ -301,3 +300,61 @@ def test_resource_groups_are_imported(tmp_path, capsys):
     assert jobs["review"]["resourceGroup"] == "review/$CI_COMMIT_REF_SLUG"
     # Variables in the name are expanded when the run starts: nothing to report.
     assert code == 0 and "resource_group" not in err
+
+
+def imported_jobs(tmp_path, capsys, text):
+    path = write(tmp_path, text)
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    return code, {j["name"]: j for j in yaml.safe_load(out)["spec"]["jobs"]} if out else {}, err
+
+
+def test_parallel_jobs_become_numbered_jobs_that_needs_wait_for_all(tmp_path, capsys):
+    code, jobs, err = imported_jobs(
+        tmp_path,
+        capsys,
+        "build:\n  stage: build\n  script: [make]\n"
+        "test:\n  stage: test\n  script: [make test]\n  parallel: 3\n  variables: {A: b}\n"
+        "report:\n  stage: test\n  script: [report]\n  needs: [test]\n",
+    )
+    assert code == 0 and "parallel" not in err, err
+    assert [n for n in jobs if n.startswith("test")] == ["test 1/3", "test 2/3", "test 3/3"]
+    assert jobs["test 2/3"]["variables"] == {"A": "b", "CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"}
+    assert jobs["report"]["needs"] == ["test 1/3", "test 2/3", "test 3/3"]
+
+
+def test_a_matrix_makes_one_job_per_combination(tmp_path, capsys):
+    code, jobs, err = imported_jobs(
+        tmp_path,
+        capsys,
+        "deploy:\n  stage: deploy\n  script: [deploy]\n  parallel:\n    matrix:\n"
+        "      - PROVIDER: aws\n        STACK: [monitoring, app1]\n"
+        "      - PROVIDER: [gcp]\n        STACK: data\n"
+        "smoke:\n  stage: deploy\n  script: [smoke]\n  needs:\n"
+        "    - job: deploy\n      parallel:\n        matrix:\n          - PROVIDER: aws\n"
+        "            STACK: app1\n"
+        "all:\n  stage: deploy\n  script: [all]\n  needs: [deploy]\n",
+    )
+    assert code == 0, err
+    names = [n for n in jobs if n.startswith("deploy")]
+    assert names == ["deploy: [aws, monitoring]", "deploy: [aws, app1]", "deploy: [gcp, data]"]
+    assert jobs["deploy: [aws, app1]"]["variables"] == {
+        "PROVIDER": "aws", "STACK": "app1", "CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3",
+    }  # fmt: skip
+    assert jobs["smoke"]["needs"] == ["deploy: [aws, app1]"]
+    assert jobs["all"]["needs"] == sorted(names)
+
+
+@pytest.mark.parametrize(
+    ("parallel", "words"),
+    [
+        ("0", "parallel must be 1-200"),
+        ("201", "parallel must be 1-200"),
+        ("{matrix: []}", "parallel is a number or {matrix: [...]}"),
+        ("{matrix: [{A: [1, 2]}, {A: [2]}]}", "the matrix repeats a combination"),
+        ("{matrix: [{A: " + str(list(range(15))) + ", B: " + str(list(range(15))) + "}]}",
+         "the matrix makes 225 jobs (at most 200)"),
+    ],
+)  # fmt: skip
+def test_bad_parallel_is_an_error_with_its_line(tmp_path, capsys, parallel, words):
+    code, _, err = imported_jobs(tmp_path, capsys, f"t:\n  script: [x]\n  parallel: {parallel}\n")
+    assert code != 0 and words in err and ":3" in err, err

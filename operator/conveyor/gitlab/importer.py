@@ -10,6 +10,7 @@ reported as an `Omission` (never dropped silently); anything that makes the file
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -57,6 +58,8 @@ GLOBAL_KEYWORDS = frozenset(
     }
 )
 # Job keywords Conveyor has no equivalent for yet, with what dropping them means.
+MAX_PARALLEL = 200  # GitLab's limit on the jobs of one parallel job
+
 UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "artifacts": "artifacts are not supported yet; nothing is uploaded or passed on",
     "cache": "caches are not supported; every job starts from a clean checkout",
@@ -68,7 +71,6 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "secrets": "external secrets are not supported; use secretVariables",
     "id_tokens": "ID tokens are not issued",
     "hooks": "runner hooks are not supported",
-    "parallel": "parallel/matrix jobs are not supported; the job runs once",
     "pages": "GitLab Pages publishing is not supported",
     "publish": "GitLab Pages publishing is not supported",
     "identity": "cloud identities are not supported",
@@ -142,6 +144,10 @@ class Importer:
         self.omissions: list[Omission] = []
         self.config: MarkedDict = MarkedDict()
         self.dropped_jobs: set[str] = set()
+        # parallel jobs: the job's name -> its instances (name, matrix variables)
+        self.instances: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        # needs:parallel:matrix entries: (job, needed job) -> the matrix filters
+        self.matrix_needs: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
 
     def omit(self, where: str, key: str, what: str) -> None:
         self.omissions.append(Omission(where, key, what))
@@ -319,6 +325,7 @@ class Importer:
             job = self._job(key, value, defaults, stages)
             if job is not None:
                 jobs.append(job)
+        jobs = self._expand_parallel(jobs)
         for job in jobs:
             self._drop_needs_on_dropped(job)
         if not jobs:
@@ -424,10 +431,12 @@ class Importer:
                 out["environment"] = environment
         if "resource_group" in job:
             out["resourceGroup"] = self._resource_group(job["resource_group"], name, job)
+        if "parallel" in job:
+            self.instances[name] = self._parallel(job["parallel"], name, job)
         handled = {
             "stage", "type", "image", "services", "variables", "before_script", "script",
             "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
-            "timeout", "environment", "resource_group", "inherit", "extends",
+            "timeout", "environment", "resource_group", "inherit", "extends", "parallel",
         }  # fmt: skip
         for key in job:
             if key in handled:
@@ -652,13 +661,107 @@ class Importer:
             if "artifacts" in entry:
                 self.omit(name, "needs:artifacts", f"{target}: artifacts are not supported")
             if "parallel" in entry:
-                self.omit(name, "needs:parallel", f"{target}: parallel is not supported")
+                self.matrix_needs[(name, target)] = self._matrix_filter(
+                    entry["parallel"], name, job
+                )
             (optional if entry.get("optional") is True else required).add(target)
         out["needs"] = sorted(required)
         if optional - required:
             out["optionalNeeds"] = sorted(optional - required)
             if not required:
                 del out["needs"]
+
+    def _parallel(self, value: Any, name: str, job: MarkedDict) -> list[tuple[str, dict[str, str]]]:
+        """GitLab's `parallel: N` (jobs `name 1/N` .. `name N/N`) or `parallel: matrix:` (one
+        job per combination, `name: [v1, v2]`, with those variables)."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_PARALLEL:
+                raise self.fail(job, "parallel", f"job {name}: parallel must be 1-{MAX_PARALLEL}")
+            return [(f"{name} {i}/{value}", {}) for i in range(1, value + 1)]
+        matrix = value.get("matrix") if isinstance(value, dict) else None
+        if not isinstance(matrix, list) or not matrix:
+            raise self.fail(
+                job, "parallel", f"job {name}: parallel is a number or {{matrix: [...]}}"
+            )
+        out: list[tuple[str, dict[str, str]]] = []
+        for entry in matrix:
+            axes = self._matrix_entry(entry, name, job)
+            for combination in itertools.product(*axes.values()):
+                variables = dict(zip(axes, combination, strict=True))
+                out.append((f"{name}: [{', '.join(combination)}]", variables))
+        if len(out) > MAX_PARALLEL:
+            raise self.fail(
+                job,
+                "parallel",
+                f"job {name}: the matrix makes {len(out)} jobs (at most {MAX_PARALLEL})",
+            )
+        if len({n for n, _ in out}) != len(out):
+            raise self.fail(job, "parallel", f"job {name}: the matrix repeats a combination")
+        return out
+
+    def _matrix_entry(self, entry: Any, name: str, job: MarkedDict) -> dict[str, list[str]]:
+        if not isinstance(entry, dict) or not entry:
+            raise self.fail(job, "parallel", f"job {name}: a matrix entry maps variables to values")
+        axes: dict[str, list[str]] = {}
+        for var, values in entry.items():
+            values = values if isinstance(values, list) else [values]
+            if not values or not all(isinstance(v, str | int | float) for v in values):
+                raise self.fail(
+                    job, "parallel", f"job {name}: matrix variable {var} needs values (strings)"
+                )
+            axes[str(var)] = [str(v) for v in values]
+        return axes
+
+    def _matrix_filter(self, value: Any, name: str, job: MarkedDict) -> list[dict[str, list[str]]]:
+        matrix = value.get("matrix") if isinstance(value, dict) else None
+        if not isinstance(matrix, list) or not matrix:
+            raise self.fail(job, "needs", f"job {name}: needs:parallel takes {{matrix: [...]}}")
+        return [self._matrix_entry(entry, name, job) for entry in matrix]
+
+    def _expand_parallel(self, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Parallel jobs become their instances; a need on one means all its instances (or,
+        with needs:parallel:matrix, those whose variables match)."""
+        if not self.instances:
+            return jobs
+        out: list[dict[str, Any]] = []
+        for job in jobs:
+            for key in ("needs", "optionalNeeds"):
+                if key in job:
+                    job[key] = sorted(
+                        {n for need in job[key] for n in self._needed(job["name"], need)}
+                    )
+            instances = self.instances.get(job["name"])
+            if instances is None:
+                out.append(job)
+                continue
+            for index, (instance, variables) in enumerate(instances, start=1):
+                parallel = {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(len(instances))}
+                out.append(
+                    {
+                        **job,
+                        "name": instance,
+                        "variables": {**job.get("variables", {}), **variables, **parallel},
+                    }
+                )
+        return out
+
+    def _needed(self, job: str, need: str) -> list[str]:
+        instances = self.instances.get(need)
+        if instances is None:
+            return [need]
+        filters = self.matrix_needs.get((job, need))
+        if filters is None:
+            return [name for name, _ in instances]
+        chosen = [
+            name
+            for name, variables in instances
+            if any(all(variables.get(k) in v for k, v in f.items()) for f in filters)
+        ]
+        if not chosen:
+            raise self.fail(
+                self.config, None, f"job {job}: needs:parallel:matrix matches no job of {need}"
+            )
+        return chosen
 
     def _drop_needs_on_dropped(self, job: dict[str, Any]) -> None:
         for key in ("needs", "optionalNeeds"):
