@@ -441,3 +441,30 @@ def test_a_scan_checks_exactly_the_image_the_run_built(conveyor: Conveyor, tmp_p
     ]
     env = {e.name: e.value for e in scan_job.spec.template.spec.containers[0].env}
     assert env["CONVEYOR_SCAN_IMAGE"] == f"reg.example/app:1@{digest}"
+
+
+def test_a_delayed_job_waits_its_time_or_until_played(
+    conveyor: Conveyor, clusters: Clusters
+) -> None:
+    canary = job("canary", "deploy", when="delayed", startIn="4s")
+    conveyor.create(pipeline("later", [job("build", "build"), canary], stages=["build", "deploy"]))
+    conveyor.create(run("later-1", "later"))
+    waiting = conveyor.wait_run(
+        "later-1", lambda r: succeeded_condition(r).get("reason") == "Delayed"
+    )
+    scheduled = job_status(waiting, "canary")["scheduledAt"]
+    assert "conveyor play later-1 canary" in succeeded_condition(waiting)["message"]
+    done = conveyor.wait_finished("later-1")
+    assert phase(done) == "Succeeded"
+    assert job_status(done, "canary")["startTime"] >= scheduled
+
+    # An hour's delay, played: it starts now.
+    slow = job("canary", "deploy", when="delayed", startIn="1h")
+    conveyor.create(
+        pipeline("much-later", [job("build", "build"), slow], stages=["build", "deploy"])
+    )
+    conveyor.create(run("later-2", "much-later"))
+    conveyor.wait_run("later-2", lambda r: succeeded_condition(r).get("reason") == "Delayed")
+    played = conveyor_cli(clusters, "play", "later-2", "canary", "-n", conveyor.ns)
+    assert played.returncode == 0, played.stderr
+    assert phase(conveyor.wait_finished("later-2")) == "Succeeded"

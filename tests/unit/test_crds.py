@@ -88,7 +88,9 @@ def test_pipeline_jobs_schema():
     assert job["name"]["maxLength"] == 255
     assert job["stage"]["default"] == "test"
     assert job["when"]["default"] == "on_success"
-    assert job["when"]["enum"] == ["on_success", "on_failure", "always", "manual", "never"]
+    assert job["when"]["enum"] == [
+        "on_success", "on_failure", "always", "manual", "never", "delayed"
+    ]  # fmt: skip
     assert "default" not in job["allowFailure"]
     assert job["retry"]["properties"]["max"]["maximum"] == 2
     assert job["timeout"]["pattern"] == "^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"

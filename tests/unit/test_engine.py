@@ -13,7 +13,9 @@ import datetime
 import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
+from conveyor.api.evaluation import Evaluation, JobEvaluation
 from conveyor.engine import ObservedJob, invalid_pipeline_status, missing_pipeline_status, plan
+from conveyor.engine.evaluation import effective_job
 from conveyor.engine.validate import validate_pipeline
 
 T0 = datetime.datetime(2025, 1, 1, 12, 0, tzinfo=datetime.UTC)
@@ -583,3 +585,66 @@ def test_a_scan_of_a_build_needs_a_build_before_it(scan_of, stage, words):
                              "needs": ["image"]},
     )  # fmt: skip
     assert validate_pipeline(in_needs) == []
+
+
+# --- delayed jobs --------------------------------------------------------------------------
+
+
+def delayed(name="canary", stage="deploy", start_in="10m", **fields):
+    return job(name, stage, when="delayed", startIn=start_in, **fields)
+
+
+def test_a_delayed_job_starts_its_delay_after_it_could_have_started():
+    world = World(pipeline(job("build", "build"), delayed(), stages=["build", "deploy"]))
+    world.step()
+    world.finish("build")
+    ready_at = world.now + datetime.timedelta(seconds=1)
+    result = world.step()
+    entry = {j["name"]: j for j in world.status["jobs"]}["canary"]
+    assert (entry["phase"], entry["reason"]) == ("Pending", "Delayed")
+    due = ready_at + datetime.timedelta(minutes=10)
+    assert entry["scheduledAt"] == due.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert result.create == [] and result.wake_at == due
+    assert world.condition()["reason"] == "Delayed"
+    assert "conveyor play run-1 canary" in world.condition()["message"]
+    # Later passes keep the time; at it, the job starts.
+    world.step(seconds=300)
+    assert world.plan().create == []
+    world.step(seconds=300)
+    assert active_jobs(world) == ["canary"]
+    assert "scheduledAt" not in {j["name"]: j for j in world.status["jobs"]}["canary"]
+
+
+def test_playing_a_delayed_job_starts_it_now():
+    world = World(pipeline(delayed(stage="test")), run_spec={"play": ["canary"]})
+    world.step()
+    assert active_jobs(world) == ["canary"]
+
+
+def test_a_delayed_job_after_a_failure_is_skipped():
+    world = World(pipeline(job("build", "build"), delayed(), stages=["build", "deploy"]))
+    world.settle({"build": ("failed",)})
+    assert world.phases()["canary"] == "Skipped"
+    assert world.status["phase"] == "Failed"
+
+
+def test_a_delay_needs_its_start_in_and_the_other_way_round():
+    with pytest.raises(Exception, match="startIn: required with when: delayed"):
+        pipeline(job("a", when="delayed"))
+    with pytest.raises(Exception, match="startIn: required with when: delayed"):
+        pipeline(job("a", startIn="5m"))
+    with pytest.raises(Exception, match="at most a week"):
+        pipeline(delayed(start_in="169h"))
+
+
+def test_a_rule_that_makes_a_delayed_job_manual_drops_the_delay():
+    spec = pipeline(delayed(stage="test"))
+    evaluation = Evaluation(jobs=(JobEvaluation(name="canary", when="manual"),))
+    job = effective_job(spec.jobs[0], evaluation)
+    assert (job.when, job.start_in) == ("manual", None)
+    world = World(spec)
+    world.plan = lambda may_start=True: plan(  # the run as the operator plans it
+        world.spec, world.run(), list(world.jobs.values()), world.now, evaluation=evaluation
+    )
+    world.step()
+    assert world.phases()["canary"] == "Manual"

@@ -231,7 +231,7 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         tmp_path,
         "include: [{remote: 'https://x/y.yml'}, {template: Auto-DevOps.gitlab-ci.yml}]\n"
         "cache: {paths: [x]}\n"
-        "job:\n  script: [make]\n  tags: [docker]\n  when: delayed\n  start_in: 5m\n"
+        "job:\n  script: [make]\n  tags: [docker]\n"
         "trig:\n  trigger: other/project\n",
     )
     code, out, err = run_cli(capsys, path, "--root", tmp_path)
@@ -243,7 +243,6 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         "include: template: template include Auto-DevOps.gitlab-ci.yml not resolved",
         "(pipeline): cache:",
         "job: tags:",
-        "job: when: delayed (start_in 5m)",
         "trig: trigger: downstream pipelines are not supported; job dropped",
     ):
         assert any(line.startswith(expected) for line in lines), expected
@@ -358,3 +357,26 @@ def test_a_matrix_makes_one_job_per_combination(tmp_path, capsys):
 def test_bad_parallel_is_an_error_with_its_line(tmp_path, capsys, parallel, words):
     code, _, err = imported_jobs(tmp_path, capsys, f"t:\n  script: [x]\n  parallel: {parallel}\n")
     assert code != 0 and words in err and ":3" in err, err
+
+
+def test_delayed_jobs_keep_their_delay(tmp_path, capsys):
+    code, jobs, err = imported_jobs(
+        tmp_path,
+        capsys,
+        "canary:\n  stage: deploy\n  script: [roll]\n  when: delayed\n  start_in: 30 minutes\n",
+    )
+    assert code == 0 and err == ""
+    assert (jobs["canary"]["when"], jobs["canary"]["startIn"]) == ("delayed", "30m")
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ("when: delayed\n", "when: delayed needs start_in"),
+        ("when: delayed\n  start_in: 8 days\n", "start_in must be more than 0 and at most a week"),
+        ("when: delayed\n  start_in: soon\n", "start_in:"),
+    ],
+)
+def test_a_bad_delay_is_an_error_with_its_line(tmp_path, capsys, fields, words):
+    code, _, err = imported_jobs(tmp_path, capsys, f"t:\n  script: [x]\n  {fields}")
+    assert code != 0 and words in err, err

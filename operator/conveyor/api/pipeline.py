@@ -23,6 +23,8 @@ DEFAULT_STAGE = "test"
 DEFAULT_JOB_TIMEOUT_SECONDS = 3600
 
 WHEN_VALUES = ("on_success", "on_failure", "always", "manual", "never")
+JOB_WHEN_VALUES = (*WHEN_VALUES, "delayed")  # delayed: with startIn, a job's own `when` only
+START_IN_MAX_SECONDS = 7 * 86400  # GitLab's limit: one week
 RETRY_WHEN_VALUES = (
     "always",
     "unknown_failure",
@@ -451,6 +453,10 @@ class RefPolicy:
             message="build: a build job has no script",
         ),
         Validation(
+            rule="(self.when == 'delayed') == has(self.startIn)",
+            message="startIn: required with when: delayed, and only with it",
+        ),
+        Validation(
             rule="!has(self.deploy) || has(self.environment)",
             message="deploy: a deploy job needs an environment (environment.name)",
         ),
@@ -494,9 +500,17 @@ class PipelineJob:
         list_type="set",
     )
     when: str = spec_field(
-        "When the job runs, given the outcome of the jobs before it.",
+        "When the job runs, given the outcome of the jobs before it; `delayed` runs it startIn "
+        "after it could have started.",
         default="on_success",
-        enum=WHEN_VALUES,
+        enum=JOB_WHEN_VALUES,
+    )
+    start_in: str | None = spec_field(
+        "How long a `when: delayed` job waits once it could start, e.g. 30m (at most a week); "
+        "`conveyor play` starts it at once.",
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
     )
     allow_failure: bool | None = spec_field(
         "Whether a failure of this job lets the pipeline succeed (with warnings). Default: true "
@@ -601,6 +615,12 @@ class PipelineJob:
 
     def __post_init__(self) -> None:
         # The same rules as the CEL above, for specs parsed outside the API server (import).
+        if (self.when == "delayed") != (self.start_in is not None):
+            raise ModelError("startIn", "required with when: delayed, and only with it")
+        if self.start_in is not None and not 0 < parse_duration(self.start_in) <= (
+            START_IN_MAX_SECONDS
+        ):
+            raise ModelError("startIn", "must be more than 0s and at most a week (168h)")
         kinds = [k for k in (self.deploy, self.build, self.scan) if k is not None]
         if not kinds and not self.script:
             raise ModelError("script", "required (only a deploy, build or scan job has none)")

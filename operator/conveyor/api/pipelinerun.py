@@ -56,6 +56,7 @@ REASON_INVALID_PIPELINE = "InvalidPipeline"
 REASON_PIPELINE_NOT_FOUND = "PipelineNotFound"
 REASON_SOURCE_UNAVAILABLE = "SourceUnavailable"
 REASON_MANUAL_ACTION_REQUIRED = "ManualActionRequired"
+REASON_DELAYED = "Delayed"  # a when: delayed job waits for its time
 REASON_PENDING = "Pending"
 REASON_WAITING_FOR_CONCURRENCY = "WaitingForConcurrency"
 REASON_RUNNING = "Running"
@@ -197,6 +198,9 @@ class JobStatus:
         "Why the attempt failed, in short: a deploy's error, or the script's termination message.",
         default=None,
         max_length=512,
+    )
+    scheduled_at: datetime.datetime | None = spec_field(
+        "When a `when: delayed` job starts, if nobody plays it before.", default=None
     )
     findings: Mapping[str, int] | None = spec_field(
         "What a scan job found: vulnerabilities per severity (CRITICAL, HIGH, ...).",

@@ -10,7 +10,7 @@ from typing import Any
 
 from conveyor.api import API_VERSION, parse_time
 from conveyor.api.durations import format_duration
-from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL
+from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL, REASON_DELAYED
 from conveyor.cli.common import add_cluster_options, fail, kube_command
 from conveyor.kube.client import Kube
 
@@ -58,8 +58,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     play = subparsers.add_parser(
         "play",
-        help="start a manual job of a run",
-        description="Release JOB of RUN, a job with `when: manual`, to run.",
+        help="start a manual (or delayed) job of a run",
+        description="Release JOB of RUN, a job with `when: manual`, to run; or start a "
+        "`when: delayed` job now instead of at its time.",
     )
     play.add_argument("run", metavar="RUN")
     play.add_argument("job", metavar="JOB")
@@ -209,10 +210,11 @@ def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     if args.job not in jobs:
         known = ", ".join(sorted(jobs)) or "none yet"
         return fail(f"run {args.run} has no job {args.job!r} (jobs: {known})")
-    if jobs[args.job].get("phase") != MANUAL:
+    entry = jobs[args.job]
+    if entry.get("phase") != MANUAL and entry.get("reason") != REASON_DELAYED:
         return fail(
             f"job {args.job!r} of run {args.run} is not waiting to be played "
-            f"(it is {jobs[args.job].get('phase')})"
+            f"(it is {entry.get('phase')})"
         )
     play = list((run.get("spec") or {}).get("play") or [])
     if args.job not in play:

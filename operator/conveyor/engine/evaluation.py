@@ -23,6 +23,8 @@ def effective_job(job: PipelineJob, evaluation: Evaluation | None) -> PipelineJo
     changes: dict[str, object] = {}
     if decision.when is not None:
         changes["when"] = decision.when
+        if decision.when != "delayed":
+            changes["start_in"] = None  # a rule's `when` replaces the job's delay too
     if decision.allow_failure is not None:
         changes["allow_failure"] = decision.allow_failure
     if decision.variables:

@@ -44,7 +44,9 @@ def with_gates(pipeline: PipelineSpec, gated: Set[str]) -> PipelineSpec:
     if not gated:
         return pipeline
     jobs = tuple(
-        dataclasses.replace(job, when="manual", allow_failure=False) if job.name in gated else job
+        dataclasses.replace(job, when="manual", start_in=None, allow_failure=False)
+        if job.name in gated
+        else job
         for job in pipeline.jobs
     )
     return dataclasses.replace(pipeline, jobs=jobs)

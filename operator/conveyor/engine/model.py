@@ -60,3 +60,4 @@ class Plan:
     delete: list[str] = field(default_factory=list)  # names of batch/v1 Jobs
     status: dict[str, Any] = field(default_factory=dict)  # the run's new status
     events: list[Event] = field(default_factory=list)
+    wake_at: datetime.datetime | None = None  # plan again then (a delayed job's start)

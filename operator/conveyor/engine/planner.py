@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor.api import pipelinerun as prs
-from conveyor.api.codec import to_dict
+from conveyor.api.codec import format_time, to_dict
 from conveyor.api.conditions import Condition, find_condition, set_condition
-from conveyor.api.durations import format_duration
+from conveyor.api.durations import format_duration, parse_duration
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
@@ -52,6 +52,8 @@ class _Pass:
     excluded: frozenset[str] = frozenset()  # jobs the run's rules keep out
     gated: frozenset[str] = frozenset()  # jobs waiting for an Approval while manual
     held: Mapping[str, Hold] = field(default_factory=dict)  # job -> why it waits
+    now: datetime.datetime | None = None
+    scheduled: Mapping[str, datetime.datetime] = field(default_factory=dict)  # delayed jobs
 
 
 def plan(
@@ -121,6 +123,8 @@ def plan(
         excluded=excluded,
         gated=gated,
         held=held,
+        now=now,
+        scheduled={j.name: j.scheduled_at for j in previous.jobs if j.scheduled_at is not None},
     )
     for job in execution_order(pipeline):
         _decide(work, job, attempts.get(job.name))
@@ -162,6 +166,7 @@ def plan(
             j.phase in (prs.PENDING, prs.RUNNING) and j.attempt for j in jobs
         )
         waiting = [j for j in jobs if j.name in held and j.reason == held[j.name].reason]
+        delayed = [j for j in jobs if j.reason == prs.REASON_DELAYED and j.scheduled_at]
         if holders and not busy:
             reason = prs.REASON_MANUAL_ACTION_REQUIRED
             message = "; ".join(
@@ -173,10 +178,25 @@ def plan(
             message = "; ".join(
                 f"job '{j.name}' waits: {held[j.name].message}" for j in waiting[:3]
             )
+        elif delayed and not busy:
+            reason = prs.REASON_DELAYED
+            message = "; ".join(
+                f"job '{j.name}' starts at {format_time(j.scheduled_at)} "
+                f"(or now: conveyor play {run.name} {j.name})"
+                for j in delayed[:3]
+                if j.scheduled_at is not None
+            )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
-    return Plan(create=list(work.creates), delete=delete, status=_dump(status), events=events)
+    wake = [j.scheduled_at for j in jobs if j.reason == prs.REASON_DELAYED and j.scheduled_at]
+    return Plan(
+        create=list(work.creates),
+        delete=delete,
+        status=_dump(status),
+        events=events,
+        wake_at=min(wake) if wake and phase == prs.RUNNING else None,
+    )
 
 
 def _skipped_run(
@@ -263,13 +283,23 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     runs = False
     if job.when == "never":
         skip_reason = SKIP_NEVER
-    elif job.when in ("on_success", "manual"):
+    elif job.when in ("on_success", "manual", "delayed"):
         if failed:
             skip_reason, tainted = SKIP_PREVIOUS_FAILED, True
         elif job.when == "manual" and job.name not in work.played:
             # A gated job says what it waits for: other runs' deploys see it (newest first).
             why = REASON_WAITING_FOR_APPROVAL if job.name in work.gated else None
             entry = dataclasses.replace(entry, phase=prs.MANUAL, reason=why)
+        elif job.when == "delayed" and job.name not in work.played and work.may_create:
+            # The delay counts from the pass that first found the job ready; status keeps it.
+            assert work.now is not None and job.start_in is not None
+            at = work.scheduled.get(job.name) or work.now + datetime.timedelta(
+                seconds=parse_duration(job.start_in)
+            )
+            if work.now < at:
+                entry = dataclasses.replace(entry, reason=prs.REASON_DELAYED, scheduled_at=at)
+            else:
+                runs = True
         else:
             runs = True
     elif job.when == "on_failure":

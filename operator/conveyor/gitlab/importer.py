@@ -26,6 +26,7 @@ from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     DEFAULT_STAGES,
     RETRY_WHEN_VALUES,
+    START_IN_MAX_SECONDS,
     Pipeline,
 )
 from conveyor.engine.names import slug
@@ -443,7 +444,7 @@ class Importer:
                 continue
             if key in UNSUPPORTED_JOB_KEYS:
                 if key == "start_in" and job.get("when") == "delayed":
-                    continue  # reported with `when: delayed`
+                    continue  # converted with `when: delayed`
                 self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit(name, key, "unknown keyword, dropped")
@@ -776,8 +777,17 @@ class Importer:
         if when is None:
             return
         if when == "delayed":
-            start = job.get("start_in", "?")
-            self.omit(name, "when", f"delayed (start_in {start}) not supported; runs on_success")
+            if "start_in" not in job:
+                raise self.fail(job, "when", f"job {name}: when: delayed needs start_in")
+            try:
+                seconds = parse_human_duration(job["start_in"])
+            except ValueError as exc:
+                raise self.fail(job, "start_in", f"job {name}: start_in: {exc}") from exc
+            if not 0 < seconds <= START_IN_MAX_SECONDS:
+                raise self.fail(
+                    job, "start_in", f"job {name}: start_in must be more than 0 and at most a week"
+                )
+            out["when"], out["startIn"] = "delayed", to_compact(seconds)
             return
         if when not in ("on_success", "on_failure", "always", "manual", "never"):
             raise self.fail(job, "when", f"job {name}: unknown when: {when}")

@@ -198,6 +198,7 @@ class RunController:
         # watch catches up would plan from stale status and write the same status again.
         self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
         self._deadlines: dict[Key, datetime.datetime] = {}
+        self._wakeups: dict[Key, datetime.datetime] = {}  # delayed jobs' starts
         self._pruned: set[Key] = set()  # runs we asked to delete (history)
         self._background: set[asyncio.Task[None]] = set()  # event posts in flight
         self._settling: set[Key] = set()  # finished runs the watch has not shown finished yet
@@ -328,6 +329,7 @@ class RunController:
         if body is None:
             self._written.pop(key, None)
             self._deadlines.pop(key, None)
+            self._wakeups.pop(key, None)
             self._pruned.discard(key)
             self._created.pop(key, None)
             self._ended_pods.pop(key, None)
@@ -498,6 +500,9 @@ class RunController:
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
+        if decided.wake_at is not None and self._wakeups.get(key) != decided.wake_at:
+            self._wakeups[key] = decided.wake_at  # one timer per start, not one per pass
+            self.queue.add_after(key, (decided.wake_at - now).total_seconds() + 0.1)
 
     def _note_built(self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any]) -> None:
         built = built_images(pipeline, status)
