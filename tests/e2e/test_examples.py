@@ -6,7 +6,17 @@ from pathlib import Path
 
 import yaml
 
-from tests.e2e.conveyor import Conveyor, conveyor_cli, job_status, phase, succeeded_condition
+from conveyor.api import parse_pipeline_spec
+from conveyor.engine.validate import validate_pipeline
+from tests.e2e.conveyor import (
+    GROUP,
+    VERSION,
+    Conveyor,
+    conveyor_cli,
+    job_status,
+    phase,
+    succeeded_condition,
+)
 from tests.e2e.support import ROOT, Clusters
 
 EXAMPLES = ROOT / "examples"
@@ -32,3 +42,18 @@ def test_basic_example_runs_to_the_manual_gate_and_through(
     assert phase(done) == "Succeeded"
     assert job_status(done, "cleanup")["phase"] == "Succeeded"
     assert job_status(done, "notify-failure")["phase"] == "Skipped"
+
+
+def test_the_go_app_pipeline_is_accepted_and_valid(conveyor: Conveyor) -> None:
+    """make demo runs it end to end; here the API server and the engine judge it."""
+    manifest = load(EXAMPLES / "go-app" / "pipeline.yaml")
+    conveyor.create(manifest)
+    created = conveyor.api.get_namespaced_custom_object(
+        GROUP, VERSION, conveyor.ns, "pipelines", manifest["metadata"]["name"]
+    )
+    jobs = {j["name"]: j for j in created["spec"]["jobs"]}
+    assert jobs["build"]["build"]["context"] == "src/"
+    assert jobs["container-scan"]["scan"] == {
+        "build": "build", "severities": ["HIGH", "CRITICAL"], "ignoreUnfixed": False
+    }  # fmt: skip
+    assert validate_pipeline(parse_pipeline_spec(created["spec"])) == []

@@ -192,3 +192,18 @@ def test_with_evaluation_feeds_the_first_pass_jobs():
     env = built["spec"]["template"]["spec"]["containers"][0]["env"]
     assert {"name": "FROM_RULE", "value": "1"} in env
     assert {"name": "CI_COMMIT_BRANCH", "value": "main"} in env
+
+
+def test_a_scan_of_a_build_the_rules_removed_is_left_out_too():
+    spec = pipeline(
+        {"name": "image", "stage": "build", "build": {"image": "reg/app:1"}},
+        {"name": "scan", "stage": "test", "scan": {"build": "image"}},
+        job("unit"),
+    )
+    world = World(spec)
+    result = _step(world, excluded("image"))
+    assert [c.pipeline_job for c in result.create] == ["unit"]
+    entries = {j["name"]: j for j in world.status["jobs"]}
+    assert (entries["scan"]["phase"], entries["scan"]["reason"]) == ("Skipped", "ExcludedByRules")
+    world.settle()
+    assert world.condition()["reason"] == "Succeeded"

@@ -91,6 +91,8 @@ def plan(
     if evaluation is not None and evaluation.skipped:
         return _skipped_run(run, previous, observed, evaluation, now)
     excluded = evaluation.excluded if evaluation is not None else frozenset()
+    # A scan of a build the rules removed has nothing to scan: it is left out with it.
+    excluded |= {j.name for j in pipeline.jobs if j.scan is not None and j.scan.build in excluded}
     # Gates last: an environment's protection wins over what a rule says of `when`.
     pipeline = with_gates(apply_evaluation(pipeline, evaluation), gated)
     spec = run.spec
