@@ -468,3 +468,31 @@ def test_a_delayed_job_waits_its_time_or_until_played(
     played = conveyor_cli(clusters, "play", "later-2", "canary", "-n", conveyor.ns)
     assert played.returncode == 0, played.stderr
     assert phase(conveyor.wait_finished("later-2")) == "Succeeded"
+
+
+def test_a_newer_run_of_the_ref_auto_cancels_an_older_interruptible_one(
+    conveyor: Conveyor,
+) -> None:
+    jobs = [
+        job("unit", "test", interruptible=True, **lasts("20s")),
+        job("ship", "deploy", **lasts("20s")),  # not interruptible
+    ]
+    conveyor.create(pipeline("ac", jobs, autoCancel="conservative"))
+    conveyor.create(run("ac-1", "ac", ref="main"))
+    conveyor.wait_run("ac-1", lambda r: running(r, "unit"))
+    conveyor.create(run("ac-2", "ac", ref="main"))
+    first = conveyor.wait_finished("ac-1", timeout=60)
+    assert (phase(first), succeeded_condition(first)["reason"]) == ("Cancelled", "Superseded")
+    assert "auto-cancelled: run ac-2 of ref main is newer" in succeeded_condition(first)["message"]
+    assert job_status(first, "unit")["phase"] == "Cancelled"
+    # Another ref is not redundant; a run whose non-interruptible job started is kept.
+    conveyor.create(run("ac-dev", "ac", ref="dev"))
+    conveyor.wait_run("ac-2", lambda r: running(r, "ship"), timeout=60)
+    conveyor.create(run("ac-3", "ac", ref="main"))
+    assert phase(conveyor.wait_finished("ac-2", timeout=90)) == "Succeeded"
+    assert phase(conveyor.wait_finished("ac-dev", timeout=90)) == "Succeeded"
+
+
+def running(run_obj: dict, name: str) -> bool:
+    jobs = (run_obj.get("status") or {}).get("jobs") or []
+    return any(j["name"] == name and j["phase"] == "Running" for j in jobs)

@@ -14,7 +14,14 @@ import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
 from conveyor.api.evaluation import Evaluation, JobEvaluation
-from conveyor.engine import ObservedJob, invalid_pipeline_status, missing_pipeline_status, plan
+from conveyor.engine import (
+    ObservedJob,
+    RunSummary,
+    invalid_pipeline_status,
+    missing_pipeline_status,
+    plan,
+    redundant,
+)
 from conveyor.engine.evaluation import effective_job
 from conveyor.engine.validate import validate_pipeline
 
@@ -648,3 +655,29 @@ def test_a_rule_that_makes_a_delayed_job_manual_drops_the_delay():
     )
     world.step()
     assert world.phases()["canary"] == "Manual"
+
+
+# --- auto-cancel of redundant runs ---------------------------------------------------------
+
+
+def summary(name, minute, ref="main", phase="Running"):
+    return RunSummary(name, T0 + datetime.timedelta(minutes=minute), phase, ref=ref)
+
+
+def test_a_newer_run_of_the_ref_makes_an_older_one_redundant():
+    old, new = summary("r1", 0), summary("r2", 1)
+    assert redundant(old, [old, new], [], set()) == "auto-cancelled: run r2 of ref main is newer"
+    # Not the other way round, nor across refs, nor once finished.
+    assert redundant(new, [old, new], [], set()) is None
+    assert redundant(old, [old, summary("r3", 2, ref="dev")], [], set()) is None
+    done = summary("r1", 0, phase="Succeeded")
+    assert redundant(done, [done, new], [], set()) is None
+
+
+def test_a_started_job_that_is_not_interruptible_keeps_the_run():
+    old, new = summary("r1", 0), summary("r2", 1)
+    running = [{"name": "build", "phase": "Running", "attempt": 1}]
+    assert redundant(old, [old, new], running, set()) is None
+    assert redundant(old, [old, new], running, {"build"}) is not None
+    waiting = [{"name": "deploy", "phase": "Pending"}]  # not started: no attempt
+    assert redundant(old, [old, new], waiting, set()) is not None

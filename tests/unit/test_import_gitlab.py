@@ -380,3 +380,28 @@ def test_delayed_jobs_keep_their_delay(tmp_path, capsys):
 def test_a_bad_delay_is_an_error_with_its_line(tmp_path, capsys, fields, words):
     code, _, err = imported_jobs(tmp_path, capsys, f"t:\n  script: [x]\n  {fields}")
     assert code != 0 and words in err, err
+
+
+def test_interruptible_and_auto_cancel_are_imported(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "workflow:\n  auto_cancel:\n    on_new_commit: conservative\n"
+        "default:\n  interruptible: true\n"
+        "test:\n  script: [make test]\n"
+        "deploy:\n  stage: deploy\n  script: [deploy]\n  interruptible: false\n",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert (code, err) == (0, "")
+    spec = yaml.safe_load(out)["spec"]
+    assert spec["autoCancel"] == "conservative"
+    jobs = {j["name"]: j for j in spec["jobs"]}
+    assert jobs["test"]["interruptible"] is True and "interruptible" not in jobs["deploy"]
+
+
+def test_auto_cancel_of_interruptible_jobs_only_is_approximated_and_said(tmp_path, capsys):
+    path = write(
+        tmp_path, "workflow:\n  auto_cancel:\n    on_new_commit: interruptible\nt:\n  script: [x]\n"
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 3 and "runs as conservative" in err
+    assert yaml.safe_load(out)["spec"]["autoCancel"] == "conservative"

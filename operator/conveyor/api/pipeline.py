@@ -58,6 +58,7 @@ GLOB_MAX = 1024
 EXPRESSION_MAX = 2048
 REF_MAX = 255
 WORKFLOW_WHEN_VALUES = ("always", "never")
+AUTO_CANCEL_VALUES = ("none", "conservative")
 
 _NAME_LIMIT: dict[str, Any] = {"max_length": JOB_NAME_MAX, "min_length": 1}
 
@@ -512,6 +513,11 @@ class PipelineJob:
         max_length=32,
         pattern=DURATION_PATTERN,
     )
+    interruptible: bool = spec_field(
+        "GitLab `interruptible`: once this job has started, a newer run of the ref may still "
+        "auto-cancel the run (see the pipeline's autoCancel).",
+        default=False,
+    )
     allow_failure: bool | None = spec_field(
         "Whether a failure of this job lets the pipeline succeed (with warnings). Default: true "
         "for `when: manual`, false otherwise.",
@@ -786,6 +792,13 @@ class PipelineSpec:
         default=None,
         minimum=1,
         maximum=1000,
+    )
+    auto_cancel: str = spec_field(
+        "GitLab's auto-cancel of redundant runs (`workflow:auto_cancel:on_new_commit`): "
+        "`conservative` cancels a run when a newer run of the same ref is created, unless one "
+        "of its jobs that is not `interruptible` has started; `none` never does.",
+        default="none",
+        enum=AUTO_CANCEL_VALUES,
     )
     history_limit: int = spec_field(
         "Finished runs kept per pipeline (older ones are deleted).",

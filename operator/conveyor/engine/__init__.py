@@ -5,7 +5,13 @@ from __future__ import annotations
 from conveyor.engine.model import Event, JobToCreate, ObservedJob, Plan
 from conveyor.engine.names import job_name, label_value, ref_slug
 from conveyor.engine.planner import invalid_pipeline_status, missing_pipeline_status, plan
-from conveyor.engine.runs import RunSummary, may_start, runs_allowed_to_start, runs_to_delete
+from conveyor.engine.runs import (
+    RunSummary,
+    may_start,
+    redundant,
+    runs_allowed_to_start,
+    runs_to_delete,
+)
 from conveyor.engine.validate import validate_pipeline
 
 __all__ = [
@@ -20,6 +26,7 @@ __all__ = [
     "may_start",
     "missing_pipeline_status",
     "plan",
+    "redundant",
     "ref_slug",
     "runs_allowed_to_start",
     "runs_to_delete",

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from conveyor.api import pipelinerun as prs
@@ -22,6 +22,7 @@ class RunSummary:
     creation_timestamp: datetime.datetime
     phase: str | None = None  # None: no status yet (a new run)
     labels: Mapping[str, str] = field(default_factory=dict)
+    ref: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -52,6 +53,33 @@ def may_start(run_name: str, runs: Sequence[RunSummary], limit: int | None) -> b
     if this is not None and not this.waiting:
         return True
     return run_name in runs_allowed_to_start(runs, limit)
+
+
+def redundant(
+    run: RunSummary,
+    runs: Sequence[RunSummary],
+    jobs: Sequence[Mapping[str, object]],
+    interruptible: Set[str],
+) -> str | None:
+    """GitLab's conservative auto-cancel: why `run` is redundant (a newer run of the same ref
+    exists) and may be cancelled (none of its jobs that is not interruptible has started), or
+    None. `jobs` are the run's status.jobs; `interruptible` the pipeline's interruptible jobs."""
+    if run.finished or run.ref is None:
+        return None
+    newer = [
+        r for r in runs if r.ref == run.ref and r.name != run.name and _age_key(r) > _age_key(run)
+    ]
+    if not newer:
+        return None
+    started = [
+        j["name"]
+        for j in jobs
+        if j.get("attempt") and j.get("phase") != prs.SKIPPED and j["name"] not in interruptible
+    ]
+    if started:
+        return None
+    newest = max(newer, key=_age_key)
+    return f"auto-cancelled: run {newest.name} of ref {run.ref} is newer"
 
 
 def gitops_managed(labels: Mapping[str, str]) -> bool:

@@ -67,7 +67,6 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
     "coverage": "coverage parsing is not supported",
     "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
-    "interruptible": "auto-cancel of redundant runs is not supported",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
     "id_tokens": "ID tokens are not issued",
@@ -80,7 +79,9 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "start_in": "delayed jobs are not supported; the job does not wait",
     "run": "run steps are not supported",
 }
-DEFAULT_KEYS = ("image", "services", "before_script", "after_script", "retry", "timeout")
+DEFAULT_KEYS = (
+    "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible"
+)  # fmt: skip
 SERVICE_ALIAS_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -317,6 +318,9 @@ class Importer:
         workflow = self._workflow(config.get("workflow"))
         if workflow:
             spec["workflow"] = workflow
+        auto_cancel = self._auto_cancel(config.get("workflow"))
+        if auto_cancel:
+            spec["autoCancel"] = auto_cancel
         jobs = []
         for key, value in config.items():
             if key in GLOBAL_KEYWORDS or str(key).startswith("."):
@@ -381,13 +385,44 @@ class Importer:
         if not isinstance(workflow, dict):
             raise self.fail(self.config, "workflow", "workflow must be a mapping")
         for key in workflow:
-            if key != "rules":
+            if key not in ("rules", "auto_cancel"):
                 self.omit("workflow", key, "not supported, dropped")
         rules = workflow.get("rules")
         if not rules:
             return None
         converted = self._rules(rules, "workflow", workflow, workflow=True)
         return {"rules": converted}
+
+    def _interruptible(self, value: Any, where: str, node: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(node, "interruptible", f"{where}: interruptible is true or false")
+        return value
+
+    def _auto_cancel(self, workflow: Any) -> str | None:
+        """workflow:auto_cancel:on_new_commit: GitLab's own default (the project setting)
+        cannot be read from the file; Conveyor's default is none."""
+        if not isinstance(workflow, dict) or "auto_cancel" not in workflow:
+            return None
+        settings = workflow["auto_cancel"]
+        if not isinstance(settings, dict):
+            raise self.fail(workflow, "auto_cancel", "workflow:auto_cancel must be a mapping")
+        for key in settings:
+            if key != "on_new_commit":
+                self.omit("workflow", f"auto_cancel:{key}", "not supported, dropped")
+        mode = settings.get("on_new_commit")
+        if mode is None:
+            return None
+        if mode == "interruptible":
+            self.omit(
+                "workflow",
+                "auto_cancel:on_new_commit",
+                "interruptible (cancel only interruptible jobs) runs as conservative: a run is "
+                "cancelled only while none of its non-interruptible jobs has started",
+            )
+            return "conservative"
+        if mode not in ("conservative", "none"):
+            raise self.fail(settings, "on_new_commit", f"unknown auto_cancel:on_new_commit {mode}")
+        return str(mode)
 
     def _job(
         self, name: str, job: MarkedDict, defaults: dict[str, Any], stages: list[str]
@@ -434,10 +469,18 @@ class Importer:
             out["resourceGroup"] = self._resource_group(job["resource_group"], name, job)
         if "parallel" in job:
             self.instances[name] = self._parallel(job["parallel"], name, job)
+        interruptible = (
+            self._interruptible(job["interruptible"], name, job)
+            if "interruptible" in job
+            else inherited.get("interruptible")
+        )
+        if interruptible:
+            out["interruptible"] = True
         handled = {
             "stage", "type", "image", "services", "variables", "before_script", "script",
             "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
             "timeout", "environment", "resource_group", "inherit", "extends", "parallel",
+            "interruptible",
         }  # fmt: skip
         for key in job:
             if key in handled:
@@ -484,6 +527,7 @@ class Importer:
             "variables": lambda v, w, n: self._variables(v, w, n),
             "retry": self._retry,
             "timeout": self._timeout,
+            "interruptible": self._interruptible,
         }
         return converters[key](value, where, node)
 

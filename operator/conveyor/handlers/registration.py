@@ -173,6 +173,8 @@ def approvals_by_run(
 async def run_event(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
     controller = _controller(**kwargs)
     controller.run_changed((namespace, name))
+    if not body.get("status"):
+        controller.run_created(namespace, body)
     jobs = (body.get("status") or {}).get("jobs") or ()
     locks = {lock for j in jobs for lock in locks_of(j)}
     if locks:

@@ -45,6 +45,7 @@ from conveyor.engine import (
     may_start,
     missing_pipeline_status,
     plan,
+    redundant,
     runs_allowed_to_start,
     runs_to_delete,
 )
@@ -148,6 +149,7 @@ def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "creationTimestamp": metadata.get("creationTimestamp"),
         "phase": (body.get("status") or {}).get("phase"),
         "labels": metadata.get("labels") or {},
+        "ref": ((body.get("spec") or {}).get("revision") or {}).get("ref"),
     }
 
 
@@ -166,6 +168,7 @@ def _summaries(values: Iterable[Mapping[str, Any]]) -> list[RunSummary]:
             creation_timestamp=parse_time(v["creationTimestamp"]),
             phase=v.get("phase"),
             labels=v.get("labels") or {},
+            ref=v.get("ref"),
         )
         for v in values
         if v.get("creationTimestamp")
@@ -275,6 +278,14 @@ class RunController:
 
     def run_changed(self, key: Key) -> None:
         self.queue.add(key)
+
+    def run_created(self, namespace: str, body: Mapping[str, Any]) -> None:
+        """A new run: with auto-cancel, the older runs of its pipeline decide whether it makes
+        them redundant."""
+        ref = (body.get("spec") or {}).get("pipelineRef") or {}
+        pipeline = self.pipeline_body((namespace, ref.get("name") or ""))
+        if pipeline and (pipeline.get("spec") or {}).get("autoCancel") == "conservative":
+            self.pipeline_changed(namespace, ref["name"])
 
     def job_changed(self, key: Key, job_name: str, seen: ObservedJob | None) -> None:
         """A Job of run `key` changed; `seen` is how the planner sees it now (None: deleted).
@@ -480,11 +491,14 @@ class RunController:
             evaluation=evaluation,
             gated=gated,
         )
-        decided = planning()
+        cancelled_by = self._redundant(key, body, run, pipeline)
+        decided = planning(superseded=cancelled_by) if cancelled_by else planning()
         arbitration = self._arbitrate(key, run, pipeline, decided, observed)
         if arbitration != NO_ARBITRATION:
             # Plan again: held deploys wait, an overtaken run stops.
-            decided = planning(held=arbitration.held, superseded=arbitration.superseded)
+            decided = planning(
+                held=arbitration.held, superseded=arbitration.superseded or cancelled_by
+            )
             if arbitration.held:
                 self.queue.add_after(key, HELD_RECHECK_SECONDS)
         self._claim_deploys(key, run, pipeline, decided)
@@ -503,6 +517,19 @@ class RunController:
         if decided.wake_at is not None and self._wakeups.get(key) != decided.wake_at:
             self._wakeups[key] = decided.wake_at  # one timer per start, not one per pass
             self.queue.add_after(key, (decided.wake_at - now).total_seconds() + 0.1)
+
+    def _redundant(
+        self, key: Key, body: Mapping[str, Any], run: PipelineRun, pipeline: PipelineSpec
+    ) -> str | None:
+        if pipeline.auto_cancel != "conservative" or run.pipeline_name is None:
+            return None
+        summaries = self._pipeline_runs(key[0], run.pipeline_name)
+        this = next((s for s in summaries if s.name == run.name), None)
+        if this is None:
+            return None
+        interruptible = {j.name for j in pipeline.jobs if j.interruptible}
+        jobs = (body.get("status") or {}).get("jobs") or []
+        return redundant(this, summaries, jobs, interruptible)
 
     def _note_built(self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any]) -> None:
         built = built_images(pipeline, status)
