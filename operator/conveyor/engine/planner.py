@@ -149,6 +149,11 @@ def plan(
         )
     jobs = tuple(work.entries[j.name] for j in pipeline.jobs)
     holders = _manual_holders(work)
+    delayed = [
+        (j.name, j.scheduled_at)
+        for j in jobs
+        if j.reason == prs.REASON_DELAYED and j.scheduled_at is not None
+    ]
 
     if spec.cancelled:
         phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
@@ -168,7 +173,6 @@ def plan(
             j.phase in (prs.PENDING, prs.RUNNING) and j.attempt for j in jobs
         )
         waiting = [j for j in jobs if j.name in held and j.reason == held[j.name].reason]
-        delayed = [j for j in jobs if j.reason == prs.REASON_DELAYED and j.scheduled_at]
         if holders and not busy:
             reason = prs.REASON_MANUAL_ACTION_REQUIRED
             message = "; ".join(
@@ -183,21 +187,19 @@ def plan(
         elif delayed and not busy:
             reason = prs.REASON_DELAYED
             message = "; ".join(
-                f"job '{j.name}' starts at {format_time(j.scheduled_at)} "
-                f"(or now: conveyor play {run.name} {j.name})"
-                for j in delayed[:3]
-                if j.scheduled_at is not None
+                f"job '{name}' starts at {format_time(at)} "
+                f"(or now: conveyor play {run.name} {name})"
+                for name, at in delayed[:3]
             )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
-    wake = [j.scheduled_at for j in jobs if j.reason == prs.REASON_DELAYED and j.scheduled_at]
     return Plan(
         create=list(work.creates),
         delete=delete,
         status=_dump(status),
         events=events,
-        wake_at=min(wake) if wake and phase == prs.RUNNING else None,
+        wake_at=min(at for _, at in delayed) if delayed and phase == prs.RUNNING else None,
     )
 
 

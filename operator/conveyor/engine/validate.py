@@ -54,7 +54,7 @@ def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> lis
         if job.scan is None or job.scan.build is None or job.name in excluded:
             continue
         built = by_name.get(job.scan.build)
-        if built is None or built.build is None or job.scan.build in excluded:
+        if built is None or built.build is None:
             problems.append(
                 f"job '{job.name}' scans the image of job '{job.scan.build}', which is not a "
                 "build job of the pipeline"

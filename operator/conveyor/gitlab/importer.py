@@ -24,6 +24,7 @@ import yaml
 from conveyor.api.codec import ModelError
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
+    AUTO_CANCEL_VALUES,
     DEFAULT_STAGES,
     RETRY_WHEN_VALUES,
     START_IN_MAX_SECONDS,
@@ -420,7 +421,7 @@ class Importer:
                 "cancelled only while none of its non-interruptible jobs has started",
             )
             return "conservative"
-        if mode not in ("conservative", "none"):
+        if mode not in AUTO_CANCEL_VALUES:
             raise self.fail(settings, "on_new_commit", f"unknown auto_cancel:on_new_commit {mode}")
         return str(mode)
 

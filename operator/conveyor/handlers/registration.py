@@ -76,20 +76,21 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     )
     if RUNTIME.webhook_address is not None:
         app = webhook_app(RUNTIME.triggers.webhook_lookup, RUNTIME.triggers.create_run)
-        host, port = await _serve(app, RUNTIME.webhook_address)
+        await _serve(app, RUNTIME.webhook_address)
+        host, port = RUNTIME.webhook_address
         log.info("push webhooks served at http://%s:%d/hooks/<namespace>/<pipeline>", host, port)
     if RUNTIME.metrics_address is not None:
-        host, port = await _serve(metrics_app(controller.metrics), RUNTIME.metrics_address)
+        await _serve(metrics_app(controller.metrics), RUNTIME.metrics_address)
+        host, port = RUNTIME.metrics_address
         log.info("Prometheus metrics served at http://%s:%d/metrics", host, port)
 
 
-async def _serve(app: web.Application, address: tuple[str, int]) -> tuple[str, int]:
+async def _serve(app: web.Application, address: tuple[str, int]) -> None:
     # On the event loop's thread: the metrics read Kopf's indices, which only it changes.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     RUNTIME.servers.append(runner)
     await web.TCPSite(runner, *address).start()
-    return address
 
 
 @kopf.on.cleanup()
