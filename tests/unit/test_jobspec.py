@@ -886,3 +886,17 @@ def test_the_options_reach_trivy(tmp_path):
     assert args[-2:] == ["--ignore-unfixed", "reg/app:1"]
     assert args[args.index("--severity") + 1] == "HIGH,CRITICAL"
     assert args[args.index("--template") + 1] == SCAN_TEMPLATE
+
+
+def test_builds_and_scans_get_no_secret_files_either():
+    secrets = {"secretVariables": [{"name": "KEY", "secretName": "k", "key": "k", "file": True}]}
+    for kind in ({"build": {"image": "reg/app:1"}}, {"scan": {"image": "reg/app:1"}}):
+        run, spec, job = make({"script": [], **kind, **secrets})
+        pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+        assert not any(v.get("secret", {}).get("secretName") == "k" for v in pod["volumes"])
+        assert not any("secret-var" in m["name"] for m in pod["containers"][0]["volumeMounts"])
+        assert "KEY" not in env_of(pod["containers"][0])
+    # A script job does get its file secret.
+    run, spec, job = make(secrets)
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+    assert any(v.get("secret", {}).get("secretName") == "k" for v in pod["volumes"])

@@ -293,7 +293,10 @@ def build_job(
     project_dir = variables.raw["CI_PROJECT_DIR"]
     labels = run_labels(run)
     secrets = merged_secret_variables(pipeline, job)
-    secret_volumes, secret_mounts = _secret_volumes(secrets)
+    # A build or scan runs the operator's image, not the pipeline's script: it gets none of
+    # the job's secrets (only a registry's credentials, as a file).
+    scripted = job.build is None and job.scan is None
+    secret_volumes, secret_mounts = _secret_volumes(secrets if scripted else [])
     workspace_mount = {"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}
 
     init_containers: list[dict[str, Any]] = []
@@ -305,7 +308,8 @@ def build_job(
     hostnames: list[str] = []
     # Services are not trusted with the job's secrets (GitLab does not give them UI-defined
     # variables either): only plain variables.
-    service_env = [e for e in env if "valueFrom" not in e]
+    secret_names = set(variables.secrets)  # still secret-backed after run overrides
+    service_env = [e for e in env if e["name"] not in secret_names]
     script_mounts = [workspace_mount, *secret_mounts]
     for service, name in zip(job.services, names, strict=True):
         container = _service_container(service, name, variables, service_env, workspace_mount)
