@@ -25,15 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from tests.e2e.conveyor import (  # noqa: E402 - the same installation the tests use
     DEMO_OPERATOR_PID,
-    OPERATOR_NS,
-    OPERATOR_SA,
+    SERVICE_MONITOR_CRD,
     install,
     service_account_kubeconfig,
     stop_demo_operator,
 )
 from tests.e2e.gitrepo import GitRepo  # noqa: E402
 from tests.e2e.support import STATE, Clusters, wait_until  # noqa: E402
-from tests.e2e.test_deploy import SERVICE_MONITOR_CRD  # noqa: E402
 
 NS = "go-app"  # where the pipeline runs (ci) and where the app goes (test, prod)
 CLUSTERS = Clusters(kubeconfig=STATE / "kubeconfig", kubectl_path=STATE / "bin" / "kubectl")
@@ -120,7 +118,14 @@ def main() -> int:
     say(f"namespace {NS}: who may do what")
     if kubectl("ci", "get", "ns", NS, check=False) == "":
         kubectl("ci", "create", "ns", NS, check=False)
-    grants = [("developer", "edit"), ("approver1", "edit"), ("approver2", "edit")]
+    # README, "Security": the team edits; approvers watch and vote, nothing more.
+    grants = [
+        ("developer", "edit"),
+        ("approver1", "view"),
+        ("approver2", "view"),
+        ("approver1", "conveyor-approver"),
+        ("approver2", "conveyor-approver"),
+    ]
     for user, role in grants:
         kubectl(
             "ci",
@@ -133,17 +138,6 @@ def main() -> int:
             NS,
             check=False,
         )
-    kubectl(
-        "ci",
-        "create",
-        "rolebinding",
-        "conveyor-secret-reader",
-        "--clusterrole=conveyor-secret-reader",
-        f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
-        "-n",
-        NS,
-        check=False,
-    )
     for ctx in ("test", "prod"):  # what the seed's templates expect of a cluster
         kubectl(ctx, "apply", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
         kubectl(ctx, "create", "ns", "monitoring", check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,9 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conveyor import (
+    OPERATOR_NS,
+    OPERATOR_SA,
+    SERVICE_MONITOR_CRD,
     Conveyor,
     Operator,
     install,
@@ -105,3 +109,39 @@ def _free_port() -> int:
 def conveyor(operator: Operator, clusters: Clusters, namespace: str) -> Conveyor:
     """Conveyor objects in this test's own namespace, with the operator running."""
     return Conveyor(clusters, namespace)
+
+
+@pytest.fixture
+def targets(clusters: Clusters) -> None:
+    """What the seed's templates expect of a target: the Prometheus Operator's ServiceMonitor
+    kind and a `monitoring` namespace (a real cluster has them; the local ones get a minimal
+    CRD)."""
+    for ctx in ("test", "prod"):
+        clusters.kubectl(ctx, "apply", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
+        clusters.kubectl(
+            ctx, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
+        )
+        if clusters.kubectl(ctx, "get", "ns", "monitoring", check=False).returncode != 0:
+            clusters.kubectl(ctx, "create", "ns", "monitoring")
+
+
+@pytest.fixture
+def hook_secret(clusters: Clusters, conveyor: Conveyor) -> str:
+    """A webhook token Secret, and the per-namespace grant that lets the operator read it."""
+    token = "gl-hook-7c2f9a"
+    core = client.CoreV1Api(clusters.api("ci"))
+    core.create_namespaced_secret(
+        conveyor.ns,
+        client.V1Secret(metadata=client.V1ObjectMeta(name="hook"), string_data={"token": token}),
+    )
+    clusters.kubectl(
+        "ci",
+        "create",
+        "rolebinding",
+        "conveyor-secret-reader",
+        "--clusterrole=conveyor-secret-reader",
+        f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
+        "-n",
+        conveyor.ns,
+    )
+    return token

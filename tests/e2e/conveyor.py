@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,46 @@ def conveyor_cli(
         capture_output=True,
         text=True,
     )
+
+
+def bind(clusters: Clusters, namespace: str, grants: Iterable[tuple[str, str]]) -> None:
+    """RoleBindings in `namespace` of the ci cluster: (user, ClusterRole) pairs."""
+    for user, role in grants:
+        clusters.kubectl(
+            "ci",
+            "create",
+            "rolebinding",
+            f"{user}-{role}",
+            f"--clusterrole={role}",
+            f"--user={user}",
+            "-n",
+            namespace,
+        )
+
+
+def add_environment(
+    clusters: Clusters, ns: str, name: str, context: str, target_namespace: str, *options: str
+) -> None:
+    """`conveyor env add` as the platform (admin): Environment `name` in `ns`, deploying to
+    `target_namespace` of the local cluster `context`."""
+    proc = conveyor_cli(
+        clusters,
+        "env",
+        "add",
+        name,
+        "--kubeconfig",
+        str(STATE / "kubeconfig"),
+        "--kube-context",
+        context,
+        "--namespace",
+        target_namespace,
+        "-n",
+        ns,
+        "--cluster-kubeconfig",  # env add's --kubeconfig is the target's kubeconfig
+        str(STATE / "kubeconfig"),
+        *options,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def install(clusters: Clusters) -> None:
@@ -203,6 +243,35 @@ class Operator:
 
 
 # -- objects
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {
+        "group": "monitoring.coreos.com",
+        "names": {
+            "kind": "ServiceMonitor",
+            "plural": "servicemonitors",
+            "singular": "servicemonitor",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "x-kubernetes-preserve-unknown-fields": True,
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
 def job(name: str, stage: str = "test", **fields: Any) -> dict[str, Any]:
     return {"name": name, "stage": stage, "script": [f"echo {name}"], **fields}
 

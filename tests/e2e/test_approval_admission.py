@@ -34,6 +34,7 @@ pytestmark = pytest.mark.e2e
 MERGE = "application/merge-patch+json"
 USERS = ("developer", "approver1", "approver2", "outsider")
 ADMISSION = ROOT / "deploy" / "30-admission.yaml"
+DIGEST = "sha256:" + "d" * 64
 
 
 # -- fixtures
@@ -46,7 +47,15 @@ def _policies_active(clusters: Clusters) -> bool:
     if (run_obj["metadata"].get("annotations") or {}).get("conveyor.dev/initiator") != "admin":
         return False
     body = approval_manifest(
-        "probe", "0", "deploy", environment(["approver1"]), {"ref": "main"}, (), None, _now()
+        "probe",
+        "0",
+        "deploy",
+        environment(["approver1"]),
+        {"ref": "main"},
+        (),
+        None,
+        _now(),
+        digest=DIGEST,
     )
     try:
         custom.create_namespaced_custom_object(
@@ -73,22 +82,26 @@ def operator_api(admission: Clusters, tmp_path_factory: pytest.TempPathFactory) 
 
 @pytest.fixture
 def ns(admission: Clusters, namespace: str) -> Iterator[str]:
-    """The test's namespace, where every user has `edit` (which aggregates conveyor-edit)."""
+    """The test's namespace, where every user has `edit` (which aggregates conveyor-edit) and
+    `conveyor-approver` (the right to patch Approvals): the admission policy, not RBAC, is what
+    these tests hold to deciding whose patch is a vote."""
     rbac = client.RbacAuthorizationV1Api(admission.api("ci"))
-    rbac.create_namespaced_role_binding(
-        namespace,
-        {
-            "metadata": {"name": "users-edit"},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": "edit",
+    for role in ("edit", "conveyor-approver"):
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": f"users-{role}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": role,
+                },
+                "subjects": [
+                    {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u}
+                    for u in USERS
+                ],
             },
-            "subjects": [
-                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": u} for u in USERS
-            ],
-        },
-    )
+        )
     yield namespace
 
 
@@ -153,6 +166,7 @@ def create_approval(
         ("registry.example/app@sha256:" + "0" * 64,),
         meta["annotations"]["conveyor.dev/initiator"],
         _now(),
+        digest=DIGEST,
     )
     return client.CustomObjectsApi(operator_api).create_namespaced_custom_object(
         GROUP, VERSION, ns, "approvals", body
@@ -473,7 +487,10 @@ def test_conveyor_env_add(admission: Clusters, ns: str, tmp_path: Path) -> None:
         "2h",
     )
     assert proc.returncode == 0, proc.stderr
-    secret = client.CoreV1Api(admission.api("ci")).read_namespaced_secret("prod-kubeconfig", ns)
+    # In the credentials namespace, not the team's: `edit` there cannot read it.
+    secret = client.CoreV1Api(admission.api("ci")).read_namespaced_secret(
+        f"{ns}.prod.kubeconfig", "conveyor-system"
+    )
     # Only the chosen context, its cluster and user: not the file's other credentials.
     stored = yaml.safe_load(base64.b64decode(secret.data["kubeconfig"]))
     assert [c["name"] for c in stored["contexts"]] == ["prod"]
@@ -485,7 +502,10 @@ def test_conveyor_env_add(admission: Clusters, ns: str, tmp_path: Path) -> None:
     env = custom(admission, "ci").get_namespaced_custom_object(
         GROUP, VERSION, ns, "environments", "prod"
     )
-    assert env["spec"]["kubeconfigSecret"] == {"name": "prod-kubeconfig", "key": "kubeconfig"}
+    assert env["spec"]["kubeconfigSecret"] == {
+        "name": f"{ns}.prod.kubeconfig",
+        "key": "kubeconfig",
+    }
     assert env["spec"]["context"] == "prod"
     assert env["spec"]["namespace"] == "app"
     assert env["spec"]["variables"] == {"APP_FQDN": "app.example.com"}

@@ -13,10 +13,11 @@ from kubernetes import client
 from tests.e2e.conveyor import (
     GROUP,
     OPERATOR_NS,
-    OPERATOR_SA,
     VERSION,
     Conveyor,
     Operator,
+    add_environment,
+    bind,
     conveyor_cli,
     job,
     job_status,
@@ -29,51 +30,9 @@ from tests.e2e.conveyor import (
 from tests.e2e.gitrepo import GitRepo, go_app_repo
 from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
 
-SERVICE_MONITOR_CRD = {
-    "apiVersion": "apiextensions.k8s.io/v1",
-    "kind": "CustomResourceDefinition",
-    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
-    "spec": {
-        "group": "monitoring.coreos.com",
-        "names": {
-            "kind": "ServiceMonitor",
-            "plural": "servicemonitors",
-            "singular": "servicemonitor",
-        },
-        "scope": "Namespaced",
-        "versions": [
-            {
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "schema": {
-                    "openAPIV3Schema": {
-                        "type": "object",
-                        "x-kubernetes-preserve-unknown-fields": True,
-                    }
-                },
-            }
-        ],
-    },
-}
-
 
 def conveyor_as(clusters: Clusters, context: str, *args: str) -> subprocess.CompletedProcess:
     return conveyor_cli(clusters, *args, context=context)
-
-
-@pytest.fixture
-def targets(clusters: Clusters) -> None:
-    """What the seed's templates expect of a target: the Prometheus Operator's ServiceMonitor
-    kind and a `monitoring` namespace (a real cluster has them; the local ones get a minimal
-    CRD)."""
-    for ctx in ("test", "prod"):
-        clusters.kubectl(ctx, "apply", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
-        clusters.kubectl(
-            ctx, "wait", "--for=condition=Established", "crd/servicemonitors.monitoring.coreos.com"
-        )
-        if clusters.kubectl(ctx, "get", "ns", "monitoring", check=False).returncode != 0:
-            clusters.kubectl(ctx, "create", "ns", "monitoring")
 
 
 @pytest.fixture
@@ -83,60 +42,27 @@ def app(
     """The seed's app in a repository; Environments test and prod (prod approved by group
     approvers) whose kubeconfig Secrets hold the local clusters' contexts."""
     ns = conveyor.ns
-    for user in ("developer", "approver1", "approver2", "outsider"):
-        clusters.kubectl(
-            "ci",
-            "create",
-            "rolebinding",
-            f"{user}-edit",
-            "--clusterrole=edit",
-            f"--user={user}",
-            "-n",
-            ns,
-        )
-    clusters.kubectl(
-        "ci",
-        "create",
-        "rolebinding",
-        "conveyor-secret-reader",
-        "--clusterrole=conveyor-secret-reader",
-        f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
-        "-n",
-        ns,
+    # Every user may patch Approvals here: the admission policy decides whose patch is a vote.
+    users = ("developer", "approver1", "approver2", "outsider")
+    bind(clusters, ns, [(u, role) for u in users for role in ("edit", "conveyor-approver")])
+    # No conveyor-secret-reader here: the Environments' kubeconfigs live in the credentials
+    # namespace, which the operator reads by deploy/'s own Role.
+    add_environment(
+        clusters, ns, "test", "test", target_namespace, "--var", "APP_FQDN=go-app.test.local"
     )
-    for env, extra in (
-        ("test", ["--var", "APP_FQDN=go-app.test.local"]),
-        (
-            "prod",
-            [
-                "--var",
-                "APP_FQDN=go-app.prod.local",
-                "--approvers",
-                "group:approvers",
-                "--required-approvals",
-                "1",
-            ],
-        ),
-    ):
-        proc = conveyor_as(
-            clusters,
-            "ci",
-            "env",
-            "add",
-            env,
-            "--kubeconfig",
-            str(STATE / "kubeconfig"),
-            "--kube-context",
-            env,
-            "--namespace",
-            target_namespace,
-            "-n",
-            ns,
-            "--cluster-kubeconfig",  # env add's --kubeconfig is the target's kubeconfig
-            str(STATE / "kubeconfig"),
-            *extra,
-        )
-        assert proc.returncode == 0, proc.stderr
+    add_environment(
+        clusters,
+        ns,
+        "prod",
+        "prod",
+        target_namespace,
+        "--var",
+        "APP_FQDN=go-app.prod.local",
+        "--approvers",
+        "group:approvers",
+        "--required-approvals",
+        "1",
+    )
     return go_app_repo(tmp_path / "go-app")
 
 
@@ -630,7 +556,7 @@ def test_a_newer_run_waiting_for_prod_supersedes_the_older_and_closes_its_approv
     assert prod.spec.template.spec.containers[0].image.endswith(f":master_{second_sha}")
 
 
-def test_a_deploy_applies_only_the_images_that_were_approved(
+def test_an_environment_changed_after_the_request_needs_a_new_approval(
     conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
 ) -> None:
     deployment_yml = app.path / "templates" / "deployment.yml"
@@ -644,10 +570,11 @@ def test_a_deploy_applies_only_the_images_that_were_approved(
     conveyor.create(pipe)
     conveyor.create(run("i1", "go-app", ref="master"))
     conveyor.wait_run("i1", lambda r: phase(r) == "WaitingForApproval", timeout=90)
-    approval = approval_of(conveyor, "i1")
-    assert approval["spec"]["images"] == [f"registry.a/go-app:master_{sha}"]
+    first = approval_of(conveyor, "i1")
+    assert first["spec"]["images"] == [f"registry.a/go-app:master_{sha}"]
 
-    # After the request, prod's own variables change what the templates render.
+    # After the request, prod's own variables change what the templates render: the Approval
+    # asked for is closed, and a new one shows what would deploy now.
     protect_prod(
         clusters,
         conveyor.ns,
@@ -657,18 +584,45 @@ def test_a_deploy_applies_only_the_images_that_were_approved(
         "--var",
         "REGISTRY=registry.b",
     )
+    closed = wait_for_object(
+        conveyor.api.list_namespaced_custom_object,
+        first["metadata"]["name"],
+        lambda a: (a.get("status") or {}).get("decision") == "Cancelled",
+        group=GROUP,
+        version=VERSION,
+        namespace=conveyor.ns,
+        plural="approvals",
+        timeout=60,
+    )
+    assert "what the job would do changed" in closed["status"]["reason"]
+    late = conveyor_as(
+        clusters, "ci-as-approver1", "approve", first["metadata"]["name"], "-n", conveyor.ns
+    )
+    assert late.returncode != 0 and "already Cancelled" in late.stderr
+    second = wait_until(
+        lambda: next(
+            (
+                a
+                for a in conveyor.api.list_namespaced_custom_object(
+                    GROUP, VERSION, conveyor.ns, "approvals"
+                )["items"]
+                if a["metadata"]["name"] != first["metadata"]["name"]
+            ),
+            None,
+        ),
+        what="a new approval",
+        timeout=60,
+    )
+    assert second["spec"]["images"] == [f"registry.b/go-app:master_{sha}"]
+    assert second["spec"]["digest"] != first["spec"]["digest"]
     ok = conveyor_as(
-        clusters, "ci-as-approver1", "approve", approval["metadata"]["name"], "-n", conveyor.ns
+        clusters, "ci-as-approver1", "approve", second["metadata"]["name"], "-n", conveyor.ns
     )
     assert ok.returncode == 0, ok.stderr
     done = conveyor.wait_finished("i1", timeout=90)
-    assert phase(done) == "Failed"
-    prod = job_status(done, "k8s-deploy-prod")
-    assert prod["reason"] == "DeployFailed"
-    assert f"approval was given for images registry.a/go-app:master_{sha}" in prod["message"]
-    assert f"registry.b/go-app:master_{sha}" in succeeded_condition(done)["message"]
-    apps = client.AppsV1Api(clusters.api("prod"))
-    assert apps.list_namespaced_deployment(target_namespace).items == []
+    assert phase(done) == "Succeeded", succeeded_condition(done)
+    image = deployment(clusters, "prod", target_namespace).spec.template.spec.containers[0].image
+    assert image == f"registry.b/go-app:master_{sha}"
 
 
 def test_a_run_with_an_inline_pipeline_follows_its_environment_changing(
@@ -722,9 +676,8 @@ def test_a_missing_or_malformed_kubeconfig_fails_the_deploy_and_says_why(
     conveyor.create(pipe)
     core = client.CoreV1Api(clusters.api("ci"))
     broken = "clusters: [unclosed\n  token: s3cr3t-t0ken\n"
-    core.patch_namespaced_secret(
-        "test-kubeconfig", conveyor.ns, {"stringData": {"kubeconfig": broken}}
-    )
+    secret = f"{conveyor.ns}.test.kubeconfig"  # in the credentials namespace
+    core.patch_namespaced_secret(secret, OPERATOR_NS, {"stringData": {"kubeconfig": broken}})
     conveyor.create(run("k1", "go-app", ref="master"))
     done = conveyor.wait_finished("k1", timeout=90)
     entry = job_status(done, "k8s-deploy-test")
@@ -732,12 +685,12 @@ def test_a_missing_or_malformed_kubeconfig_fails_the_deploy_and_says_why(
     assert "not valid YAML" in entry["message"]
     assert "s3cr3t" not in json.dumps(done)  # the contents are never quoted
 
-    core.delete_namespaced_secret("test-kubeconfig", conveyor.ns)
+    core.delete_namespaced_secret(secret, OPERATOR_NS)
     conveyor.create(run("k2", "go-app", ref="master"))
     done = conveyor.wait_finished("k2", timeout=90)
     entry = job_status(done, "k8s-deploy-test")
     assert entry["reason"] == "InvalidKubeconfig"
-    assert "test-kubeconfig not found" in entry["message"]
+    assert f"{secret} not found" in entry["message"]
 
 
 def test_an_environment_named_by_a_variable_is_gated_and_deployed_as_the_one_it_names(

@@ -7,13 +7,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pytest
-from kubernetes import client
-
 from tests.e2e.conveyor import (
     GROUP,
-    OPERATOR_NS,
-    OPERATOR_SA,
     VERSION,
     Conveyor,
     Operator,
@@ -21,7 +16,7 @@ from tests.e2e.conveyor import (
     phase,
 )
 from tests.e2e.gitrepo import GitRepo, go_app_repo
-from tests.e2e.support import Clusters, wait_until
+from tests.e2e.support import wait_until
 from tests.e2e.test_gitlab import import_gitlab
 
 POLL_INTERVAL = 5
@@ -84,28 +79,6 @@ def test_poll_trigger_picks_up_a_new_commit_within_its_interval(
         what="another poll",
     )
     assert len(conveyor.runs()) == 1
-
-
-@pytest.fixture
-def hook_secret(clusters: Clusters, conveyor: Conveyor) -> str:
-    """A webhook token Secret, and the per-namespace grant that lets the operator read it."""
-    token = "gl-hook-7c2f9a"
-    core = client.CoreV1Api(clusters.api("ci"))
-    core.create_namespaced_secret(
-        conveyor.ns,
-        client.V1Secret(metadata=client.V1ObjectMeta(name="hook"), string_data={"token": token}),
-    )
-    clusters.kubectl(
-        "ci",
-        "create",
-        "rolebinding",
-        "conveyor-secret-reader",
-        "--clusterrole=conveyor-secret-reader",
-        f"--serviceaccount={OPERATOR_NS}:{OPERATOR_SA}",
-        "-n",
-        conveyor.ns,
-    )
-    return token
 
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict]:

@@ -22,6 +22,7 @@ T0 = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 LATER = T0 + datetime.timedelta(hours=1)
 EXPIRES = T0 + datetime.timedelta(hours=24)
 SHA = "a" * 40
+DIGEST = "sha256:" + "d" * 64
 
 
 def approval(
@@ -37,7 +38,9 @@ def approval(
         "metadata": {"name": "r1-deploy-prod-12345678", "generation": 3},
         "spec": {
             "pipelineRun": "r1",
+            "runUID": "uid-1",
             "job": "deploy prod",
+            "digest": DIGEST,
             "environment": "prod",
             "revision": {"ref": "main", "sha": SHA},
             "requiredApprovals": required,
@@ -299,7 +302,7 @@ ENV = {
 }
 
 
-def test_approval_manifest_copies_the_policy_and_is_owned_by_the_run():
+def test_approval_manifest_copies_the_policy_and_outlives_the_run():
     m = approval_manifest(
         "r1",
         "uid-1",
@@ -309,25 +312,22 @@ def test_approval_manifest_copies_the_policy_and_is_owned_by_the_run():
         ("registry/app@sha256:" + "0" * 64,),
         "developer",
         T0,
+        digest=DIGEST,
+        pusher="pat",
     )
     assert m["apiVersion"] == "conveyor.dev/v1alpha1" and m["kind"] == "Approval"
     meta = m["metadata"]
-    assert meta["name"] == approval_name("r1", "uid-1", "deploy prod")
+    assert meta["name"] == approval_name("r1", "uid-1", "deploy prod", DIGEST)
     assert meta["namespace"] == "team"
     assert meta["labels"] == {"conveyor.dev/pipelinerun": "r1", "conveyor.dev/environment": "prod"}
     assert meta["annotations"] == {"conveyor.dev/job": "deploy prod"}
-    (owner,) = meta["ownerReferences"]
-    assert owner == {
-        "apiVersion": "conveyor.dev/v1alpha1",
-        "kind": "PipelineRun",
-        "name": "r1",
-        "uid": "uid-1",
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
+    # Not owned by the run: deleting the run must not delete who approved what.
+    assert "ownerReferences" not in meta
     assert m["spec"] == {
         "pipelineRun": "r1",
+        "runUID": "uid-1",
         "job": "deploy prod",
+        "digest": DIGEST,
         "environment": "prod",
         "revision": {"ref": "main", "sha": SHA},
         "expiresAt": "2025-01-01T02:30:00Z",
@@ -335,6 +335,7 @@ def test_approval_manifest_copies_the_policy_and_is_owned_by_the_run():
         "approvers": ["approver1", "group:approvers"],
         "allowInitiator": False,
         "initiator": "developer",
+        "pusher": "pat",
         "images": ["registry/app@sha256:" + "0" * 64],
     }
     # What the operator creates parses under the model, and starts Pending.
@@ -346,7 +347,7 @@ def test_approval_manifest_defaults():
         "metadata": {"name": "test"},
         "spec": {"kubeconfigSecret": {"name": "k"}, "namespace": "a"},
     }
-    m = approval_manifest("r1", "u", "deploy", env, {"ref": "main"}, (), None, T0)
+    m = approval_manifest("r1", "u", "deploy", env, {"ref": "main"}, (), None, T0, digest=DIGEST)
     assert "namespace" not in m["metadata"]
     spec = m["spec"]
     assert spec["requiredApprovals"] == 0
@@ -360,7 +361,9 @@ def test_approval_manifest_refuses_a_bad_revision():
     from conveyor.api import ModelError
 
     with pytest.raises(ModelError, match=r"revision\.sha"):
-        approval_manifest("r1", "u", "deploy", ENV, {"ref": "main", "sha": "short"}, (), None, T0)
+        approval_manifest(
+            "r1", "u", "deploy", ENV, {"ref": "main", "sha": "short"}, (), None, T0, digest=DIGEST
+        )
 
 
 def test_approval_names_are_deterministic_bounded_and_distinct():
@@ -370,6 +373,8 @@ def test_approval_names_are_deterministic_bounded_and_distinct():
     # Same slug, different jobs; same names, a recreated run: all distinct.
     assert approval_name("r1", "uid-1", "deploy-prod") != name
     assert approval_name("r1", "uid-2", "deploy prod") != name
+    # What the job would do changed: another Approval.
+    assert approval_name("r1", "uid-1", "deploy prod", DIGEST) != name
     long = approval_name("r" * 63, "uid", "j" * 255)
     assert len(long) <= 63
     assert long.split("-")[1].startswith("j")  # the job keeps room
@@ -384,7 +389,15 @@ def test_the_approvals_table_shows_what_is_approved():
     from conveyor.cli.approvals import approvals_table
 
     m = approval_manifest(
-        "r1", "u", "deploy", ENV, {"ref": "main", "sha": SHA}, ("reg/app:main_1",), None, T0
+        "r1",
+        "u",
+        "deploy",
+        ENV,
+        {"ref": "main", "sha": SHA},
+        ("reg/app:main_1",),
+        None,
+        T0,
+        digest=DIGEST,
     )
     m["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
     header, row = approvals_table([m], T0 + datetime.timedelta(minutes=1)).splitlines()

@@ -14,6 +14,7 @@ from conveyor.api.crd import all_crds
 from conveyor.api.fields import json_name
 from conveyor.cli.approvals import is_pending, vote_patch
 from conveyor.cli.main import build_parser
+from conveyor.kube.identity import exempted
 
 REPO = Path(__file__).resolve().parents[2]
 ADMISSION = REPO / "deploy" / "30-admission.yaml"
@@ -21,7 +22,9 @@ OPERATOR = "system:serviceaccount:conveyor-system:conveyor-operator"
 
 SPEC = {
     "pipelineRun": "r1",
+    "runUID": "uid-1",
     "job": "deploy prod",
+    "digest": "sha256:" + "d" * 64,
     "environment": "prod",
     "revision": {"ref": "main", "sha": "a" * 40},
     "expiresAt": "2025-01-02T00:00:00Z",
@@ -105,7 +108,15 @@ def test_crd_names_columns_enums_and_bounds():
         ("Age", ".metadata.creationTimestamp"),
     ]
     spec = schema["properties"]["spec"]
-    assert set(spec["required"]) == {"pipelineRun", "job", "environment", "revision", "expiresAt"}
+    assert set(spec["required"]) == {
+        "pipelineRun",
+        "runUID",
+        "job",
+        "digest",
+        "environment",
+        "revision",
+        "expiresAt",
+    }
     votes = spec["properties"]["votes"]
     assert votes["maxProperties"] == 100
     vote = votes["additionalProperties"]
@@ -158,8 +169,12 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
     assert policies == bindings
     assert {p[1] for p in policies} == {
         "conveyor-pipelinerun-initiator",
+        "conveyor-pipelinerun-record",
         "conveyor-approval-vote-groups",
         "conveyor-approval-votes",
+        "conveyor-approval-record",
+        "conveyor-jobs",
+        "conveyor-job-pods",
     }
     for d in docs:
         assert d["apiVersion"] == "admissionregistration.k8s.io/v1"
@@ -171,6 +186,26 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
             if cond["name"] == "not-the-operator":
                 assert OPERATOR in cond["expression"]
     assert "cel.bind" not in ADMISSION.read_text()
+    # What the operator checks its own identity against at start: exactly one identity.
+    exempt = exempted(d for d in docs if not d["kind"].endswith("Binding"))
+    assert set(exempt) == {
+        "conveyor-pipelinerun-record",
+        "conveyor-approval-vote-groups",
+        "conveyor-approval-votes",
+        "conveyor-approval-record",
+        "conveyor-jobs",
+    }
+    assert all(users == {OPERATOR} for users in exempt.values())
+
+
+def test_the_operator_refuses_to_start_as_another_identity():
+    from conveyor.kube.identity import IdentityMismatch, check_exempt
+
+    check_exempt(OPERATOR, {"conveyor-approval-votes": {OPERATOR}})
+    with pytest.raises(IdentityMismatch, match=r"runs as admin.*exempt another identity"):
+        check_exempt("admin", {"conveyor-approval-votes": {OPERATOR}})
+    with pytest.raises(IdentityMismatch, match="no Conveyor admission policy is installed"):
+        check_exempt(OPERATOR, {})
 
 
 def test_vote_patch_writes_only_the_voters_own_entry():

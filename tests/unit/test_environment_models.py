@@ -214,9 +214,11 @@ def test_environment_spec_from_options():
             "--approval-timeout",
             "2h",
             "--allow-initiator",
-        )
+        ),
+        "team",
     )
-    assert spec["kubeconfigSecret"] == {"name": "prod-kubeconfig", "key": "kubeconfig"}
+    # The Secret lives in the credentials namespace, one per (team namespace, environment).
+    assert spec["kubeconfigSecret"] == {"name": "team.prod.kubeconfig", "key": "kubeconfig"}
     assert spec["context"] == "prod" and spec["namespace"] == "app"
     assert spec["variables"] == {"APP_FQDN": "app.example.com"}
     assert spec["protection"] == {
@@ -225,7 +227,8 @@ def test_environment_spec_from_options():
         "allowInitiator": True,
         "approvalTimeout": "2h",
     }
-    assert environment_spec(_add_args())["protection"]["requiredApprovals"] == 0
+    assert environment_spec(_add_args(), "team")["protection"]["requiredApprovals"] == 0
+    assert _add_args().credentials_namespace == "conveyor-system"
 
 
 @pytest.mark.parametrize(
@@ -240,7 +243,7 @@ def test_environment_spec_from_options():
 )
 def test_environment_spec_refuses_bad_options(argv, words):
     with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
-        environment_spec(_add_args(*argv))
+        environment_spec(_add_args(*argv), "team")
 
 
 def test_env_add_stores_only_the_chosen_context():
@@ -264,3 +267,12 @@ def test_env_add_stores_only_the_chosen_context():
     assert kept["users"] == [{"name": "b", "user": {"token": "secret-b"}}]
     assert kept["current-context"] == "ctx-b"
     assert b"secret-a" not in minimal_kubeconfig(json.dumps(doc).encode(), "ctx-b")
+
+
+def test_kubeconfig_secret_names_are_valid_and_bounded():
+    from conveyor.cli.environments import secret_name
+
+    assert secret_name("team", "prod") == "team.prod.kubeconfig"
+    long = secret_name("t" * 63, "e" * 253)
+    assert len(long) <= 253 and long.endswith(".kubeconfig")
+    assert long != secret_name("t" * 63, "e" * 252 + "f")

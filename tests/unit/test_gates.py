@@ -6,7 +6,6 @@ from conveyor.engine.gates import (
     REASON_APPROVAL_REJECTED,
     gated_jobs,
     refused,
-    waiting_status,
     with_approved,
     with_gates,
 )
@@ -60,15 +59,61 @@ def test_an_unapproved_gate_makes_the_run_wait_for_approval():
         ObservedJob(job_name("r", name, 1), name, 1, SUCCEEDED, exit_code=0)
         for name in ("build", "to-test")
     ]
-    status = plan(pipeline, run(), done, NOW).status
-    waiting = waiting_status(status, pipeline, gated, "r")
+    decided = plan(pipeline, run(), done, NOW, gated=gated)
+    waiting = decided.status
     assert waiting["phase"] == "WaitingForApproval"
     cond = next(c for c in waiting["conditions"] if c["type"] == "Succeeded")
     assert cond["reason"] == "WaitingForApproval"
     assert "manual-staging, to-prod" in cond["message"] and "conveyor approve r" in cond["message"]
+    # The event says the same, and never invites a play that would not release the job.
+    assert [(e.reason, "play" in e.message) for e in decided.events][-1:] == [
+        ("WaitingForApproval", False)
+    ]
 
-    approved = plan(pipeline, with_approved(run(), {"to-prod", "manual-staging"}), done, NOW)
+    approved = plan(
+        pipeline, with_approved(run(), {"to-prod", "manual-staging"}, gated), done, NOW, gated=gated
+    )
     assert {c.pipeline_job for c in approved.create} == {"to-prod", "manual-staging"}
+
+
+def test_play_never_releases_a_gated_job():
+    gated = gated_jobs(PIPELINE, {"prod": 1, "staging": 1})
+    pipeline = with_gates(PIPELINE, gated)
+    from conveyor.engine.model import SUCCEEDED, ObservedJob
+    from conveyor.engine.names import job_name
+
+    done = [
+        ObservedJob(job_name("r", name, 1), name, 1, SUCCEEDED, exit_code=0)
+        for name in ("build", "to-test")
+    ]
+    played = with_approved(run(play=["to-prod", "manual-staging"]), set(), gated)
+    assert played.spec is not None and played.spec.play == ()
+    decided = plan(pipeline, played, done, NOW, gated=gated)
+    assert decided.create == []
+    assert decided.status["phase"] == "WaitingForApproval"
+    # Approving one releases exactly that one.
+    one = with_approved(run(play=["to-prod", "manual-staging"]), {"to-prod"}, gated)
+    assert {c.pipeline_job for c in plan(pipeline, one, done, NOW, gated=gated).create} == {
+        "to-prod"
+    }
+
+
+def test_a_run_held_by_a_gate_and_a_manual_job_says_which_is_which():
+    pipeline = parse_pipeline_spec(
+        {
+            "jobs": [
+                {"name": "m", "when": "manual", "allowFailure": False, "script": ["x"]},
+                {"name": "p", "deploy": {}, "environment": {"name": "prod"}},
+            ]
+        }
+    )
+    gated = frozenset({"p"})
+    status = plan(with_gates(pipeline, gated), run(), [], NOW, gated=gated).status
+    cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    assert cond["reason"] == "ManualActionRequired"
+    assert "job 'm' is waiting to be played: conveyor play r m" in cond["message"]
+    assert "job 'p' waits for approval: conveyor approve r" in cond["message"]
+    assert "conveyor play r p" not in cond["message"]
 
 
 def test_a_rejected_gate_fails_the_run_and_says_why():
@@ -83,13 +128,15 @@ def test_a_rejected_gate_fails_the_run_and_says_why():
     ]
     status = plan(
         pipeline,
-        with_approved(run(), {"manual-staging"}),
-        done + refused("r", {"to-prod": REASON_APPROVAL_REJECTED}),
+        with_approved(run(), {"manual-staging"}, gated),
+        done + refused("r", {"to-prod": REASON_APPROVAL_REJECTED}, {"to-prod": "rejected by a"}),
         NOW,
+        gated=gated,
     ).status
     assert status["phase"] == "Failed"
     prod = next(j for j in status["jobs"] if j["name"] == "to-prod")
     assert (prod["phase"], prod["reason"]) == ("Failed", "ApprovalRejected")
+    assert prod["message"] == "rejected by a"
 
 
 def test_a_plain_manual_job_still_reads_as_manual_action():
@@ -97,4 +144,6 @@ def test_a_plain_manual_job_still_reads_as_manual_action():
         {"jobs": [{"name": "m", "when": "manual", "allowFailure": False, "script": ["x"]}]}
     )
     status = plan(pipeline, run(), [], NOW).status
-    assert waiting_status(status, pipeline, frozenset(), "r") == status
+    assert status["phase"] == "Running"
+    cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
+    assert cond["reason"] == "ManualActionRequired"

@@ -58,6 +58,9 @@ CONDITION_DECIDED = "Decided"
 # compares exactly these).
 POLICY_FIELDS = (
     "pipelineRun",
+    "runUID",
+    "digest",
+    "pusher",
     "job",
     "environment",
     "revision",
@@ -101,7 +104,21 @@ class ApprovalSpec:
         max_length=DNS_LABEL_MAX,
         pattern=DNS_SUBDOMAIN_PATTERN,
     )
+    run_uid: str = spec_field(
+        "The UID of that PipelineRun: an Approval counts only for the run it was created for, "
+        "never for another run of the same name.",
+        json_name="runUID",
+        max_length=64,
+        min_length=1,
+    )
     job: str = spec_field("The gated pipeline job.", max_length=JOB_NAME_MAX, min_length=1)
+    digest: str = spec_field(
+        "sha256 of what the job will do: the run's recorded pipeline, its variables, the "
+        "expanded environment and its spec, and the commit. The operator releases the job only "
+        "while this still matches.",
+        max_length=71,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+    )
     environment: str = spec_field(
         "The Environment the job deploys to.",
         max_length=DNS_SUBDOMAIN_MAX,
@@ -123,6 +140,12 @@ class ApprovalSpec:
     )
     initiator: str | None = spec_field(
         "Who started the run (its conveyor.dev/initiator annotation, stamped at admission).",
+        default=None,
+        max_length=APPROVER_MAX_LENGTH,
+    )
+    pusher: str | None = spec_field(
+        "Who pushed the commit, for runs a push trigger created (from the webhook's payload); "
+        "like the initiator, they may not vote unless allowInitiator.",
         default=None,
         max_length=APPROVER_MAX_LENGTH,
     )

@@ -49,7 +49,8 @@ APPROVER_RULE = Validation(
 @dataclass(frozen=True)
 class KubeconfigSecretRef:
     name: str = spec_field(
-        "Name of the Secret, in the Environment's namespace.",
+        "Name of the Secret, in the operator's credentials namespace (conveyor-system by "
+        "default), never the team's: only the platform and the operator read it.",
         max_length=DNS_SUBDOMAIN_MAX,
         pattern=DNS_SUBDOMAIN_PATTERN,
     )

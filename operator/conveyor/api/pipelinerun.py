@@ -158,7 +158,10 @@ class PipelineRunSpec:
         list_type="set",
     )
     pipeline_source: str = spec_field(
-        "What started the run (GitLab CI_PIPELINE_SOURCE).", default="api", enum=PIPELINE_SOURCES
+        "What started the run (GitLab CI_PIPELINE_SOURCE); immutable.",
+        default="api",
+        enum=PIPELINE_SOURCES,
+        validations=(Validation(rule="self == oldSelf", message="pipelineSource is immutable"),),
     )
 
     @property
@@ -298,6 +301,22 @@ class PipelineRunStatus:
         list_type="map",
         list_map_keys=("job",),
     )
+    pipeline_spec: PipelineSpec | None = spec_field(
+        "The pipeline as it was when the run started: every job of the run runs from this "
+        "record, whatever happens to the Pipeline afterwards.",
+        default=None,
+    )
+    variables: Mapping[str, str] | None = spec_field(
+        "The run variables the run started with (spec.variables cannot change after that).",
+        default=None,
+        max_properties=VARIABLES_MAX,
+        item_max_length=VARIABLE_VALUE_MAX,
+    )
+
+    @property
+    def recorded(self) -> bool:
+        """Whether the run's pipeline and variables are recorded (it has started)."""
+        return self.pipeline_spec is not None
 
     @property
     def finished(self) -> bool:

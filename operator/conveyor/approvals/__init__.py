@@ -12,6 +12,7 @@ from conveyor.approvals.decision import (
 )
 from conveyor.approvals.manifest import (
     ANNOTATION_INITIATOR,
+    ANNOTATION_PUSHER,
     LABEL_ENVIRONMENT,
     LABEL_RUN,
     approval_manifest,
@@ -20,6 +21,7 @@ from conveyor.approvals.manifest import (
 
 __all__ = [
     "ANNOTATION_INITIATOR",
+    "ANNOTATION_PUSHER",
     "LABEL_ENVIRONMENT",
     "LABEL_RUN",
     "Decision",

@@ -66,11 +66,14 @@ def why_not_allowed(
     approvers: Sequence[str],
     initiator: str | None,
     allow_initiator: bool,
+    pusher: str | None = None,
 ) -> str | None:
     """None when `user` (member of `groups`) may vote, else the reason, in the admission policy's
-    words."""
+    words. `pusher` (who pushed the commit of a push run) is held to the initiator's rule."""
     if initiator and user == initiator and not allow_initiator:
         return "the run's initiator may not approve it"
+    if pusher and user == pusher and not allow_initiator:
+        return "the person who pushed the commit may not approve its deploy"
     member_of = set(groups)
     for entry in approvers:
         if entry.startswith(GROUP_PREFIX):
@@ -104,7 +107,7 @@ def decide(approval: Approval | Mapping[str, Any], now: datetime.datetime) -> De
     for user in sorted(spec.votes):
         vote = spec.votes[user]
         why = why_not_allowed(
-            user, vote.groups, spec.approvers, spec.initiator, spec.allow_initiator
+            user, vote.groups, spec.approvers, spec.initiator, spec.allow_initiator, spec.pusher
         )
         if why is not None:
             ignored.append(IgnoredVote(user, why))

@@ -1,4 +1,6 @@
-"""The Approval the operator creates in front of a protected job: deterministic, owned by the run.
+"""The Approval the operator creates in front of a protected job: deterministic, and not owned
+by the run, so that who approved what outlives the run (the operator deletes it after the
+retention period).
 
 Deterministic names make creation restart-safe: planning the same gate twice yields the same name,
 so a second create is an "already exists", never a second Approval.
@@ -21,15 +23,19 @@ LABEL_ENVIRONMENT = "conveyor.dev/environment"
 ANNOTATION_JOB = "conveyor.dev/job"
 # Stamped on every PipelineRun at admission from request.userInfo.username (30-admission.yaml).
 ANNOTATION_INITIATOR = "conveyor.dev/initiator"
+# Who pushed the commit of a push run (from the webhook's payload); only the operator may set it
+# (30-admission.yaml), so an Approval can hold the pusher to the initiator's rule.
+ANNOTATION_PUSHER = "conveyor.dev/trigger-pusher"
 
 
-def approval_name(run_name: str, run_uid: str, job: str) -> str:
+def approval_name(run_name: str, run_uid: str, job: str, digest: str = "") -> str:
     """`<run>-<job slug>-<hash>`, at most 63 characters (a DNS label, like the run's own name).
 
-    The hash covers the run's UID and the job's exact name: jobs whose slugs coincide (`deploy
-    prod` and `deploy-prod`), and a run recreated under the same name, get distinct Approvals.
+    The hash covers the run's UID, the job's exact name and the digest of what the job would do:
+    jobs whose slugs coincide (`deploy prod` and `deploy-prod`), a run recreated under the same
+    name, and a job whose facts changed after its Approval was requested get distinct Approvals.
     """
-    suffix = "-" + short_hash(run_name, run_uid, job)
+    suffix = "-" + short_hash(run_name, run_uid, job, *((digest,) if digest else ()))
     budget = DNS_LABEL_MAX - len(suffix)
     run_part = slug(run_name) or "run"
     job_part = slug(job) or "job"
@@ -49,12 +55,19 @@ def approval_manifest(
     images: Sequence[str],
     initiator: str | None,
     now: datetime.datetime,
+    *,
+    digest: str,
+    pusher: str | None = None,
+    round: int = 0,
 ) -> dict[str, Any]:
     """The Approval gating `job` of run `run_name`, with the Environment's policy copied in.
 
     `revision` is `{"ref": ..., "sha": ...}` (the run's spec.revision; extra keys are ignored);
-    `initiator` is the run's conveyor.dev/initiator annotation. The policy is copied rather than
-    referenced so that editing the Environment later does not change a gate already waiting.
+    `initiator` is the run's conveyor.dev/initiator annotation, `pusher` who pushed the commit
+    (push runs), `digest` what the job would do (`conveyor.approvals.matching.gate_digest`),
+    `round` how many Approvals for the same facts were closed undecided before this one.
+    The policy is copied rather than referenced so that editing the Environment later does not
+    change a gate already waiting.
     """
     env = Environment.from_dict(environment_body)
     if env.spec is None:
@@ -63,7 +76,9 @@ def approval_manifest(
     expires_at = now + datetime.timedelta(seconds=protection.timeout_seconds())
     spec = ApprovalSpec(
         pipeline_run=run_name,
+        run_uid=run_uid,
         job=job,
+        digest=digest,
         environment=env.name,
         revision=_revision(revision),
         expires_at=expires_at,
@@ -71,22 +86,13 @@ def approval_manifest(
         approvers=protection.approvers,
         allow_initiator=protection.allow_initiator,
         initiator=initiator or None,
+        pusher=pusher or None,
         images=tuple(images),
     )
     metadata: dict[str, Any] = {
-        "name": approval_name(run_name, run_uid, job),
+        "name": approval_name(run_name, run_uid, job, f"{digest}/{round}" if round else digest),
         "labels": {LABEL_RUN: label_value(run_name), LABEL_ENVIRONMENT: label_value(env.name)},
         "annotations": {ANNOTATION_JOB: job},
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "PipelineRun",
-                "name": run_name,
-                "uid": run_uid,
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
     }
     if env.metadata.namespace:
         metadata["namespace"] = env.metadata.namespace

@@ -19,6 +19,7 @@ from conveyor.api import GROUP, VERSION, parse_time
 from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
 from conveyor.api.durations import format_duration
 from conveyor.cli.common import add_cluster_options, api_message, fail, namespace, target
+from conveyor.kube import identity
 from conveyor.kube.client import MERGE_PATCH, KubeConfigError
 
 APPROVALS = "approvals"
@@ -70,13 +71,10 @@ def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) 
 
 def whoami(api: client.ApiClient) -> str:
     """Your username as the API server authenticates you (what admission sees)."""
-    review = client.AuthenticationV1Api(api).create_self_subject_review(
-        client.V1SelfSubjectReview(api_version="authentication.k8s.io/v1", kind="SelfSubjectReview")
-    )
-    user = review.status.user_info if review.status else None
-    if user is None or not user.username:
-        raise CliError("the API server did not say who you are (SelfSubjectReview)")
-    return str(user.username)
+    try:
+        return identity.whoami(api)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def is_pending(approval: dict[str, Any]) -> bool:

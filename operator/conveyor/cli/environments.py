@@ -1,9 +1,11 @@
 """`conveyor env add|list`: the platform team's deploy targets.
 
-`env add` stores a target cluster's kubeconfig in a Secret `<NAME>-kubeconfig` and creates (or
-updates) the Environment pointing at it. Two clusters are in play, so the options say which is
-which: `--context`/`--cluster-kubeconfig`/`-n` name where Conveyor runs (as in every conveyor
-command), `--kubeconfig`/`--kube-context`/`--namespace` the deploy target.
+`env add` stores a target cluster's kubeconfig in a Secret `<NS>.<NAME>.kubeconfig` of the
+credentials namespace (the operator's --credentials-namespace, `conveyor-system` by default: no
+team can read it) and creates (or updates) the Environment pointing at it. Two clusters are in
+play, so the options say which is which: `--context`/`--cluster-kubeconfig`/`-n` name where
+Conveyor runs (as in every conveyor command), `--kubeconfig`/`--kube-context`/`--namespace` the
+deploy target.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ from conveyor.api.environment import (
     MAX_REQUIRED_APPROVALS,
     EnvironmentSpec,
 )
+from conveyor.api.meta import DNS_SUBDOMAIN_MAX
 from conveyor.cli.common import api_message, fail
+from conveyor.engine.names import short_hash
 from conveyor.kube.client import KubeConfigError, Target
+from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
 
 ENVIRONMENTS = "environments"
 VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -39,6 +44,7 @@ PATH_FIELDS = {
     "clusters": ("certificate-authority",),
 }
 LABEL_ENVIRONMENT = "conveyor.dev/environment"
+LABEL_ENVIRONMENT_NAMESPACE = "conveyor.dev/environment-namespace"
 
 
 class KubeconfigRefused(ValueError):
@@ -57,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "add",
         help="create or update an Environment and its kubeconfig Secret",
         description=(
-            "Store FILE in the Secret NAME-kubeconfig and create (or update) Environment NAME. "
+            "Store FILE in the Secret NS.NAME.kubeconfig of the credentials namespace (where no "
+            "team can read it) and create (or update) Environment NAME in namespace NS. "
             "--kubeconfig, --kube-context and --namespace describe the target cluster; --context, "
             "--cluster-kubeconfig and -n the cluster where Conveyor runs."
         ),
@@ -118,6 +125,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"how long a deploy waits for approvals (default {DEFAULT_APPROVAL_TIMEOUT})",
     )
     _add_conveyor_cluster_options(add)
+    add.add_argument(
+        "--credentials-namespace",
+        default=DEFAULT_CREDENTIALS_NAMESPACE,
+        metavar="NS",
+        help="where the kubeconfig Secret goes: the operator's --credentials-namespace "
+        f"(default {DEFAULT_CREDENTIALS_NAMESPACE}), which no team can read",
+    )
     add.set_defaults(func=_guard(cmd_add))
 
     listing = sub.add_parser("list", help="list Environments")
@@ -215,11 +229,17 @@ def parse_variables(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def secret_name(environment: str) -> str:
-    return f"{environment}-kubeconfig"
+def secret_name(namespace: str, environment: str) -> str:
+    """The kubeconfig Secret of Environment `environment` of namespace `namespace`: one Secret
+    per Environment in the shared credentials namespace."""
+    name = f"{namespace}.{environment}.kubeconfig"
+    if len(name) <= DNS_SUBDOMAIN_MAX:
+        return name
+    tag = short_hash(namespace, environment, length=8)
+    return f"{name[: DNS_SUBDOMAIN_MAX - 20]}.{tag}.kubeconfig"
 
 
-def environment_spec(args: argparse.Namespace) -> dict[str, Any]:
+def environment_spec(args: argparse.Namespace, namespace: str) -> dict[str, Any]:
     """The Environment's spec from the options, held to the model's (the CRD's) rules."""
     approvers = [a.strip() for a in args.approvers.split(",") if a.strip()]
     required = args.required_approvals
@@ -231,7 +251,10 @@ def environment_spec(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--required-approvals > 0 needs --approvers")
     parse_duration(args.approval_timeout)
     raw: dict[str, Any] = {
-        "kubeconfigSecret": {"name": secret_name(args.name), "key": DEFAULT_KUBECONFIG_KEY},
+        "kubeconfigSecret": {
+            "name": secret_name(namespace, args.name),
+            "key": DEFAULT_KUBECONFIG_KEY,
+        },
         "context": args.kube_context,
         "namespace": args.target_namespace,
         "protection": {
@@ -279,28 +302,34 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
     try:
         check_kubeconfig(data, args.kube_context, str(path))
         data = minimal_kubeconfig(data, args.kube_context)
-        spec = environment_spec(args)
+        spec = environment_spec(args, ns)
     except ValueError as e:  # KubeconfigRefused included
         return fail(str(e), 2)
 
     core = client.CoreV1Api(api)
+    name = secret_name(ns, args.name)
+    where = args.credentials_namespace
     secret = {
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "Opaque",
         "metadata": {
-            "name": secret_name(args.name),
-            "labels": {LABEL_ENVIRONMENT: args.name, "app.kubernetes.io/part-of": "conveyor"},
+            "name": name,
+            "labels": {
+                LABEL_ENVIRONMENT: args.name,
+                LABEL_ENVIRONMENT_NAMESPACE: ns,
+                "app.kubernetes.io/part-of": "conveyor",
+            },
         },
         "data": {DEFAULT_KUBECONFIG_KEY: base64.b64encode(data).decode("ascii")},
     }
     try:
-        core.create_namespaced_secret(ns, secret)
+        core.create_namespaced_secret(where, secret)
         secret_verb = "created"
     except ApiException as e:
         if e.status != 409:
             raise
-        core.replace_namespaced_secret(secret_name(args.name), ns, secret)
+        core.replace_namespaced_secret(name, where, secret)
         secret_verb = "updated"
 
     custom = client.CustomObjectsApi(api)
@@ -322,7 +351,7 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
         body["metadata"] = {**current["metadata"]}
         custom.replace_namespaced_custom_object(GROUP, VERSION, ns, ENVIRONMENTS, args.name, body)
         env_verb = "updated"
-    print(f"secret/{secret_name(args.name)} {secret_verb}")
+    print(f"secret/{name} {secret_verb} in namespace {where}")
     print(f"environment.{GROUP}/{args.name} {env_verb}")
     return 0
 

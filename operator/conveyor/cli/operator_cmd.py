@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import logging
 from pathlib import Path
 
@@ -10,12 +11,15 @@ import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from conveyor.api.durations import parse_duration
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.cli.common import add_cluster_options, fail, target
 from conveyor.kube.client import Kube, KubeConfigError
+from conveyor.kube.identity import IdentityMismatch, verify_identity
 from conveyor.kube.jobspec import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
+    DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
     JobOptions,
@@ -98,6 +102,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="let pipelines use file:// repositories (off: a pipeline could read any repository "
         "on the operator's filesystem; for local clusters and tests)",
     )
+    p.add_argument(
+        "--credentials-namespace",
+        metavar="NS",
+        default=DEFAULT_CREDENTIALS_NAMESPACE,
+        help="where Environments' kubeconfig Secrets live: a namespace no team can read "
+        f"(default {DEFAULT_CREDENTIALS_NAMESPACE}); runs in it are refused",
+    )
+    p.add_argument(
+        "--approval-retention",
+        metavar="DURATION",
+        type=_duration,
+        default="720h",
+        help="how long an Approval is kept after its run is deleted: the record of who "
+        "approved what (default 720h, 30 days)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
 
@@ -107,6 +126,13 @@ def _address(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 0.0.0.0:8081, not {text!r}")
     return host or "0.0.0.0", int(port)
+
+
+def _duration(text: str) -> datetime.timedelta:
+    try:
+        return datetime.timedelta(seconds=parse_duration(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 720h or 30m: {e}") from e
 
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
@@ -144,6 +170,8 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         privileged_services=args.privileged_services,
         builder_image=args.builder_image,
         scanner_image=args.scanner_image,
+        credentials_namespace=args.credentials_namespace,
+        approval_retention=args.approval_retention,
     )
 
 
@@ -174,6 +202,17 @@ def run_operator(args: argparse.Namespace) -> int:
         return fail(f"cannot reach the API server at {cfg.host}: {e.status} {e.reason}")
     except OSError as e:
         return fail(f"cannot reach the API server at {cfg.host}: {e}")
+    try:
+        me = verify_identity(api)
+    except IdentityMismatch as e:
+        return fail(str(e))
+    except ApiException as e:
+        return fail(
+            f"cannot check this operator's identity against Conveyor's admission policies: "
+            f"{e.status} {e.reason} (it needs to list validating and mutating admission "
+            "policies: deploy/10-rbac.yaml)"
+        )
+    logging.getLogger("conveyor").info("running as %s", me)
     RUNTIME.connection = connection_info(cfg)
     RUNTIME.kube = Kube(api)
     RUNTIME.workers = args.workers

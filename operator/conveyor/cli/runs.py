@@ -204,6 +204,17 @@ def cmd_cancel(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     return 0
 
 
+def _gate(kube: Kube, ns: str, entry: dict[str, Any]) -> str | None:
+    """The protected environment a job deploys to, if any (the operator ignores a play of
+    such a job: only its Approval releases it)."""
+    environment = entry.get("environment")
+    if not environment:
+        return None
+    body = kube.get_environment(ns, environment) or {}
+    protection = (body.get("spec") or {}).get("protection") or {}
+    return environment if int(protection.get("requiredApprovals") or 0) > 0 else None
+
+
 def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     run = kube.get_run(ns, args.run)
     jobs = {j["name"]: j for j in (run.get("status") or {}).get("jobs") or []}
@@ -215,6 +226,12 @@ def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
         return fail(
             f"job {args.job!r} of run {args.run} is not waiting to be played "
             f"(it is {entry.get('phase')})"
+        )
+    gate = _gate(kube, ns, entry)
+    if gate is not None:
+        return fail(
+            f"job {args.job!r} of run {args.run} deploys to {gate}, which requires approval: "
+            f"play does not release it; it starts once approved (conveyor approve {args.run})"
         )
     play = list((run.get("spec") or {}).get("play") or [])
     if args.job not in play:

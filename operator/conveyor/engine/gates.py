@@ -5,16 +5,14 @@ natively, runs a script, or is a `when: manual` job (GitLab's manual deployment:
 its play). A manual job whose environment is not protected stays a plain manual job, played with
 `conveyor play`. A gated job is a blocking manual job whose "play" is an approved Approval; a
 rejected or expired Approval ends it Failed with that reason. The run waiting on a gate is in
-phase WaitingForApproval.
+phase WaitingForApproval. `conveyor play` (spec.play) never releases a gated job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Set
-from typing import Any
 
-from conveyor.api import pipelinerun as prs
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.model import FAILED, ObservedJob
@@ -23,6 +21,8 @@ from conveyor.engine.names import job_name
 REASON_WAITING_FOR_APPROVAL = "WaitingForApproval"
 REASON_APPROVAL_REJECTED = "ApprovalRejected"
 REASON_APPROVAL_EXPIRED = "ApprovalExpired"
+# A gated deploy whose Approval cannot be asked (its templates do not render).
+REASON_DEPLOY_FAILED = "DeployFailed"
 
 
 def environment_of(job: PipelineJob) -> str | None:
@@ -52,46 +52,27 @@ def with_gates(pipeline: PipelineSpec, gated: Set[str]) -> PipelineSpec:
     return dataclasses.replace(pipeline, jobs=jobs)
 
 
-def with_approved(run: PipelineRun, approved: Set[str]) -> PipelineRun:
-    """The run as the planner should see it: approved gates count as played."""
-    if run.spec is None or not approved:
+def with_approved(run: PipelineRun, approved: Set[str], gated: Set[str]) -> PipelineRun:
+    """The run as the planner should see it: approved gates count as played, and a gated job
+    named in `spec.play` does not (only its Approval releases it)."""
+    if run.spec is None:
         return run
-    play = tuple(dict.fromkeys((*run.spec.play, *sorted(approved))))
+    play = tuple(dict.fromkeys((*(p for p in run.spec.play if p not in gated), *sorted(approved))))
+    if play == run.spec.play:
+        return run
     return dataclasses.replace(run, spec=dataclasses.replace(run.spec, play=play))
 
 
-def refused(run_name: str, refusals: Mapping[str, str]) -> list[ObservedJob]:
-    """A rejected or expired gate as the planner sees it: the job's only attempt failed, with
-    the reason (ApprovalRejected, ApprovalExpired), so the run fails and says why."""
+def refused(
+    run_name: str, refusals: Mapping[str, str], messages: Mapping[str, str] | None = None
+) -> list[ObservedJob]:
+    """A rejected, expired or impossible gate as the planner sees it: the job's only attempt
+    failed, with the reason (ApprovalRejected, ApprovalExpired, DeployFailed) and the message,
+    so the run fails and says why."""
+    messages = messages or {}
     return [
-        ObservedJob(job_name(run_name, job, 1), job, 1, FAILED, reason=reason)
+        ObservedJob(
+            job_name(run_name, job, 1), job, 1, FAILED, reason=reason, message=messages.get(job)
+        )
         for job, reason in sorted(refusals.items())
     ]
-
-
-def waiting_status(
-    status: dict[str, Any], pipeline: PipelineSpec, gated: Set[str], run_name: str
-) -> dict[str, Any]:
-    """A run held only by unapproved gates is WaitingForApproval, with a message saying which
-    jobs wait and how to vote. `pipeline` is the gated one (see `with_gates`)."""
-    condition = next(
-        (c for c in status.get("conditions") or () if c.get("type") == "Succeeded"), None
-    )
-    if condition is None or condition.get("reason") != prs.REASON_MANUAL_ACTION_REQUIRED:
-        return status
-    blocking = {job.name for job in pipeline.jobs if job.blocking_manual}
-    holding = sorted(
-        j["name"]
-        for j in status.get("jobs") or ()
-        if j.get("phase") == prs.MANUAL and j["name"] in blocking
-    )
-    if not holding or any(name not in gated for name in holding):
-        return status  # a plain manual job holds the run too: `conveyor play` it first
-    message = f"waiting for approval of {', '.join(holding)}: conveyor approve {run_name}"
-    conditions = [
-        {**c, "reason": REASON_WAITING_FOR_APPROVAL, "message": message[:2048]}
-        if c.get("type") == "Succeeded"
-        else c
-        for c in status["conditions"]
-    ]
-    return {**status, "phase": prs.WAITING_FOR_APPROVAL, "conditions": conditions}

@@ -174,11 +174,22 @@ def plan(
         )
         waiting = [j for j in jobs if j.name in held and j.reason == held[j.name].reason]
         if holders and not busy:
-            reason = prs.REASON_MANUAL_ACTION_REQUIRED
-            message = "; ".join(
-                f"job '{h}' is waiting to be played: conveyor play {run.name} {h}"
-                for h in holders[:3]
-            )
+            if all(h in work.gated for h in holders):
+                # Only approvals hold the run: say so, and never invite a play (it would not
+                # release a gated job).
+                phase, reason = prs.WAITING_FOR_APPROVAL, REASON_WAITING_FOR_APPROVAL
+                message = (
+                    f"waiting for approval of {', '.join(sorted(holders))}: "
+                    f"conveyor approve {run.name}"
+                )
+            else:
+                reason = prs.REASON_MANUAL_ACTION_REQUIRED
+                message = "; ".join(
+                    f"job '{h}' waits for approval: conveyor approve {run.name}"
+                    if h in work.gated
+                    else f"job '{h}' is waiting to be played: conveyor play {run.name} {h}"
+                    for h in holders[:3]
+                )
         elif waiting and not busy:
             reason = held[waiting[0].name].reason
             message = "; ".join(
@@ -405,7 +416,7 @@ def _status(
 ) -> PipelineRunStatus:
     finished = phase in prs.FINISHED_PHASES
     start = previous.start_time
-    if start is None and phase == prs.RUNNING:
+    if start is None and phase in (prs.RUNNING, prs.WAITING_FOR_APPROVAL):
         start = now
     completion = now if finished else None
     duration = format_duration((now - (start or now)).total_seconds()) if finished else None
@@ -439,6 +450,8 @@ def _status(
         jobs=jobs,
         observed_generation=generation,
         evaluation=previous.evaluation,
+        pipeline_spec=previous.pipeline_spec,
+        variables=previous.variables,
     )
 
 
@@ -504,8 +517,8 @@ def _run_events(
     if status.finished:
         kind = "Normal" if new.status == "True" else "Warning"
         return [Event(kind, f"Run{status.phase}", f"{new.reason}: {message}"[:1024])]
-    if new.reason == prs.REASON_MANUAL_ACTION_REQUIRED:
-        return [Event("Normal", prs.REASON_MANUAL_ACTION_REQUIRED, message[:1024])]
+    if new.reason in (prs.REASON_MANUAL_ACTION_REQUIRED, REASON_WAITING_FOR_APPROVAL):
+        return [Event("Normal", new.reason, message[:1024])]
     return []
 
 

@@ -162,11 +162,12 @@ def environment_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
     return {(namespace, name): _stored(body)}
 
 
-@kopf.index(GROUP, VERSION, APPROVALS, labels={LABEL_RUN: kopf.PRESENT})
-def approvals_by_run(
-    namespace: str, labels: kopf.Labels, body: kopf.Body, **_: Any
-) -> dict[Any, Any]:
-    return {(namespace, labels[LABEL_RUN]): _stored(body)}
+# Approvals are found by the run their spec names (only the operator writes it), never by a
+# label: labels are metadata, and a relabelled Approval must not gate another run.
+@kopf.index(GROUP, VERSION, APPROVALS)
+def approvals_by_run(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    run = (body.get("spec") or {}).get("pipelineRun")
+    return {(namespace, run): _stored(body)} if run else {}
 
 
 # -- events: each one queues the runs it concerns
@@ -201,9 +202,11 @@ async def pipeline_event(
         await controller.io(controller.kube.patch_pipeline_status, namespace, name, patch)
 
 
-@kopf.on.event(GROUP, VERSION, APPROVALS, labels={LABEL_RUN: kopf.PRESENT})
-async def approval_event(namespace: str, labels: kopf.Labels, **kwargs: Any) -> None:
-    _controller(**kwargs).run_changed((namespace, labels[LABEL_RUN]))
+@kopf.on.event(GROUP, VERSION, APPROVALS)
+async def approval_event(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
+    run = (body.get("spec") or {}).get("pipelineRun")
+    if run:
+        _controller(**kwargs).run_changed((namespace, run))
 
 
 @kopf.on.event(GROUP, VERSION, ENVIRONMENTS)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from conveyor.api.meta import GROUP, VERSION
+from conveyor.kube.jobspec import LABEL_RUN
 
 PIPELINES = "pipelines"
 PIPELINERUNS = "pipelineruns"
@@ -77,6 +78,14 @@ class Target:
             return "default"
         chosen = next((c for c in contexts if c["name"] == self.context), None) or current
         return ((chosen or {}).get("context") or {}).get("namespace") or "default"
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The UID of the object's controller (its ownerReference with controller: true)."""
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref.get("uid")
+    return None
 
 
 def create_ignoring_conflict(create: Any, *args: Any, **kwargs: Any) -> Any | None:
@@ -195,6 +204,11 @@ class Kube:
             self.custom.create_namespaced_custom_object, GROUP, VERSION, namespace, APPROVALS, body
         )
 
+    def delete_approval(self, namespace: str, name: str) -> None:
+        delete_ignoring_missing(
+            self.custom.delete_namespaced_custom_object, GROUP, VERSION, namespace, APPROVALS, name
+        )
+
     def patch_approval_status(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
@@ -212,14 +226,21 @@ class Kube:
             self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
         )
 
-    def list_job_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        """The pods of one Job, as the API returns them (JSON, not client models)."""
+    def list_job_pods(
+        self, namespace: str, job_name: str, job_uid: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The pods of one of Conveyor's Jobs, as the API returns them (JSON, not client models).
+        With `job_uid`, only pods that Job's controller made: a pod anyone labelled alike (or
+        a Job of someone else's making) never speaks for it."""
         response = self.core.list_namespaced_pod(
             namespace,
-            label_selector=f"batch.kubernetes.io/job-name={job_name}",
+            label_selector=f"batch.kubernetes.io/job-name={job_name},{LABEL_RUN}",
             _preload_content=False,
         )
-        return list(json.loads(response.data).get("items") or ())
+        pods = list(json.loads(response.data).get("items") or ())
+        if job_uid is None:
+            return pods
+        return [p for p in pods if controller_uid(p) == job_uid]
 
     def pod_log(
         self, namespace: str, pod: str, container: str, *, follow: bool, tail: int | None

@@ -8,6 +8,7 @@ clean it up (an owner reference to the PipelineRun). Secrets appear only as refe
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -60,6 +61,9 @@ WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
 
 
+DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
+
+
 @dataclass(frozen=True)
 class JobOptions:
     """Operator-level settings of job pods."""
@@ -73,6 +77,11 @@ class JobOptions:
     privileged_services: bool = False
     builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
     scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
+    # Where Environments' kubeconfig Secrets live: a namespace only the platform and the
+    # operator can read, never a team's. No job pod ever gets them; native deploys use them.
+    credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE
+    # How long an Approval is kept once its run is gone: the record of who approved what.
+    approval_retention: datetime.timedelta = datetime.timedelta(days=30)
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:

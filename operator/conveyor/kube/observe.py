@@ -173,6 +173,7 @@ def compact_job(job: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "metadata": {
             "name": metadata.get("name"),
+            "uid": metadata.get("uid"),
             "creationTimestamp": metadata.get("creationTimestamp"),
             "annotations": {
                 k: annotations[k] for k in (ANNOTATION_JOB, ANNOTATION_ATTEMPT) if k in annotations

@@ -23,6 +23,7 @@ from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, Ta
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
 from conveyor.engine.names import ref_slug
 from conveyor.kube.client import Kube
+from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.release import DeployRequest, DeployResult, preview_images, run_deploy
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 
@@ -72,8 +73,12 @@ class DeployExecutor:
         clock: Callable[[], datetime.datetime],
         changed: Callable[[Key], None],
         built: Callable[[Key], Mapping[str, str]] = lambda key: {},
+        *,
+        credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE,
     ) -> None:
         self.built = built  # what each run's build jobs pushed: image -> digest
+        # Environments' kubeconfig Secrets live here, out of the teams' reach.
+        self.credentials_namespace = credentials_namespace
         self.kube, self.sources, self.io, self.clock, self.changed = (
             kube,
             sources,
@@ -109,7 +114,7 @@ class DeployExecutor:
         job: PipelineJob,
         attempt: int,
         job_name: str,
-        approved_images: tuple[str, ...] = (),
+        approved_images: tuple[str, ...] | None = None,
     ) -> None:
         """Starts the deploy of `job` unless this attempt already runs or ran; with
         `approved_images`, it applies only if the templates still render exactly those."""
@@ -130,7 +135,7 @@ class DeployExecutor:
         pipeline: PipelineSpec,
         job: PipelineJob,
         deployment: Deployment,
-        approved_images: tuple[str, ...],
+        approved_images: tuple[str, ...] | None,
     ) -> None:
         namespace = key[0]
         environment = job.environment.name if job.environment is not None else ""
@@ -242,7 +247,7 @@ class DeployExecutor:
         if environment is None:
             raise DeployError(f"environment {env_name!r} does not exist in namespace {namespace}")
         spec = environment.get("spec") or {}
-        config = await self._kubeconfig(namespace, spec) if kubeconfig else b""
+        config = await self._kubeconfig(spec) if kubeconfig else b""
         if pipeline.source is None:
             raise DeployError(
                 "a deploy job reads templates from the pipeline's source: set spec.source"
@@ -286,15 +291,20 @@ class DeployExecutor:
             built=dict(self.built((namespace, run.metadata.name))),
         )
 
-    async def _kubeconfig(self, namespace: str, spec: dict[str, Any]) -> bytes:
+    async def _kubeconfig(self, spec: dict[str, Any]) -> bytes:
+        """The Environment's kubeconfig, from the credentials namespace: never from the team's
+        own namespace, where anyone with `edit` could read it or swap it."""
         secret_ref = spec.get("kubeconfigSecret") or {}
         name = secret_ref.get("name")
         try:
-            data = await self.sources.credentials(namespace, name)
+            data = await self.sources.credentials(self.credentials_namespace, name)
         except SourceUnavailable as e:  # missing, or not readable: the environment's problem
             raise KubeconfigError(f"the environment's kubeconfig: {e}") from e
         key = secret_ref.get("key", "kubeconfig")
         kubeconfig = (data or {}).get(key)
         if not kubeconfig:
-            raise KubeconfigError(f"the environment's kubeconfig Secret {name} has no key {key!r}")
+            raise KubeconfigError(
+                f"the environment's kubeconfig Secret {self.credentials_namespace}/{name} "
+                f"has no key {key!r}"
+            )
         return bytes(kubeconfig)

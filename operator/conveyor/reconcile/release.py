@@ -53,8 +53,9 @@ class DeployRequest:
     variables: Mapping[str, str] = field(repr=False)
     rollback: bool
     rollout_seconds: float
-    # The images an Approval was given for (empty: nothing to hold the deploy to).
-    approved_images: tuple[str, ...] = ()
+    # The images an Approval was given for (None: the job is not gated). A gated deploy applies
+    # only what was approved, and an Approval that names no image holds it to none.
+    approved_images: tuple[str, ...] | None = None
     # What the run's build jobs pushed: image as built -> digest. The templates' references to
     # those images are pinned to the digest, so exactly the built image deploys.
     built: Mapping[str, str] = field(default_factory=dict)
@@ -231,7 +232,7 @@ def run_deploy(request: DeployRequest) -> DeployResult:
     caller retries)."""
     version, manifests = render_request(request)
     images = images_of(manifests)
-    if request.approved_images and images != request.approved_images:
+    if request.approved_images is not None and images != request.approved_images:
         raise DeployError(
             f"the approval was given for images {', '.join(request.approved_images)}, but the "
             f"templates now render {', '.join(images) or 'none'} (did the environment's "

@@ -20,11 +20,11 @@ from kubernetes.client.rest import ApiException
 
 from conveyor import __version__
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
-from conveyor.api.approval import APPROVED, FINAL_DECISIONS
+from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
 from conveyor.api.conditions import find_condition
 from conveyor.api.evaluation import Evaluation
-from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import (
     CONDITION_SUCCEEDED,
     FINISHED_PHASES,
@@ -32,11 +32,15 @@ from conveyor.api.pipelinerun import (
 )
 from conveyor.approvals import (
     ANNOTATION_INITIATOR,
+    ANNOTATION_PUSHER,
     Decision,
     approval_manifest,
     approval_status,
     decide,
 )
+from conveyor.approvals.matching import Expected, Matched, gate_digest, match_approvals
+from conveyor.approvals.retention import sweep
+from conveyor.deploy.errors import DeployError, RenderError
 from conveyor.engine import (
     ObservedJob,
     Plan,
@@ -58,20 +62,20 @@ from conveyor.engine.deploy_order import (
     arbitrate,
     locks_of,
 )
-from conveyor.engine.evaluation import apply_evaluation, with_evaluation
+from conveyor.engine.evaluation import with_evaluation
 from conveyor.engine.gates import (
     REASON_APPROVAL_EXPIRED,
     REASON_APPROVAL_REJECTED,
+    REASON_DEPLOY_FAILED,
     REASON_WAITING_FOR_APPROVAL,
     gated_jobs,
     refused,
-    waiting_status,
     with_approved,
-    with_gates,
 )
 from conveyor.engine.model import ACTIVE, Event
 from conveyor.engine.names import job_name as attempt_job_name
 from conveyor.engine.planner import failed_status
+from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
@@ -104,6 +108,7 @@ DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch eve
 # A job held by its environment or resource group is queued again when the job ahead ends; this
 # recheck only backs that up (an event missed during a watch reconnect).
 HELD_RECHECK_SECONDS = 30.0
+APPROVAL_SWEEP_SECONDS = 300.0
 NO_ARBITRATION = Arbitration({}, None)
 
 
@@ -215,8 +220,18 @@ class RunController:
         # What each run's build jobs pushed (image -> digest), from its status: deploys pin it.
         self._built: dict[Key, dict[str, str]] = {}
         self.deploys = DeployExecutor(
-            kube, sources, self._deploy_io, clock, self.queue.add, self._built_by
+            kube,
+            sources,
+            self._deploy_io,
+            clock,
+            self.queue.add,
+            self._built_by,
+            credentials_namespace=options.credentials_namespace,
         )
+        # Gated native deploys whose templates did not render when their Approval was due:
+        # no approval can be asked, and the job fails saying why (in memory: a restart tries
+        # to render again).
+        self._unapprovable: dict[Key, dict[str, str]] = {}
         # Events are a best-effort record: posted on threads of their own, behind nothing else.
         self._events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
         # Job creates and deletes are the pipeline's critical path: never queued behind status
@@ -310,7 +325,40 @@ class RunController:
 
     # -- workers
     async def work(self, workers: int) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(workers)))
+        await asyncio.gather(*(self._worker() for _ in range(workers)), self._sweep_approvals())
+
+    async def _sweep_approvals(self) -> None:
+        """Approvals outlive their runs (they are the record of who approved what): those of
+        deleted runs are closed, and deleted once past the retention period."""
+        while True:
+            try:
+                await self.sweep_approvals_once()
+            except Exception:
+                log.exception("sweeping approvals failed; trying again later")
+            await asyncio.sleep(APPROVAL_SWEEP_SECONDS)
+
+    async def sweep_approvals_once(self) -> None:
+        assert self.views is not None
+        runs = {
+            (ns, name, (body.get("metadata") or {}).get("uid") or "")
+            for (ns, name), bodies in list(self.views.runs.items())
+            for body in bodies
+        }
+        bodies = [b for values in list(self.views.approvals.values()) for b in values]
+        now = self.clock()
+        found = sweep(bodies, runs, now, self.options.approval_retention)
+        for body in found.close:
+            decision = dataclasses.replace(
+                decide(body, now),
+                state=APPROVAL_CANCELLED,
+                reason="its run was deleted before a decision",
+            )
+            await self._record_decision(body["metadata"]["namespace"], body, decision, now)
+        for namespace, name in found.delete:
+            log.info(
+                "deleting approval %s/%s: its run is gone and it is past retention", namespace, name
+            )
+            await self.io(self.kube.delete_approval, namespace, name)
 
     async def _worker(self) -> None:
         while True:
@@ -347,6 +395,7 @@ class RunController:
             self._settling.discard(key)
             self.deploys.forget(key)
             self._built.pop(key, None)
+            self._unapprovable.pop(key, None)
             return None
         if written is not None:
             older, newer = written
@@ -356,8 +405,12 @@ class RunController:
         return body
 
     def _pipeline(self, run: PipelineRun, namespace: str) -> tuple[PipelineSpec | None, str]:
-        """The run's pipeline spec, or None and why not."""
+        """The run's pipeline spec, or None and why not: the one recorded when it started, else
+        the inline one or its Pipeline's."""
         assert self.views is not None and run.spec is not None
+        recorded = recorded_pipeline(run)
+        if recorded is not None:
+            return recorded, ""
         if run.spec.pipeline_spec is not None:
             return run.spec.pipeline_spec, ""
         name = run.pipeline_name or ""
@@ -388,7 +441,9 @@ class RunController:
                 continue
             reports = seen.pipeline_job in reporting
             if needs_pod_details(seen) or (reports and needs_reported_result(seen)):
-                pods = await self._pods_of_ended(key, job["metadata"]["name"])
+                pods = await self._pods_of_ended(
+                    key, job["metadata"]["name"], job["metadata"].get("uid")
+                )
                 seen = observe_job(job, pods)
                 if seen is None:
                     continue
@@ -406,12 +461,15 @@ class RunController:
         observed.extend(job for job, _ in created.values())
         return observed, awaiting
 
-    async def _pods_of_ended(self, key: Key, job_name: str) -> list[dict[str, Any]]:
+    async def _pods_of_ended(
+        self, key: Key, job_name: str, job_uid: str | None
+    ) -> list[dict[str, Any]]:
         """An ended Job's pods (compact), read once they tell how the script ended."""
         known = self._ended_pods.setdefault(key, {})
         if job_name in known:
             return known[job_name]
-        pods = [compact_pod(p) for p in await self.io(self.kube.list_job_pods, key[0], job_name)]
+        listed = await self.io(self.kube.list_job_pods, key[0], job_name, job_uid)
+        pods = [compact_pod(p) for p in listed]
         if any(pod_ended(p) for p in pods):  # else read again on the next pass
             known[job_name] = pods
         return pods
@@ -422,7 +480,7 @@ class RunController:
             return  # deleted; its Jobs go by garbage collection
         namespace = key[0]
         now = self.clock()
-        run = PipelineRun.from_dict(body)
+        run = as_recorded(PipelineRun.from_dict(body))
         if run.status.finished and not any(
             j.get("status", {}).get("active")
             for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
@@ -432,6 +490,14 @@ class RunController:
                 # The view now shows this run finished: decide again for its pipeline.
                 self._settling.discard(key)
                 await self._after_finish(namespace, run)
+            return
+        if namespace == self.options.credentials_namespace:
+            # Its Secrets are every Environment's credentials: no job may run beside them.
+            message = (
+                f"runs are refused in namespace {namespace}: it holds the Environments' "
+                "credentials (the operator's --credentials-namespace)"
+            )
+            await self._write_status(key, body, invalid_pipeline_status(run, now, message))
             return
         try:
             pipeline, missing = self._pipeline(run, namespace)
@@ -452,6 +518,9 @@ class RunController:
                 await self._write_status(key, body, failed)
                 return
             run = with_evaluation(run, evaluation)
+        if allowed and not run.status.finished:
+            # From here on the run runs from this record, not from the live Pipeline.
+            run = with_record(run, pipeline)
         run = _with_sha(run, evaluation)
         try:
             pipeline = with_names_expanded(pipeline, run, self.options)
@@ -466,25 +535,38 @@ class RunController:
         )
         observed, awaiting = await self._observe(key, now, reporting)
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
-        approvals = self._approvals(key)
-        approved, refusals = set(), {}
+        expected = self._expected_gates(namespace, run, pipeline, gated)
+        matched = match_approvals(
+            self.views.approvals.get(key, ()),  # type: ignore[union-attr]
+            run.metadata.uid or "",
+            run.spec.revision.sha if run.spec is not None else None,
+            expected,
+        )
+        approvals = {job: (body, decide(body, now)) for job, body in matched.current.items()}
+        approved: set[str] = set()
+        refusals: dict[str, str] = {}
+        messages: dict[str, str] = {}
         approved_images: dict[str, tuple[str, ...]] = {}
         for job, (approval, decision) in approvals.items():
-            if decision.state == "Approved":
+            if decision.state == APPROVED:
                 approved.add(job)
                 approved_images[job] = tuple((approval.get("spec") or {}).get("images") or ())
-            elif decision.state in ("Rejected", "Expired"):
+            elif decision.state in (REJECTED, EXPIRED):
                 refusals[job] = (
                     REASON_APPROVAL_REJECTED
-                    if decision.state == "Rejected"
+                    if decision.state == REJECTED
                     else REASON_APPROVAL_EXPIRED
                 )
+        for job, why in self._unapprovable.get(key, {}).items():
+            if job in gated and job not in approvals:
+                # Fail closed: a deploy whose images cannot be shown cannot be approved.
+                refusals[job], messages[job] = REASON_DEPLOY_FAILED, why
         self._resume_deploys(key, run, pipeline, approved_images)
-        observed += self.deploys.observed(key) + refused(run.name, refusals)
+        observed += self.deploys.observed(key) + refused(run.name, refusals, messages)
         planning = functools.partial(
             plan,
             pipeline,
-            with_approved(run, approved),
+            with_approved(run, approved, gated),
             observed,
             now,
             may_start=allowed,
@@ -502,14 +584,14 @@ class RunController:
             if arbitration.held:
                 self.queue.add_after(key, HELD_RECHECK_SECONDS)
         self._claim_deploys(key, run, pipeline, decided)
-        effective = with_gates(apply_evaluation(pipeline, evaluation), gated)
-        status = waiting_status(decided.status, effective, gated, run.name)
-        status = self._with_deployments(key, body, status)
+        status = self._with_deployments(key, body, decided.status)
         status, noticed = with_target_condition(status, self.deploys.unreachable(key), now)
         decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
         self._note_built(key, pipeline, status)
-        await self._sync_approvals(key, body, run, pipeline, gated, approvals, status, now)
+        await self._sync_approvals(
+            key, body, run, pipeline, gated, expected, approvals, matched, status, now
+        )
         await self._apply(key, body, run, pipeline, decided, approved_images)
         if awaiting:
             self.queue.add_after(key, 1.0)
@@ -606,23 +688,6 @@ class RunController:
                 claims = self._deploying.setdefault((key[0], lock), {})
                 claims.setdefault((run.name, create.pipeline_job), (claim, now))
 
-    def _with_environment_kubeconfig(self, namespace: str, job: PipelineJob) -> PipelineJob:
-        """A script job with a declared environment (the seed's kubectl deploys) gets its
-        kubeconfig as a file: KUBECONFIG names it, mounted from the Environment's Secret by
-        reference (the operator never copies it)."""
-        assert self.views is not None
-        if job.environment is None:
-            return job
-        env = _first(self.views.environments, (namespace, job.environment.name))
-        ref = ((env or {}).get("spec") or {}).get("kubeconfigSecret")
-        if not ref:
-            return job
-        kubeconfig = SecretVariable(
-            name="KUBECONFIG", secret_name=ref["name"], key=ref.get("key", "kubeconfig"), file=True
-        )
-        others = tuple(v for v in job.secret_variables if v.name != "KUBECONFIG")
-        return dataclasses.replace(job, secret_variables=(*others, kubeconfig))
-
     def _required_approvals(self, namespace: str, pipeline: PipelineSpec) -> dict[str, int]:
         """Environment name -> approvals its protection requires, for the pipeline's jobs."""
         assert self.views is not None
@@ -635,16 +700,27 @@ class RunController:
             required[job.environment.name] = int(protection.get("requiredApprovals") or 0)
         return required
 
-    def _approvals(self, key: Key) -> dict[str, tuple[dict[str, Any], Decision]]:
-        """The run's Approvals by gated job, with what their votes decide now."""
-        assert self.views is not None
-        now = self.clock()
-        out: dict[str, tuple[dict[str, Any], Decision]] = {}
-        for body in self.views.approvals.get(key, ()):
-            job = (body.get("spec") or {}).get("job")
-            if job:
-                out[job] = (body, decide(body, now))
-        return out
+    def _expected_gates(
+        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, gated: frozenset[str]
+    ) -> dict[str, Expected]:
+        """What each gated job's Approval must say to release it: its environment as expanded
+        for this run, and the digest of what it would do now."""
+        assert self.views is not None and run.spec is not None
+        expected: dict[str, Expected] = {}
+        for name in sorted(gated):
+            job = pipeline.job(name)
+            assert job.environment is not None
+            env = _first(self.views.environments, (namespace, job.environment.name)) or {}
+            digest = gate_digest(
+                pipeline,
+                name,
+                run.spec.variables,
+                job.environment.name,
+                env.get("spec") or {},
+                run.spec.revision.sha,
+            )
+            expected[name] = Expected(job.environment.name, digest)
+        return expected
 
     async def _sync_approvals(
         self,
@@ -653,33 +729,49 @@ class RunController:
         run: PipelineRun,
         pipeline: PipelineSpec,
         gated: frozenset[str],
+        expected: Mapping[str, Expected],
         approvals: dict[str, tuple[dict[str, Any], Decision]],
+        matched: Matched,
         status: dict[str, Any],
         now: datetime.datetime,
     ) -> None:
-        """Creates the Approval of each gate the run has reached, and records each Approval's
-        decision in its status (an Event too, when it is decided)."""
+        """Creates the Approval of each gate the run has reached, records each Approval's
+        decision in its status (an Event too, when it is decided), and closes the run's pending
+        Approvals that were asked for what the job would no longer do."""
         assert self.views is not None and run.spec is not None
         namespace = key[0]
         waiting = {
             j["name"] for j in status.get("jobs") or () if j.get("phase") == "Manual"
         } & gated
+        annotations = run_body["metadata"].get("annotations") or {}
         for job_name in sorted(waiting - set(approvals)):
             job = pipeline.job(job_name)
             assert job.environment is not None
             env = _first(self.views.environments, (namespace, job.environment.name))
             if env is None:
                 continue  # an unprotected manual deployment whose environment is not declared
-            initiator = (run_body["metadata"].get("annotations") or {}).get(ANNOTATION_INITIATOR)
+            try:
+                images = await self._images(namespace, run, pipeline, job)
+            except (RenderError, DeployError) as e:
+                # Permanent: the commit's templates (or the job's sources) cannot show what
+                # would deploy. Anything else (an API error) is retried with the pass.
+                why = f"no approval can be asked: its templates do not render: {str(e)[:300]}"
+                if self._unapprovable.setdefault(key, {}).get(job_name) != why:
+                    self._unapprovable[key][job_name] = why
+                    self.queue.add(key)
+                continue
             manifest = approval_manifest(
                 run.name,
                 run.metadata.uid or "",
                 job_name,
                 env,
                 {"ref": run.spec.revision.ref, "sha": run.spec.revision.sha},
-                await self._images(namespace, run, pipeline, job),
-                initiator,
+                images,
+                annotations.get(ANNOTATION_INITIATOR),
                 now,
+                digest=expected[job_name].digest,
+                pusher=annotations.get(ANNOTATION_PUSHER),
+                round=matched.rounds.get(job_name, 0),
             )
             created = await self.io(self.kube.create_approval, namespace, manifest)
             if created is not None:
@@ -687,6 +779,16 @@ class RunController:
                     key, (parse_time(manifest["spec"]["expiresAt"]) - now).total_seconds() + 1
                 )
         for body, decision in approvals.values():
+            await self._record_decision(namespace, body, decision, now)
+        for body in matched.stale:
+            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
+                continue
+            decision = dataclasses.replace(
+                decide(body, now),
+                state=APPROVAL_CANCELLED,
+                reason="what the job would do changed since this approval was asked for (the "
+                "environment, the run's variables or its commit); a new approval is asked for",
+            )
             await self._record_decision(namespace, body, decision, now)
 
     async def _record_decision(
@@ -731,21 +833,12 @@ class RunController:
     async def _images(
         self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
     ) -> tuple[str, ...]:
-        """What a native deploy will apply, for its Approval to show and hold it to. A script
-        deploy's images are not known before it runs: its Approval names the commit only."""
+        """What a native deploy will apply, for its Approval to show and hold it to (raises
+        when the templates do not render: no approval can then be asked). A script deploy's
+        images are not known before it runs: its Approval names the commit and digest."""
         if job.deploy is None:
             return ()
-        try:
-            return await self.deploys.images(namespace, run, pipeline, job)
-        except Exception as e:  # the deploy itself will fail and say why; the gate still opens
-            log.warning(
-                "approval of %s/%s %s: its images could not be rendered: %s",
-                namespace,
-                run.name,
-                job.name,
-                str(e)[:300],
-            )
-            return ()
+        return await self.deploys.images(namespace, run, pipeline, job)
 
     def _resume_deploys(
         self,
@@ -763,7 +856,7 @@ class RunController:
                 continue
             job = pipeline.job(entry.name)
             if job.deploy is not None and not self.deploys.running(key, entry.job_name):
-                images = approved_images.get(job.name, ())
+                images = approved_images.get(job.name)
                 self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name, images)
 
     def _with_deployments(
@@ -826,7 +919,7 @@ class RunController:
             spec_job = pipeline.job(create.pipeline_job)
             if spec_job.deploy is not None:
                 # Native deploys run in the operator: no Job, no pod.
-                images = approved_images.get(spec_job.name, ())
+                images = approved_images.get(spec_job.name)  # None: not gated
                 self.deploys.start(
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
@@ -834,7 +927,9 @@ class RunController:
             job = build_job(
                 run=run,
                 pipeline=pipeline,
-                job=self._with_environment_kubeconfig(namespace, spec_job),
+                # Never the Environment's credentials: those serve native deploys only, in the
+                # operator, so no pod the team can reach ever holds them.
+                job=spec_job,
                 attempt=create.attempt,
                 options=self.options,
                 built=self._built_by(key),
