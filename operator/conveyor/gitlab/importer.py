@@ -36,6 +36,7 @@ from conveyor.gitlab.durations import parse_human_duration, to_compact
 from conveyor.gitlab.expressions import check_expression
 from conveyor.gitlab.globs import compile_glob
 from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml
+from conveyor.kube.variables import literal_value, reference_cycle, references
 
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10
@@ -334,6 +335,8 @@ class Importer:
         jobs = self._expand_parallel(jobs)
         for job in jobs:
             self._drop_needs_on_dropped(job)
+            self._check_variables(job, spec.get("variables", {}), workflow)
+        self._self_references("variables", spec.get("variables", {}))
         if not jobs:
             raise self.fail(config, None, "the file defines no jobs")
         spec["jobs"] = jobs
@@ -343,6 +346,40 @@ class Importer:
             "metadata": {"name": name},
             "spec": spec,
         }
+
+    def _check_variables(
+        self, job: dict[str, Any], pipeline: dict[str, str], workflow: dict[str, Any] | None
+    ) -> None:
+        """GitLab refuses a pipeline whose job variables refer to each other in a cycle
+        ("circular variable reference detected"), whichever rules match; a variable that
+        refers to itself is said (GitLab leaves such a reference to the runner)."""
+        own = job.get("variables", {})
+        base = [{**pipeline, **own}]
+        for rule in (workflow or {}).get("rules", []):
+            base.append({**pipeline, **rule.get("variables", {}), **own})
+        sets = list(base)
+        for rule in job.get("rules") or []:
+            sets += [{**b, **rule.get("variables", {})} for b in base]
+        for variables in sets:
+            cycle = reference_cycle(variables)
+            if cycle:
+                node = self.config.get(job["name"])
+                raise self.fail(
+                    node if isinstance(node, MarkedDict) else self.config,
+                    "variables" if isinstance(node, MarkedDict) else None,
+                    f"job {job['name']}: circular variable reference: {' -> '.join(cycle)}",
+                )
+        self._self_references(job["name"], own)
+
+    def _self_references(self, where: str, variables: Mapping[str, str]) -> None:
+        for name, value in variables.items():
+            if name in references(value):
+                self.omit(
+                    where,
+                    "variables",
+                    f"{name} refers to itself: Conveyor expands that to the value it overrides "
+                    "(empty when none); GitLab hands it to the runner unexpanded",
+                )
 
     def _defaults(self) -> dict[str, Any]:
         """Converted `default:` values (and the legacy top-level image, services, ...)."""
@@ -606,12 +643,12 @@ class Importer:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
                 self.omit(where, "variables", f"{name}: not a valid variable name, dropped")
                 continue
+            literal = False
             if isinstance(raw, dict):
                 for extra in raw:
-                    if extra == "expand" and raw[extra] is False:
-                        self.omit(where, "variables", f"{name}: expand: false not supported")
-                    elif extra not in ("value", "description", "options", "expand"):
+                    if extra not in ("value", "description", "options", "expand"):
                         self.omit(where, "variables", f"{name}: {extra} dropped")
+                literal = raw.get("expand") is False
                 raw = raw.get("value", "")
             if raw is None:
                 continue  # `null` removes a variable inherited through extends
@@ -619,7 +656,9 @@ class Importer:
                 raw = "true" if raw else "false"
             if not isinstance(raw, str | int | float):
                 raise self.fail(node, "variables", f"{where}: variable {name} must be a string")
-            out[str(name)] = str(raw)
+            # expand: false (docs.gitlab.com/ci/yaml/#variablesexpand): the value with its `$`
+            # doubled expands to exactly the written text, wherever it is used.
+            out[str(name)] = literal_value(str(raw)) if literal else str(raw)
         return out
 
     def _retry(self, value: Any, where: str, node: Any) -> dict[str, Any] | None:

@@ -7,9 +7,39 @@ and the Job builder derive the variables from them with these functions.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 from conveyor.engine.names import ref_slug
 
 ZERO_SHA = "0" * 40
+ENVIRONMENT_SLUG_MAX = 24
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def environment_slug(name: str) -> str:
+    """CI_ENVIRONMENT_SLUG: GitLab's DNS-safe form of an environment name (lowercase letters,
+    digits and single dashes, starting with a letter, at most 24 characters). A name that
+    does not survive that unchanged (uppercase, `/`, too long) is cut to 17 characters and gets
+    a 6-character suffix derived from the name, so distinct names keep distinct slugs
+    (docs.gitlab.com/ci/variables/predefined_variables: "truncated to 24 characters", a suffix
+    "added to uppercase environment names")."""
+    slugged = re.sub(r"[^a-z0-9]", "-", name.lower())
+    if not slugged[:1].isalpha() or not slugged[:1].isascii():
+        slugged = "env-" + slugged
+    slugged = re.sub(r"-+", "-", slugged)
+    if len(slugged) > ENVIRONMENT_SLUG_MAX or slugged != name:
+        return f"{slugged[:17]}-{_name_suffix(name)}"
+    return slugged.rstrip("-")
+
+
+def _name_suffix(name: str) -> str:
+    number = int(hashlib.sha256(name.encode("utf-8")).hexdigest(), 16)
+    digits = ""
+    while number:
+        number, digit = divmod(number, 36)
+        digits = _BASE36[digit] + digits
+    return (digits or "0")[-6:]
 
 
 def commit_title(message: str) -> str:
