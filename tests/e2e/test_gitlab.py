@@ -192,3 +192,14 @@ def test_a_parallel_matrix_runs_one_job_per_combination(conveyor: Conveyor, tmp_
         job_status(done, "report")["startTime"]
         >= job_status(done, "deploy: [eu]")["completionTime"]
     )
+
+
+def test_a_run_without_a_push_counts_changes_as_true(conveyor: Conveyor, seed: GitRepo) -> None:
+    # docs.gitlab.com/ci/yaml/#ruleschanges: no git push event (web, API, schedule, trigger),
+    # so every `changes` rule is true: test and build run for a templates-only commit, which
+    # the same commit as a push leaves out (test_push_touching_only_templates_...).
+    seed.commit("templates only", {"templates/svc.yml": "\n# api run\n"})
+    conveyor.create(run("api-run", "go-app", ref="master"))  # pipelineSource api, no beforeSha
+    done = conveyor.wait_finished("api-run")
+    assert job_status(done, "test")["phase"] == "Succeeded"
+    assert job_status(done, "build")["phase"] == "Succeeded"

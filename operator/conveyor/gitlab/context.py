@@ -18,7 +18,8 @@ from conveyor.kube.variables import expand
 @dataclass(frozen=True)
 class RuleContext:
     """Inputs of rule evaluation. `None` paths mean "unknown": `changes` is then true (new
-    branch or tag, no before SHA, schedules), as in GitLab; `exists` is then false."""
+    branch or tag, no before SHA, schedules), as in GitLab; `exists` is then false. `changes`
+    is also true for runs that are no push (see `refs.is_push`)."""
 
     ref: str
     ref_is_tag: bool = False
@@ -28,6 +29,8 @@ class RuleContext:
     # are layered over them by the evaluator, then `run_variables` over everything.
     variables: Mapping[str, str] = field(default_factory=dict)
     run_variables: Mapping[str, str] = field(default_factory=dict)
+    # The push's before SHA, when the run carries one: such a run is a push (see refs.is_push).
+    before_sha: str | None = None
     changed_paths: frozenset[str] | None = None
     # Changed paths per `changes:compare_to` value (merge-base(ref, sha)..sha); missing: unknown.
     changed_paths_since: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
@@ -76,6 +79,7 @@ def rule_context(
         source=run.spec.pipeline_source,
         variables=variables,
         run_variables=dict(run.spec.variables),
+        before_sha=revision.before_sha,
         changed_paths=facts.changed_paths,
         changed_paths_since=dict(facts.changed_paths_since),
         files=facts.files,

@@ -66,7 +66,7 @@ def rule_matches(
                 target = expand(rule.changes_compare_to, variables.get)
                 paths = ctx.changed_paths_since.get(target)
             globs = tuple(expand(g, variables.get) for g in rule.changes)
-            if not changes_match(globs, ctx, paths):
+            if not changes_match(globs, ctx, paths, compared=bool(rule.changes_compare_to)):
                 return False, None
         if rule.exists:
             globs = tuple(expand(g, variables.get) for g in rule.exists)
