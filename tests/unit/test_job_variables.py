@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.api import ModelError
+from conveyor.api import ModelError, PipelineRun
 from conveyor.api.pipeline import SecretVariable
 from conveyor.gitlab.predefined import environment_slug
 from conveyor.kube.jobspec import JobOptions, job_variables, with_names_expanded
@@ -169,3 +169,73 @@ def test_environment_slugs(name, expected):
         assert slug[-7] == "-" and len(slug) <= 17 + 7
         assert environment_slug(name) == slug  # derived from the name, not random
         assert environment_slug(name + "x") != slug
+
+
+# docs.gitlab.com/ci/variables/predefined_variables: what real pipelines use, from what Conveyor
+# knows (the repository URL, the run, the commit).
+def test_project_server_job_and_commit_variables():
+    from conveyor.api.evaluation import Evaluation
+    from conveyor.engine.evaluation import with_evaluation
+    from conveyor.kube.jobspec import build_job
+    from tests.unit.test_jobspec import env_of, script_container
+
+    run, spec, job = make(
+        {"when": "manual"},
+        {"source": {"url": "https://git.example.com:8443/team/sub/go-app.git"}},
+        {"revision": {"ref": "main", "sha": "c" * 40}},
+    )
+    run = with_evaluation(
+        run,
+        Evaluation(
+            commit_author="Ada <ada@example.com>", commit_timestamp="2026-01-02T03:04:05+00:00"
+        ),
+    )
+    env = env_of(script_container(build_job(run=run, pipeline=spec, job=job, attempt=2)))
+    assert env["GITLAB_CI"] == "true" and env["CI_SERVER"] == "yes"
+    assert env["CI_PROJECT_PATH"] == "team/sub/go-app"
+    assert env["CI_PROJECT_NAMESPACE"] == "team/sub"
+    assert env["CI_PROJECT_ROOT_NAMESPACE"] == "team"
+    assert env["CI_PROJECT_PATH_SLUG"] == "team-sub-go-app"
+    assert env["CI_PROJECT_TITLE"] == "go-app"
+    assert env["CI_SERVER_URL"] == "https://git.example.com:8443"
+    assert env["CI_SERVER_HOST"] == "git.example.com" and env["CI_SERVER_PORT"] == "8443"
+    assert env["CI_PROJECT_URL"] == "https://git.example.com:8443/team/sub/go-app"
+    assert env["CI_PROJECT_ID"].isdigit()
+    assert env["CI_JOB_ID"].startswith("app-main-1-unit-tests-2-")  # this attempt's Job
+    assert env["CI_JOB_MANUAL"] == "true"
+    assert env["CI_COMMIT_REF_PROTECTED"] == "false"
+    assert env["CI_NODE_TOTAL"] == "1"
+    assert env["CI_COMMIT_AUTHOR"] == "Ada <ada@example.com>"
+    assert env["CI_COMMIT_TIMESTAMP"] == "2026-01-02T03:04:05+00:00"
+
+
+@pytest.mark.parametrize(
+    ("url", "path", "server"),
+    [
+        ("git@gitlab.example.com:group/app.git", "group/app", "https://gitlab.example.com"),
+        ("ssh://git@gitlab.example.com:2222/group/app", "group/app", "https://gitlab.example.com"),
+        ("http://git.local/app.git", "app", "http://git.local"),
+        ("file:///srv/git/app.git", "ns/app", None),
+        (None, "ns/app", None),
+    ],
+)
+def test_project_variables_from_the_repository_url(url, path, server):
+    from conveyor.gitlab.predefined import project_variables
+
+    out = project_variables(url, "app", "ns/app")
+    assert out["CI_PROJECT_PATH"] == path
+    assert out.get("CI_SERVER_URL") == server
+    assert out.get("CI_PROJECT_URL") == (f"{server}/{path}" if server else None)
+    assert project_variables(url, "app", "ns/app") == out  # stable, CI_PROJECT_ID too
+
+
+def test_pipeline_created_at_is_the_runs_creation_in_utc():
+    run, spec, job = make()
+    run = PipelineRun.from_dict(
+        {
+            "metadata": {"name": "r", "creationTimestamp": "2026-03-04T05:06:07Z"},
+            "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
+        }
+    )
+    variables = job_variables(spec, run, job, JobOptions())
+    assert variables.raw["CI_PIPELINE_CREATED_AT"] == "2026-03-04T05:06:07Z"

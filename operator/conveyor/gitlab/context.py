@@ -36,6 +36,8 @@ class RuleContext:
     changed_paths_since: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     files: frozenset[str] | None = None  # every file of the repository at the run's SHA
     commit_message: str = ""
+    commit_author: str | None = None  # `Name <email>`
+    commit_timestamp: str | None = None  # ISO 8601
     default_branch: str | None = None
     project_path: str | None = None  # group/project, for `only: [main@group/project]`
     kubernetes_active: bool = False  # `only: kubernetes: active`; Conveyor has no such integration
@@ -47,6 +49,8 @@ class GitFacts:
 
     ref_is_tag: bool = False
     commit_message: str = ""
+    commit_author: str | None = None
+    commit_timestamp: str | None = None
     default_branch: str | None = None
     changed_paths: frozenset[str] | None = None
     changed_paths_since: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
@@ -72,6 +76,8 @@ def rule_context(
         commit_message=facts.commit_message,
         default_branch=facts.default_branch,
         pipeline_source=run.spec.pipeline_source,
+        commit_author=facts.commit_author,
+        commit_timestamp=facts.commit_timestamp,
     )
     return RuleContext(
         ref=revision.ref,
@@ -84,6 +90,8 @@ def rule_context(
         changed_paths_since=dict(facts.changed_paths_since),
         files=facts.files,
         commit_message=facts.commit_message,
+        commit_author=facts.commit_author,
+        commit_timestamp=facts.commit_timestamp,
         default_branch=facts.default_branch,
         project_path=facts.project_path,
     )

@@ -81,6 +81,37 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "start_in": "delayed jobs are not supported; the job does not wait",
     "run": "run steps are not supported",
 }
+# Predefined variables GitLab sets that Conveyor cannot (or sets otherwise), with what a job
+# that uses them gets instead (docs.gitlab.com/ci/variables/predefined_variables).
+_NO_API = "Conveyor has no GitLab API: {name} is not set"
+_NO_TOKEN = (
+    "Conveyor issues no job token (GitLab's authenticates to its API, registry and package "
+    "registry): {name} is not set; give credentials with secretVariables, or a build's "
+    "registrySecret"
+)
+UNAVAILABLE_VARIABLES: Mapping[str, str] = {
+    "CI_API_V4_URL": _NO_API,
+    "CI_API_GRAPHQL_URL": _NO_API,
+    "CI_JOB_TOKEN": _NO_TOKEN,
+    "CI_REGISTRY_USER": _NO_TOKEN,
+    "CI_REGISTRY_PASSWORD": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_USER": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_PASSWORD": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_SERVER": "Conveyor has no dependency proxy: {name} is not set",
+    "CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX": "Conveyor has no dependency proxy: {name} is not set",
+    "CI_DEPENDENCY_PROXY_DIRECT_GROUP_IMAGE_PREFIX": (
+        "Conveyor has no dependency proxy: {name} is not set"
+    ),
+    "CI_DEPLOY_USER": "Conveyor has no deploy tokens: {name} is not set",
+    "CI_DEPLOY_PASSWORD": "Conveyor has no deploy tokens: {name} is not set",
+    "CI_JOB_URL": "Conveyor has no web UI: {name} is not set",
+    "CI_PIPELINE_URL": "Conveyor has no web UI: {name} is not set",
+    "CI_COMMIT_REF_PROTECTED": "Conveyor has no protected branches: {name} is always false",
+    "CI_PIPELINE_IID": "{name} is not set (CI_PIPELINE_ID is the run's unique id)",
+}
+# Conveyor creates no merge request pipelines: what only they set is never set.
+MERGE_REQUEST_PREFIXES = ("CI_MERGE_REQUEST_", "CI_EXTERNAL_PULL_REQUEST_")
+
 DEFAULT_KEYS = (
     "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible"
 )  # fmt: skip
@@ -318,6 +349,11 @@ class Importer:
         stages = self._stages()
         spec["stages"] = stages
         workflow = self._workflow(config.get("workflow"))
+        if isinstance(config.get("workflow"), MarkedDict):
+            self._unavailable_variables("workflow", config["workflow"])
+        if "variables" in config:
+            own = MarkedDict({"variables": config["variables"]}).copy_marks(config)
+            self._unavailable_variables("(pipeline)", own)
         if workflow:
             spec["workflow"] = workflow
         auto_cancel = self._auto_cancel(config.get("workflow"))
@@ -529,7 +565,32 @@ class Importer:
                 self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit(name, key, "unknown keyword, dropped")
+        self._unavailable_variables(name, job)
         return out
+
+    def _unavailable_variables(self, where: str, node: MarkedDict) -> None:
+        """Say where the file uses a predefined variable Conveyor cannot set, or a merge request
+        pipeline, with the job, key and line: such a job runs differently from GitLab."""
+        defined = set(self.config.get("variables") or {}) | set(node.get("variables") or {})
+        for key, value in node.items():
+            if key in ("extends", "inherit"):
+                continue
+            for text in _strings(value):
+                used = set(references(text)) - defined
+                for name in sorted(used):
+                    template = UNAVAILABLE_VARIABLES.get(name)
+                    if template is None and name.startswith(MERGE_REQUEST_PREFIXES):
+                        template = "Conveyor runs no merge request pipelines: {name} is never set"
+                    if template is not None:
+                        what = template.format(name=name)
+                        self.omit(where, key, f"{what} ({node.file}:{node.line_of(key)})")
+                if "merge_request_event" in text or "external_pull_request_event" in text:
+                    self.omit(
+                        where,
+                        key,
+                        "Conveyor runs no merge request pipelines: a condition on them never "
+                        f"holds ({node.file}:{node.line_of(key)})",
+                    )
 
     def _inherited_defaults(
         self, name: str, job: MarkedDict, defaults: dict[str, Any]
@@ -1011,6 +1072,17 @@ class Importer:
                 if isinstance(node, MarkedDict):
                     return LoadError(node.file, node.line, f"job {jobs[index]}: {message}")
         return LoadError(self.display, None, message)
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a YAML value, nested lists and mappings included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _camel(key: str) -> str:

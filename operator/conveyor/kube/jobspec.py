@@ -8,6 +8,7 @@ clean it up (an owner reference to the PipelineRun). Secrets appear only as refe
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,7 @@ from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
 from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
-from conveyor.gitlab.predefined import environment_slug, git_variables
+from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
 from conveyor.kube import script as scripts
 from conveyor.kube.variables import (
     SECRET_VARIABLES_DIR,
@@ -117,17 +118,34 @@ def predefined_variables(
         commit_message=evaluation.commit_message if evaluation is not None else None,
         default_branch=evaluation.default_branch if evaluation is not None else None,
         pipeline_source=run.spec.pipeline_source,
+        commit_author=evaluation.commit_author if evaluation is not None else None,
+        commit_timestamp=evaluation.commit_timestamp if evaluation is not None else None,
     )
+    fallback_path = f"{run.metadata.namespace or 'default'}/{project}"
     out = {
         "CI": "true",
+        "GITLAB_CI": "true",  # scripts test it to know they run under GitLab CI
+        "CI_SERVER": "yes",
         "CONVEYOR": "true",
         **git,
+        # Conveyor has no protected branches (Environments carry the protection).
+        "CI_COMMIT_REF_PROTECTED": "false",
         "CI_PIPELINE_ID": run.metadata.uid or "",
         "CI_JOB_NAME": job.name,
         "CI_JOB_STAGE": job.stage,
+        "CI_NODE_TOTAL": "1",  # parallel jobs carry their own
         "CI_PROJECT_NAME": project,
+        "CI_BUILDS_DIR": BUILDS_DIR,
         "CI_PROJECT_DIR": f"{BUILDS_DIR}/{project}",
+        **project_variables(
+            pipeline.source.url if pipeline.source else None, project, fallback_path
+        ),
     }
+    if run.metadata.creation_timestamp is not None:
+        created = run.metadata.creation_timestamp.astimezone(datetime.UTC)
+        out["CI_PIPELINE_CREATED_AT"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if job.when == "manual":
+        out["CI_JOB_MANUAL"] = "true"  # it runs because someone played it
     if options.registry:
         out["CI_REGISTRY"] = options.registry
     if options.registry_image:
@@ -321,6 +339,8 @@ def build_job(
     if run.spec is None:
         raise ValueError("the PipelineRun has no spec")
     variables = job_variables(pipeline, run, job, options)
+    # GitLab's id of this job (attempt): here the attempt's Job, unique like GitLab's.
+    variables.define_default("CI_JOB_ID", job_name(run.name, job.name, attempt))
     env = variables.env_list()
     project_dir = variables.raw["CI_PROJECT_DIR"]
     labels = run_labels(run)
