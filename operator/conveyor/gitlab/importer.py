@@ -66,15 +66,15 @@ MAX_PARALLEL = 200  # GitLab's limit on the jobs of one parallel job
 UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "artifacts": "artifacts are not supported yet; nothing is uploaded or passed on",
     "cache": "caches are not supported; every job starts from a clean checkout",
-    "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
+    "dependencies": "artifacts are not supported: no artifacts of the named jobs are passed on",
     "coverage": "coverage parsing is not supported",
     "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
     "id_tokens": "ID tokens are not issued",
     "hooks": "runner hooks are not supported",
-    "pages": "GitLab Pages publishing is not supported",
-    "publish": "GitLab Pages publishing is not supported",
+    "pages": "GitLab Pages publishing is not done: the job runs, no site is published",
+    "publish": "GitLab Pages publishing is not done: the job runs, no site is published",
     "identity": "cloud identities are not supported",
     "manual_confirmation": "manual confirmation prompts are not supported",
     "dast_configuration": "DAST configuration is not supported",
@@ -181,6 +181,9 @@ class Importer:
         self.dropped_jobs: set[str] = set()
         # parallel jobs: the job's name -> its instances (name, matrix variables)
         self.instances: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        # Jobs that took default:image, and whether some job's `inherit` refuses it.
+        self.default_image_jobs: set[str] = set()
+        self.without_default_image = False
         # needs:parallel:matrix entries: (job, needed job) -> the matrix filters
         self.matrix_needs: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
 
@@ -302,7 +305,7 @@ class Importer:
                     raise self.fail(entry, "extends", f"{key}: extends cycle: {cycle}")
                 target = self.config.get(parent)
                 if not isinstance(target, dict):
-                    raise self.fail(entry, "extends", f"{key}: unknown key in extends: {parent}")
+                    raise self.fail(entry, "extends", self._unknown_extends(key, parent))
                 base = deep_merge(base, resolve(parent, [*chain, key]))
             own = MarkedDict({k: v for k, v in entry.items() if k != "extends"})
             merged = deep_merge(base, own.copy_marks(entry))
@@ -313,6 +316,17 @@ class Importer:
         for key, value in list(self.config.items()):
             if isinstance(value, dict) and key not in GLOBAL_KEYWORDS:
                 self.config[key] = resolve(key, [])
+
+    def _unknown_extends(self, key: str, parent: str) -> str:
+        """Which key is unknown, and where it probably lives: a hidden job of another file."""
+        message = f"{key}: unknown key in extends: {parent}"
+        unresolved = sorted({o.what for o in self.omissions if o.where == "include"})
+        if unresolved:
+            return (
+                f"{message}; it is probably defined by an include Conveyor does not resolve "
+                f"({'; '.join(unresolved)})"
+            )
+        return f"{message}; if another file defines it, this file needs the `include` of it"
 
     def _resolve_references(self, value: Any, depth: int) -> Any:
         if isinstance(value, Reference):
@@ -340,9 +354,7 @@ class Importer:
         spec: dict[str, Any] = {}
         if repo:
             spec["source"] = {"url": repo}
-        image = defaults.pop("image", None)
-        if image:
-            spec["image"] = image
+        image = defaults.get("image")
         variables = self._variables(config.get("variables"), "variables", config)
         if variables:
             spec["variables"] = variables
@@ -375,6 +387,12 @@ class Importer:
         self._self_references("variables", spec.get("variables", {}))
         if not jobs:
             raise self.fail(config, None, "the file defines no jobs")
+        if image and not self.without_default_image:
+            # Every job takes default:image: it is the pipeline's image.
+            spec["image"] = image
+            for job in jobs:
+                if job["name"] in self.default_image_jobs:
+                    del job["image"]
         spec["jobs"] = jobs
         return {
             "apiVersion": API_VERSION,
@@ -512,6 +530,13 @@ class Importer:
             raise self.fail(job, "stage", f"job {name}: chosen stage {stage} does not exist")
         out["stage"] = stage
         inherited = self._inherited_defaults(name, job, defaults)
+        if "image" not in job:
+            # inherit:default false (or a list without image): no default:image, the
+            # operator's default image instead (GitLab: the runner's).
+            if "image" in inherited:
+                self.default_image_jobs.add(name)
+            elif "image" in defaults:
+                self.without_default_image = True
         for key in ("image", "services", "variables", "before_script", "script", "after_script"):
             value = job[key] if key in job else inherited.get(key)
             if key in job:
@@ -562,9 +587,14 @@ class Importer:
             if key in UNSUPPORTED_JOB_KEYS:
                 if key == "start_in" and job.get("when") == "delayed":
                     continue  # converted with `when: delayed`
+                if key == "dependencies" and job[key] == []:
+                    continue  # no artifacts: exactly what Conveyor does
                 self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit(name, key, "unknown keyword, dropped")
+        if name == "pages" and "pages" not in job:
+            # GitLab publishes the `public` artifact of a job named pages as the site.
+            self.omit(name, "pages", UNSUPPORTED_JOB_KEYS["pages"])
         self._unavailable_variables(name, job)
         return out
 
@@ -804,7 +834,8 @@ class Importer:
             target = entry.get("job")
             if not isinstance(target, str):
                 raise self.fail(job, "needs", f"job {name}: a needs entry needs a job name")
-            if "artifacts" in entry:
+            if entry.get("artifacts", False) is not False:
+                # artifacts: false asks for nothing, so nothing is lost
                 self.omit(name, "needs:artifacts", f"{target}: artifacts are not supported")
             if "parallel" in entry:
                 self.matrix_needs[(name, target)] = self._matrix_filter(
@@ -880,6 +911,8 @@ class Importer:
             if instances is None:
                 out.append(job)
                 continue
+            if job["name"] in self.default_image_jobs:
+                self.default_image_jobs |= {instance for instance, _ in instances}
             for index, (instance, variables) in enumerate(instances, start=1):
                 parallel = {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(len(instances))}
                 out.append(
@@ -957,6 +990,7 @@ class Importer:
     ) -> list[dict[str, Any]]:
         if not isinstance(rules, list):
             raise self.fail(node, "rules", f"{where}: rules must be a list")
+        rules = self._flat(rules, node, where, "rules")
         out = []
         for index, rule in enumerate(rules):
             if not isinstance(rule, dict):
@@ -1009,6 +1043,24 @@ class Importer:
                 else:
                     self.omit(where, label, "not supported, dropped")
             out.append(converted)
+        return out
+
+    def _flat(self, items: list[Any], node: MarkedDict, where: str, key: str) -> list[Any]:
+        """Nested lists flattened, as GitLab does for `!reference` tags in rules
+        (`rules: [!reference [.r, rules], {when: never}]`; docs.gitlab.com/ci/yaml/
+        #reference-tags)."""
+        out: list[Any] = []
+
+        def walk(value: Any, depth: int) -> None:
+            if depth > MAX_SCRIPT_NESTING:
+                raise self.fail(node, key, f"{where}: {key} nests lists too deeply")
+            if isinstance(value, list):
+                for item in value:
+                    walk(item, depth + 1)
+            else:
+                out.append(value)
+
+        walk(items, 0)
         return out
 
     def _policy(self, value: Any, where: str, key: str, node: MarkedDict) -> dict[str, Any]:
