@@ -663,3 +663,41 @@ def test_the_corpus_covers_the_keyword_table() -> None:
         "manual_confirmation", "dast_configuration", "trigger", "pages", "spec", "types", "type",
     ):  # fmt: skip
         assert f"{keyword}:" in text, keyword
+
+
+# The keywords of GitLab's CI/CD YAML reference (docs.gitlab.com/ci/yaml/), global, header, job
+# and deprecated ones, with their documented sub-keys.
+REFERENCE_KEYWORDS = (
+    "default", "include:local", "include:remote", "include:template", "include:project",
+    "include:component", "include:artifact", "include:rules", "include:inputs", "stages",
+    ".pre", ".post", "variables", "variables:value", "variables:description",
+    "variables:options", "variables:expand", "workflow:rules", "workflow:rules:variables",
+    "workflow:rules:auto_cancel", "workflow:name", "workflow:auto_cancel:on_new_commit",
+    "workflow:auto_cancel:on_job_failure", "spec", "spec:inputs", "after_script",
+    "allow_failure", "allow_failure:exit_codes", "artifacts", "before_script", "cache",
+    "coverage", "dast_configuration", "dependencies", "environment", "environment:name",
+    "environment:url", "environment:on_stop", "environment:action", "environment:auto_stop_in",
+    "environment:kubernetes", "environment:deployment_tier", "extends", "hooks", "identity",
+    "id_tokens", "image", "image:name", "image:entrypoint", "image:docker", "image:kubernetes",
+    "image:pull_policy", "inherit:default", "inherit:variables", "interruptible",
+    "manual_confirmation", "needs", "needs:artifacts", "needs:project", "needs:pipeline:job",
+    "needs:optional", "needs:pipeline", "needs:parallel:matrix", "pages", "pages:publish",
+    "pages:path_prefix", "pages:expire_in", "parallel", "parallel:matrix", "release",
+    "resource_group", "retry", "retry:when", "retry:exit_codes", "rules", "rules:if",
+    "rules:changes", "rules:changes:paths", "rules:changes:compare_to", "rules:exists",
+    "rules:exists:paths", "rules:exists:project", "rules:allow_failure", "rules:needs",
+    "rules:variables", "rules:interruptible", "run", "script", "secrets", "services",
+    "services:docker", "services:kubernetes", "services:pull_policy", "stage", "tags",
+    "timeout", "trigger", "when", "start_in", "only", "except", "only:kubernetes", "type",
+    "types",
+)  # fmt: skip
+
+
+def test_the_readmes_keyword_table_lists_every_keyword_of_the_reference() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### From `.gitlab-ci.yml`") : readme.index("### Deploys")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    listed = {kw for row in rows for kw in row.split("|")[1].replace("`", " ").split()}
+    listed |= {kw.rstrip(",") for kw in set(listed)}
+    missing = [kw for kw in REFERENCE_KEYWORDS if kw not in listed]
+    assert not missing, f"not in the README's keyword table: {missing}"
