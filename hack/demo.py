@@ -194,6 +194,7 @@ def main() -> int:
         after,
         "--before",
         before,
+        "--push",  # a push: `changes` rules compare the commit with --before (GitLab's push)
         "-n",
         NS,
     )

@@ -192,3 +192,47 @@ def test_a_parallel_matrix_runs_one_job_per_combination(conveyor: Conveyor, tmp_
         job_status(done, "report")["startTime"]
         >= job_status(done, "deploy: [eu]")["completionTime"]
     )
+
+
+def test_a_run_without_a_push_counts_changes_as_true(conveyor: Conveyor, seed: GitRepo) -> None:
+    # docs.gitlab.com/ci/yaml/#ruleschanges: no git push event (web, API, schedule, trigger),
+    # so every `changes` rule is true: test and build run for a templates-only commit, which
+    # the same commit as a push leaves out (test_push_touching_only_templates_...).
+    seed.commit("templates only", {"templates/svc.yml": "\n# api run\n"})
+    conveyor.create(run("api-run", "go-app", ref="master"))  # pipelineSource api, no beforeSha
+    done = conveyor.wait_finished("api-run")
+    assert job_status(done, "test")["phase"] == "Succeeded"
+    assert job_status(done, "build")["phase"] == "Succeeded"
+
+
+def test_variables_expand_across_levels_in_the_jobs_env(conveyor: Conveyor, tmp_path: Path) -> None:
+    # docs.gitlab.com/ci/variables/#use-cicd-variables-in-other-variables and
+    # .../where_variables_can_be_used: a global variable sees the job's, job variables and the
+    # environment's URL see CI_ENVIRONMENT_*; predefined variables from the repository.
+    repo = new_repo(
+        tmp_path / "vars",
+        {
+            ".gitlab-ci.yml": (
+                "variables:\n  URL: https://$HOST/api\n"
+                "  APP_HOST: $CI_PROJECT_NAME-$CI_ENVIRONMENT_SLUG.$DOMAIN\n"
+                "  RAW: {value: 'a$HOST', expand: false}\n"
+                "review:\n  variables: {HOST: example.com, DOMAIN: apps.example.com}\n"
+                "  environment: {name: review, url: 'https://$APP_HOST'}\n"
+                "  script: [echo $URL]\n"
+            )
+        },
+    )
+    code, manifest, stderr = import_gitlab(repo.path / ".gitlab-ci.yml", "vars", repo.url)
+    assert code == 0, stderr
+    conveyor.create(manifest)
+    conveyor.create(run("v1", "vars", ref="main"))
+    done = conveyor.wait_finished("v1")
+    assert phase(done) == "Succeeded"
+    (created,) = conveyor.jobs("v1")
+    env = {e.name: e.value for e in created.spec.template.spec.containers[0].env}
+    assert env["URL"] == "https://example.com/api"
+    assert env["APP_HOST"] == "vars-review.apps.example.com"
+    assert env["CI_ENVIRONMENT_URL"] == "https://vars-review.apps.example.com"
+    assert env["RAW"] == "a$$HOST"  # Kubernetes turns $$ into $: the process sees a$HOST
+    assert env["GITLAB_CI"] == "true"
+    assert env["CI_PROJECT_PATH"].endswith("/vars")

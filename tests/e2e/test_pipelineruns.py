@@ -171,6 +171,28 @@ def test_blocking_manual_job_waits_for_play(conveyor: Conveyor, clusters: Cluste
     assert job_status(done, "announce")["phase"] == "Succeeded"
 
 
+def test_a_manual_job_that_tolerates_some_exit_codes_blocks(conveyor: Conveyor) -> None:
+    # docs.gitlab.com/ci/jobs/job_control/#types-of-manual-jobs: only allow_failure: true makes
+    # a manual job optional; with allow_failure: {exit_codes} it blocks the later stages.
+    conveyor.create(
+        pipeline(
+            "tolerant",
+            [
+                job("release", "build", when="manual", allowFailureExitCodes=[3]),
+                job("announce", "deploy"),
+            ],
+        )
+    )
+    conveyor.create(run("tolerant-1", "tolerant"))
+    waiting = conveyor.wait_run(
+        "tolerant-1", lambda r: succeeded_condition(r).get("reason") == "ManualActionRequired"
+    )
+    assert phase(waiting) == "Running"
+    assert job_status(waiting, "release")["phase"] == "Manual"
+    assert job_status(waiting, "announce")["phase"] == "Pending"
+    assert not conveyor.jobs("tolerant-1")
+
+
 def test_invalid_pipelines_are_refused_or_reported(conveyor: Conveyor) -> None:
     with pytest.raises(ApiException) as refused:
         conveyor.create(pipeline("bad-stage", [job("a", "nope")], stages=["build"]))

@@ -280,6 +280,21 @@ def test_blocking_manual_job_holds_later_stages_until_played():
     assert active_jobs(world) == ["ship"]
 
 
+def test_a_manual_job_tolerating_exit_codes_blocks_like_gitlab():
+    # docs.gitlab.com/ci/jobs/job_control/#types-of-manual-jobs: only allow_failure: true makes
+    # a manual job optional; allow_failure: {exit_codes: [...]} leaves it blocking.
+    spec = pipeline(job("approve", "build", when="manual", allowFailureExitCodes=[3]), job("ship"))
+    world = World(spec)
+    world.step()
+    assert world.phases() == {"approve": "Manual", "ship": "Pending"}
+    assert world.condition()["reason"] == "ManualActionRequired"
+    world.run_spec["play"] = ["approve"]
+    world.step()
+    world.finish("approve", "failed", 3)  # a tolerated failure lets the pipeline go on
+    world.step()
+    assert active_jobs(world) == ["ship"]
+
+
 def test_needs_on_unplayed_optional_manual_job_waits():
     world = World(pipeline(job("gate", "build", when="manual"), job("after", needs=["gate"])))
     world.step()

@@ -326,3 +326,53 @@ def test_rule_context_from_a_run():
     assert context.run_variables == {"RUN": "1"}
     assert context.changed_paths is None
     assert evaluate(spec(job("a")), context).skipped
+
+
+# docs.gitlab.com/ci/yaml/#ruleschanges: `changes` "always evaluates to true when there is no
+# Git push event" (web, API, scheduled, triggered pipelines); a run carrying the push's before
+# SHA is a push.
+@pytest.mark.parametrize("source", ["web", "api", "schedule", "trigger"])
+def test_changes_are_true_without_a_push(source):
+    pipeline = spec(
+        job("rules", rules=[{"changes": ["src/*"]}]),
+        job("only", only={"changes": ["src/*"]}),
+        job("plain"),
+    )
+    readme = frozenset({"README.md"})
+    assert excluded(evaluate(pipeline, ctx(source=source, changed_paths=readme))) == []
+    assert excluded(evaluate(pipeline, ctx(source="push", changed_paths=readme))) == [
+        "only",
+        "rules",
+    ]
+
+
+def test_except_changes_never_holds_without_a_push():
+    pipeline = spec(job("docs-skip", **{"except": {"changes": ["docs/*"]}}))
+    docs = frozenset({"docs/a.md"})
+    assert excluded(evaluate(pipeline, ctx(source="web", changed_paths=docs))) == ["docs-skip"]
+    assert excluded(evaluate(pipeline, ctx(source="push", changed_paths=frozenset()))) == []
+
+
+def test_an_api_run_with_a_before_sha_is_a_push():
+    pipeline = spec(job("go", rules=[{"changes": ["src/*"]}]))
+    readme = frozenset({"README.md"})
+    pushed = ctx(source="api", before_sha="a" * 40, changed_paths=readme)
+    assert excluded(evaluate(pipeline, pushed)) == ["go"]
+    run = PipelineRun.from_dict(
+        {
+            "metadata": {"name": "r"},
+            "spec": {
+                "pipelineRef": {"name": "app"},
+                "revision": {"ref": "main", "sha": "c" * 40, "beforeSha": "b" * 40},
+            },
+        }
+    )
+    context = rule_context(run, GitFacts(changed_paths=readme))
+    assert context.source == "api" and context.before_sha == "b" * 40
+    assert excluded(evaluate(pipeline, context)) == ["go"]
+
+
+def test_compare_to_is_compared_whatever_started_the_run():
+    pipeline = spec(job("since", rules=[{"changes": ["docs/*"], "changesCompareTo": "main"}]))
+    web = ctx(source="web", changed_paths_since={"main": frozenset({"src/x.go"})})
+    assert excluded(evaluate(pipeline, web)) == ["since"]

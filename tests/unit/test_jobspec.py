@@ -173,7 +173,7 @@ def test_predefined_variables():
     }
     env = env_of(script_container(build(run_fields=run_fields)))
     assert env["CI"] == "true" and env["CONVEYOR"] == "true"
-    assert "GITLAB_CI" not in env
+    assert env["GITLAB_CI"] == "true"  # issue 12: scripts test it, in the job's env too
     assert env["CI_COMMIT_SHA"] == "0123456789" * 4
     assert env["CI_COMMIT_SHORT_SHA"] == "01234567"
     assert env["CI_COMMIT_REF_NAME"] == "feature/Login-Page"

@@ -404,6 +404,8 @@ def test_git_facts(tmp_path: Path, cache: RepoCache) -> None:
     assert resolved == sha
     assert not facts.ref_is_tag
     assert facts.commit_message == "docs [ci skip]\n"
+    assert facts.commit_author == "Dev <dev@example.com>"  # CI_COMMIT_AUTHOR
+    assert facts.commit_timestamp and "T" in facts.commit_timestamp  # ISO 8601
     assert facts.default_branch == "main"
     assert facts.changed_paths == {"src/x.go", "docs/d.md"}
     assert facts.changed_paths_since == {"main": {"src/x.go", "docs/d.md"}}

@@ -25,6 +25,7 @@ from conveyor.api.pipeline import (
 
 # Commit messages are kept for CI_COMMIT_MESSAGE; longer ones are cut to keep status small.
 COMMIT_MESSAGE_MAX = 4096
+COMMIT_AUTHOR_MAX = 512
 REASON_MAX = 256
 
 
@@ -92,6 +93,14 @@ class Evaluation:
     )
     default_branch: str | None = spec_field(
         "The repository's default branch (CI_DEFAULT_BRANCH).", default=None, max_length=255
+    )
+    commit_author: str | None = spec_field(
+        "Author of the run's commit, `Name <email>` (CI_COMMIT_AUTHOR).",
+        default=None,
+        max_length=COMMIT_AUTHOR_MAX,
+    )
+    commit_timestamp: str | None = spec_field(
+        "Time of the run's commit in ISO 8601 (CI_COMMIT_TIMESTAMP).", default=None, max_length=64
     )
 
     def job(self, name: str) -> JobEvaluation | None:

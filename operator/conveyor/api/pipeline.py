@@ -657,8 +657,14 @@ class PipelineJob:
 
     @property
     def blocking_manual(self) -> bool:
-        """A manual job that holds later stages until it is played (allowFailure: false)."""
-        return self.is_manual and self.allow_failure is False
+        """A manual job that holds later stages until it is played: allowFailure false, or
+        only some exit codes allowed (GitLab: only `allow_failure: true` makes a manual job
+        optional; with `exit_codes` its allow_failure is false)."""
+        if not self.is_manual:
+            return False
+        if self.allow_failure is None:
+            return bool(self.allow_failure_exit_codes)
+        return not self.allow_failure
 
     def timeout_seconds(self) -> int:
         return parse_duration(self.timeout) if self.timeout else DEFAULT_JOB_TIMEOUT_SECONDS

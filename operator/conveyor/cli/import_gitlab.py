@@ -16,19 +16,22 @@ EXIT_OMISSIONS = 3
 DESCRIPTION = """\
 Convert a .gitlab-ci.yml into a Conveyor Pipeline manifest, written as YAML on stdout.
 
-Handled: YAML anchors, aliases and merge keys; extends; !reference; default; variables;
-stages (with .pre and .post); image; services; script, before_script and after_script;
-only/except; rules; workflow:rules; needs (optional ones too); when; allow_failure; retry;
-timeout; environment; local includes (resolved from --root).
+Handled: YAML anchors, aliases and merge keys; extends; !reference; default and inherit:default;
+variables (expand: false too); stages (with .pre and .post); image; services; script,
+before_script and after_script; only/except; rules; workflow:rules and auto_cancel; needs
+(optional and parallel:matrix ones too); when (delayed with start_in); allow_failure; retry;
+timeout; interruptible; environment; resource_group; parallel and parallel:matrix; local
+includes (resolved from --root).
 
 Everything Conveyor cannot honour yet (remote or template includes, cache, artifacts,
-dependencies, trigger, parallel, tags, ...) is listed on stderr as `JOB: KEY: what was dropped`.
+dependencies on jobs, trigger, tags, inherit:variables, ...) and every predefined variable it
+cannot set (CI_JOB_TOKEN, CI_API_V4_URL, ...) is listed on stderr as `JOB: KEY: what differs`.
 """
 
 EPILOG = """\
 exit status:
-  0  converted without loss
-  3  converted, with omissions listed on stderr
+  0  converted; it runs as in GitLab
+  3  converted; what runs differently is listed on stderr
   2  not converted; stderr says FILE:LINE: reason
 
 example:

@@ -27,7 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("pipeline", metavar="PIPELINE", help="name of the Pipeline")
     run.add_argument("--ref", required=True, help="branch or tag to build")
     run.add_argument("--sha", help="commit to build (40 hex digits)")
-    run.add_argument("--before", metavar="SHA", help="previous commit of the ref (beforeSha)")
+    run.add_argument(
+        "--before",
+        metavar="SHA",
+        help="previous commit of the ref (beforeSha); the run is then a push (implies --push)",
+    )
+    run.add_argument(
+        "--push",
+        action="store_true",
+        help="the run models a git push (pipelineSource push): `changes` rules compare the "
+        "commit with --before, or with its parent; without it, as in GitLab's web and API "
+        "pipelines, every `changes` rule is true",
+    )
     run.add_argument(
         "--var",
         action="append",
@@ -74,6 +85,8 @@ def run_manifest(
     sha: str | None,
     before: str | None,
     variables: dict[str, str],
+    *,
+    push: bool = False,
 ) -> dict[str, Any]:
     revision: dict[str, str] = {"ref": ref}
     if sha:
@@ -81,6 +94,8 @@ def run_manifest(
     if before:
         revision["beforeSha"] = before
     spec: dict[str, Any] = {"pipelineRef": {"name": pipeline}, "revision": revision}
+    if push or before:
+        spec["pipelineSource"] = "push"  # a before SHA is a push's; default: api
     if variables:
         spec["variables"] = variables
     # generateName keeps names unique; the CRD caps run names at 63 characters.
@@ -106,7 +121,8 @@ def cmd_run(args: argparse.Namespace, kube: Kube, ns: str) -> int:
             )
         variables[m.group(1)] = m.group(2)
     created = kube.create_run(
-        ns, run_manifest(args.pipeline, args.ref, args.sha, args.before, variables)
+        ns,
+        run_manifest(args.pipeline, args.ref, args.sha, args.before, variables, push=args.push),
     )
     print(created["metadata"]["name"])
     return 0

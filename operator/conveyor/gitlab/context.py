@@ -18,7 +18,8 @@ from conveyor.kube.variables import expand
 @dataclass(frozen=True)
 class RuleContext:
     """Inputs of rule evaluation. `None` paths mean "unknown": `changes` is then true (new
-    branch or tag, no before SHA, schedules), as in GitLab; `exists` is then false."""
+    branch or tag, no before SHA, schedules), as in GitLab; `exists` is then false. `changes`
+    is also true for runs that are no push (see `refs.is_push`)."""
 
     ref: str
     ref_is_tag: bool = False
@@ -28,11 +29,15 @@ class RuleContext:
     # are layered over them by the evaluator, then `run_variables` over everything.
     variables: Mapping[str, str] = field(default_factory=dict)
     run_variables: Mapping[str, str] = field(default_factory=dict)
+    # The push's before SHA, when the run carries one: such a run is a push (see refs.is_push).
+    before_sha: str | None = None
     changed_paths: frozenset[str] | None = None
     # Changed paths per `changes:compare_to` value (merge-base(ref, sha)..sha); missing: unknown.
     changed_paths_since: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
     files: frozenset[str] | None = None  # every file of the repository at the run's SHA
     commit_message: str = ""
+    commit_author: str | None = None  # `Name <email>`
+    commit_timestamp: str | None = None  # ISO 8601
     default_branch: str | None = None
     project_path: str | None = None  # group/project, for `only: [main@group/project]`
     kubernetes_active: bool = False  # `only: kubernetes: active`; Conveyor has no such integration
@@ -44,6 +49,8 @@ class GitFacts:
 
     ref_is_tag: bool = False
     commit_message: str = ""
+    commit_author: str | None = None
+    commit_timestamp: str | None = None
     default_branch: str | None = None
     changed_paths: frozenset[str] | None = None
     changed_paths_since: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
@@ -69,6 +76,8 @@ def rule_context(
         commit_message=facts.commit_message,
         default_branch=facts.default_branch,
         pipeline_source=run.spec.pipeline_source,
+        commit_author=facts.commit_author,
+        commit_timestamp=facts.commit_timestamp,
     )
     return RuleContext(
         ref=revision.ref,
@@ -76,10 +85,13 @@ def rule_context(
         source=run.spec.pipeline_source,
         variables=variables,
         run_variables=dict(run.spec.variables),
+        before_sha=revision.before_sha,
         changed_paths=facts.changed_paths,
         changed_paths_since=dict(facts.changed_paths_since),
         files=facts.files,
         commit_message=facts.commit_message,
+        commit_author=facts.commit_author,
+        commit_timestamp=facts.commit_timestamp,
         default_branch=facts.default_branch,
         project_path=facts.project_path,
     )

@@ -36,6 +36,7 @@ from conveyor.gitlab.durations import parse_human_duration, to_compact
 from conveyor.gitlab.expressions import check_expression
 from conveyor.gitlab.globs import compile_glob
 from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml
+from conveyor.kube.variables import literal_value, reference_cycle, references
 
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10
@@ -65,21 +66,52 @@ MAX_PARALLEL = 200  # GitLab's limit on the jobs of one parallel job
 UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "artifacts": "artifacts are not supported yet; nothing is uploaded or passed on",
     "cache": "caches are not supported; every job starts from a clean checkout",
-    "dependencies": "artifacts are not supported, so artifact dependencies are dropped",
+    "dependencies": "artifacts are not supported: no artifacts of the named jobs are passed on",
     "coverage": "coverage parsing is not supported",
     "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
     "id_tokens": "ID tokens are not issued",
     "hooks": "runner hooks are not supported",
-    "pages": "GitLab Pages publishing is not supported",
-    "publish": "GitLab Pages publishing is not supported",
+    "pages": "GitLab Pages publishing is not done: the job runs, no site is published",
+    "publish": "GitLab Pages publishing is not done: the job runs, no site is published",
     "identity": "cloud identities are not supported",
     "manual_confirmation": "manual confirmation prompts are not supported",
     "dast_configuration": "DAST configuration is not supported",
     "start_in": "delayed jobs are not supported; the job does not wait",
     "run": "run steps are not supported",
 }
+# Predefined variables GitLab sets that Conveyor cannot (or sets otherwise), with what a job
+# that uses them gets instead (docs.gitlab.com/ci/variables/predefined_variables).
+_NO_API = "Conveyor has no GitLab API: {name} is not set"
+_NO_TOKEN = (
+    "Conveyor issues no job token (GitLab's authenticates to its API, registry and package "
+    "registry): {name} is not set; give credentials with secretVariables, or a build's "
+    "registrySecret"
+)
+UNAVAILABLE_VARIABLES: Mapping[str, str] = {
+    "CI_API_V4_URL": _NO_API,
+    "CI_API_GRAPHQL_URL": _NO_API,
+    "CI_JOB_TOKEN": _NO_TOKEN,
+    "CI_REGISTRY_USER": _NO_TOKEN,
+    "CI_REGISTRY_PASSWORD": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_USER": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_PASSWORD": _NO_TOKEN,
+    "CI_DEPENDENCY_PROXY_SERVER": "Conveyor has no dependency proxy: {name} is not set",
+    "CI_DEPENDENCY_PROXY_GROUP_IMAGE_PREFIX": "Conveyor has no dependency proxy: {name} is not set",
+    "CI_DEPENDENCY_PROXY_DIRECT_GROUP_IMAGE_PREFIX": (
+        "Conveyor has no dependency proxy: {name} is not set"
+    ),
+    "CI_DEPLOY_USER": "Conveyor has no deploy tokens: {name} is not set",
+    "CI_DEPLOY_PASSWORD": "Conveyor has no deploy tokens: {name} is not set",
+    "CI_JOB_URL": "Conveyor has no web UI: {name} is not set",
+    "CI_PIPELINE_URL": "Conveyor has no web UI: {name} is not set",
+    "CI_COMMIT_REF_PROTECTED": "Conveyor has no protected branches: {name} is always false",
+    "CI_PIPELINE_IID": "{name} is not set (CI_PIPELINE_ID is the run's unique id)",
+}
+# Conveyor creates no merge request pipelines: what only they set is never set.
+MERGE_REQUEST_PREFIXES = ("CI_MERGE_REQUEST_", "CI_EXTERNAL_PULL_REQUEST_")
+
 DEFAULT_KEYS = (
     "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible"
 )  # fmt: skip
@@ -149,6 +181,9 @@ class Importer:
         self.dropped_jobs: set[str] = set()
         # parallel jobs: the job's name -> its instances (name, matrix variables)
         self.instances: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        # Jobs that took default:image, and whether some job's `inherit` refuses it.
+        self.default_image_jobs: set[str] = set()
+        self.without_default_image = False
         # needs:parallel:matrix entries: (job, needed job) -> the matrix filters
         self.matrix_needs: dict[tuple[str, str], list[dict[str, list[str]]]] = {}
 
@@ -270,7 +305,7 @@ class Importer:
                     raise self.fail(entry, "extends", f"{key}: extends cycle: {cycle}")
                 target = self.config.get(parent)
                 if not isinstance(target, dict):
-                    raise self.fail(entry, "extends", f"{key}: unknown key in extends: {parent}")
+                    raise self.fail(entry, "extends", self._unknown_extends(key, parent))
                 base = deep_merge(base, resolve(parent, [*chain, key]))
             own = MarkedDict({k: v for k, v in entry.items() if k != "extends"})
             merged = deep_merge(base, own.copy_marks(entry))
@@ -281,6 +316,17 @@ class Importer:
         for key, value in list(self.config.items()):
             if isinstance(value, dict) and key not in GLOBAL_KEYWORDS:
                 self.config[key] = resolve(key, [])
+
+    def _unknown_extends(self, key: str, parent: str) -> str:
+        """Which key is unknown, and where it probably lives: a hidden job of another file."""
+        message = f"{key}: unknown key in extends: {parent}"
+        unresolved = sorted({o.what for o in self.omissions if o.where == "include"})
+        if unresolved:
+            return (
+                f"{message}; it is probably defined by an include Conveyor does not resolve "
+                f"({'; '.join(unresolved)})"
+            )
+        return f"{message}; if another file defines it, this file needs the `include` of it"
 
     def _resolve_references(self, value: Any, depth: int) -> Any:
         if isinstance(value, Reference):
@@ -308,15 +354,18 @@ class Importer:
         spec: dict[str, Any] = {}
         if repo:
             spec["source"] = {"url": repo}
-        image = defaults.pop("image", None)
-        if image:
-            spec["image"] = image
+        image = defaults.get("image")
         variables = self._variables(config.get("variables"), "variables", config)
         if variables:
             spec["variables"] = variables
         stages = self._stages()
         spec["stages"] = stages
         workflow = self._workflow(config.get("workflow"))
+        if isinstance(config.get("workflow"), MarkedDict):
+            self._unavailable_variables("workflow", config["workflow"])
+        if "variables" in config:
+            own = MarkedDict({"variables": config["variables"]}).copy_marks(config)
+            self._unavailable_variables("(pipeline)", own)
         if workflow:
             spec["workflow"] = workflow
         auto_cancel = self._auto_cancel(config.get("workflow"))
@@ -334,8 +383,16 @@ class Importer:
         jobs = self._expand_parallel(jobs)
         for job in jobs:
             self._drop_needs_on_dropped(job)
+            self._check_variables(job, spec.get("variables", {}), workflow)
+        self._self_references("variables", spec.get("variables", {}))
         if not jobs:
             raise self.fail(config, None, "the file defines no jobs")
+        if image and not self.without_default_image:
+            # Every job takes default:image: it is the pipeline's image.
+            spec["image"] = image
+            for job in jobs:
+                if job["name"] in self.default_image_jobs:
+                    del job["image"]
         spec["jobs"] = jobs
         return {
             "apiVersion": API_VERSION,
@@ -343,6 +400,40 @@ class Importer:
             "metadata": {"name": name},
             "spec": spec,
         }
+
+    def _check_variables(
+        self, job: dict[str, Any], pipeline: dict[str, str], workflow: dict[str, Any] | None
+    ) -> None:
+        """GitLab refuses a pipeline whose job variables refer to each other in a cycle
+        ("circular variable reference detected"), whichever rules match; a variable that
+        refers to itself is said (GitLab leaves such a reference to the runner)."""
+        own = job.get("variables", {})
+        base = [{**pipeline, **own}]
+        for rule in (workflow or {}).get("rules", []):
+            base.append({**pipeline, **rule.get("variables", {}), **own})
+        sets = list(base)
+        for rule in job.get("rules") or []:
+            sets += [{**b, **rule.get("variables", {})} for b in base]
+        for variables in sets:
+            cycle = reference_cycle(variables)
+            if cycle:
+                node = self.config.get(job["name"])
+                raise self.fail(
+                    node if isinstance(node, MarkedDict) else self.config,
+                    "variables" if isinstance(node, MarkedDict) else None,
+                    f"job {job['name']}: circular variable reference: {' -> '.join(cycle)}",
+                )
+        self._self_references(job["name"], own)
+
+    def _self_references(self, where: str, variables: Mapping[str, str]) -> None:
+        for name, value in variables.items():
+            if name in references(value):
+                self.omit(
+                    where,
+                    "variables",
+                    f"{name} refers to itself: Conveyor expands that to the value it overrides "
+                    "(empty when none); GitLab hands it to the runner unexpanded",
+                )
 
     def _defaults(self) -> dict[str, Any]:
         """Converted `default:` values (and the legacy top-level image, services, ...)."""
@@ -439,6 +530,13 @@ class Importer:
             raise self.fail(job, "stage", f"job {name}: chosen stage {stage} does not exist")
         out["stage"] = stage
         inherited = self._inherited_defaults(name, job, defaults)
+        if "image" not in job:
+            # inherit:default false (or a list without image): no default:image, the
+            # operator's default image instead (GitLab: the runner's).
+            if "image" in inherited:
+                self.default_image_jobs.add(name)
+            elif "image" in defaults:
+                self.without_default_image = True
         for key in ("image", "services", "variables", "before_script", "script", "after_script"):
             value = job[key] if key in job else inherited.get(key)
             if key in job:
@@ -489,10 +587,40 @@ class Importer:
             if key in UNSUPPORTED_JOB_KEYS:
                 if key == "start_in" and job.get("when") == "delayed":
                     continue  # converted with `when: delayed`
+                if key == "dependencies" and job[key] == []:
+                    continue  # no artifacts: exactly what Conveyor does
                 self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit(name, key, "unknown keyword, dropped")
+        if name == "pages" and "pages" not in job:
+            # GitLab publishes the `public` artifact of a job named pages as the site.
+            self.omit(name, "pages", UNSUPPORTED_JOB_KEYS["pages"])
+        self._unavailable_variables(name, job)
         return out
+
+    def _unavailable_variables(self, where: str, node: MarkedDict) -> None:
+        """Say where the file uses a predefined variable Conveyor cannot set, or a merge request
+        pipeline, with the job, key and line: such a job runs differently from GitLab."""
+        defined = set(self.config.get("variables") or {}) | set(node.get("variables") or {})
+        for key, value in node.items():
+            if key in ("extends", "inherit"):
+                continue
+            for text in _strings(value):
+                used = set(references(text)) - defined
+                for name in sorted(used):
+                    template = UNAVAILABLE_VARIABLES.get(name)
+                    if template is None and name.startswith(MERGE_REQUEST_PREFIXES):
+                        template = "Conveyor runs no merge request pipelines: {name} is never set"
+                    if template is not None:
+                        what = template.format(name=name)
+                        self.omit(where, key, f"{what} ({node.file}:{node.line_of(key)})")
+                if "merge_request_event" in text or "external_pull_request_event" in text:
+                    self.omit(
+                        where,
+                        key,
+                        "Conveyor runs no merge request pipelines: a condition on them never "
+                        f"holds ({node.file}:{node.line_of(key)})",
+                    )
 
     def _inherited_defaults(
         self, name: str, job: MarkedDict, defaults: dict[str, Any]
@@ -606,12 +734,12 @@ class Importer:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(name)):
                 self.omit(where, "variables", f"{name}: not a valid variable name, dropped")
                 continue
+            literal = False
             if isinstance(raw, dict):
                 for extra in raw:
-                    if extra == "expand" and raw[extra] is False:
-                        self.omit(where, "variables", f"{name}: expand: false not supported")
-                    elif extra not in ("value", "description", "options", "expand"):
+                    if extra not in ("value", "description", "options", "expand"):
                         self.omit(where, "variables", f"{name}: {extra} dropped")
+                literal = raw.get("expand") is False
                 raw = raw.get("value", "")
             if raw is None:
                 continue  # `null` removes a variable inherited through extends
@@ -619,7 +747,9 @@ class Importer:
                 raw = "true" if raw else "false"
             if not isinstance(raw, str | int | float):
                 raise self.fail(node, "variables", f"{where}: variable {name} must be a string")
-            out[str(name)] = str(raw)
+            # expand: false (docs.gitlab.com/ci/yaml/#variablesexpand): the value with its `$`
+            # doubled expands to exactly the written text, wherever it is used.
+            out[str(name)] = literal_value(str(raw)) if literal else str(raw)
         return out
 
     def _retry(self, value: Any, where: str, node: Any) -> dict[str, Any] | None:
@@ -704,7 +834,8 @@ class Importer:
             target = entry.get("job")
             if not isinstance(target, str):
                 raise self.fail(job, "needs", f"job {name}: a needs entry needs a job name")
-            if "artifacts" in entry:
+            if entry.get("artifacts", False) is not False:
+                # artifacts: false asks for nothing, so nothing is lost
                 self.omit(name, "needs:artifacts", f"{target}: artifacts are not supported")
             if "parallel" in entry:
                 self.matrix_needs[(name, target)] = self._matrix_filter(
@@ -780,6 +911,8 @@ class Importer:
             if instances is None:
                 out.append(job)
                 continue
+            if job["name"] in self.default_image_jobs:
+                self.default_image_jobs |= {instance for instance, _ in instances}
             for index, (instance, variables) in enumerate(instances, start=1):
                 parallel = {"CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(len(instances))}
                 out.append(
@@ -857,6 +990,7 @@ class Importer:
     ) -> list[dict[str, Any]]:
         if not isinstance(rules, list):
             raise self.fail(node, "rules", f"{where}: rules must be a list")
+        rules = self._flat(rules, node, where, "rules")
         out = []
         for index, rule in enumerate(rules):
             if not isinstance(rule, dict):
@@ -909,6 +1043,24 @@ class Importer:
                 else:
                     self.omit(where, label, "not supported, dropped")
             out.append(converted)
+        return out
+
+    def _flat(self, items: list[Any], node: MarkedDict, where: str, key: str) -> list[Any]:
+        """Nested lists flattened, as GitLab does for `!reference` tags in rules
+        (`rules: [!reference [.r, rules], {when: never}]`; docs.gitlab.com/ci/yaml/
+        #reference-tags)."""
+        out: list[Any] = []
+
+        def walk(value: Any, depth: int) -> None:
+            if depth > MAX_SCRIPT_NESTING:
+                raise self.fail(node, key, f"{where}: {key} nests lists too deeply")
+            if isinstance(value, list):
+                for item in value:
+                    walk(item, depth + 1)
+            else:
+                out.append(value)
+
+        walk(items, 0)
         return out
 
     def _policy(self, value: Any, where: str, key: str, node: MarkedDict) -> dict[str, Any]:
@@ -972,6 +1124,17 @@ class Importer:
                 if isinstance(node, MarkedDict):
                     return LoadError(node.file, node.line, f"job {jobs[index]}: {message}")
         return LoadError(self.display, None, message)
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a YAML value, nested lists and mappings included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _camel(key: str) -> str:

@@ -7,9 +7,40 @@ and the Job builder derive the variables from them with these functions.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from urllib.parse import urlsplit
+
 from conveyor.engine.names import ref_slug
 
 ZERO_SHA = "0" * 40
+ENVIRONMENT_SLUG_MAX = 24
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def environment_slug(name: str) -> str:
+    """CI_ENVIRONMENT_SLUG: GitLab's DNS-safe form of an environment name (lowercase letters,
+    digits and single dashes, starting with a letter, at most 24 characters). A name that
+    does not survive that unchanged (uppercase, `/`, too long) is cut to 17 characters and gets
+    a 6-character suffix derived from the name, so distinct names keep distinct slugs
+    (docs.gitlab.com/ci/variables/predefined_variables: "truncated to 24 characters", a suffix
+    "added to uppercase environment names")."""
+    slugged = re.sub(r"[^a-z0-9]", "-", name.lower())
+    if not slugged[:1].isalpha() or not slugged[:1].isascii():
+        slugged = "env-" + slugged
+    slugged = re.sub(r"-+", "-", slugged)
+    if len(slugged) > ENVIRONMENT_SLUG_MAX or slugged != name:
+        return f"{slugged[:17]}-{_name_suffix(name)}"
+    return slugged.rstrip("-")
+
+
+def _name_suffix(name: str) -> str:
+    number = int(hashlib.sha256(name.encode("utf-8")).hexdigest(), 16)
+    digits = ""
+    while number:
+        number, digit = divmod(number, 36)
+        digits = _BASE36[digit] + digits
+    return (digits or "0")[-6:]
 
 
 def commit_title(message: str) -> str:
@@ -35,6 +66,8 @@ def git_variables(
     commit_message: str | None,
     default_branch: str | None,
     pipeline_source: str,
+    commit_author: str | None = None,
+    commit_timestamp: str | None = None,
 ) -> dict[str, str]:
     """The git-derived predefined variables GitLab sets; `ref_is_tag=None` (unknown) sets
     neither CI_COMMIT_BRANCH nor CI_COMMIT_TAG, and a None message sets no message variables."""
@@ -56,4 +89,54 @@ def git_variables(
         out["CI_COMMIT_DESCRIPTION"] = commit_description(commit_message)
     if default_branch:
         out["CI_DEFAULT_BRANCH"] = default_branch
+    if commit_author:
+        out["CI_COMMIT_AUTHOR"] = commit_author
+    if commit_timestamp:
+        out["CI_COMMIT_TIMESTAMP"] = commit_timestamp
+    return out
+
+
+_SCP_URL = re.compile(r"^[A-Za-z0-9._-]+@(?P<host>[A-Za-z0-9.-]+):(?P<path>.*)$")
+
+
+def project_variables(source_url: str | None, project: str, fallback_path: str) -> dict[str, str]:
+    """The project and server variables GitLab derives from the project, here from the
+    repository URL (https://git.example.com/team/app.git: CI_PROJECT_PATH team/app,
+    CI_SERVER_URL https://git.example.com). Without a URL (or for file:// ones), the project
+    path is `fallback_path` and no server variables are set. CI_PROJECT_ID is a stable number
+    derived from the path (GitLab's is the project's database id)."""
+    path, server = fallback_path, None
+    host, port, protocol = "", None, "https"
+    if source_url:
+        scp = _SCP_URL.match(source_url)
+        if scp and "://" not in source_url:
+            host, raw_path = scp["host"], scp["path"]
+        else:
+            parts = urlsplit(source_url)
+            host, raw_path = parts.hostname or "", parts.path
+            if parts.scheme in ("http", "https"):
+                # ssh and git URLs name a host whose web server is assumed on https's port.
+                protocol, port = parts.scheme, parts.port
+        repo_path = raw_path.strip("/").removesuffix(".git").strip("/")
+        if host and repo_path:
+            path = repo_path
+            server = f"{protocol}://{host}" + (f":{port}" if port else "")
+            port = port or (443 if protocol == "https" else 80)
+    namespace, _, _ = path.rpartition("/")
+    out = {
+        "CI_PROJECT_ID": str(int(hashlib.sha256(path.encode("utf-8")).hexdigest()[:8], 16)),
+        "CI_PROJECT_PATH": path,
+        "CI_PROJECT_PATH_SLUG": ref_slug(path),
+        "CI_PROJECT_NAMESPACE": namespace,
+        "CI_PROJECT_ROOT_NAMESPACE": path.split("/", 1)[0] if namespace else "",
+        "CI_PROJECT_TITLE": project,
+    }
+    if server is not None:
+        out |= {
+            "CI_SERVER_URL": server,
+            "CI_SERVER_HOST": host,
+            "CI_SERVER_PORT": str(port),
+            "CI_SERVER_PROTOCOL": protocol,
+            "CI_PROJECT_URL": f"{server}/{path}",
+        }
     return out

@@ -49,15 +49,35 @@ def ref_matches(pattern: str, ctx: RuleContext) -> bool:
     return pattern == ctx.ref
 
 
+# Pipelines with a git push behind them; GitLab evaluates `changes` only for these.
+PUSH_SOURCES = frozenset({"push", "merge_request_event", "external_pull_request_event"})
+
+
+def is_push(ctx: RuleContext) -> bool:
+    """A run of a push: source push (or a merge request's), or any run that carries the push's
+    before SHA (what a trigger, a webhook or `conveyor run --push` records)."""
+    return ctx.source in PUSH_SOURCES or ctx.before_sha is not None
+
+
 def changes_unknown(ctx: RuleContext, paths: frozenset[str] | None) -> bool:
-    """GitLab cannot compute changes for tags and schedules, nor without a before SHA."""
-    return paths is None or ctx.ref_is_tag or ctx.source == "schedule"
+    """GitLab cannot compute changes without a git push (web, api, schedule and trigger
+    pipelines; docs.gitlab.com/ci/yaml/#ruleschanges: `changes` "always evaluates to true when
+    there is no Git push event"), for tags, nor without a before SHA."""
+    return paths is None or ctx.ref_is_tag or ctx.source == "schedule" or not is_push(ctx)
 
 
-def changes_match(globs: tuple[str, ...], ctx: RuleContext, paths: frozenset[str] | None) -> bool:
-    if changes_unknown(ctx, paths):
+def changes_match(
+    globs: tuple[str, ...],
+    ctx: RuleContext,
+    paths: frozenset[str] | None,
+    *,
+    compared: bool = False,
+) -> bool:
+    """Whether a changed path matches one of `globs`; true when the changes are unknown.
+    `compared`: `paths` come from `changes:compare_to` (merge-base..sha), which GitLab computes
+    whatever started the pipeline, so only an unknown ref makes them unknown."""
+    if paths is None or (not compared and changes_unknown(ctx, paths)):
         return True
-    assert paths is not None
     return match_any(globs, sorted(paths))
 
 

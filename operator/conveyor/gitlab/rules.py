@@ -21,7 +21,13 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from conveyor.api.evaluation import COMMIT_MESSAGE_MAX, REASON_MAX, Evaluation, JobEvaluation
+from conveyor.api.evaluation import (
+    COMMIT_AUTHOR_MAX,
+    COMMIT_MESSAGE_MAX,
+    REASON_MAX,
+    Evaluation,
+    JobEvaluation,
+)
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, Rule, WorkflowRule
 from conveyor.gitlab.context import RuleContext
 from conveyor.gitlab.expressions import ExpressionError, evaluate_expression
@@ -66,7 +72,7 @@ def rule_matches(
                 target = expand(rule.changes_compare_to, variables.get)
                 paths = ctx.changed_paths_since.get(target)
             globs = tuple(expand(g, variables.get) for g in rule.changes)
-            if not changes_match(globs, ctx, paths):
+            if not changes_match(globs, ctx, paths, compared=bool(rule.changes_compare_to)):
                 return False, None
         if rule.exists:
             globs = tuple(expand(g, variables.get) for g in rule.exists)
@@ -142,6 +148,8 @@ def evaluate(pipeline: PipelineSpec, ctx: RuleContext) -> Evaluation:
     facts = {
         "ref_is_tag": ctx.ref_is_tag,
         "commit_message": ctx.commit_message[:COMMIT_MESSAGE_MAX] or None,
+        "commit_author": (ctx.commit_author or "")[:COMMIT_AUTHOR_MAX] or None,
+        "commit_timestamp": ctx.commit_timestamp,
         "default_branch": ctx.default_branch,
     }
     marker = skip_ci_marker(ctx.commit_message)

@@ -4,6 +4,7 @@ errors can name `FILE:LINE`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -98,10 +99,26 @@ def load_yaml(text: str, file_name: str) -> Any:
     Loader.file_name = file_name
     try:
         return yaml.load(text, Loader=Loader)
+    except yaml.composer.ComposerError as exc:
+        if "another document" in str(exc.problem) and re.match(
+            r"(?s)\s*(#[^\n]*\n\s*)*spec:", text
+        ):
+            # GitLab's header (docs.gitlab.com/ci/yaml/#spec): `spec: inputs:`, then `---`.
+            raise LoadError(
+                file_name,
+                1,
+                "the spec: header (inputs interpolated as $[[ inputs.NAME ]]) is not "
+                "supported: Conveyor does not interpolate inputs",
+            ) from exc
+        raise _yaml_error(exc, file_name) from exc
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        reason = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise LoadError(file_name, line, f"invalid YAML: {reason}") from exc
+        raise _yaml_error(exc, file_name) from exc
     except yaml.YAMLError as exc:
         raise LoadError(file_name, None, f"invalid YAML: {exc}") from exc
+
+
+def _yaml_error(exc: yaml.MarkedYAMLError, file_name: str) -> LoadError:
+    mark = exc.problem_mark or exc.context_mark
+    line = mark.line + 1 if mark is not None else None
+    reason = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    return LoadError(file_name, line, f"invalid YAML: {reason}")

@@ -28,11 +28,16 @@ from conveyor.api.pipeline import (
 )
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
-from conveyor.engine.names import DNS_LABEL, job_name, label_value, ref_slug, short_hash, slug
+from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
-from conveyor.gitlab.predefined import git_variables
+from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
 from conveyor.kube import script as scripts
-from conveyor.kube.variables import SECRET_VARIABLES_DIR, Variables, k8s_escape
+from conveyor.kube.variables import (
+    SECRET_VARIABLES_DIR,
+    Variables,
+    k8s_escape,
+    reference_cycle,
+)
 
 DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_IMAGE = "alpine:3.20"
@@ -121,17 +126,34 @@ def predefined_variables(
         commit_message=evaluation.commit_message if evaluation is not None else None,
         default_branch=evaluation.default_branch if evaluation is not None else None,
         pipeline_source=run.spec.pipeline_source,
+        commit_author=evaluation.commit_author if evaluation is not None else None,
+        commit_timestamp=evaluation.commit_timestamp if evaluation is not None else None,
     )
+    fallback_path = f"{run.metadata.namespace or 'default'}/{project}"
     out = {
         "CI": "true",
+        "GITLAB_CI": "true",  # scripts test it to know they run under GitLab CI
+        "CI_SERVER": "yes",
         "CONVEYOR": "true",
         **git,
+        # Conveyor has no protected branches (Environments carry the protection).
+        "CI_COMMIT_REF_PROTECTED": "false",
         "CI_PIPELINE_ID": run.metadata.uid or "",
         "CI_JOB_NAME": job.name,
         "CI_JOB_STAGE": job.stage,
+        "CI_NODE_TOTAL": "1",  # parallel jobs carry their own
         "CI_PROJECT_NAME": project,
+        "CI_BUILDS_DIR": BUILDS_DIR,
         "CI_PROJECT_DIR": f"{BUILDS_DIR}/{project}",
+        **project_variables(
+            pipeline.source.url if pipeline.source else None, project, fallback_path
+        ),
     }
+    if run.metadata.creation_timestamp is not None:
+        created = run.metadata.creation_timestamp.astimezone(datetime.UTC)
+        out["CI_PIPELINE_CREATED_AT"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if job.when == "manual":
+        out["CI_JOB_MANUAL"] = "true"  # it runs because someone played it
     if options.registry:
         out["CI_REGISTRY"] = options.registry
     if options.registry_image:
@@ -144,33 +166,56 @@ def job_variables(
 ) -> Variables:
     """All variables of the job with GitLab's precedence (highest last): predefined, pipeline,
     the matching workflow rule's, job, the matching job rule's, Secret-backed (like GitLab
-    project variables), run. Rule variables come from the run's `status.evaluation`."""
+    project variables), run. Rule variables come from the run's `status.evaluation`. Values
+    are expanded against the whole set (see `Variables`), predefined ones never."""
     assert run.spec is not None
     evaluation = run.status.evaluation
     job = effective_job(job, evaluation)  # idempotent: rule variables merged over the job's
     variables = Variables()
-    variables.define_all(predefined_variables(pipeline, run, job, options))
+    for name, value in predefined_variables(pipeline, run, job, options).items():
+        variables.define_literal(name, value)
     for secret in merged_secret_variables(pipeline, job):
         variables.define_secret(secret)
-    variables.define_all(pipeline.variables, under_secrets=True)
-    if evaluation is not None:
-        variables.define_all(evaluation.variables, under_secrets=True)
-    variables.define_all(job.variables, under_secrets=True)
-    variables.define_all(run.spec.variables)
+    *yaml_layers, run_layer = user_variables(pipeline, run, job)
+    for layer in yaml_layers:
+        variables.define_all(layer, under_secrets=True)
+    variables.define_all(run_layer)  # run variables rank above Secret-backed ones too
     if job.environment is not None:
-        # GitLab expands environment names and URLs with the job's variables.
+        # GitLab expands the environment's name with the job's variables (not CI_ENVIRONMENT_*),
+        # then its URL with those and CI_ENVIRONMENT_NAME/SLUG; job variables may use all three
+        # (docs.gitlab.com/ci/variables/where_variables_can_be_used). A name the job defines
+        # itself wins, as before.
         env_name = variables.expand_raw(job.environment.name)
-        defaults = {
-            "CI_ENVIRONMENT_NAME": env_name,
-            # GitLab's slug: DNS-safe, at most 24 characters.
-            "CI_ENVIRONMENT_SLUG": ref_slug(env_name)[:24].strip("-"),
-        }
+        variables.define_default("CI_ENVIRONMENT_NAME", env_name)
+        variables.define_default("CI_ENVIRONMENT_SLUG", environment_slug(env_name))
         if job.environment.url:
-            defaults["CI_ENVIRONMENT_URL"] = variables.expand_raw(job.environment.url)
-        variables.define_all(
-            {k: v.replace("$", "$$") for k, v in defaults.items() if k not in variables.raw}
-        )
+            url = variables.expand_raw(job.environment.url)
+            variables.define_default("CI_ENVIRONMENT_URL", url)
     return variables
+
+
+def user_variables(
+    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob
+) -> list[Mapping[str, str]]:
+    """The variable layers the pipeline and the run define for `job` (its rule's variables
+    merged in), lowest precedence first."""
+    assert run.spec is not None
+    evaluation = run.status.evaluation
+    job = effective_job(job, evaluation)
+    layers: list[Mapping[str, str]] = [pipeline.variables]
+    if evaluation is not None:
+        layers.append(evaluation.variables)
+    return [*layers, job.variables, run.spec.variables]
+
+
+def variable_cycle(pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob) -> str | None:
+    """GitLab refuses a job whose variables refer to each other in a cycle; the message, or
+    None."""
+    merged: dict[str, str] = {}
+    for layer in user_variables(pipeline, run, job):
+        merged.update(layer)
+    cycle = reference_cycle(merged)
+    return f"circular variable reference: {' -> '.join(cycle)}" if cycle else None
 
 
 def with_names_expanded(
@@ -179,9 +224,13 @@ def with_names_expanded(
     """GitLab expands the job's variables in environment names and resource groups: the run's
     jobs are gated, locked and deployed under the expanded names (and a build's image under
     the name its deploys will render). Raises ModelError, naming
-    the job, when a name expands to one that cannot be."""
+    the job, when a name expands to one that cannot be, or when the job's variables refer to
+    each other in a cycle (GitLab refuses such a pipeline)."""
     jobs = []
     for job in pipeline.jobs:
+        cycle = variable_cycle(pipeline, run, job)
+        if cycle:
+            raise ModelError(f"jobs[{job.name}].variables", cycle)
         env, group, build = job.environment, job.resource_group, job.build
         if (
             not (env is not None and "$" in env.name)
@@ -298,6 +347,8 @@ def build_job(
     if run.spec is None:
         raise ValueError("the PipelineRun has no spec")
     variables = job_variables(pipeline, run, job, options)
+    # GitLab's id of this job (attempt): here the attempt's Job, unique like GitLab's.
+    variables.define_default("CI_JOB_ID", job_name(run.name, job.name, attempt))
     env = variables.env_list()
     project_dir = variables.raw["CI_PROJECT_DIR"]
     labels = run_labels(run)

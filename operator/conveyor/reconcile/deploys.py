@@ -21,7 +21,7 @@ from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, TargetUnavailable
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
-from conveyor.engine.names import ref_slug
+from conveyor.gitlab.predefined import environment_slug
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.release import DeployRequest, DeployResult, preview_images, run_deploy
@@ -265,7 +265,7 @@ class DeployExecutor:
             **job.variables,
             **(spec.get("variables") or {}),
             "CI_ENVIRONMENT_NAME": env_name,
-            "CI_ENVIRONMENT_SLUG": ref_slug(env_name)[:24],
+            "CI_ENVIRONMENT_SLUG": environment_slug(env_name),
             "CI_ENVIRONMENT_URL": url,
             "CI_PIPELINE_ID": run.metadata.uid or "",
             **run.spec.variables,

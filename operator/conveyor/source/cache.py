@@ -224,9 +224,12 @@ class RepoCache:
             ref_is_tag = repo.is_tag(ref) if ref else None
             if ref_is_tag is None and ref.startswith("refs/tags/"):
                 ref_is_tag = True
+            author, timestamp = repo.commit_author(resolved)
             facts = GitFacts(
                 ref_is_tag=bool(ref_is_tag),  # a deleted ref (run of an old sha) counts as branch
                 commit_message=repo.commit_message(resolved),
+                commit_author=author,
+                commit_timestamp=timestamp,
                 changed_paths=repo.changed_paths(resolved, before) if changes else None,
                 changed_paths_since=(
                     {c: repo.changed_paths_since(c, resolved) for c in compare} if changes else {}

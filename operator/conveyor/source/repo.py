@@ -139,6 +139,13 @@ class LocalRepo:
     def commit_message(self, sha: str) -> str:
         return str(self.repo.commit(self.require_commit(sha)).message)
 
+    def commit_author(self, sha: str) -> tuple[str, str]:
+        """(`Name <email>`, the commit's time in ISO 8601): CI_COMMIT_AUTHOR and
+        CI_COMMIT_TIMESTAMP."""
+        commit = self.repo.commit(self.require_commit(sha))
+        author = f"{commit.author.name} <{commit.author.email}>"
+        return author, commit.committed_datetime.isoformat()
+
     def diff(self, old: str, new: str) -> frozenset[str]:
         """Paths that differ between two commits; a rename counts as its delete and its add."""
         out = self._git("diff-tree", "-r", "-z", "--name-only", "--no-renames", old, new, "--")
