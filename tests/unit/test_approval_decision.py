@@ -313,7 +313,7 @@ def test_approval_manifest_copies_the_policy_and_outlives_the_run():
         "developer",
         T0,
         digest=DIGEST,
-        pusher="pat",
+        pusher=("pat", "webhook"),
     )
     assert m["apiVersion"] == "conveyor.dev/v1alpha1" and m["kind"] == "Approval"
     meta = m["metadata"]
@@ -336,6 +336,7 @@ def test_approval_manifest_copies_the_policy_and_outlives_the_run():
         "allowInitiator": False,
         "initiator": "developer",
         "pusher": "pat",
+        "pusherSource": "webhook",
         "images": ["registry/app@sha256:" + "0" * 64],
     }
     # What the operator creates parses under the model, and starts Pending.

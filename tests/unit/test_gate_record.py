@@ -132,3 +132,14 @@ def test_approvals_outlive_their_run_until_the_retention_ends():
     # The run exists: untouched. Gone: a pending one is closed; an old one is deleted.
     assert [b["metadata"]["name"] for b in found.close] == ["recent"]
     assert found.delete == [("ns", "old")]
+
+
+def test_the_pusher_comes_from_the_webhook_else_weaker_from_the_commit():
+    from conveyor.approvals import pusher_of
+
+    hook = {"conveyor.dev/trigger-pusher": "pat"}
+    assert pusher_of(hook, "push", "Ann <ann@example.com>") == ("pat", "webhook")
+    assert pusher_of({}, "push", "Ann <ann@example.com>") == ("ann@example.com", "commit")
+    assert pusher_of({}, "push", "no email") is None
+    # Not a push: whoever started the run is its initiator; there is no pusher.
+    assert pusher_of(hook, "api", "Ann <ann@example.com>") is None

@@ -51,6 +51,11 @@ COMMENT_MAX_LENGTH = 1024
 MAX_VOTE_HISTORY = 100
 MAX_IMAGES = 20
 
+# Where an Approval's pusher comes from (spec.pusherSource).
+PUSHER_FROM_WEBHOOK = "webhook"
+PUSHER_FROM_COMMIT = "commit"
+PUSHER_SOURCES = (PUSHER_FROM_WEBHOOK, PUSHER_FROM_COMMIT)
+
 # Reason of the Decided condition and what the operator writes when it decides.
 CONDITION_DECIDED = "Decided"
 
@@ -61,6 +66,7 @@ POLICY_FIELDS = (
     "runUID",
     "digest",
     "pusher",
+    "pusherSource",
     "job",
     "environment",
     "revision",
@@ -148,6 +154,13 @@ class ApprovalSpec:
         "like the initiator, they may not vote unless allowInitiator.",
         default=None,
         max_length=APPROVER_MAX_LENGTH,
+    )
+    pusher_source: str | None = spec_field(
+        "Where the pusher comes from: webhook (the push's payload names who pushed) or commit "
+        "(a polled push: the commit's author's email, weaker, since anyone can author a commit "
+        "under any name).",
+        default=None,
+        enum=PUSHER_SOURCES,
     )
     images: tuple[str, ...] = spec_field(
         "The container images the job deploys, rendered from the templates at the approved "

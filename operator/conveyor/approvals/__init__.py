@@ -17,6 +17,7 @@ from conveyor.approvals.manifest import (
     LABEL_RUN,
     approval_manifest,
     approval_name,
+    pusher_of,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "approval_name",
     "approval_status",
     "decide",
+    "pusher_of",
     "vote_history",
     "why_not_allowed",
 ]

@@ -12,7 +12,12 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conveyor.api.approval import ApprovalRevision, ApprovalSpec
+from conveyor.api.approval import (
+    PUSHER_FROM_COMMIT,
+    PUSHER_FROM_WEBHOOK,
+    ApprovalRevision,
+    ApprovalSpec,
+)
 from conveyor.api.codec import from_dict, to_dict
 from conveyor.api.environment import Environment
 from conveyor.api.meta import API_VERSION, DNS_LABEL_MAX
@@ -57,14 +62,15 @@ def approval_manifest(
     now: datetime.datetime,
     *,
     digest: str,
-    pusher: str | None = None,
+    pusher: tuple[str, str] | None = None,
     round: int = 0,
 ) -> dict[str, Any]:
     """The Approval gating `job` of run `run_name`, with the Environment's policy copied in.
 
     `revision` is `{"ref": ..., "sha": ...}` (the run's spec.revision; extra keys are ignored);
     `initiator` is the run's conveyor.dev/initiator annotation, `pusher` who pushed the commit
-    (push runs), `digest` what the job would do (`conveyor.approvals.matching.gate_digest`),
+    of a push run and where that comes from (`pusher_of`), `digest` what the job would do
+    (`conveyor.approvals.matching.gate_digest`),
     `round` how many Approvals for the same facts were closed undecided before this one.
     The policy is copied rather than referenced so that editing the Environment later does not
     change a gate already waiting.
@@ -86,7 +92,8 @@ def approval_manifest(
         approvers=protection.approvers,
         allow_initiator=protection.allow_initiator,
         initiator=initiator or None,
-        pusher=pusher or None,
+        pusher=pusher[0] if pusher else None,
+        pusher_source=pusher[1] if pusher else None,
         images=tuple(images),
     )
     metadata: dict[str, Any] = {
@@ -103,6 +110,23 @@ def approval_manifest(
         # No votes yet: an empty map would only be noise in the stored object.
         "spec": {k: v for k, v in to_dict(spec).items() if k != "votes"},
     }
+
+
+def pusher_of(
+    annotations: Mapping[str, str], pipeline_source: str, commit_author: str | None
+) -> tuple[str, str] | None:
+    """Who pushed the commit of a push run: the webhook's pusher (the annotation only the
+    operator's triggers may set), else, for a polled push, the email of the commit's author
+    (`Name <email>`), which is weaker: a commit can name any author."""
+    if pipeline_source != "push":
+        return None
+    if annotations.get(ANNOTATION_PUSHER):
+        return annotations[ANNOTATION_PUSHER], PUSHER_FROM_WEBHOOK
+    if commit_author and "<" in commit_author and commit_author.endswith(">"):
+        email = commit_author.rsplit("<", 1)[1][:-1].strip()
+        if email:
+            return email, PUSHER_FROM_COMMIT
+    return None
 
 
 def _revision(revision: Mapping[str, Any]) -> ApprovalRevision:

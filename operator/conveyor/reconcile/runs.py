@@ -32,11 +32,11 @@ from conveyor.api.pipelinerun import (
 )
 from conveyor.approvals import (
     ANNOTATION_INITIATOR,
-    ANNOTATION_PUSHER,
     Decision,
     approval_manifest,
     approval_status,
     decide,
+    pusher_of,
 )
 from conveyor.approvals.matching import Expected, Matched, gate_digest, match_approvals
 from conveyor.approvals.retention import sweep
@@ -770,7 +770,11 @@ class RunController:
                 annotations.get(ANNOTATION_INITIATOR),
                 now,
                 digest=expected[job_name].digest,
-                pusher=annotations.get(ANNOTATION_PUSHER),
+                pusher=pusher_of(
+                    annotations,
+                    run.spec.pipeline_source,
+                    run.status.evaluation.commit_author if run.status.evaluation else None,
+                ),
                 round=matched.rounds.get(job_name, 0),
             )
             created = await self.io(self.kube.create_approval, namespace, manifest)
