@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from conveyor.gitlab.predefined import environment_slug
 from tests.e2e.conveyor import (
     GROUP,
     OPERATOR_NS,
@@ -767,3 +768,85 @@ def test_the_image_a_run_built_is_deployed_and_approved_by_its_digest(
     test_dep = deployment(clusters, "test", target_namespace)
     assert test_dep.spec.template.spec.containers[0].image == pinned
     assert approval_of(conveyor, "dg")["spec"]["images"] == [pinned]
+
+
+def test_review_apps_one_environment_per_branch_then_stopped(
+    conveyor: Conveyor, clusters: Clusters, app: GitRepo, target_namespace: str
+) -> None:
+    # docs.gitlab.com/ci/environments/#create-a-dynamic-environment: review/$CI_COMMIT_REF_NAME,
+    # served here by one Environment for the family review/*, a namespace per review app.
+    add_environment(
+        clusters,
+        conveyor.ns,
+        "review",
+        "test",
+        "rv-$CI_ENVIRONMENT_SLUG",
+        "--serves",
+        "review/*",
+        "--var",
+        "APP_FQDN=review.test.local",
+    )
+    not_master = [{"if": '$CI_COMMIT_BRANCH != "master"'}]
+    review_env = {"name": "review/$CI_COMMIT_REF_NAME"}
+    pipe = pipeline_with_deploys(app)
+    pipe["spec"]["stages"] = ["build", "deploy-test"]
+    pipe["spec"]["jobs"] = [
+        pipe["spec"]["jobs"][0],
+        {
+            "name": "review",
+            "stage": "deploy-test",
+            "deploy": {},
+            "environment": review_env,
+            "rules": not_master,
+        },
+        {
+            "name": "stop-review",
+            "stage": "deploy-test",
+            "deploy": {},
+            "when": "manual",
+            "environment": {**review_env, "action": "stop"},
+            "rules": not_master,
+        },
+        # An environment no Environment serves: a plain job, as GitLab runs it.
+        job("docs", "deploy-test", environment={"name": "Docs/Preview"}),
+    ]
+    conveyor.create(pipe)
+    on_master = conveyor.wait_finished(
+        conveyor.create(run("m1", "go-app", ref="master"))["metadata"]["name"], timeout=90
+    )
+    assert phase(on_master) == "Succeeded", succeeded_condition(on_master)
+    assert job_status(on_master, "review")["phase"] == "Skipped"
+
+    app.git("checkout", "-q", "-b", "feature/login")
+    app.commit("login page", {"src/server.go": "\n// login\n"})
+    slug = environment_slug("review/feature/login")
+    target = f"rv-{slug}"
+    clusters.kubectl("test", "create", "namespace", target)
+    try:
+        conveyor.create(run("f1", "go-app", ref="feature/login"))
+        done = conveyor.wait_finished("f1", timeout=120)
+        assert phase(done) == "Succeeded", succeeded_condition(done)
+        assert job_status(done, "review")["environment"] == "review/feature/login"
+        assert job_status(done, "stop-review")["phase"] == "Manual"
+        assert job_status(done, "docs")["phase"] == "Succeeded"
+        assert deployment(clusters, "test", target) is not None
+        env = conveyor.api.get_namespaced_custom_object(
+            GROUP, VERSION, conveyor.ns, "environments", "review"
+        )
+        assert env["status"]["lastDeployment"]["environment"] == "review/feature/login"
+
+        stop = conveyor_as(clusters, "ci", "play", "f1", "stop-review", "-n", conveyor.ns)
+        assert stop.returncode == 0, stop.stderr
+        stopped = conveyor.wait_run(
+            "f1",
+            lambda r: (
+                phase(r) == "Succeeded" and job_status(r, "stop-review")["phase"] == "Succeeded"
+            ),
+            timeout=90,
+        )
+        (record,) = [d for d in stopped["status"]["deployments"] if d["job"] == "stop-review"]
+        assert record["pruned"] > 0 and record["message"].startswith("stopped review/feature/login")
+        apps = client.AppsV1Api(clusters.api("test"))
+        assert apps.list_namespaced_deployment(target).items == []
+    finally:
+        clusters.kubectl("test", "delete", "namespace", target, "--wait=false")

@@ -171,6 +171,33 @@ def test_blocking_manual_job_waits_for_play(conveyor: Conveyor, clusters: Cluste
     assert job_status(done, "announce")["phase"] == "Succeeded"
 
 
+def test_a_finished_runs_manual_job_is_played_and_the_run_ends_again(
+    conveyor: Conveyor, clusters: Clusters
+) -> None:
+    # The seed's prod deploy: `when: manual`, unprotected, so the pipeline passes without it
+    # and someone plays it later (GitLab runs the pipeline again and ends with its result).
+    conveyor.create(
+        pipeline("late", [job("test", "test"), job("deploy-prod", "deploy", when="manual")])
+    )
+    conveyor.create(run("late-1", "late"))
+    passed = conveyor.wait_finished("late-1")
+    assert phase(passed) == "Succeeded"
+    assert job_status(passed, "deploy-prod")["phase"] == "Manual"
+    proc = conveyor_cli(clusters, "play", "late-1", "deploy-prod", "-n", conveyor.ns)
+    assert proc.returncode == 0, proc.stderr
+    again = conveyor.wait_run(
+        "late-1",
+        lambda r: phase(r) == "Succeeded" and job_status(r, "deploy-prod")["phase"] == "Succeeded",
+    )
+    assert again["status"]["completionTime"] >= passed["status"]["completionTime"]
+    assert len(conveyor.jobs("late-1")) == 2
+    events = clusters.kubectl("ci", "get", "events", "-n", conveyor.ns, "-o", "json").stdout
+    assert "deploy-prod played after the run ended" in events
+    # Nothing left to play: a clear refusal, not a silent success.
+    proc = conveyor_cli(clusters, "play", "late-1", "deploy-prod", "-n", conveyor.ns)
+    assert proc.returncode == 1 and "not waiting to be played" in proc.stderr
+
+
 def test_a_manual_job_that_tolerates_some_exit_codes_blocks(conveyor: Conveyor) -> None:
     # docs.gitlab.com/ci/jobs/job_control/#types-of-manual-jobs: only allow_failure: true makes
     # a manual job optional; with allow_failure: {exit_codes} it blocks the later stages.

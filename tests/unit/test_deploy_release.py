@@ -38,12 +38,13 @@ spec:
 """
 
 
-def request(registry: str, approved: tuple[str, ...] = ()) -> DeployRequest:
+def request(registry: str, approved: tuple[str, ...] | None = None) -> DeployRequest:
     return DeployRequest(
         kubeconfig=b"not: used",  # refused before any cluster is contacted
         context=None,
         namespace="app",
         environment="prod",
+        environment_object="prod",
         pipeline="p",
         run="r",
         job="deploy",
@@ -74,6 +75,9 @@ def test_a_deploy_refuses_images_other_than_the_approved_ones():
     message = str(e.value)
     assert f"registry.a/app:main_{SHA}" in message and f"registry.b/app:main_{SHA}" in message
     assert "nothing was applied" in message
+    # An approval that named no image holds the deploy to none: it is no blank cheque.
+    with pytest.raises(DeployError, match="nothing was applied"):
+        run_deploy(request("registry.a", ()))
 
 
 # --- images the run built are deployed by digest -------------------------------------------

@@ -67,6 +67,7 @@ def test_full_environment_round_trips():
     assert to_dict(env.spec) == {
         **obj["spec"],
         "kubeconfigSecret": {**MINIMAL["kubeconfigSecret"], "key": "kubeconfig"},
+        "names": [],
     }
 
 

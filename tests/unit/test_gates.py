@@ -147,3 +147,45 @@ def test_a_plain_manual_job_still_reads_as_manual_action():
     assert status["phase"] == "Running"
     cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
     assert cond["reason"] == "ManualActionRequired"
+
+
+def test_a_manual_job_of_a_finished_run_can_still_be_played():
+    """GitLab: the pipeline passes with the optional manual job unplayed; playing it later runs
+    the pipeline again, and it ends with that job's result."""
+    from conveyor.api.codec import to_dict
+    from conveyor.engine.model import FAILED, SUCCEEDED, ObservedJob
+    from conveyor.engine.names import job_name
+    from conveyor.engine.planner import reopened
+
+    pipeline = parse_pipeline_spec(
+        {
+            "jobs": [
+                {"name": "test", "script": ["x"]},
+                {"name": "deploy", "stage": "deploy", "when": "manual", "script": ["y"]},
+            ]
+        }
+    )
+    done = [ObservedJob(job_name("r", "test", 1), "test", 1, SUCCEEDED, exit_code=0)]
+    first = plan(pipeline, run(), done, NOW)
+    assert first.status["phase"] == "Succeeded"
+
+    def with_status(status: dict, play: list[str]) -> PipelineRun:
+        body = to_dict(run(play=play))
+        return PipelineRun.from_dict({**body, "status": status})
+
+    ended = with_status(first.status, [])
+    assert reopened(ended) == [] and plan(pipeline, ended, done, NOW).create == []
+    played = with_status(first.status, ["deploy"])
+    assert reopened(played) == ["deploy"]
+    again = plan(pipeline, played, done, NOW)
+    assert [c.pipeline_job for c in again.create] == ["deploy"]
+    assert again.status["phase"] == "Running" and "completionTime" not in again.status
+    assert again.events[0].reason == "RunReopened"
+    # It ends again, with the played job's result.
+    running = with_status(again.status, ["deploy"])
+    failed = [*done, ObservedJob(job_name("r", "deploy", 1), "deploy", 1, FAILED, exit_code=2)]
+    end = plan(pipeline, running, failed, NOW)
+    assert end.status["phase"] == "Succeeded"  # a manual job's failure is allowed by default
+    cond = next(c for c in end.status["conditions"] if c["type"] == "Succeeded")
+    assert cond["reason"] == "SucceededWithWarnings"
+    assert next(j for j in end.status["jobs"] if j["name"] == "deploy")["phase"] == "Failed"

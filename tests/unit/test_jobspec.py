@@ -625,8 +625,8 @@ def test_names_without_variables_are_left_as_they_are():
             "jobs[unit tests].environment.name: '$NOPE' expands to ''",
         ),
         (
-            {"environment": {"name": "$T"}, "variables": {"T": "Prod Env"}},
-            "cannot name an Environment",
+            {"environment": {"name": "$T"}, "variables": {"T": "x" * 256}},
+            "an environment name needs 1-255 characters",
         ),
         ({"resourceGroup": "$NOPE"}, "jobs[unit tests].resourceGroup: '$NOPE' expands to ''"),
     ],
@@ -635,6 +635,16 @@ def test_a_name_that_expands_to_no_name_is_an_error_naming_the_job(fields, words
     with pytest.raises(ModelError) as e:
         expanded(fields)
     assert words in str(e.value)
+
+
+def test_environment_names_are_gitlabs_free_form_names():
+    # docs.gitlab.com/ci/environments/#create-a-dynamic-environment: review/$CI_COMMIT_REF_SLUG
+    run, spec, _ = make({"environment": {"name": "Review/$T"}, "variables": {"T": "Feature_X"}})
+    job = with_names_expanded(spec, run, JobOptions()).jobs[0]
+    assert job.environment is not None and job.environment.name == "Review/Feature_X"
+    # A job the rules leave out never fails the run, whatever its name expands to.
+    run, spec, _ = make({"environment": {"name": "$NOPE"}})
+    assert with_names_expanded(spec, run, JobOptions(), frozenset({"unit tests"})) == spec
 
 
 def test_the_operators_flags_make_the_job_options():

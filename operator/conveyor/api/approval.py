@@ -23,7 +23,7 @@ from conveyor.api.environment import (
     approvers_field,
 )
 from conveyor.api.fields import model, spec_field
-from conveyor.api.meta import DNS_LABEL_MAX, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
+from conveyor.api.meta import DNS_LABEL_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
 from conveyor.api.pipeline import JOB_NAME_MAX
 
 # Decisions (status.decision).
@@ -126,9 +126,10 @@ class ApprovalSpec:
         pattern=r"^sha256:[0-9a-f]{64}$",
     )
     environment: str = spec_field(
-        "The Environment the job deploys to.",
-        max_length=DNS_SUBDOMAIN_MAX,
-        pattern=DNS_SUBDOMAIN_PATTERN,
+        "The environment the job deploys to, as expanded for the run (GitLab's free-form "
+        "name, e.g. review/feature-x).",
+        max_length=255,
+        min_length=1,
     )
     revision: ApprovalRevision = spec_field("The revision the job deploys.")
     expires_at: datetime.datetime = spec_field("When the approval expires if still undecided.")

@@ -26,6 +26,8 @@ from conveyor.api.pipeline import (
 )
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# A DNS label, or one made of $CI_ENVIRONMENT_SLUG (once expanded, it must be a DNS label).
+TARGET_NAMESPACE_PATTERN = r"^([-a-z0-9]|\$CI_ENVIRONMENT_SLUG|\$\{CI_ENVIRONMENT_SLUG\})+$"
 SECRET_KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 DEFAULT_APPROVAL_TIMEOUT = "24h"
@@ -124,9 +126,19 @@ class EnvironmentSpec:
         "The Secret with the kubeconfig of the target cluster (one or more contexts)."
     )
     namespace: str = spec_field(
-        "Namespace of the target cluster deploys go to.",
+        "Namespace of the target cluster deploys go to; $CI_ENVIRONMENT_SLUG in it is the "
+        "deployed environment's slug (one namespace per review app of a family, see names).",
         max_length=DNS_LABEL_MAX,
-        pattern=DNS_LABEL_PATTERN,
+        pattern=TARGET_NAMESPACE_PATTERN,
+    )
+    names: tuple[str, ...] = spec_field(
+        "GitLab environment names this Environment serves besides its own name (and its "
+        "slug), as patterns where * stands for any characters: review/* serves every review "
+        "app.",
+        default_factory=tuple,
+        max_items=20,
+        item_max_length=255,
+        item_min_length=1,
     )
     context: str | None = spec_field(
         "Context of the kubeconfig to use; default: its current-context.",
@@ -166,6 +178,12 @@ class EnvironmentSpec:
 class LastDeployment:
     pipeline_run: str = spec_field("The PipelineRun that deployed.", max_length=DNS_LABEL_MAX)
     job: str = spec_field("The pipeline job that deployed.", max_length=JOB_NAME_MAX)
+    environment: str | None = spec_field(
+        "The environment name deployed (it differs from the Environment's own name for one "
+        "it serves by slug or pattern, e.g. review/feature-x).",
+        default=None,
+        max_length=255,
+    )
     revision: str | None = spec_field(
         "Branch or tag deployed.", default=None, max_length=255, min_length=1
     )

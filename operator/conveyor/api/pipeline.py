@@ -185,6 +185,11 @@ class Resources:
     )
 
 
+ENVIRONMENT_START = "start"
+ENVIRONMENT_STOP = "stop"
+ENVIRONMENT_ACTIONS = (ENVIRONMENT_START, ENVIRONMENT_STOP)
+
+
 @model("The environment a job deploys to (GitLab `environment`).")
 @dataclass(frozen=True)
 class Environment:
@@ -195,6 +200,12 @@ class Environment:
         max_length=255,
     )
     url: str | None = spec_field("URL of the deployed environment.", default=None, max_length=2048)
+    action: str = spec_field(
+        "start (default): the job deploys; stop: it stops the environment (a native deploy "
+        "deletes what the last deploy applied there, GitLab's on_stop job).",
+        default=ENVIRONMENT_START,
+        enum=ENVIRONMENT_ACTIONS,
+    )
 
 
 @model(

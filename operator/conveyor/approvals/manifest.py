@@ -64,6 +64,7 @@ def approval_manifest(
     digest: str,
     pusher: tuple[str, str] | None = None,
     round: int = 0,
+    environment: str | None = None,
 ) -> dict[str, Any]:
     """The Approval gating `job` of run `run_name`, with the Environment's policy copied in.
 
@@ -71,7 +72,9 @@ def approval_manifest(
     `initiator` is the run's conveyor.dev/initiator annotation, `pusher` who pushed the commit
     of a push run and where that comes from (`pusher_of`), `digest` what the job would do
     (`conveyor.approvals.matching.gate_digest`),
-    `round` how many Approvals for the same facts were closed undecided before this one.
+    `round` how many Approvals for the same facts were closed undecided before this one,
+    `environment` the job's environment name as expanded (default: the Environment's name; it
+    differs for a name the Environment serves by slug or pattern).
     The policy is copied rather than referenced so that editing the Environment later does not
     change a gate already waiting.
     """
@@ -85,7 +88,7 @@ def approval_manifest(
         run_uid=run_uid,
         job=job,
         digest=digest,
-        environment=env.name,
+        environment=environment or env.name,
         revision=_revision(revision),
         expires_at=expires_at,
         required_approvals=protection.required_approvals,
@@ -98,7 +101,10 @@ def approval_manifest(
     )
     metadata: dict[str, Any] = {
         "name": approval_name(run_name, run_uid, job, f"{digest}/{round}" if round else digest),
-        "labels": {LABEL_RUN: label_value(run_name), LABEL_ENVIRONMENT: label_value(env.name)},
+        "labels": {
+            LABEL_RUN: label_value(run_name),
+            LABEL_ENVIRONMENT: label_value(environment or env.name),
+        },
         "annotations": {ANNOTATION_JOB: job},
     }
     if env.metadata.namespace:

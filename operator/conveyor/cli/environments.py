@@ -93,6 +93,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     target_group.add_argument("--url", help="URL of the deployed application")
     target_group.add_argument(
+        "--serves",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="an environment name this Environment also serves (repeatable), * for any "
+        "characters: review/* serves every review app; put $CI_ENVIRONMENT_SLUG in "
+        "--namespace to give each its own namespace",
+    )
+    target_group.add_argument(
         "--var",
         action="append",
         default=[],
@@ -266,6 +275,8 @@ def environment_spec(args: argparse.Namespace, namespace: str) -> dict[str, Any]
     }
     if args.url:
         raw["url"] = args.url
+    if args.serves:
+        raw["names"] = list(args.serves)
     variables = parse_variables(args.var)
     if variables:
         raw["variables"] = variables

@@ -12,6 +12,7 @@ from conveyor.api import API_VERSION, parse_time
 from conveyor.api.durations import format_duration
 from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL, REASON_DELAYED
 from conveyor.cli.common import add_cluster_options, fail, kube_command
+from conveyor.engine.environments import resolve_environment
 from conveyor.kube.client import Kube
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -226,7 +227,7 @@ def _gate(kube: Kube, ns: str, entry: dict[str, Any]) -> str | None:
     environment = entry.get("environment")
     if not environment:
         return None
-    body = kube.get_environment(ns, environment) or {}
+    body = resolve_environment(environment, kube.list_environments(ns)) or {}
     protection = (body.get("spec") or {}).get("protection") or {}
     return environment if int(protection.get("requiredApprovals") or 0) > 0 else None
 

@@ -81,9 +81,16 @@ def plan(
     says why a newer run has overtaken this one's deploy: the run stops, Cancelled, Superseded.
     """
     previous = run.status
-    if previous.finished:
+    played_late = reopened(run)
+    if previous.finished and not played_late:
         # Finished runs never change; only stray Jobs (a delete that failed) are cleaned up.
         return Plan(delete=_active(observed), status=_dump(previous))
+    if played_late:
+        # GitLab: a manual job of a finished pipeline can still be played; the pipeline runs
+        # again and ends with that job's result.
+        previous = dataclasses.replace(
+            previous, phase=prs.RUNNING, completion_time=None, duration=None
+        )
     if evaluation is None:
         evaluation = previous.evaluation
     elif evaluation != previous.evaluation:
@@ -205,6 +212,9 @@ def plan(
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
     events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
+    if played_late:
+        names = ", ".join(played_late)
+        events.insert(0, Event("Normal", "RunReopened", f"{names} played after the run ended"))
     return Plan(
         create=list(work.creates),
         delete=delete,
@@ -212,6 +222,17 @@ def plan(
         events=events,
         wake_at=min(at for _, at in delayed) if delayed and phase == prs.RUNNING else None,
     )
+
+
+def reopened(run: PipelineRun) -> list[str]:
+    """Manual jobs of a finished run that were played since it ended (they reopen it)."""
+    if run.spec is None or not run.status.finished:
+        return []
+    return [
+        name
+        for name in run.spec.play
+        if (entry := run.status.job(name)) is not None and entry.phase == prs.MANUAL
+    ]
 
 
 def _skipped_run(

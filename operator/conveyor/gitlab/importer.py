@@ -800,6 +800,24 @@ class Importer:
                 continue
             if key == "action" and extra == "start":
                 continue  # the default
+            if key == "action" and extra == "stop":
+                out["action"] = "stop"  # a native deploy stops by deleting what was applied
+                continue
+            if key == "on_stop":
+                # The stop job is a job of the pipeline like any other: play it to stop.
+                self.omit(
+                    where,
+                    "environment:on_stop",
+                    f"the link to {extra!r} is not kept: play {extra!r} to stop the environment",
+                )
+                continue
+            if key == "auto_stop_in":
+                self.omit(
+                    where,
+                    "environment:auto_stop_in",
+                    f"{extra!r}: environments are not stopped automatically; play the stop job",
+                )
+                continue
             self.omit(where, f"environment:{key}", f"{extra!r} not supported, dropped")
         return out
 

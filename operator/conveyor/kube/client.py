@@ -176,6 +176,10 @@ class Kube:
             _content_type=MERGE_PATCH,
         )
 
+    def list_environments(self, namespace: str) -> list[dict[str, Any]]:
+        listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ENVIRONMENTS)
+        return list(listed.get("items") or ())
+
     def get_environment(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return self.custom.get_namespaced_custom_object(

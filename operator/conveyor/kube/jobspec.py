@@ -10,13 +10,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import posixpath
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api import ModelError
-from conveyor.api.meta import API_VERSION, DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN
+from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     RESOURCE_GROUP_MAX,
     Build,
@@ -67,6 +66,7 @@ CREDENTIALS_VOLUME = "git-credentials"
 
 
 DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
+ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
 
 
 @dataclass(frozen=True)
@@ -219,15 +219,22 @@ def variable_cycle(pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob) -
 
 
 def with_names_expanded(
-    pipeline: PipelineSpec, run: PipelineRun, options: JobOptions
+    pipeline: PipelineSpec,
+    run: PipelineRun,
+    options: JobOptions,
+    excluded: frozenset[str] = frozenset(),
 ) -> PipelineSpec:
     """GitLab expands the job's variables in environment names and resource groups: the run's
     jobs are gated, locked and deployed under the expanded names (and a build's image under
-    the name its deploys will render). Raises ModelError, naming
+    the name its deploys will render). Jobs in `excluded` (the rules leave them out) are left
+    as they are. Raises ModelError, naming
     the job, when a name expands to one that cannot be, or when the job's variables refer to
     each other in a cycle (GitLab refuses such a pipeline)."""
     jobs = []
     for job in pipeline.jobs:
+        if job.name in excluded:  # a job the rules leave out never fails the run
+            jobs.append(job)
+            continue
         cycle = variable_cycle(pipeline, run, job)
         if cycle:
             raise ModelError(f"jobs[{job.name}].variables", cycle)
@@ -249,12 +256,14 @@ def with_names_expanded(
                 )
             job = dataclasses.replace(job, build=dataclasses.replace(build, image=image))
         if env is not None and "$" in env.name:
-            name = variables.expand_raw(env.name)
-            if len(name) > DNS_SUBDOMAIN_MAX or not re.match(DNS_SUBDOMAIN_PATTERN, name):
+            # GitLab's names are free-form (review/$CI_COMMIT_REF_NAME); the Environment that
+            # serves one is found by name, slug or pattern (engine.environments).
+            name = variables.expand_raw(env.name).strip()
+            if not name or len(name) > ENVIRONMENT_NAME_MAX:
                 raise ModelError(
                     f"jobs[{job.name}].environment.name",
-                    f"{env.name!r} expands to {name!r}, which cannot name an Environment "
-                    "(lowercase letters, digits, '-' and '.')",
+                    f"{env.name!r} expands to {name!r}: an environment name needs 1-"
+                    f"{ENVIRONMENT_NAME_MAX} characters",
                 )
             job = dataclasses.replace(job, environment=dataclasses.replace(env, name=name))
         if group and "$" in group:

@@ -10,6 +10,7 @@ import asyncio
 import dataclasses
 import datetime
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -17,14 +18,24 @@ from kubernetes.client.rest import ApiException
 
 from conveyor.api.codec import format_time
 from conveyor.api.durations import parse_duration
+from conveyor.api.environment import DNS_LABEL_PATTERN
+from conveyor.api.meta import DNS_LABEL_MAX
+from conveyor.api.pipeline import ENVIRONMENT_STOP as STOP
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, TargetUnavailable
+from conveyor.engine.environments import object_name, target_namespace
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
 from conveyor.gitlab.predefined import environment_slug
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
-from conveyor.reconcile.release import DeployRequest, DeployResult, preview_images, run_deploy
+from conveyor.reconcile.release import (
+    DeployRequest,
+    DeployResult,
+    preview_images,
+    run_deploy,
+    run_stop,
+)
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 
 log = logging.getLogger("conveyor.deploys")
@@ -75,10 +86,14 @@ class DeployExecutor:
         built: Callable[[Key], Mapping[str, str]] = lambda key: {},
         *,
         credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE,
+        environment: Callable[[str, str], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.built = built  # what each run's build jobs pushed: image -> digest
         # Environments' kubeconfig Secrets live here, out of the teams' reach.
         self.credentials_namespace = credentials_namespace
+        # (namespace, environment name) -> the Environment that serves it (by name, slug or
+        # pattern); without one, the Environment of that exact name is read from the API.
+        self.environment = environment
         self.kube, self.sources, self.io, self.clock, self.changed = (
             kube,
             sources,
@@ -146,9 +161,14 @@ class DeployExecutor:
                 try:
                     request = await self._request(namespace, run, pipeline, job)
                     request = dataclasses.replace(request, approved_images=approved_images)
-                    deployment.result = await self.io(run_deploy, request)
-                    self._finish(deployment, SUCCEEDED, None, deployment.result.summary())
-                    await self._record_on_environment(namespace, run, request, deployment)
+                    stops = job.environment is not None and job.environment.action == STOP
+                    deployment.result = await self.io(run_stop if stops else run_deploy, request)
+                    result = deployment.result
+                    self._finish(
+                        deployment, SUCCEEDED, None, result.message if stops else result.summary()
+                    )
+                    if not stops:  # a stop is no deployment of what now runs there
+                        await self._record_on_environment(namespace, run, request, deployment)
                     break
                 except TargetUnavailable as e:
                     delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
@@ -194,6 +214,7 @@ class DeployExecutor:
         last: dict[str, Any] = {
             "pipelineRun": run.metadata.name,
             "job": deployment.job,
+            "environment": request.environment,
             "revision": request.ref,
             "sha": request.sha,
             "time": format_time(deployment.finished or self.clock()),
@@ -204,14 +225,14 @@ class DeployExecutor:
             await self.io(
                 self.kube.patch_environment_status,
                 namespace,
-                request.environment,
+                request.environment_object,
                 {"lastDeployment": last},
             )
         except ApiException as e:  # the deploy itself succeeded: a record lost is no failure
             log.warning(
                 "recording the deployment on environment %s/%s: %s %s",
                 namespace,
-                request.environment,
+                request.environment_object,
                 e.status,
                 e.reason,
             )
@@ -243,10 +264,22 @@ class DeployExecutor:
         """Everything a deploy needs, read from the cluster and the repository."""
         assert job.deploy is not None and job.environment is not None and run.spec is not None
         env_name = job.environment.name
-        environment = await self.io(self.kube.get_environment, namespace, env_name)
+        if self.environment is not None:
+            environment = self.environment(namespace, env_name)
+        else:
+            environment = await self.io(self.kube.get_environment, namespace, env_name)
         if environment is None:
-            raise DeployError(f"environment {env_name!r} does not exist in namespace {namespace}")
+            raise DeployError(
+                f"no Environment in namespace {namespace} serves environment {env_name!r} "
+                f"(by its name, its slug {object_name(env_name)!r}, or spec.names)"
+            )
         spec = environment.get("spec") or {}
+        target = target_namespace(spec["namespace"], env_name)
+        if not re.fullmatch(DNS_LABEL_PATTERN, target) or len(target) > DNS_LABEL_MAX:
+            raise DeployError(
+                f"environment {env_name!r}: the target namespace {spec['namespace']!r} expands "
+                f"to {target!r}, which is no namespace name"
+            )
         config = await self._kubeconfig(spec) if kubeconfig else b""
         if pipeline.source is None:
             raise DeployError(
@@ -274,8 +307,9 @@ class DeployExecutor:
         return DeployRequest(
             kubeconfig=config,
             context=spec.get("context"),
-            namespace=spec["namespace"],
+            namespace=target,
             environment=env_name,
+            environment_object=environment["metadata"]["name"],
             pipeline=run.pipeline_name or "",
             run=run.metadata.name,
             job=job.name,

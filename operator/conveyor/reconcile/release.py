@@ -42,6 +42,8 @@ class DeployRequest:
     namespace: str
     environment: str
     pipeline: str
+    # The Environment object serving `environment` (another name for a slug or pattern match).
+    environment_object: str
     run: str
     job: str
     ref: str
@@ -223,6 +225,47 @@ def _containers(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
 def preview_images(request: DeployRequest) -> tuple[str, ...]:
     """The images a deploy would apply (what an Approval records); the target is not touched."""
     return images_of(render_request(request)[1])
+
+
+def run_stop(request: DeployRequest) -> DeployResult:
+    """Stops an environment (GitLab's `environment: action: stop`): deletes what the last
+    deploy applied there, by its record, and the record. Raises DeployError, KubeconfigError
+    and TargetUnavailable (the caller retries)."""
+    api = target_client(request.kubeconfig, request.context, read_timeout=10.0, retries=0)
+    labels = {
+        "app.kubernetes.io/managed-by": "conveyor",
+        "conveyor.dev/environment": label_value(request.environment),
+        "conveyor.dev/pipeline": label_value(request.pipeline),
+    }
+    common = {
+        "job": request.job,
+        "environment": request.environment,
+        "namespace": request.namespace,
+        "sha": request.sha,
+        "version": "",
+    }
+    previous = load_record(api, request.namespace, request.environment)
+    if previous is None:
+        message = f"nothing to stop: no deployment of {request.environment} is recorded there"
+        return DeployResult(**common, result="Succeeded", message=message)
+    pruned = prune(
+        api,
+        request.namespace,
+        label_selector(labels),
+        [],
+        previous.kinds,
+        namespaces=previous.namespaces,
+    )
+    with translated("deleting the deployment record"):
+        try:
+            client.CoreV1Api(api).delete_namespaced_config_map(
+                _record_name(request.environment), request.namespace
+            )
+        except ApiException as e:
+            if e.status != 404:
+                raise
+    message = f"stopped {request.environment}: {len(pruned)} objects deleted"
+    return DeployResult(**common, result="Succeeded", pruned=len(pruned), message=message)
 
 
 def run_deploy(request: DeployRequest) -> DeployResult:

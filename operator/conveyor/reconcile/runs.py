@@ -62,6 +62,7 @@ from conveyor.engine.deploy_order import (
     arbitrate,
     locks_of,
 )
+from conveyor.engine.environments import resolve_environment
 from conveyor.engine.evaluation import with_evaluation
 from conveyor.engine.gates import (
     REASON_APPROVAL_EXPIRED,
@@ -74,7 +75,7 @@ from conveyor.engine.gates import (
 )
 from conveyor.engine.model import ACTIVE, Event
 from conveyor.engine.names import job_name as attempt_job_name
-from conveyor.engine.planner import failed_status
+from conveyor.engine.planner import failed_status, reopened
 from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
@@ -227,6 +228,7 @@ class RunController:
             self.queue.add,
             self._built_by,
             credentials_namespace=options.credentials_namespace,
+            environment=self.environment,
         )
         # Gated native deploys whose templates did not render when their Approval was due:
         # no approval can be asked, and the job fails saying why (in memory: a restart tries
@@ -266,6 +268,18 @@ class RunController:
     def bind(self, views: Views) -> None:
         self.views = views
         self.metrics.watch(views.runs, views.approvals, lambda: len(self.queue))
+
+    def environment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
+        """The Environment that serves environment `name` in `namespace` (by name, slug or
+        pattern), from the watch's view."""
+        assert self.views is not None
+        bodies = [
+            body
+            for (ns, _), values in list(self.views.environments.items())
+            if ns == namespace
+            for body in values
+        ]
+        return resolve_environment(name, bodies)
 
     def pipeline_body(self, key: Key) -> dict[str, Any] | None:
         return _first(self.views.pipelines, key) if self.views is not None else None
@@ -481,9 +495,13 @@ class RunController:
         namespace = key[0]
         now = self.clock()
         run = as_recorded(PipelineRun.from_dict(body))
-        if run.status.finished and not any(
-            j.get("status", {}).get("active")
-            for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
+        if (
+            run.status.finished
+            and not reopened(run)
+            and not any(
+                j.get("status", {}).get("active")
+                for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
+            )
         ):
             await self._close_approvals(key, run, now)
             if key in self._settling and key not in self._written:
@@ -523,7 +541,8 @@ class RunController:
             run = with_record(run, pipeline)
         run = _with_sha(run, evaluation)
         try:
-            pipeline = with_names_expanded(pipeline, run, self.options)
+            excluded = evaluation.excluded if evaluation is not None else frozenset()
+            pipeline = with_names_expanded(pipeline, run, self.options, excluded)
         except ModelError as e:
             if allowed:  # a queued run is judged when it may start, with its git facts
                 await self._write_status(key, body, invalid_pipeline_status(run, now, str(e)))
@@ -695,7 +714,7 @@ class RunController:
         for job in pipeline.jobs:
             if job.environment is None or job.environment.name in required:
                 continue
-            env = _first(self.views.environments, (namespace, job.environment.name))
+            env = self.environment(namespace, job.environment.name)
             protection = ((env or {}).get("spec") or {}).get("protection") or {}
             required[job.environment.name] = int(protection.get("requiredApprovals") or 0)
         return required
@@ -710,7 +729,7 @@ class RunController:
         for name in sorted(gated):
             job = pipeline.job(name)
             assert job.environment is not None
-            env = _first(self.views.environments, (namespace, job.environment.name)) or {}
+            env = self.environment(namespace, job.environment.name) or {}
             digest = gate_digest(
                 pipeline,
                 name,
@@ -747,7 +766,7 @@ class RunController:
         for job_name in sorted(waiting - set(approvals)):
             job = pipeline.job(job_name)
             assert job.environment is not None
-            env = _first(self.views.environments, (namespace, job.environment.name))
+            env = self.environment(namespace, job.environment.name)
             if env is None:
                 continue  # an unprotected manual deployment whose environment is not declared
             try:
@@ -776,6 +795,7 @@ class RunController:
                     run.status.evaluation.commit_author if run.status.evaluation else None,
                 ),
                 round=matched.rounds.get(job_name, 0),
+                environment=job.environment.name,
             )
             created = await self.io(self.kube.create_approval, namespace, manifest)
             if created is not None:
@@ -840,8 +860,8 @@ class RunController:
         """What a native deploy will apply, for its Approval to show and hold it to (raises
         when the templates do not render: no approval can then be asked). A script deploy's
         images are not known before it runs: its Approval names the commit and digest."""
-        if job.deploy is None:
-            return ()
+        if job.deploy is None or (job.environment and job.environment.action == "stop"):
+            return ()  # a stop deploys nothing
         return await self.deploys.images(namespace, run, pipeline, job)
 
     def _resume_deploys(
