@@ -282,8 +282,12 @@ def test_only_listed_approvers_vote_and_only_their_own_vote(
     # A vote may be withdrawn by its author before the decision.
     patch(admission, "approver2", ns, name, {"spec": {"votes": {"approver2": None}}})
     assert "approver2" not in get_approval(admission, ns, name)["spec"]["votes"]
-    # Metadata-only changes are not votes (e.g. labels, the garbage collector's updates).
-    patch(admission, "outsider", ns, name, {"metadata": {"labels": {"seen": "yes"}}})
+    # Metadata is not a vote either: it is the operator's (an Approval is found by its spec,
+    # and a relabelled one must not even look as if it gated another run).
+    message = refused(
+        patch, admission, "outsider", ns, name, {"metadata": {"labels": {"seen": "yes"}}}
+    )
+    assert "may only vote, in spec.votes" in message
 
 
 def test_the_initiator_may_not_vote_unless_allowed(
@@ -314,7 +318,15 @@ def test_only_the_operator_creates_approvals_and_writes_their_status(
     run_obj = start_run(admission, ns, "r1")
     env = environment(["approver1"])
     body = approval_manifest(
-        "r1", run_obj["metadata"]["uid"], "deploy", env, {"ref": "main"}, (), "developer", _now()
+        "r1",
+        run_obj["metadata"]["uid"],
+        "deploy",
+        env,
+        {"ref": "main"},
+        (),
+        "developer",
+        _now(),
+        digest=DIGEST,
     )
     message = refused(
         custom(admission, "ci").create_namespaced_custom_object,

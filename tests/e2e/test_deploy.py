@@ -421,7 +421,9 @@ def test_the_seeds_own_pipeline_waits_for_approval_before_prod(
     waiting = conveyor.wait_run("seed", lambda r: phase(r) == "WaitingForApproval", timeout=90)
     assert job_status(waiting, "k8s-deploy-test")["phase"] == "Succeeded"
     assert job_status(waiting, "k8s-deploy-prod")["phase"] == "Manual"
-    # The seed's kubectl deploy job got the test environment's kubeconfig, by reference.
+    # The seed's kubectl deploy job is a script job in the team's namespace: it gets the
+    # CI_ENVIRONMENT_* variables and its own KUBECONFIG (the article writes it from its
+    # KUBE_CONFIG variable), never the Environment's credentials.
     deploy_test = next(
         j
         for j in conveyor.jobs("seed")
@@ -429,9 +431,8 @@ def test_the_seeds_own_pipeline_waits_for_approval_before_prod(
     )
     pod = deploy_test.spec.template.spec
     kubeconfig = next(e for e in pod.containers[0].env if e.name == "KUBECONFIG")
-    volumes = {v.name: v for v in pod.volumes}
-    assert any(v.secret and v.secret.secret_name == "test-kubeconfig" for v in volumes.values())
-    assert kubeconfig.value and kubeconfig.value.startswith("/")
+    assert kubeconfig.value == "/etc/deploy/config" and kubeconfig.value_from is None
+    assert not any(v.secret and "kubeconfig" in v.secret.secret_name for v in pod.volumes or ())
     env = {e.name: e.value for e in pod.containers[0].env}
     assert env["CI_ENVIRONMENT_NAME"] == "test" and env["CI_ENVIRONMENT_SLUG"] == "test"
     assert env["CI_ENVIRONMENT_URL"] == "https://go-app.test.domain.com"

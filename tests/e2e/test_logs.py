@@ -83,7 +83,8 @@ def test_a_jobs_log_is_its_checkout_then_its_script(
 
 
 def test_follow_waits_for_the_job_to_start(conveyor: Conveyor, clusters: Clusters) -> None:
-    conveyor.create(pipeline("fl", [job("first", "build", **lasts("3s")), job("second", "test")]))
+    # `first` lasts long enough for the command to start first even on a loaded machine.
+    conveyor.create(pipeline("fl", [job("first", "build", **lasts("20s")), job("second", "test")]))
     conveyor.create(run("fl-1", "fl"))
     # `second` has no pod yet: --follow waits for it, then streams its log.
     follower = subprocess.Popen(
