@@ -172,13 +172,20 @@ class Operator:
     """`conveyor operator` as a child process, which tests may kill and start again."""
 
     def __init__(
-        self, kubeconfig: Path, log: Path, port: int, webhook_port: int, metrics_port: int
+        self,
+        kubeconfig: Path,
+        log: Path,
+        port: int,
+        webhook_port: int,
+        metrics_port: int,
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.kubeconfig, self.log, self.port = kubeconfig, log, port
         self.webhook_port, self.metrics_port = webhook_port, metrics_port
+        self.extra = extra  # more options, e.g. --leader-elect
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, wait: bool = True) -> None:
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
             [
@@ -197,13 +204,15 @@ class Operator:
                 "--allow-local-repositories",  # the tests' repositories are file:// ones
                 "--git-cache",
                 str(self.log.parent / "git-cache"),
+                *self.extra,
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "MALLOC_ARENA_MAX": "2"},
         )
         out.close()
-        wait_until(self._healthy, timeout=60, what="the operator's liveness endpoint")
+        if wait:
+            wait_until(self._healthy, timeout=60, what="the operator's liveness endpoint")
 
     def _healthy(self) -> bool:
         assert self.proc is not None

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import http.server
 import logging
+import os
+import socket
+import threading
+import urllib.parse
+import uuid
 from pathlib import Path
+from typing import Any
 
 import kopf
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from conveyor import __version__
 from conveyor.api.durations import parse_duration
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.cli.common import add_cluster_options, fail, target
-from conveyor.kube.client import Kube, KubeConfigError
+from conveyor.kube import fence
+from conveyor.kube.client import IN_CLUSTER_NAMESPACE, Kube, KubeConfigError
 from conveyor.kube.identity import IdentityMismatch, verify_identity
 from conveyor.kube.jobspec import (
     DEFAULT_BUILDER_IMAGE,
@@ -24,6 +33,9 @@ from conveyor.kube.jobspec import (
     DEFAULT_SCANNER_IMAGE,
     JobOptions,
 )
+from conveyor.kube.leader import Elector
+
+LEASE_NAME = "conveyor-operator"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -117,6 +129,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how long an Approval is kept after its run is deleted: the record of who "
         "approved what (default 720h, 30 days)",
     )
+    p.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="run as one of several replicas: only the holder of a coordination.k8s.io Lease "
+        "acts; the others wait to take over (deploy/ runs two replicas so)",
+    )
+    p.add_argument(
+        "--lease",
+        metavar="NS/NAME",
+        default=None,
+        help="the Lease of --leader-elect (default: conveyor-operator in the operator's own "
+        "namespace in a cluster, else in conveyor-system)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
 
@@ -159,6 +184,55 @@ def crds_served(api: client.ApiClient) -> bool:
         raise
     names = {r.name for r in resources.resources}
     return {"pipelines", "pipelineruns"} <= names
+
+
+def lease_of(args: argparse.Namespace) -> tuple[str, str]:
+    if args.lease:
+        namespace, sep, name = args.lease.partition("/")
+        if not sep or not namespace or not name:
+            raise SystemExit(f"conveyor operator: --lease takes NS/NAME, not {args.lease!r}")
+        return namespace, name
+    try:
+        namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
+    except OSError:
+        namespace = DEFAULT_CREDENTIALS_NAMESPACE
+    return namespace or DEFAULT_CREDENTIALS_NAMESPACE, LEASE_NAME
+
+
+def lead(args: argparse.Namespace, cfg: client.Configuration, identity: str) -> None:
+    """Blocks until this replica holds the lease, answering the liveness probe meanwhile (a
+    standby is healthy); from then on every write passes the fence."""
+    namespace, name = lease_of(args)
+    elector = Elector(client.ApiClient(cfg), namespace, name, identity)
+    standby = serve_liveness(args.liveness) if args.liveness else None
+    try:
+        elector.acquire()
+    finally:
+        if standby is not None:
+            standby.shutdown()
+            standby.server_close()
+    fence.set_leadership(elector.holds)
+    elector.keep(lost=fence.check)
+
+
+def serve_liveness(url: str) -> http.server.HTTPServer:
+    """A bare liveness endpoint for a standby replica (Kopf serves it once leading)."""
+    parts = urllib.parse.urlsplit(url)
+
+    class Healthy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == parts.path else 404)
+            self.end_headers()
+            self.wfile.write(b"standby\n")
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        (parts.hostname or "0.0.0.0", parts.port or 80), Healthy
+    )
+    threading.Thread(target=server.serve_forever, name="standby-liveness", daemon=True).start()
+    return server
 
 
 def job_options(args: argparse.Namespace) -> JobOptions:
@@ -213,6 +287,12 @@ def run_operator(args: argparse.Namespace) -> int:
             "policies: deploy/10-rbac.yaml)"
         )
     logging.getLogger("conveyor").info("running as %s", me)
+    identity = f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    # Audit logs tell replicas apart by it (they share one service account).
+    api.user_agent = f"conveyor-operator/{__version__} ({identity})"
+    fence.guard(api)
+    if args.leader_elect:
+        lead(args, cfg, identity)
     RUNTIME.connection = connection_info(cfg)
     RUNTIME.kube = Kube(api)
     RUNTIME.workers = args.workers

@@ -27,6 +27,7 @@ import yaml
 from kubernetes import client, config
 
 from conveyor.deploy.errors import KubeconfigError
+from conveyor.kube import fence
 
 _FILE_FIELDS_USER = ("client-certificate", "client-key", "tokenFile")
 _FILE_FIELDS_CLUSTER = ("certificate-authority",)
@@ -99,7 +100,7 @@ def target_client(
         )
 
     rest.request = request  # type: ignore[method-assign]
-    return api
+    return fence.guard(api)  # a replica that is not the leader never deploys
 
 
 def _parse(kubeconfig: bytes) -> dict[str, Any]:
