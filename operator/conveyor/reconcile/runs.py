@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes.client.rest import ApiException
 
 from conveyor import __version__
@@ -96,6 +97,7 @@ from conveyor.kube.observe import (
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.deploys import DeployExecutor
+from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
 
@@ -103,7 +105,6 @@ log = logging.getLogger("conveyor.runs")
 
 Key = tuple[str, str]  # (namespace, name)
 Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored values
-RETRY_DELAY_SECONDS = 2.0
 CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
 DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch event comes first
 # A job held by its environment or resource group is queued again when the job ahead ends; this
@@ -218,6 +219,7 @@ class RunController:
         # Native deploys hold a thread for as long as a rollout takes (minutes): never the
         # threads that status writes need.
         self._deploy_pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="deploy")
+        self._backoff, self._quiet = Backoff(), Quiet()
         # What each run's build jobs pushed (image -> digest), from its status: deploys pin it.
         self._built: dict[Key, dict[str, str]] = {}
         self.deploys = DeployExecutor(
@@ -380,19 +382,35 @@ class RunController:
             began = time.perf_counter()
             try:
                 await self.reconcile(key)
+                self._backoff.succeeded(key)
             except ApiException as e:
-                log.warning(
-                    "reconciling %s/%s: API error %s %s; retrying", *key, e.status, e.reason
-                )
-                self.metrics.pass_errors.labels("api").inc()
-                self.queue.add_after(key, RETRY_DELAY_SECONDS)
-            except Exception:
-                log.exception("reconciling %s/%s failed; retrying", *key)
-                self.metrics.pass_errors.labels("internal").inc()
-                self.queue.add_after(key, RETRY_DELAY_SECONDS)
+                self._failed(key, "api", f"API error {e.status} {e.reason}")
+            except (OSError, urllib3.exceptions.HTTPError) as e:
+                # The API server is unreachable (restarting, say): the same for every run.
+                self._failed(key, "api", f"the API server did not answer: {type(e).__name__}")
+            except Exception as e:
+                self._failed(key, "internal", f"{type(e).__name__}: {e}"[:300], trace=True)
             finally:
                 self.metrics.pass_seconds.observe(time.perf_counter() - began)
                 self.queue.done(key)
+
+    def _failed(self, key: Key, kind: str, cause: str, *, trace: bool = False) -> None:
+        """Retries the run with backoff; says the cause once per interval, not per attempt."""
+        delay = self._backoff.failed(key)
+        self.metrics.pass_errors.labels(kind).inc()
+        self.queue.add_after(key, delay)
+        held = self._quiet.say(cause, time.monotonic())
+        if held is None:
+            return
+        more = f" ({held} more failures with this cause since it was last said)" if held else ""
+        log.warning(
+            "reconciling %s/%s: %s; retrying in %.0f s%s",
+            *key,
+            cause,
+            delay,
+            more,
+            exc_info=trace,
+        )
 
     # -- one pass
     def _run_body(self, key: Key) -> dict[str, Any] | None:
