@@ -464,6 +464,47 @@ def test_jobs_and_pods_passing_for_conveyors_are_refused(
         "spec": {"template": {"metadata": {"labels": labels}, "spec": pod_spec}},
     }
     refused(batch.create_namespaced_job, ns, sneaky)
+    # Nor scheduled: the CronJob controller would make it (and is no operator).
+    cron = {
+        "metadata": {"name": "cron"},
+        "spec": {
+            "schedule": "* * * * *",
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {"template": {"spec": pod_spec}},
+            },
+        },
+    }
+    assert "only the Conveyor" in refused(batch.create_namespaced_cron_job, ns, cron)
+    # Nor made into pods by another controller (a ReplicaSet of pods labelled as the run's).
+    apps = client.AppsV1Api(as_user(clusters, "developer"))
+    replicas = {
+        "metadata": {"name": "rs"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {**pod_spec, "restartPolicy": "Always"},
+            },
+        },
+    }
+    apps.create_namespaced_replica_set(ns, replicas)
+    wait_until(
+        lambda: [
+            e
+            for e in client.CoreV1Api(clusters.api("ci")).list_namespaced_event(ns).items
+            if e.involved_object.name == "rs" and e.reason == "FailedCreate"
+        ],
+        what="the ReplicaSet's pods refused",
+        timeout=60,
+    )
+    assert (
+        client.CoreV1Api(clusters.api("ci"))
+        .list_namespaced_pod(ns, label_selector="conveyor.dev/pipelinerun=f1")
+        .items
+        == []
+    )
     assert "made by the Job controller" in refused(
         core.create_namespaced_pod,
         ns,

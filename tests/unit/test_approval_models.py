@@ -174,6 +174,7 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
         "conveyor-approval-votes",
         "conveyor-approval-record",
         "conveyor-jobs",
+        "conveyor-cronjobs",
         "conveyor-job-pods",
     }
     for d in docs:

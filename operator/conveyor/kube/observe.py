@@ -174,6 +174,12 @@ def compact_job(job: Mapping[str, Any]) -> dict[str, Any]:
         "metadata": {
             "name": metadata.get("name"),
             "uid": metadata.get("uid"),
+            # Whose Job it is: only the run's own Jobs (owned by its UID) are its jobs.
+            "ownerReferences": [
+                {"uid": r.get("uid"), "controller": r.get("controller")}
+                for r in metadata.get("ownerReferences") or ()
+                if r.get("controller")
+            ],
             "creationTimestamp": metadata.get("creationTimestamp"),
             "annotations": {
                 k: annotations[k] for k in (ANNOTATION_JOB, ANNOTATION_ATTEMPT) if k in annotations

@@ -81,7 +81,7 @@ from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
-from conveyor.kube.client import Kube
+from conveyor.kube.client import Kube, controller_uid
 from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import JobOptions, build_job, project_name, with_names_expanded
 from conveyor.kube.observe import (
@@ -460,7 +460,7 @@ class RunController:
         return cached[1], ""
 
     async def _observe(
-        self, key: Key, now: datetime.datetime, reporting: frozenset[str]
+        self, key: Key, now: datetime.datetime, reporting: frozenset[str], run_uid: str
     ) -> tuple[list[ObservedJob], bool]:
         """The run's Jobs as the engine sees them, and whether a pod's details are still due.
         `reporting` jobs' pods tell their result on success too (a digest, findings)."""
@@ -468,6 +468,8 @@ class RunController:
         observed: list[ObservedJob] = []
         awaiting = False
         for job in self.views.jobs.get(key, ()):
+            if run_uid and controller_uid(job) != run_uid:
+                continue  # labelled as the run's, but not made by the operator for it
             seen = observe_job(job)
             if seen is None:
                 continue
@@ -570,7 +572,7 @@ class RunController:
         reporting = frozenset(
             j.name for j in pipeline.jobs if j.build is not None or j.scan is not None
         )
-        observed, awaiting = await self._observe(key, now, reporting)
+        observed, awaiting = await self._observe(key, now, reporting, run.metadata.uid or "")
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         expected = self._expected_gates(namespace, run, pipeline, gated)
         matched = match_approvals(
