@@ -646,6 +646,15 @@ def test_the_pusher_may_not_approve_their_own_push(
     assert own.returncode != 0 and "pushed the commit of" in own.stderr
     approve(clusters, ns, gate["metadata"]["name"], user="approver2")
     assert phase(conveyor.wait_finished(name, timeout=90)) == "Succeeded"
+    # Nor can the team deliver a push of its own making: the token is out of its reach, and a
+    # Secret of the team's own named like it is not the one the operator checks.
+    dev_core = client.CoreV1Api(as_user(clusters, "developer"))
+    refused(dev_core.read_namespaced_secret, f"{ns}.hook", OPERATOR_NS)
+    dev_core.create_namespaced_secret(
+        ns, client.V1Secret(metadata=client.V1ObjectMeta(name="hook"), string_data={"token": "t"})
+    )
+    forged_push = body.replace(b'"approver1"', b'"someone-else"')
+    assert post(url, forged_push, {**headers, "X-Gitlab-Token": "t"})[0] == 401
     # Nobody else names a pusher: not on a run of their own, not on the operator's run.
     dev = client.CustomObjectsApi(as_user(clusters, "developer"))
     forged = run("forged", "go-app", ref="master")

@@ -46,3 +46,10 @@ def test_each_review_app_gets_a_namespace_of_its_own():
         "review/a"
     )
     assert target_namespace("app", "review/a") == "app"
+
+
+def test_the_most_specific_pattern_wins():
+    catch_all = env("a-anything", "*")
+    review = env("z-review", "review/*")
+    assert resolve_environment("review/x", [catch_all, review]) is review
+    assert resolve_environment("Production", [catch_all, review]) is catch_all

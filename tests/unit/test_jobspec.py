@@ -64,7 +64,10 @@ def script_container(job):
 def test_identity_labels_annotations_owner():
     job = build(attempt=2)
     meta = job["metadata"]
-    assert meta["name"] == job_name("app-main-1", "unit tests", 2)
+    uid = meta["ownerReferences"][0]["uid"]
+    # The run's UID is in the name's hash: a run made again under its name meets no old Job.
+    assert meta["name"] == job_name("app-main-1", "unit tests", 2, uid)
+    assert meta["name"] != job_name("app-main-1", "unit tests", 2, uid + "x")
     assert meta["namespace"] == "ci"
     assert meta["labels"] == {
         "conveyor.dev/pipelinerun": "app-main-1",

@@ -735,7 +735,9 @@ class SecretKeyRef:
 @dataclass(frozen=True)
 class WebhookTrigger:
     secret_ref: SecretKeyRef = spec_field(
-        "The shared secret: GitLab's secret token, or GitHub's webhook secret (HMAC-SHA256)."
+        "The shared secret: GitLab's secret token, or GitHub's webhook secret (HMAC-SHA256). "
+        "The Secret is <namespace>.<name> in the operator's credentials namespace "
+        "(conveyor-system), out of the team's reach: whoever holds the token can say who pushed."
     )
     branches: tuple[str, ...] = _branch_globs(
         "Branches whose pushes start a run: names or fnmatch globs. Default: every branch; "

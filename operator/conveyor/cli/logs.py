@@ -84,7 +84,8 @@ def attempts(run: Mapping[str, Any], job: str | None, attempt: int | None) -> li
             f"job {job} of run {name} has had {latest.number} attempt(s), not {attempt}"
         )
     # Earlier attempts failed (only a failure is retried); their Jobs have deterministic names.
-    return [Attempt(job, attempt, "Failed", job_name(name, job, attempt))]
+    uid = run["metadata"].get("uid") or ""
+    return [Attempt(job, attempt, "Failed", job_name(name, job, attempt, uid))]
 
 
 def _latest(entry: Mapping[str, Any]) -> Attempt:

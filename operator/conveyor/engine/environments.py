@@ -3,7 +3,8 @@
 GitLab's environment names are free-form (`review/$CI_COMMIT_REF_NAME`, `Production`); object
 names are not. A name is served, in this order, by the Environment of that exact name, by the one
 named after its slug (CI_ENVIRONMENT_SLUG, e.g. `review-feature-x-1a2b3c`), or by one whose
-`spec.names` patterns match it (`review/*`: one Environment for every review app). A name that
+`spec.names` patterns match it, the most specific first (`review/*`: one Environment for every
+review app). A name that
 none serves is a plain environment: the job runs without gate, credentials or target, as GitLab
 runs an environment nobody configured.
 """
@@ -40,11 +41,15 @@ def resolve_environment(
     for candidate in (name, object_name(name)):
         if candidate in by_name:
             return by_name[candidate]
-    for body in bodies:
-        patterns = (body.get("spec") or {}).get("names") or ()
-        if any(pattern_matches(p, name) for p in patterns):
-            return body
-    return None
+    # The most specific pattern wins (the most characters that are not *), as GitLab's
+    # environment scopes do; then the Environment's name, for a deterministic choice.
+    matches = [
+        (-len(p.replace("*", "")), b["metadata"]["name"], b)
+        for b in bodies
+        for p in (b.get("spec") or {}).get("names") or ()
+        if pattern_matches(p, name)
+    ]
+    return min(matches, key=lambda m: (m[0], m[1]))[2] if matches else None
 
 
 def target_namespace(template: str, name: str) -> str:

@@ -30,13 +30,16 @@ def slug(text: str, max_length: int = DNS_LABEL_MAX) -> str:
     return out[:max_length].strip("-")
 
 
-def job_name(run_name: str, pipeline_job: str, attempt: int) -> str:
+def job_name(run_name: str, pipeline_job: str, attempt: int, run_uid: str = "") -> str:
     """Name of the batch/v1 Job for one attempt of one pipeline job: a DNS-1123 label.
 
-    Readable slugs of the run and the job, the attempt, and a hash of all three so that distinct
-    jobs whose slugs coincide after truncation or folding still get distinct names.
+    Readable slugs of the run and the job, the attempt, and a hash of all three (and of the
+    run's UID, when given) so that distinct jobs whose slugs coincide after truncation or folding
+    still get distinct names, and a run made again under the same name never meets a Job left
+    by the earlier one.
     """
-    suffix = f"-{attempt}-{short_hash(run_name, pipeline_job, str(attempt))}"
+    parts = (run_name, pipeline_job, str(attempt), *((run_uid,) if run_uid else ()))
+    suffix = f"-{attempt}-{short_hash(*parts)}"
     budget = DNS_LABEL_MAX - len(suffix)
     run_part = slug(run_name) or "run"
     job_part = slug(pipeline_job) or "job"

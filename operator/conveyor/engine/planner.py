@@ -53,6 +53,7 @@ class _Pass:
     gated: frozenset[str] = frozenset()  # jobs waiting for an Approval while manual
     held: Mapping[str, Hold] = field(default_factory=dict)  # job -> why it waits
     now: datetime.datetime | None = None
+    run_uid: str = ""  # in Job names: a run made again under a name meets no earlier Job
     scheduled: Mapping[str, datetime.datetime] = field(default_factory=dict)  # delayed jobs
 
 
@@ -127,6 +128,7 @@ def plan(
     work = _Pass(
         pipeline=pipeline,
         run_name=run.name,
+        run_uid=run.metadata.uid or "",
         played=frozenset(spec.play),
         may_create=not stopping and (started or may_start),
         excluded=excluded,
@@ -278,7 +280,7 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     if attempt is not None:
         if should_retry(job, attempt) and work.may_create:
             number = attempt.number + 1
-            name = job_name(work.run_name, job.name, number)
+            name = job_name(work.run_name, job.name, number, work.run_uid)
             work.creates.append(JobToCreate(job.name, number, name))
             work.retried[job.name] = attempt
             entry = dataclasses.replace(entry, attempt=number, job_name=name)
@@ -348,7 +350,7 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
     elif runs and job.name in work.held:
         entry = dataclasses.replace(entry, reason=work.held[job.name].reason)
     elif runs and work.may_create:
-        name = job_name(work.run_name, job.name, 1)
+        name = job_name(work.run_name, job.name, 1, work.run_uid)
         work.creates.append(JobToCreate(job.name, 1, name))
         entry = dataclasses.replace(entry, attempt=1, job_name=name)
     work.entries[job.name] = entry

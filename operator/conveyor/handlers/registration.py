@@ -72,7 +72,12 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
     RUNTIME.controller = controller
     RUNTIME.triggers = TriggerManager(
-        RUNTIME.kube, sources, controller.pipeline_body, controller.io, utcnow
+        RUNTIME.kube,
+        sources,
+        controller.pipeline_body,
+        controller.io,
+        utcnow,
+        RUNTIME.options.credentials_namespace,
     )
     if RUNTIME.webhook_address is not None:
         app = webhook_app(RUNTIME.triggers.webhook_lookup, RUNTIME.triggers.create_run)

@@ -357,7 +357,9 @@ def build_job(
         raise ValueError("the PipelineRun has no spec")
     variables = job_variables(pipeline, run, job, options)
     # GitLab's id of this job (attempt): here the attempt's Job, unique like GitLab's.
-    variables.define_default("CI_JOB_ID", job_name(run.name, job.name, attempt))
+    variables.define_default(
+        "CI_JOB_ID", job_name(run.name, job.name, attempt, run.metadata.uid or "")
+    )
     env = variables.env_list()
     project_dir = variables.raw["CI_PROJECT_DIR"]
     labels = run_labels(run)
@@ -437,7 +439,7 @@ def build_job(
         pod_spec["automountServiceAccountToken"] = False
 
     metadata: dict[str, Any] = {
-        "name": job_name(run.name, job.name, attempt),
+        "name": job_name(run.name, job.name, attempt, run.metadata.uid or ""),
         "labels": dict(labels),
         "annotations": {ANNOTATION_JOB: job.name, ANNOTATION_ATTEMPT: str(attempt)},
         "ownerReferences": [

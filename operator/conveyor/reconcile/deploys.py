@@ -280,7 +280,7 @@ class DeployExecutor:
                 f"environment {env_name!r}: the target namespace {spec['namespace']!r} expands "
                 f"to {target!r}, which is no namespace name"
             )
-        config = await self._kubeconfig(spec) if kubeconfig else b""
+        config = await self._kubeconfig(namespace, spec) if kubeconfig else b""
         if pipeline.source is None:
             raise DeployError(
                 "a deploy job reads templates from the pipeline's source: set spec.source"
@@ -325,11 +325,18 @@ class DeployExecutor:
             built=dict(self.built((namespace, run.metadata.name))),
         )
 
-    async def _kubeconfig(self, spec: dict[str, Any]) -> bytes:
+    async def _kubeconfig(self, namespace: str, spec: dict[str, Any]) -> bytes:
         """The Environment's kubeconfig, from the credentials namespace: never from the team's
-        own namespace, where anyone with `edit` could read it or swap it."""
+        own namespace, where anyone with `edit` could read it or swap it. Only Secrets made for
+        the Environment's namespace (`<namespace>.<...>`, as `conveyor env add` names them): an
+        Environment of one team never deploys with another team's credentials."""
         secret_ref = spec.get("kubeconfigSecret") or {}
-        name = secret_ref.get("name")
+        name = secret_ref.get("name") or ""
+        if not name.startswith(f"{namespace}."):
+            raise KubeconfigError(
+                f"the environment's kubeconfig Secret {name!r} is not one of namespace "
+                f"{namespace}: its name must start with {namespace + '.'!r} (conveyor env add)"
+            )
         try:
             data = await self.sources.credentials(self.credentials_namespace, name)
         except SourceUnavailable as e:  # missing, or not readable: the environment's problem

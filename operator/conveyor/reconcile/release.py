@@ -30,7 +30,7 @@ from conveyor.deploy import (
     wait_rollout,
 )
 from conveyor.deploy.cluster import translated
-from conveyor.engine.names import label_value, ref_slug
+from conveyor.engine.names import label_value, ref_slug, short_hash
 
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod"}
 
@@ -128,7 +128,12 @@ def _kinds(objects: list[Any]) -> set[tuple[str, str]]:
 
 
 def _record_name(environment: str) -> str:
-    return f"conveyor-release-{ref_slug(environment)[:40]}"
+    """One record per environment name: names that slug alike (case, `/`, length) get a hash of
+    the exact name, so two environments never share (and prune from) one record."""
+    slugged = ref_slug(environment)
+    if slugged == environment and len(slugged) <= 40:
+        return f"conveyor-release-{slugged}"
+    return f"conveyor-release-{slugged[:40].rstrip('-')}-{short_hash(environment)}"
 
 
 def load_record(api: client.ApiClient, namespace: str, environment: str) -> DeployRecord | None:

@@ -83,7 +83,13 @@ from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube, controller_uid
 from conveyor.kube.events import event_body
-from conveyor.kube.jobspec import JobOptions, build_job, project_name, with_names_expanded
+from conveyor.kube.jobspec import (
+    ANNOTATION_JOB,
+    JobOptions,
+    build_job,
+    project_name,
+    with_names_expanded,
+)
 from conveyor.kube.observe import (
     as_active,
     awaiting_pod_details,
@@ -111,6 +117,8 @@ DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch eve
 # recheck only backs that up (an event missed during a watch reconnect).
 HELD_RECHECK_SECONDS = 30.0
 APPROVAL_SWEEP_SECONDS = 300.0
+# What a run records of itself at its start (engine.record), with the rules' outcome.
+RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
 NO_ARBITRATION = Arbitration({}, None)
 
 
@@ -146,6 +154,20 @@ def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str,
         for job in pipeline.jobs
         if job.build is not None and digests.get(job.name)
     }
+
+
+def _is_attempt_of(pipeline: PipelineSpec, run: PipelineRun, seen: ObservedJob) -> bool:
+    """Whether a Job the run owns is one the operator made for it: a job of the pipeline that
+    runs as a Job (a native deploy never does), under the name of its attempt (or the name it
+    had before names held the run's UID)."""
+    job = next((j for j in pipeline.jobs if j.name == seen.pipeline_job), None)
+    if job is None or job.deploy is not None:
+        return False
+    names = {
+        attempt_job_name(run.name, job.name, seen.attempt, run.metadata.uid or ""),
+        attempt_job_name(run.name, job.name, seen.attempt),
+    }
+    return seen.job_name in names
 
 
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -573,6 +595,7 @@ class RunController:
             j.name for j in pipeline.jobs if j.build is not None or j.scan is not None
         )
         observed, awaiting = await self._observe(key, now, reporting, run.metadata.uid or "")
+        observed = [o for o in observed if _is_attempt_of(pipeline, run, o)]
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         expected = self._expected_gates(namespace, run, pipeline, gated)
         matched = match_approvals(
@@ -600,7 +623,7 @@ class RunController:
             if job in gated and job not in approvals:
                 # Fail closed: a deploy whose images cannot be shown cannot be approved.
                 refusals[job], messages[job] = REASON_DEPLOY_FAILED, why
-        self._resume_deploys(key, run, pipeline, approved_images)
+        self._resume_deploys(key, run, pipeline, approved_images, gated)
         observed += self.deploys.observed(key) + refused(run.name, refusals, messages)
         planning = functools.partial(
             plan,
@@ -712,8 +735,10 @@ class RunController:
 
     def _job_exists(self, namespace: str, run: str, job: str) -> bool:
         assert self.views is not None
-        name = attempt_job_name(run, job, 1)
-        return any(j["metadata"]["name"] == name for j in self.views.jobs.get((namespace, run), ()))
+        return any(
+            (j["metadata"].get("annotations") or {}).get(ANNOTATION_JOB) == job
+            for j in self.views.jobs.get((namespace, run), ())
+        )
 
     def _claim_deploys(
         self, key: Key, run: PipelineRun, pipeline: PipelineSpec, decided: Plan
@@ -890,6 +915,7 @@ class RunController:
         run: PipelineRun,
         pipeline: PipelineSpec,
         approved_images: Mapping[str, tuple[str, ...]],
+        gated: frozenset[str],
     ) -> None:
         """A deploy the status says was running, that this process is not running: the
         operator restarted mid-deploy. Deploying again is safe (server-side apply)."""
@@ -899,6 +925,8 @@ class RunController:
             if entry.phase != "Running" or not entry.job_name or not entry.attempt:
                 continue
             job = pipeline.job(entry.name)
+            if job.name in gated and job.name not in approved_images:
+                continue  # a gated deploy starts on its Approval only, never by resuming
             if job.deploy is not None and not self.deploys.running(key, entry.job_name):
                 images = approved_images.get(job.name)
                 self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name, images)
@@ -958,6 +986,13 @@ class RunController:
         approved_images: Mapping[str, tuple[str, ...]],
     ) -> None:
         namespace, _ = key
+        old_status = body.get("status") or {}
+        if decided.create and "pipelineSpec" not in old_status and "pipelineSpec" in decided.status:
+            # The record of what the run runs is written before its first Jobs, so nothing runs
+            # that the record (and so an approval's digest) does not say.
+            record = {k: decided.status[k] for k in RECORD_KEYS if k in decided.status}
+            await self._write_status(key, body, {**old_status, **record})
+            body = self._written[key][1] if key in self._written else body
         # Jobs before status: a status that names a Job must never precede the Job itself.
         for create in decided.create:
             spec_job = pipeline.job(create.pipeline_job)

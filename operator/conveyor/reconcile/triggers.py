@@ -19,6 +19,7 @@ from kubernetes.client.rest import ApiException
 from conveyor.api import ModelError, Pipeline, format_time
 from conveyor.api.pipeline import PipelineSpec, PollStatus, PollTrigger, WebhookTrigger
 from conveyor.kube.client import Kube
+from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.triggers import (
     CREATED,
@@ -47,6 +48,12 @@ def _poll_trigger(body: dict[str, Any]) -> tuple[PipelineSpec, PollTrigger] | No
     return spec, spec.triggers.poll
 
 
+def webhook_secret_name(namespace: str, name: str) -> str:
+    """The Secret of the credentials namespace holding namespace `namespace`'s webhook token
+    `name`: prefixed, so a team can only name tokens the platform made for it."""
+    return f"{namespace}.{name}"
+
+
 class TriggerManager:
     def __init__(
         self,
@@ -55,7 +62,11 @@ class TriggerManager:
         pipelines: PipelineLookup,
         io: Io,
         clock: Callable[[], datetime.datetime],
+        credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE,
     ) -> None:
+        # Webhook tokens live there, as <namespace>.<name>: a token the team could read would
+        # let any of its members deliver a push in someone else's name (the pusher rule).
+        self.credentials_namespace = credentials_namespace
         self.kube, self.sources, self.pipelines, self.io, self.clock = (
             kube,
             sources,
@@ -161,8 +172,9 @@ class TriggerManager:
         if spec is None or spec.triggers is None or spec.triggers.webhook is None:
             return None
         trigger = spec.triggers.webhook
+        secret_name = webhook_secret_name(namespace, trigger.secret_ref.name)
         try:
-            data = await self.sources.credentials(namespace, trigger.secret_ref.name)
+            data = await self.sources.credentials(self.credentials_namespace, secret_name)
         except SourceUnavailable as e:
             # Said to the operator's log, not to whoever knocks: 404 either way.
             log.warning("webhook of pipeline %s/%s: %s", namespace, name, e)
@@ -170,10 +182,11 @@ class TriggerManager:
         secret = (data or {}).get(trigger.secret_ref.key)
         if not secret:
             log.warning(
-                "webhook of pipeline %s/%s: Secret %s has no key %r",
+                "webhook of pipeline %s/%s: Secret %s/%s has no key %r",
                 namespace,
                 name,
-                trigger.secret_ref.name,
+                self.credentials_namespace,
+                secret_name,
                 trigger.secret_ref.key,
             )
             return None
