@@ -931,17 +931,23 @@ def start_coredns(bindir: Path, cluster: str, inside: list[str]) -> None:
     ip = LAYOUT.node_ip(cluster)
     corefile = LAYOUT.dir(cluster) / "Corefile"
     corefile.write_text(
-        f""".:53 {{
+        f"""cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{
     bind {ip}
     errors
     ready {ip}:8181
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
         kubeconfig {component_kubeconfig(cluster, "coredns")} {cluster}
         pods insecure
-        fallthrough in-addr.arpa ip6.arpa
         ttl 5
     }}
     cache 5
+}}
+# Pods reach nothing outside this machine: other names do not exist for them.
+.:53 {{
+    bind {ip}
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
 }}
 """
     )

@@ -339,7 +339,8 @@ def _host_state(base: int, state: Path) -> dict[str, list[str]]:
     lo = subprocess.run(
         ["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
     ).stdout
-    addresses = [w for w in lo.split() if w.startswith("10.250.")]
+    host_ip = f"10.250.{(base // 50) % 256}.1/32"  # as hack/realnode.py derives it
+    addresses = [w for w in lo.split() if w == host_ip]
     run_dirs = [str(p) for p in Path(f"/run/conveyor/{base}").glob("*")]
     return {
         "processes": procs,

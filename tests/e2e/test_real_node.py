@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.conveyor import Conveyor, conveyor_cli, job_status, pipeline, run
-from tests.e2e.gitrepo import new_repo
+from tests.e2e.gitrepo import go_app_repo, new_repo
 from tests.e2e.realnode import Answer, RealNodes, git_http_handler, pod, serve
 from tests.e2e.support import Clusters, wait_for_object, wait_until
 
@@ -101,13 +101,14 @@ def test_a_container_really_runs_and_its_exit_code_and_log_are_its_own(
     assert ended.status.phase == "Failed"
     assert ended.status.container_statuses[0].state.terminated.exit_code == 3
     log = core.read_namespaced_pod_log("runs", namespace).splitlines()
-    # The pod's own host name, the machine's kernel, both streams, and the pod's own PID 1.
-    assert log == [
+    # The pod's own host name, the machine's kernel, the pod's own PID 1, and stderr too (the
+    # two streams are separate pipes: their lines interleave in no fixed order).
+    assert [line for line in log if line != "to-stderr"] == [
         "hello from runs",
         f"kernel {os.uname().release}",
-        "to-stderr",
         f"sh -c {script} ",
     ]
+    assert "to-stderr" in log
 
 
 def test_exec_into_a_running_container(clusters: Clusters, namespace: str, real: RealNodes) -> None:
@@ -148,7 +149,14 @@ def test_pods_reach_each_other_the_host_and_services_by_cluster_ip(
         what="endpoints of web",
     )
     with serve(real.host_ip, Answer) as port:
-        get = "printf 'GET /{0} HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {1} {2} | tail -n 1"
+        # httpd may not listen yet when its pod runs, nor kube-proxy have programmed the
+        # Service when its endpoints appear: each request is retried until it is answered,
+        # 40 times at most.
+        get = (
+            "for i in $(seq 40); do "
+            "r=$(printf 'GET /{0} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {1} {2} | tail -n 1); "
+            '[ -n "$r" ] && break; sleep 0.25; done; echo "$r"'
+        )
         script = "; ".join(
             [
                 "echo pod: $(" + get.format("", web.status.pod_ip, 8080) + ")",
@@ -185,13 +193,21 @@ def test_pods_resolve_services_by_dns_name(
         lambda: core.read_namespaced_endpoints("named", namespace).subsets,
         what="endpoints of named",
     )
-    # bash's /dev/tcp resolves with glibc, through the pod's resolv.conf (search domains).
-    script = (
-        "for name in named named.$NS.svc.cluster.local kubernetes.default; do "
-        "getent hosts $name | cut -d' ' -f1 | sed \"s/^/$name /\"; done; "
-        "exec 3<>/dev/tcp/named/80; printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3; tail -n 1 <&3; "
-        "exec 4<>/dev/tcp/kubernetes.default/443 && echo api server reachable"
-    )
+    # bash's /dev/tcp resolves with glibc, through the pod's resolv.conf (search domains). The
+    # request is retried (40 times at most) until kube-proxy has programmed the Service.
+    script = r"""
+for name in named named.$NS.svc.cluster.local kubernetes.default; do
+  getent hosts $name | cut -d' ' -f1 | sed "s/^/$name /"
+done
+for i in $(seq 40); do
+  r=$(timeout 5 bash -c 'exec 3<>/dev/tcp/named/80 && printf "GET / HTTP/1.0\r\n\r\n" >&3 &&
+    tail -n 1 <&3' 2>/dev/null)
+  [ -n "$r" ] && break
+  sleep 0.25
+done
+echo "$r"
+timeout 5 bash -c 'exec 4<>/dev/tcp/kubernetes.default/443' && echo api server reachable
+"""
     core.create_namespaced_pod(
         namespace,
         pod(
@@ -306,3 +322,43 @@ def test_a_pipeline_job_checks_out_over_http_and_runs_its_script_for_real(
     assert "written" in lines
     fail = conveyor_cli(clusters, "logs", "real-1", "fail", "-c", "script", "-n", conveyor.ns)
     assert "about to fail" in fail.stdout.splitlines()
+
+
+def test_the_go_app_test_job_runs_go_test_for_real(
+    conveyor: Conveyor,
+    clusters: Clusters,
+    real: RealNodes,
+    git_server: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    """The article's test job (golang:alpine, `go test` in src/) on the real node: the Go
+    toolchain image from hack/images/ compiles and runs the example's tests."""
+    root, base = git_server
+    work = go_app_repo(tmp_path / "go-app")
+    subprocess.run(
+        ["git", "clone", "-q", "--bare", str(work.path), str(root / "go-app.git")], check=True
+    )
+    conveyor.create(
+        pipeline(
+            "go",
+            [
+                {
+                    "name": "test",
+                    "stage": "test",
+                    "image": "golang:alpine",
+                    "script": ["cd ./src", "go version", "go test -v"],
+                    "timeout": "10m",
+                }
+            ],
+            source={"url": f"{base}/go-app.git"},
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("go-1", "go", ref="master"))
+    done = conveyor.wait_finished("go-1", timeout=600)
+    logs = conveyor_cli(clusters, "logs", "go-1", "test", "-c", "script", "-n", conveyor.ns)
+    assert job_status(done, "test")["exitCode"] == 0, logs.stdout + logs.stderr
+    lines = logs.stdout.splitlines()
+    assert any(line.startswith("go version go1.") for line in lines), lines
+    assert any(line.startswith("--- PASS: ") for line in lines), lines
+    assert any(line.startswith("ok  \tgo-app\t") for line in lines), lines
