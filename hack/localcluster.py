@@ -746,22 +746,22 @@ def start_registry() -> None:
     wait_for("registry", lambda: http_ok(f"http://{LAYOUT.registry}/v2/"), "/v2/")
 
 
-def push_images() -> None:
-    """Builds (or finds in the cache) the images of hack/images/ and pushes them under their
-    public names; containerd on the nodes mirrors those registries to this one."""
+def images(*push: str) -> None:
+    """Builds (or finds in the cache) the images of hack/images/; with push, also pushes them
+    under their public names; containerd on the nodes mirrors those registries to this one."""
     logs().mkdir(parents=True, exist_ok=True)
+    argv = ["bash", str(ROOT / "hack" / "images" / "build.sh"), *push]
     with open(logs() / "images.log", "ab") as log:
-        proc = subprocess.run(
-            ["bash", str(ROOT / "hack" / "images" / "build.sh"), "--push", LAYOUT.registry],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise ClusterError(
             f"building or pushing the images failed; last lines of {logs() / 'images.log'}:\n"
             f"{log_tail('images')}"
         )
+
+
+def push_images() -> None:
+    images("--push", LAYOUT.registry)
 
 
 def netns_pid(cluster: str) -> int:
@@ -1003,6 +1003,9 @@ def up() -> None:
             f"free them or choose other ports with CONVEYOR_PORT_BASE (now {PORT_BASE})"
         )
     bindir = build_binaries()
+    if REAL_NODES:
+        # Cold, this takes minutes: before any component starts, so no start waits on it.
+        images()
     ensure_pki()
     write_kubeconfigs()
     try:
@@ -1036,7 +1039,7 @@ def start_components(bindir: Path) -> None:
             start_real_node(bindir, cluster)
 
     with ThreadPoolExecutor(len(CLUSTERS) + 1) as pool:
-        # The images build (cached) and push while the nodes start; every wait ends in time.
+        # The images (built above) are pushed while the nodes start.
         images = pool.submit(push_images) if REAL_NODES else None
         list(pool.map(nodes, CLUSTERS))
         if images is not None:

@@ -514,6 +514,10 @@ def stop_containers(layout: Layout, cluster: str) -> None:
         subprocess.run([*ctr, "tasks", "kill", "-s", "SIGKILL", cid], capture_output=True)
     for cid in ids:
         subprocess.run([*ctr, "tasks", "delete", "-f", cid], capture_output=True, timeout=20)
+    # And their records, so that the next start finds no stale pods to clean up.
+    listed = subprocess.run([*ctr, "containers", "ls", "-q"], capture_output=True, text=True)
+    if listed.returncode == 0 and listed.stdout.split():
+        subprocess.run([*ctr, "containers", "delete", *listed.stdout.split()], capture_output=True)
 
 
 def teardown_node(layout: Layout, cluster: str) -> list[str]:
