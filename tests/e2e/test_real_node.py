@@ -362,3 +362,46 @@ def test_the_go_app_test_job_runs_go_test_for_real(
     assert any(line.startswith("go version go1.") for line in lines), lines
     assert any(line.startswith("--- PASS: ") for line in lines), lines
     assert any(line.startswith("ok  \tgo-app\t") for line in lines), lines
+
+
+def test_a_service_runs_beside_the_script_and_answers_at_its_alias(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    """GitLab `services`: a native sidecar started before the script, reachable at its alias
+    with its own variables; the job ends when the script does."""
+    serve_page = (
+        "mkdir -p /www && echo served by $GREETING > /www/index.html && "
+        "exec httpd -f -p 8080 -h /www"
+    )
+    ask = (
+        "for i in $(seq 40); do r=$(timeout 5 bash -c 'exec 3<>/dev/tcp/web/8080 && "
+        'printf "GET / HTTP/1.0\\r\\n\\r\\n" >&3 && tail -n 1 <&3\' 2>/dev/null); '
+        '[ -n "$r" ] && break; sleep 0.25; done; echo "service said: $r"'
+    )
+    conveyor.create(
+        pipeline(
+            "svc",
+            [
+                {
+                    "name": "ask",
+                    "stage": "test",
+                    "image": "debian:bookworm-slim",
+                    "services": [
+                        {
+                            "name": "busybox:1.36",
+                            "alias": "web",
+                            "entrypoint": ["sh", "-c", serve_page],
+                            "variables": {"GREETING": "the sidecar"},
+                        }
+                    ],
+                    "script": [ask],
+                }
+            ],
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("svc-1", "svc"))
+    done = conveyor.wait_finished("svc-1", timeout=180)
+    logs = conveyor_cli(clusters, "logs", "svc-1", "ask", "-c", "script", "-n", conveyor.ns)
+    assert job_status(done, "ask")["exitCode"] == 0, logs.stdout + logs.stderr
+    assert "service said: served by the sidecar" in logs.stdout.splitlines()
