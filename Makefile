@@ -24,8 +24,16 @@ venv: $(VENV)/.installed ## create the virtual environment with Conveyor and its
 control-plane: ## build etcd, Kubernetes and kwok from the Go module proxy (cached outside the clone)
 	bash hack/build-control-plane.sh
 
+.PHONY: node-deps
+node-deps: ## install with apt-get (as root) what real nodes, the registry and images need
+	bash hack/node-deps.sh
+
+.PHONY: images
+images: node-deps ## build the job images of hack/images/ (cached outside the clone)
+	bash hack/images/build.sh
+
 .PHONY: cluster-up
-cluster-up: venv ## start the local clusters ci, test and prod (idempotent)
+cluster-up: venv node-deps ## start the local clusters ci, test and prod (idempotent)
 	$(CLUSTER) up
 
 .PHONY: cluster-down
@@ -47,11 +55,11 @@ unit: venv ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit
 
 .PHONY: e2e
-e2e: venv control-plane ## end-to-end tests against the local clusters (started if needed)
+e2e: venv node-deps control-plane ## end-to-end tests against the local clusters (started if needed)
 	$(VENV)/bin/pytest tests/e2e
 
 .PHONY: test
-test: venv control-plane lint ## lint, unit and end-to-end tests: what CI runs
+test: venv node-deps control-plane lint ## lint, unit and end-to-end tests: what CI runs
 	$(VENV)/bin/pytest tests/unit tests/e2e
 
 .PHONY: bench

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubectl, kwok) from the Go module proxy into a cache outside the clone, once. Reuses what is there.
+# kubectl, kwok) and the real nodes' kubelet, kube-proxy and CoreDNS from the Go module proxy into
+# a cache outside the clone, once. Reuses what is there.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.14}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.12.1}"
 GO_MIN="1.26"
 CACHE="${CONVEYOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor}"
 BIN="$CACHE/k8s-$K8S_VERSION/bin"
@@ -13,7 +15,7 @@ WORK="$CACHE/k8s-$K8S_VERSION/build"
 
 die() { echo "build-control-plane: $*" >&2; exit 1; }
 
-want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubelet kube-proxy coredns)
 missing=()
 for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing+=("$b"); done
 if [ ${#missing[@]} -eq 0 ]; then echo "$BIN"; exit 0; fi
@@ -56,7 +58,8 @@ need() { for b in "${missing[@]}"; do [ "$b" = "$1" ] && return 0; done; return 
 
 # Kubernetes: a throwaway module that requires k8s.io/kubernetes and replaces every staging module
 # with its published version, read from the real go.mod so the list cannot drift.
-if need kube-apiserver || need kube-controller-manager || need kube-scheduler || need kubectl; then
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+if [ -n "$(for b in "${k8s_cmds[@]}"; do need "$b" && echo y; done)" ]; then
   d="$WORK/kubernetes"; mkdir -p "$d"; cd "$d"
   [ -f go.mod ] || gorun go mod init local/k8sbuild
   gorun go mod download -json "k8s.io/kubernetes@$K8S_VERSION"
@@ -69,7 +72,7 @@ if need kube-apiserver || need kube-controller-manager || need kube-scheduler ||
   done
   gorun go mod edit "${args[@]}"
   pkgs=()
-  for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for b in "${k8s_cmds[@]}"; do
     need "$b" && pkgs+=("k8s.io/kubernetes/cmd/$b")
   done
   gorun go mod tidy -e
@@ -91,6 +94,14 @@ if need kwok; then
   echo "building kwok ..." >&2
   gorun env GOBIN="$BIN" go install -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+fi
+
+if need coredns; then
+  echo "building coredns ..." >&2
+  # CoreDNS has no replace directives: a plain install at a fixed version works.
+  gorun env GOBIN="$BIN" go install -trimpath \
+    -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$COREDNS_VERSION" \
+    "github.com/coredns/coredns@$COREDNS_VERSION"
 fi
 
 echo "built in $(( $(date +%s) - start ))s" >&2

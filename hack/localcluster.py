@@ -3,7 +3,10 @@
 
 One etcd (a key prefix per cluster), and per cluster a kube-apiserver (RBAC, client-certificate
 users), kube-controller-manager, kube-scheduler and kwok (fake nodes whose pods run without
-containers). Everything binds to loopback; state lives in .cluster/ in the repository.
+containers). Beside the fake nodes, each cluster of CONVEYOR_REAL_NODES has one real node (a
+kubelet with its own containerd, runc, CNI bridge and kube-proxy in a network namespace of its
+own; see hack/realnode.py), and a local OCI registry holds the images built by hack/images/.
+The control plane binds to loopback; state lives in .cluster/ in the repository.
 
     python hack/localcluster.py up       # idempotent
     python hack/localcluster.py down     # stops exactly what `up` started, by PID
@@ -31,6 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import realnode
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE = Path(os.environ.get("CONVEYOR_CLUSTER_DIR", ROOT / ".cluster"))
 PORT_BASE = int(os.environ.get("CONVEYOR_PORT_BASE", "16400"))
@@ -42,6 +47,11 @@ USERS = {  # user -> groups, as client certificates (CN = user, O = group)
     "outsider": [],
 }
 NODES_PER_CLUSTER = 2
+# Clusters that get a real node beside their kwok nodes ("" for none).
+REAL_NODES = tuple(
+    c for c in os.environ.get("CONVEYOR_REAL_NODES", ",".join(CLUSTERS)).split(",") if c
+)
+LAYOUT = realnode.Layout(port_base=PORT_BASE, state=STATE, clusters=CLUSTERS)
 READY_TIMEOUT = float(os.environ.get("CONVEYOR_CLUSTER_TIMEOUT", "120"))
 
 
@@ -128,7 +138,7 @@ def openssl(*args: str) -> None:
         raise ClusterError(f"openssl {' '.join(args[:2])} failed: {proc.stderr.strip()}")
 
 
-def make_cert(name: str, subject: str, *, server: bool = False) -> None:
+def make_cert(name: str, subject: str, *, server: bool = False, sans: str | None = None) -> None:
     d = pki()
     key, csr, crt = d / f"{name}.key", d / f"{name}.csr", d / f"{name}.crt"
     if crt.exists() and key.exists():
@@ -137,12 +147,14 @@ def make_cert(name: str, subject: str, *, server: bool = False) -> None:
     openssl("req", "-new", "-key", str(key), "-subj", subject, "-out", str(csr))
     ext = d / f"{name}.ext"
     if server:
+        sans = sans or (
+            "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
+            "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
+            "DNS:kubernetes.default.svc.cluster.local"
+        )
         ext.write_text(
             "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n"
-            "extendedKeyUsage=serverAuth\n"
-            "subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,"
-            "DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-            "DNS:kubernetes.default.svc.cluster.local\n"
+            f"extendedKeyUsage=serverAuth\nsubjectAltName={sans}\n"
         )
     else:
         ext.write_text(
@@ -178,7 +190,15 @@ def client_identities() -> dict[str, str]:
         "kube-controller-manager": "/CN=system:kube-controller-manager",
         "kube-scheduler": "/CN=system:kube-scheduler",
         "kwok": "/CN=kwok/O=system:masters",
+        # The API servers' identity towards kubelets (logs, exec), which authorize by webhook.
+        "kube-apiserver-kubelet-client": "/CN=kube-apiserver-kubelet-client/O=system:masters",
+        "kube-proxy": "/CN=system:kube-proxy",
+        "coredns": "/CN=system:coredns",
     }
+    for cluster in CLUSTERS:  # the Node authorizer knows a kubelet by this name and group
+        ids[f"kubelet-client-{cluster}"] = (
+            f"/CN=system:node:{LAYOUT.node_name(cluster)}/O=system:nodes"
+        )
     for user, groups in USERS.items():
         ids[user] = f"/CN={user}" + "".join(f"/O={g}" for g in groups)
     return ids
@@ -207,6 +227,14 @@ def ensure_pki() -> None:
         openssl("genrsa", "-out", str(d / "sa.key"), "2048")
         openssl("rsa", "-in", str(d / "sa.key"), "-pubout", "-out", str(d / "sa.pub"))
     make_cert("apiserver", "/CN=kube-apiserver", server=True)
+    for cluster in CLUSTERS:  # a kubelet's serving certificate names its node's address
+        ip = LAYOUT.node_ip(cluster)
+        make_cert(
+            f"kubelet-{cluster}-{ip}",
+            f"/CN={LAYOUT.node_name(cluster)}",
+            server=True,
+            sans=f"IP:{ip},DNS:{LAYOUT.node_name(cluster)}",
+        )
     for name, subject in client_identities().items():
         make_cert(name, subject)
 
@@ -219,8 +247,11 @@ def b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def kubeconfig(contexts: dict[str, tuple[str, str]], current: str) -> dict:
-    """contexts: context name -> (cluster, certificate name)."""
+def kubeconfig(
+    contexts: dict[str, tuple[str, str]], current: str, *, host: str = "127.0.0.1"
+) -> dict:
+    """contexts: context name -> (cluster, certificate name). `host`: the address the API
+    server is reached at (real nodes reach it through a forwarder on the host address)."""
     clusters = sorted({c for c, _ in contexts.values()})
     users = sorted({u for _, u in contexts.values()})
     return {
@@ -230,8 +261,10 @@ def kubeconfig(contexts: dict[str, tuple[str, str]], current: str) -> dict:
             {
                 "name": c,
                 "cluster": {
-                    "server": f"https://127.0.0.1:{Ports.apiserver(c)}",
+                    "server": f"https://{host}:{Ports.apiserver(c)}",
                     "certificate-authority-data": b64(pki() / "ca.crt"),
+                    # The serving certificate names localhost, not the forwarder's address.
+                    **({"tls-server-name": "localhost"} if host != "127.0.0.1" else {}),
                 },
             }
             for c in clusters
@@ -259,6 +292,9 @@ def write_kubeconfigs() -> None:
     for cluster in CLUSTERS:
         for user in ("admin", "kube-controller-manager", "kube-scheduler", "kwok"):
             cfg = kubeconfig({cluster: (cluster, user)}, cluster)
+            component_kubeconfig(cluster, user).write_text(json.dumps(cfg, indent=1))
+        for user in (f"kubelet-client-{cluster}", "kube-proxy", "coredns"):
+            cfg = kubeconfig({cluster: (cluster, user)}, cluster, host=LAYOUT.host_ip)
             component_kubeconfig(cluster, user).write_text(json.dumps(cfg, indent=1))
     contexts: dict[str, tuple[str, str]] = {c: (c, "admin") for c in CLUSTERS}
     for user in USERS:
@@ -301,7 +337,11 @@ def exited(name: str) -> int | None:
     return proc.poll() if proc is not None else None
 
 
-def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+def start(
+    name: str, argv: list[str], env: dict[str, str] | None = None, exe: str | None = None
+) -> None:
+    """Starts a component. `exe`: the program the process ends up running, when argv starts
+    with a launcher that execs it (nsenter, unshare)."""
     logs().mkdir(parents=True, exist_ok=True)
     pids().mkdir(parents=True, exist_ok=True)
     log = open(logs() / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
@@ -316,7 +356,7 @@ def start(name: str, argv: list[str], env: dict[str, str] | None = None) -> None
     )
     log.close()
     CHILDREN[name] = proc
-    pidfile(name).write_text(f"{proc.pid}\n{argv[0]}\n")
+    pidfile(name).write_text(f"{proc.pid}\n{exe or argv[0]}\n")
 
 
 def log_tail(name: str, lines: int = 25) -> str:
@@ -352,11 +392,9 @@ def wait_for(name: str, check, what: str, timeout: float = READY_TIMEOUT) -> Non
     )
 
 
-def stop_all() -> list[str]:
+def _stop(names: list[str]) -> list[str]:
+    """SIGTERM to each running component of `names`, SIGKILL after 15 s; pidfiles removed."""
     stopped = []
-    if not pids().exists():
-        return stopped
-    names = [p.stem for p in pids().glob("*.pid")]
     # Stop clients before servers so they do not spam their logs with connection errors.
     order = sorted(names, key=lambda n: 2 if n == "etcd" else n.startswith("kube-apiserver"))
     for name in order:
@@ -373,6 +411,30 @@ def stop_all() -> list[str]:
     for name in names:
         pidfile(name).unlink(missing_ok=True)
     return [n for n, _ in stopped]
+
+
+def _started() -> list[str]:
+    return [p.stem for p in pids().glob("*.pid")] if pids().exists() else []
+
+
+def stop_all() -> list[str]:
+    """Stops everything `up` started, and removes what the real nodes left on the host."""
+    names = _started()
+    # Real nodes first: their agents, then their containers through containerd (so that the
+    # shims end and unmount), then containerd; then whatever is left of them on the host.
+    stopped = _stop([n for n in names if n.startswith(("kubelet-", "kube-proxy-", "coredns-"))])
+    for c in CLUSTERS:
+        if alive(f"containerd-{c}") is not None:
+            realnode.stop_containers(LAYOUT, c)
+    stopped += _stop([n for n in names if n.startswith("containerd-")])
+    for c in CLUSTERS:
+        for what in realnode.teardown_node(LAYOUT, c):
+            print(f"{c}: removed {what} left by its real node")
+    stopped += _stop(_started())
+    for c in CLUSTERS:
+        realnode.teardown_links(LAYOUT, c)
+    realnode.teardown_host(LAYOUT)
+    return stopped
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,6 +534,8 @@ def start_apiserver(bindir: Path, cluster: str) -> None:
         # whose serving certificate our CA signed.
         "--kubelet-preferred-address-types=InternalIP",
         f"--kubelet-certificate-authority={p / 'ca.crt'}",
+        f"--kubelet-client-certificate={p / 'kube-apiserver-kubelet-client.crt'}",
+        f"--kubelet-client-key={p / 'kube-apiserver-kubelet-client.key'}",
         "--v=0",
     ]
     if cluster == "ci":
@@ -605,11 +669,13 @@ def create_nodes(cluster: str) -> None:
             cluster,
             "get",
             "nodes",
+            "-l",
+            "type=kwok",
             "-o",
             "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}"
             "{' '}{.spec.taints}{'\\n'}{end}",
         )
-        rows = [r for r in out.splitlines() if r.strip()]
+        rows = [r for r in out.splitlines() if r.strip()]  # the kwok nodes only (-l type=kwok)
         # Ready, and the controller-manager has lifted the not-ready taint.
         return len(rows) == NODES_PER_CLUSTER and all(
             r.startswith("True") and "not-ready" not in r for r in rows
@@ -628,6 +694,269 @@ def create_nodes(cluster: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# real nodes and the registry (hack/realnode.py has the host-level pieces)
+
+
+def program(name: str) -> str:
+    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    if path is None:
+        raise ClusterError(f"{name} is not installed: `make node-deps` installs what nodes need")
+    return path
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def write_real_nodes_info() -> None:
+    """What tests and tools need to know of the real nodes: STATE/real-nodes.json."""
+    info = {
+        "hostIP": LAYOUT.host_ip,  # where pods reach the host (its servers must bind there)
+        "registry": LAYOUT.registry if REAL_NODES else None,
+        "nodes": {
+            c: {
+                "name": LAYOUT.node_name(c),
+                "ip": LAYOUT.node_ip(c),
+                "podCIDR": LAYOUT.pod_cidr(c),
+                "containerd": str(LAYOUT.containerd_sock(c)),
+            }
+            for c in REAL_NODES
+        },
+        "nodeSelector": {realnode.NODE_LABEL: "real"},
+        "tolerations": [
+            {
+                "key": realnode.TAINT_KEY,
+                "operator": "Equal",
+                "value": "true",
+                "effect": "NoSchedule",
+            }
+        ],
+    }
+    (STATE / "real-nodes.json").write_text(json.dumps(info, indent=1))
+
+
+def start_registry() -> None:
+    realnode.host_address_up(LAYOUT)
+    config = realnode.registry_config(LAYOUT)
+    start("registry", [program("docker-registry"), "serve", str(config)])
+    wait_for("registry", lambda: http_ok(f"http://{LAYOUT.registry}/v2/"), "/v2/")
+
+
+def images(*push: str) -> None:
+    """Builds (or finds in the cache) the images of hack/images/; with push, also pushes them
+    under their public names; containerd on the nodes mirrors those registries to this one."""
+    logs().mkdir(parents=True, exist_ok=True)
+    argv = ["bash", str(ROOT / "hack" / "images" / "build.sh"), *push]
+    with open(logs() / "images.log", "ab") as log:
+        proc = subprocess.run(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        raise ClusterError(
+            f"building or pushing the images failed; last lines of {logs() / 'images.log'}:\n"
+            f"{log_tail('images')}"
+        )
+
+
+def push_images() -> None:
+    images("--push", LAYOUT.registry)
+
+
+def netns_pid(cluster: str) -> int:
+    pid = alive(f"netns-{cluster}")
+    if pid is None:
+        raise ClusterError(f"the network namespace of {cluster}'s real node is gone")
+    return pid
+
+
+def start_real_node(bindir: Path, cluster: str) -> None:
+    """One kubelet, containerd and kube-proxy in a network namespace of the cluster's own."""
+    holder = f"netns-{cluster}"
+    sleep = program("sleep")
+    # The namespace lives as long as this process: nothing to unmount when it ends.
+    start(holder, [program("unshare"), "--net", "--", sleep, "infinity"], exe=sleep)
+    wait_for(holder, lambda: alive(holder) is not None, "a network namespace", timeout=10)
+    pid = netns_pid(cluster)
+    if os.readlink(f"/proc/{pid}/ns/net") == os.readlink("/proc/self/ns/net"):
+        raise ClusterError(f"{holder}: unshare --net did not make a network namespace")
+    try:
+        realnode.network_up(LAYOUT, cluster, pid)
+        realnode.cgroups_up(LAYOUT, cluster)
+    except realnode.NodeError as e:
+        raise ClusterError(f"{cluster}'s real node: {e}") from e
+    port = Ports.apiserver(cluster)
+    socat = program("socat")
+    start(
+        f"apiserver-proxy-{cluster}",
+        # The API server binds loopback; the node reaches it through the host address.
+        [socat, f"TCP-LISTEN:{port},bind={LAYOUT.host_ip},fork,reuseaddr", f"TCP:127.0.0.1:{port}"],
+        exe=socat,
+    )
+    inside = [program("nsenter"), f"--net=/proc/{pid}/ns/net", "--"]
+    containerd = program("containerd")
+    sock = LAYOUT.containerd_sock(cluster)
+    start(
+        f"containerd-{cluster}",
+        [*inside, containerd, "--config", str(realnode.containerd_config(LAYOUT, cluster))],
+        exe=containerd,
+    )
+
+    def containerd_ok() -> bool:
+        if not sock.exists():
+            return False
+        ctr = [program("ctr"), "--address", str(sock), "version"]
+        return subprocess.run(ctr, capture_output=True, timeout=10).returncode == 0
+
+    wait_for(f"containerd-{cluster}", containerd_ok, "its socket")
+    node = LAYOUT.node_name(cluster)
+    kubelet = str(bindir / "kubelet")
+    start(
+        f"kubelet-{cluster}",
+        [
+            *inside,
+            kubelet,
+            f"--config={realnode.kubelet_config(LAYOUT, cluster, pki(), LAYOUT.node_ip(cluster))}",
+            f"--kubeconfig={component_kubeconfig(cluster, f'kubelet-client-{cluster}')}",
+            f"--root-dir={LAYOUT.kubelet_root(cluster)}",
+            f"--cert-dir={LAYOUT.dir(cluster) / 'kubelet-pki'}",  # it does not follow root-dir
+            f"--hostname-override={node}",
+            f"--node-ip={LAYOUT.node_ip(cluster)}",
+            f"--node-labels={realnode.NODE_LABEL}=real",
+            "--v=1",
+        ],
+        exe=kubelet,
+    )
+    proxy = str(bindir / "kube-proxy")
+    start(
+        f"kube-proxy-{cluster}",
+        [
+            *inside,
+            proxy,
+            "--config="
+            + str(
+                realnode.kube_proxy_config(
+                    LAYOUT, cluster, component_kubeconfig(cluster, "kube-proxy")
+                )
+            ),
+        ],
+        exe=proxy,
+    )
+
+    def node_ready() -> bool:
+        try:
+            out = kubectl(
+                cluster,
+                "get",
+                "node",
+                node,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}{' '}{.spec.taints}",
+            )
+        except ClusterError:
+            return False
+        # Ready, and the controller-manager has lifted the not-ready taint.
+        return out.startswith("True") and "not-ready" not in out
+
+    wait_for(f"kubelet-{cluster}", node_ready, f"node {node} Ready")
+    # The API server reconciles no endpoints here (--endpoint-reconciler-type=none): pods reach
+    # it at kubernetes.default through the forwarder on the host address.
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(api_endpoints(cluster)))
+    start_coredns(bindir, cluster, inside)
+    healthz = f"http://{LAYOUT.node_ip(cluster)}:10256/healthz"
+    wait_for(f"kube-proxy-{cluster}", lambda: http_ok(healthz), "healthz")
+
+
+def api_endpoints(cluster: str) -> dict:
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "namespace": "default",
+            "labels": {
+                "kubernetes.io/service-name": "kubernetes",
+                "endpointslice.kubernetes.io/managed-by": "localcluster.conveyor.dev",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [LAYOUT.host_ip], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": Ports.apiserver(cluster), "protocol": "TCP"}],
+    }
+
+
+COREDNS_RBAC = {
+    "apiVersion": "v1",
+    "kind": "List",
+    "items": [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:coredns"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["endpoints", "services", "pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "system:coredns"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "system:coredns",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:coredns"}
+            ],
+        },
+    ],
+}
+
+
+def start_coredns(bindir: Path, cluster: str, inside: list[str]) -> None:
+    """The cluster's DNS (cluster.local): CoreDNS in the node's namespace on the node's
+    address, which the kubelet gives pods as their nameserver."""
+    kubectl(cluster, "apply", "-f", "-", stdin=json.dumps(COREDNS_RBAC))
+    ip = LAYOUT.node_ip(cluster)
+    corefile = LAYOUT.dir(cluster) / "Corefile"
+    corefile.write_text(
+        f"""cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {{
+    bind {ip}
+    errors
+    ready {ip}:8181
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {component_kubeconfig(cluster, "coredns")} {cluster}
+        pods insecure
+        ttl 5
+    }}
+    cache 5
+}}
+# Pods reach nothing outside this machine: other names do not exist for them.
+.:53 {{
+    bind {ip}
+    template ANY ANY {{
+        rcode NXDOMAIN
+    }}
+}}
+"""
+    )
+    coredns = str(bindir / "coredns")
+    start(f"coredns-{cluster}", [*inside, coredns, "-conf", str(corefile)], exe=coredns)
+    wait_for(f"coredns-{cluster}", lambda: http_ok(f"http://{ip}:8181/ready"), "/ready")
+
+
+# ---------------------------------------------------------------------------------------------
 # commands
 
 
@@ -639,6 +968,17 @@ def component_names() -> list[str]:
             f"kube-controller-manager-{c}",
             f"kube-scheduler-{c}",
             f"kwok-{c}",
+        ]
+    if REAL_NODES:
+        names.append("registry")
+    for c in REAL_NODES:
+        names += [
+            f"netns-{c}",
+            f"apiserver-proxy-{c}",
+            f"containerd-{c}",
+            f"kubelet-{c}",
+            f"kube-proxy-{c}",
+            f"coredns-{c}",
         ]
     return names
 
@@ -663,6 +1003,9 @@ def up() -> None:
             f"free them or choose other ports with CONVEYOR_PORT_BASE (now {PORT_BASE})"
         )
     bindir = build_binaries()
+    if REAL_NODES:
+        # Cold, this takes minutes: before any component starts, so no start waits on it.
+        images()
     ensure_pki()
     write_kubeconfigs()
     try:
@@ -684,8 +1027,23 @@ def start_components(bindir: Path) -> None:
         wait_for(f"kube-apiserver-{c}", lambda c=c: https_ok(c, "/readyz"), "/readyz")
     for c in CLUSTERS:
         start_controllers(bindir, c)
-    with ThreadPoolExecutor(len(CLUSTERS)) as pool:
-        list(pool.map(create_nodes, CLUSTERS))
+    write_real_nodes_info()
+    if REAL_NODES:
+        realnode.registry_mirrors(LAYOUT)
+        realnode.save_sysctls(LAYOUT)  # the kubelet changes some; down restores them
+        start_registry()
+
+    def nodes(cluster: str) -> None:
+        create_nodes(cluster)
+        if cluster in REAL_NODES:
+            start_real_node(bindir, cluster)
+
+    with ThreadPoolExecutor(len(CLUSTERS) + 1) as pool:
+        # The images (built above) are pushed while the nodes start.
+        images = pool.submit(push_images) if REAL_NODES else None
+        list(pool.map(nodes, CLUSTERS))
+        if images is not None:
+            images.result()
 
 
 def down() -> None:

@@ -123,7 +123,8 @@ def test_deployment_becomes_available_in_prod(clusters: Clusters, target_namespa
 
 
 def test_fake_nodes_are_listed(clusters: Clusters) -> None:
-    out = clusters.kubectl("ci", "get", "nodes", "-o", "name").stdout.split()
+    # Beside them is a real node (tests/e2e/test_real_node.py); kwok's are labelled type=kwok.
+    out = clusters.kubectl("ci", "get", "nodes", "-l", "type=kwok", "-o", "name").stdout.split()
     assert out == ["node/kwok-ci-0", "node/kwok-ci-1"]
 
 
@@ -258,7 +259,8 @@ def free_port_base() -> int:
     """A CONVEYOR_PORT_BASE whose ports are all free, below the ephemeral range (where the
     suite's own client connections come and go)."""
     for base in range(20000, 30000, 50):
-        ports = [base, base + 1, base + 43, base + 44, base + 45]
+        ports = [base, base + 1, *range(base + 43, base + 46), *range(base + 50, base + 53)]
+        ports.append(base + 60)  # the registry
         if all(_port_free(p) for p in ports):
             return base
     raise AssertionError("no free port range for a second cluster")
@@ -304,3 +306,102 @@ def test_cluster_up_shows_the_log_of_a_component_that_dies(tmp_path: Path) -> No
     assert "etcd exited during start" in proc.stderr
     assert "last lines of" in proc.stderr
     assert not list((tmp_path / "pids").glob("*.pid"))  # nothing left running
+
+
+def _host_state(base: int, state: Path) -> dict[str, list[str]]:
+    """What a checkout's real nodes put on the host, found by the names they carry."""
+    procs = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmdline = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cgroups = (p / "cgroup").read_text()
+        except OSError:
+            continue
+        if str(state) in cmdline or f"/run/conveyor/{base}/" in cmdline:
+            procs.append(f"{p.name} {cmdline[:120]}")
+        elif f"/conveyor-{base}-" in cgroups:
+            procs.append(f"{p.name} (in a node's cgroup) {cmdline[:120]}")
+    mounts = [
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4].startswith((str(state), f"/run/conveyor/{base}"))
+    ]
+    cgroups = [str(d) for d in Path("/sys/fs/cgroup").glob(f"*/conveyor-{base}-*") if d.is_dir()]
+    links = [
+        line.split(":")[1].strip().split("@")[0]
+        for line in subprocess.run(
+            ["ip", "-o", "link"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()
+        if line.split(":")[1].strip().startswith(f"cv{base}")
+    ]
+    lo = subprocess.run(
+        ["ip", "-o", "-4", "addr", "show", "dev", "lo"], capture_output=True, text=True, check=True
+    ).stdout
+    host_ip = f"10.250.{(base // 50) % 256}.1/32"  # as hack/realnode.py derives it
+    addresses = [w for w in lo.split() if w == host_ip]
+    run_dirs = [str(p) for p in Path(f"/run/conveyor/{base}").glob("*")]
+    return {
+        "processes": procs,
+        "mounts": mounts,
+        "cgroups": cgroups,
+        "links": links,
+        "addresses": addresses,
+        "run dirs": run_dirs,
+    }
+
+
+def test_cluster_down_leaves_nothing_of_a_real_node_behind(tmp_path: Path) -> None:
+    """A second set of clusters (own state dir and ports, a real node on ci only) runs a pod on
+    its real node; `down` must leave no process, mount, cgroup, interface or address behind."""
+    base = free_port_base()
+    state = tmp_path / "c"
+    env = {
+        **os.environ,
+        "CONVEYOR_CLUSTER_DIR": str(state),
+        "CONVEYOR_PORT_BASE": str(base),
+        "CONVEYOR_REAL_NODES": "ci",
+    }
+    script = [sys.executable, str(ROOT / "hack" / "localcluster.py")]
+    before = _host_state(base, state)
+    assert not any(before.values()), before
+    try:
+        up = subprocess.run([*script, "up"], capture_output=True, text=True, env=env, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        kubectl = [
+            str(state / "bin" / "kubectl"),
+            "--kubeconfig",
+            str(state / "kubeconfig"),
+            "--context",
+            "ci",
+        ]
+        overrides = json.dumps(
+            {
+                "spec": {
+                    "nodeSelector": {"conveyor.dev/node": "real"},
+                    "tolerations": [{"key": "conveyor.dev/real-node", "operator": "Exists"}],
+                    "terminationGracePeriodSeconds": 600,  # down must not wait for it
+                }
+            }
+        )
+        subprocess.run(
+            [*kubectl, "run", "sleeper", "--image=busybox:1.36", "--restart=Never",
+             f"--overrides={overrides}", "--", "sleep", "3600"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        subprocess.run(
+            [*kubectl, "wait", "--for=condition=Ready", "pod/sleeper", "--timeout=120s"],
+            check=True,
+            capture_output=True,
+        )
+        during = _host_state(base, state)
+        # The checks below look for the right names: all of them exist while it runs.
+        for kind in ("processes", "mounts", "cgroups", "links", "addresses", "run dirs"):
+            assert during[kind], (kind, during)
+        assert any("(in a node's cgroup)" in p for p in during["processes"]), during
+    finally:
+        down = subprocess.run([*script, "down"], capture_output=True, text=True, env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    after = _host_state(base, state)
+    assert not any(after.values()), after

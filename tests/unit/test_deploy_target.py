@@ -102,12 +102,15 @@ def refused(doc: dict[str, Any] | bytes, context: str | None = "other") -> str:
 # --- accepted -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("context", "port"), [("test", 16444), ("prod", 16445), (None, 16443)])
-def test_client_for_a_context_of_the_local_kubeconfig(kubeconfig, context, port):
+@pytest.mark.parametrize(("context", "offset"), [("test", 1), ("prod", 2), (None, 0)])
+def test_client_for_a_context_of_the_local_kubeconfig(kubeconfig, context, offset):
     default_host = client.Configuration.get_default_copy().host
     api = target_client(as_bytes(kubeconfig), context)
     assert isinstance(api, client.ApiClient)
-    assert api.configuration.host == f"https://127.0.0.1:{port}"
+    # The API servers' ports follow the clusters' port base (CONVEYOR_PORT_BASE + 43, 44, 45).
+    ci_port = int(kubeconfig["clusters"][0]["cluster"]["server"].rsplit(":", 1)[1])
+    assert kubeconfig["clusters"][0]["name"] == "ci"
+    assert api.configuration.host == f"https://127.0.0.1:{ci_port + offset}"
     # Certificates became files only we can read, in a directory only we can enter.
     for path in (api.configuration.cert_file, api.configuration.key_file):
         assert path and os.path.exists(path)

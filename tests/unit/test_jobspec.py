@@ -116,6 +116,59 @@ def test_pod_labels_annotations_timeout_service_account_resources():
     assert script_container(job)["resources"] == {"limits": {"memory": "1Gi", "cpu": 2}}
 
 
+REAL_NODE = {"conveyor.dev/node": "real"}
+REAL_NODE_TOLERATION = {"key": "conveyor.dev/real-node", "value": "true", "effect": "NoSchedule"}
+
+
+def test_no_node_choice_leaves_the_pod_to_the_scheduler():
+    pod = build()["spec"]["template"]["spec"]
+    assert "nodeSelector" not in pod
+    assert "tolerations" not in pod
+
+
+def test_job_node_selector_and_tolerations_reach_the_pod():
+    pod = build({"nodeSelector": REAL_NODE, "tolerations": [REAL_NODE_TOLERATION]})["spec"][
+        "template"
+    ]["spec"]
+    assert pod["nodeSelector"] == REAL_NODE
+    assert pod["tolerations"] == [{"operator": "Equal", **REAL_NODE_TOLERATION}]
+
+
+def test_pipeline_node_choice_is_the_default_that_a_job_replaces():
+    spec = {
+        "nodeSelector": REAL_NODE,
+        "tolerations": [{"key": "conveyor.dev/real-node", "operator": "Exists"}],
+    }
+    pod = build(spec_fields=spec)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == REAL_NODE
+    assert pod["tolerations"] == [{"key": "conveyor.dev/real-node", "operator": "Exists"}]
+    # A job's own values replace the defaults whole; empty ones clear them.
+    own = build(
+        {"nodeSelector": {"disk": "ssd"}, "tolerations": [{"operator": "Exists"}]},
+        spec_fields=spec,
+    )["spec"]["template"]["spec"]
+    assert own["nodeSelector"] == {"disk": "ssd"}
+    assert own["tolerations"] == [{"operator": "Exists"}]
+    cleared = build({"nodeSelector": {}, "tolerations": []}, spec_fields=spec)["spec"]["template"]
+    assert "nodeSelector" not in cleared["spec"] and "tolerations" not in cleared["spec"]
+
+
+@pytest.mark.parametrize(
+    ("toleration", "field"),
+    [({"key": "k", "operator": "Exists", "value": "v"}, "value"), ({"value": "v"}, "key")],
+)
+def test_a_toleration_that_cannot_be_is_refused(toleration, field):
+    with pytest.raises(ModelError) as refused:
+        build({"tolerations": [toleration]})
+    assert field in str(refused.value)
+
+
+def test_toleration_seconds_and_effect_pass_through():
+    toleration = {"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 30}
+    pod = build({"tolerations": [toleration]})["spec"]["template"]["spec"]
+    assert pod["tolerations"] == [toleration]
+
+
 def test_long_names_stay_valid_label_values():
     job = build(run_name="r" * 63, pipeline="p" * 200)
     for key, value in job["metadata"]["labels"].items():

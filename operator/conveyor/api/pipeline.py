@@ -190,6 +190,73 @@ ENVIRONMENT_STOP = "stop"
 ENVIRONMENT_ACTIONS = (ENVIRONMENT_START, ENVIRONMENT_STOP)
 
 
+MAX_NODE_SELECTOR = 32
+MAX_TOLERATIONS = 32
+LABEL_KEY_MAX = 317  # an optional DNS-subdomain prefix (253), '/', and a name (63)
+LABEL_VALUE_MAX = 63
+
+
+@model(
+    "A taint the job's pod tolerates (passed through to the pod), e.g. the local clusters' real "
+    "nodes: key conveyor.dev/real-node, effect NoSchedule.",
+    validations=(
+        Validation(
+            rule="self.operator != 'Exists' || !has(self.value) || self.value == ''",
+            message="value: must be empty with operator Exists",
+        ),
+        Validation(
+            rule="has(self.key) || self.operator == 'Exists'",
+            message="key: required unless operator is Exists (which then tolerates every taint)",
+        ),
+    ),
+)
+@dataclass(frozen=True)
+class Toleration:
+    key: str | None = spec_field(
+        "Taint key; empty with operator Exists matches every key.",
+        default=None,
+        max_length=LABEL_KEY_MAX,
+    )
+    operator: str = spec_field(
+        "`Equal` (key and value match) or `Exists` (the key matches).",
+        default="Equal",
+        enum=("Equal", "Exists"),
+    )
+    value: str | None = spec_field(
+        "Taint value, with operator Equal.", default=None, max_length=LABEL_VALUE_MAX
+    )
+    effect: str | None = spec_field(
+        "Taint effect to match; empty matches every effect.",
+        default=None,
+        enum=("NoSchedule", "PreferNoSchedule", "NoExecute"),
+    )
+    toleration_seconds: int | None = spec_field(
+        "With effect NoExecute: how long the pod stays bound once the taint appears.",
+        default=None,
+        minimum=0,
+    )
+
+    def __post_init__(self) -> None:
+        # The CEL rules above, for specs parsed outside the API server.
+        if self.operator == "Exists" and self.value:
+            raise ModelError("value", "must be empty with operator Exists")
+        if self.key is None and self.operator != "Exists":
+            raise ModelError("key", "required unless operator is Exists")
+
+
+def _node_selector(description: str) -> Any:
+    return spec_field(
+        description,
+        default=None,
+        max_properties=MAX_NODE_SELECTOR,
+        item_max_length=LABEL_VALUE_MAX,
+    )
+
+
+def _tolerations(description: str) -> Any:
+    return spec_field(description, default=None, max_items=MAX_TOLERATIONS)
+
+
 @model("The environment a job deploys to (GitLab `environment`).")
 @dataclass(frozen=True)
 class Environment:
@@ -569,6 +636,14 @@ class PipelineJob:
         max_properties=64,
         item_max_length=8192,
     )
+    node_selector: Mapping[str, str] | None = _node_selector(
+        "Node labels the job's pod must run on (the pod's nodeSelector); replaces the "
+        "pipeline's nodeSelector. E.g. conveyor.dev/node: real for the local clusters' real "
+        "node."
+    )
+    tolerations: tuple[Toleration, ...] | None = _tolerations(
+        "Taints the job's pod tolerates; replaces the pipeline's tolerations."
+    )
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
     resource_group: str | None = spec_field(
         "GitLab `resource_group`: at most one job of this group runs at a time across the "
@@ -790,6 +865,12 @@ class PipelineSpec:
     source: Source | None = spec_field("Repository the jobs check out.", default=None)
     image: str | None = spec_field(
         "Default image of jobs that set none.", default=None, max_length=IMAGE_MAX
+    )
+    node_selector: Mapping[str, str] | None = _node_selector(
+        "Default nodeSelector of the pods of jobs that set none."
+    )
+    tolerations: tuple[Toleration, ...] | None = _tolerations(
+        "Default tolerations of the pods of jobs that set none."
     )
     variables: Mapping[str, str] = _variables(
         "Variables of every job (GitLab top-level variables)."

@@ -24,6 +24,7 @@ from conveyor.api.pipeline import (
     Scan,
     SecretVariable,
     Service,
+    Toleration,
 )
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
@@ -433,6 +434,13 @@ def build_job(
     if hostnames:
         # Services share the pod's network: their GitLab host names point at localhost.
         pod_spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": hostnames}]
+    # The job's node choice replaces the pipeline's default, as GitLab's `image` does.
+    node_selector = job.node_selector if job.node_selector is not None else pipeline.node_selector
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    tolerations = job.tolerations if job.tolerations is not None else pipeline.tolerations
+    if tolerations:
+        pod_spec["tolerations"] = [toleration_dict(t) for t in tolerations]
     if job.service_account_name:
         pod_spec["serviceAccountName"] = job.service_account_name
     else:
@@ -468,6 +476,20 @@ def build_job(
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+
+
+def toleration_dict(toleration: Toleration) -> dict[str, Any]:
+    """A pod's toleration: the fields that are set, in the API's names."""
+    out: dict[str, Any] = {"operator": toleration.operator}
+    if toleration.key is not None:
+        out["key"] = toleration.key
+    if toleration.value is not None:
+        out["value"] = toleration.value
+    if toleration.effect is not None:
+        out["effect"] = toleration.effect
+    if toleration.toleration_seconds is not None:
+        out["tolerationSeconds"] = toleration.toleration_seconds
+    return out
 
 
 def _checkout_container(
