@@ -6,9 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from conveyor.gitlab.importer import import_file
-from conveyor.gitlab.yamlload import LoadError
-
 EXIT_LOSSLESS = 0
 EXIT_INVALID = 2
 EXIT_OMISSIONS = 3
@@ -65,6 +62,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from conveyor.gitlab.importer import import_file
+    from conveyor.gitlab.yamlload import LoadError
+
     try:
         result = import_file(args.file, name=args.name, repo=args.repo, root=args.root)
     except LoadError as exc:

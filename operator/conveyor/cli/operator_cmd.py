@@ -6,24 +6,24 @@ import argparse
 import datetime
 import logging
 from pathlib import Path
-
-import kopf
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from typing import TYPE_CHECKING
 
 from conveyor.api.durations import parse_duration
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.cli.common import add_cluster_options, fail, target
-from conveyor.kube.client import Kube, KubeConfigError
-from conveyor.kube.identity import IdentityMismatch, verify_identity
-from conveyor.kube.jobspec import (
+from conveyor.kube.defaults import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
-    JobOptions,
 )
+
+if TYPE_CHECKING:  # Kopf, the Kubernetes client and the job builder load when the operator runs
+    import kopf
+    from kubernetes import client
+
+    from conveyor.kube.jobspec import JobOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -137,6 +137,8 @@ def _duration(text: str) -> datetime.timedelta:
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
     """Kopf's credentials from the same configuration the Kubernetes client uses."""
+    import kopf
+
     auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     scheme, _, token = auth.partition(" ") if auth else ("", "", "")
     return kopf.ConnectionInfo(
@@ -151,6 +153,9 @@ def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
 
 
 def crds_served(api: client.ApiClient) -> bool:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
     try:
         resources = client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION)
     except ApiException as e:
@@ -162,6 +167,8 @@ def crds_served(api: client.ApiClient) -> bool:
 
 
 def job_options(args: argparse.Namespace) -> JobOptions:
+    from conveyor.kube.jobspec import JobOptions
+
     return JobOptions(
         checkout_image=args.checkout_image,
         default_image=args.default_image,
@@ -176,7 +183,13 @@ def job_options(args: argparse.Namespace) -> JobOptions:
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
     from conveyor.handlers.registration import RUNTIME  # registers the handlers
+    from conveyor.kube.client import Kube, KubeConfigError
+    from conveyor.kube.identity import IdentityMismatch, verify_identity
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
