@@ -54,6 +54,8 @@ class _Pass:
     held: Mapping[str, Hold] = field(default_factory=dict)  # job -> why it waits
     now: datetime.datetime | None = None
     scheduled: Mapping[str, datetime.datetime] = field(default_factory=dict)  # delayed jobs
+    retry: Mapping[str, int] = field(default_factory=dict)  # job -> failed attempt to retry
+    requested: set[str] = field(default_factory=set)  # jobs retried on request this pass
 
 
 def plan(
@@ -81,9 +83,18 @@ def plan(
     says why a newer run has overtaken this one's deploy: the run stops, Cancelled, Superseded.
     """
     previous = run.status
+    retries = requested_retries(run, gated)
     if previous.finished:
-        # Finished runs never change; only stray Jobs (a delete that failed) are cleaned up.
-        return Plan(delete=_active(observed), status=_dump(previous))
+        if not _reopens(run, retries):
+            # Finished runs never change; only stray Jobs (a stop that failed) are stopped.
+            return Plan(stop=_active(observed), status=_dump(previous))
+        # `conveyor retry` of a failed job: the run runs again (GitLab's retry).
+        previous = dataclasses.replace(
+            previous, phase=prs.RUNNING, completion_time=None, duration=None
+        )
+        reopened = sorted(retries)
+    else:
+        reopened = []
     if evaluation is None:
         evaluation = previous.evaluation
     elif evaluation != previous.evaluation:
@@ -127,11 +138,12 @@ def plan(
         held=held,
         now=now,
         scheduled={j.name: j.scheduled_at for j in previous.jobs if j.scheduled_at is not None},
+        retry=retries,
     )
     for job in execution_order(pipeline):
         _decide(work, job, attempts.get(job.name))
 
-    delete: list[str] = []
+    stop: list[str] = []
     if stopping:
         if spec.cancelled:
             reason = prs.REASON_CANCELLED
@@ -143,7 +155,9 @@ def plan(
         for name, entry in list(work.entries.items()):
             if entry.phase not in _FINISHED:
                 work.entries[name] = dataclasses.replace(entry, phase=prs.CANCELLED, reason=reason)
-        delete = sorted(
+        # Stopped, not deleted: what the jobs printed is kept (GitLab keeps a cancelled
+        # job's log). A planned Job not seen yet is stopped too (it is deleted if podless).
+        stop = sorted(
             {o.job_name for o in observed if o.state == "active"}
             | {a.job_name for a in attempts.values() if a.phase == prs.PENDING}
         )
@@ -156,7 +170,7 @@ def plan(
     ]
 
     if spec.cancelled:
-        phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+        phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, cancelled_message(run)
     elif timed_out:
         phase, reason = prs.FAILED, prs.REASON_TIMEOUT
         message = f"the run exceeded its timeout of {pipeline.timeout}"
@@ -204,14 +218,52 @@ def plan(
             )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
-    events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
+    events = _job_events(previous, jobs, work.retried, work.requested)
+    events += _run_events(previous, status, message)
+    if reopened:
+        events.insert(0, Event("Normal", "RunRetried", _names("retried", reopened)))
     return Plan(
         create=list(work.creates),
-        delete=delete,
+        stop=stop,
         status=_dump(status),
         events=events,
         wake_at=min(at for _, at in delayed) if delayed and phase == prs.RUNNING else None,
     )
+
+
+# Who set spec.status: Cancelled, stamped by the API server (deploy/30-admission.yaml).
+ANNOTATION_CANCELLED_BY = "conveyor.dev/cancelled-by"
+
+
+def cancelled_message(run: PipelineRun) -> str:
+    who = run.metadata.annotations.get(ANNOTATION_CANCELLED_BY)
+    return f"the run was cancelled by {who}" if who else "the run was cancelled"
+
+
+def requested_retries(run: PipelineRun, gated: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Job -> the failed attempt `spec.retry` asks to follow with a new one (the latest request
+    per job). Never a gated job: a new attempt would deploy on the old attempt's Approval, so
+    a gated job is retried only in a new run, whose deploy asks for a new approval."""
+    if run.spec is None or run.spec.cancelled:
+        return {}
+    out: dict[str, int] = {}
+    for request in run.spec.retry:
+        if request.job not in gated:
+            out[request.job] = max(out.get(request.job, 0), request.attempt)
+    return out
+
+
+def retry_due(run: PipelineRun, gated: frozenset[str] = frozenset()) -> bool:
+    """Whether a finished run runs again: a retry names a job's latest attempt, which failed."""
+    return run.status.finished and _reopens(run, requested_retries(run, gated))
+
+
+def _reopens(run: PipelineRun, retries: Mapping[str, int]) -> bool:
+    for name, attempt in retries.items():
+        entry = run.status.job(name)
+        if entry is not None and entry.phase == prs.FAILED and entry.attempt == attempt:
+            return True
+    return False
 
 
 def _skipped_run(
@@ -255,11 +307,14 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
         work.tainted[job.name] = False
         return
     if attempt is not None:
-        if should_retry(job, attempt) and work.may_create:
+        requested = attempt.phase == prs.FAILED and work.retry.get(job.name) == attempt.number
+        if (requested or should_retry(job, attempt)) and work.may_create:
             number = attempt.number + 1
             name = job_name(work.run_name, job.name, number)
             work.creates.append(JobToCreate(job.name, number, name))
             work.retried[job.name] = attempt
+            if requested:
+                work.requested.add(job.name)
             entry = dataclasses.replace(entry, attempt=number, job_name=name)
         else:
             entry = _entry_from_attempt(entry, attempt, job)
@@ -470,7 +525,10 @@ def _active(observed: Sequence[ObservedJob]) -> list[str]:
 
 
 def _job_events(
-    previous: PipelineRunStatus, jobs: Sequence[JobStatus], retried: dict[str, Attempt]
+    previous: PipelineRunStatus,
+    jobs: Sequence[JobStatus],
+    retried: dict[str, Attempt],
+    requested: set[str],
 ) -> list[Event]:
     events: list[Event] = []
     for entry in jobs:
@@ -478,7 +536,16 @@ def _job_events(
         if before is not None and (before.phase, before.attempt) == (entry.phase, entry.attempt):
             continue
         failed = retried.get(entry.name)
-        if failed is not None:
+        if failed is not None and entry.name in requested:
+            events.append(
+                Event(
+                    "Normal",
+                    "JobRetried",
+                    f"job '{entry.name}' is retried on request after its attempt "
+                    f"{failed.number} failed; starting attempt {entry.attempt}",
+                )
+            )
+        elif failed is not None:
             detail = failed.reason or "failure"
             if failed.exit_code is not None:
                 detail += f", exit code {failed.exit_code}"
@@ -533,7 +600,7 @@ def missing_pipeline_status(
     name = run.pipeline_name or ""
     text = message or f"pipeline '{name}' not found"
     if run.spec is not None and run.spec.cancelled:
-        phase, reason, text = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+        phase, reason, text = prs.CANCELLED, prs.REASON_CANCELLED, cancelled_message(run)
     elif previous.start_time is not None:
         phase, reason = prs.FAILED, prs.REASON_PIPELINE_NOT_FOUND
     else:

@@ -17,6 +17,7 @@ from kubernetes.client.rest import ApiException
 
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.kube.jobspec import LABEL_RUN
+from conveyor.kube.stop import pods_to_stop, stop_patch
 
 PIPELINES = "pipelines"
 PIPELINERUNS = "pipelineruns"
@@ -279,6 +280,21 @@ class Kube:
         delete_ignoring_missing(
             self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
         )
+
+    def stop_job(self, namespace: str, name: str) -> None:
+        """Stops a Job's pods and keeps them, logs included (kube.stop); a Job without a pod
+        is deleted."""
+        pods = self.list_job_pods(namespace, name)
+        names = pods_to_stop(pods)
+        if names is None:
+            self.delete_job(namespace, name)
+            return
+        for pod in names:
+            try:
+                self.core.patch_namespaced_pod(pod, namespace, stop_patch())
+            except ApiException as e:
+                if e.status != 404:  # gone meanwhile: nothing left to stop
+                    raise
 
     def list_job_pods(
         self, namespace: str, job_name: str, job_uid: str | None = None
