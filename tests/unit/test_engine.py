@@ -781,3 +781,23 @@ def test_the_cancel_names_who_cancelled():
     result = plan(world.spec, run, list(world.jobs.values()), world.now)
     (event,) = [e for e in result.events if e.reason == "RunCancelled"]
     assert event.message == "Cancelled: the run was cancelled by alice"
+
+
+def test_every_problem_of_a_pipeline_is_named_at_once():
+    from conveyor.reconcile.pipelines import pipeline_status
+
+    body = {
+        "metadata": {"name": "app", "generation": 3},
+        "spec": {
+            "jobs": [
+                job("a", needs=["b"]),
+                job("b", needs=["a"]),
+                job("c", needs=["nope"]),
+            ]
+        },
+    }
+    status = pipeline_status(body, T0)
+    (ready,) = status["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidPipeline")
+    assert "'nope' does not exist" in ready["message"]
+    assert "needs form a cycle: a -> b -> a" in ready["message"]
