@@ -307,9 +307,15 @@ def _print_attempt(
             continue
         from kubernetes.client.rest import ApiException
 
+        closer = _Closer(kube, ns, pod["metadata"]["name"], container) if args.follow else None
         try:
             for chunk in kube.pod_log(
-                ns, pod["metadata"]["name"], container, follow=args.follow, tail=args.tail
+                ns,
+                pod["metadata"]["name"],
+                container,
+                follow=args.follow,
+                tail=args.tail,
+                opened=closer.start if closer else None,
             ):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
@@ -318,6 +324,58 @@ def _print_attempt(
             if "waiting to start" in message and attempt.phase not in JOB_FINISHED_PHASES:
                 message += " (the job has not started yet; --follow waits for it)"
             raise LogsError(message) from e
+        except Exception:
+            if closer is None or not closer.closed:
+                raise  # not the end of a follow we closed ourselves
+
+
+class _Closer:
+    """Ends a followed log once its container has ended: a kubelet closes the stream then, but
+    not every log server does, and `logs -f RUN` must go on to the next job."""
+
+    DRAIN_SECONDS = 2.0  # what the container wrote last is still on its way
+
+    def __init__(self, kube: Kube, ns: str, pod: str, container: str) -> None:
+        self.kube, self.ns, self.pod, self.container = kube, ns, pod, container
+        self.closed = False
+
+    def start(self, response: Any) -> None:
+        import threading
+
+        threading.Thread(target=self._close_after_end, args=(response,), daemon=True).start()
+
+    def _close_after_end(self, response: Any) -> None:
+        import time
+
+        try:
+            for seen in _pod_events(self.kube, self.ns, f"metadata.name={self.pod}", None):
+                if ended(seen, self.container):
+                    break
+            else:
+                return
+            time.sleep(self.DRAIN_SECONDS)
+            self.closed = True
+            # Closing the response does not wake a read blocked on its socket; shutting the
+            # socket down does.
+            sock = getattr(getattr(response, "connection", None), "sock", None)
+            if sock is not None:
+                import socket
+
+                sock.shutdown(socket.SHUT_RDWR)
+            response.close()
+        except Exception:  # best effort: the stream then ends as the server ends it
+            return
+
+
+def ended(pod: Mapping[str, Any], container: str) -> bool:
+    """Whether `container` has terminated, or the pod has ended."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if c.get("name") == container and "terminated" in (c.get("state") or {}):
+            return True
+    return False
 
 
 def _pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:

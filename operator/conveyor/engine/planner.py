@@ -55,7 +55,6 @@ class _Pass:
     now: datetime.datetime | None = None
     scheduled: Mapping[str, datetime.datetime] = field(default_factory=dict)  # delayed jobs
     retry: Mapping[str, int] = field(default_factory=dict)  # job -> failed attempt to retry
-    requested: set[str] = field(default_factory=set)  # jobs retried on request this pass
 
 
 def plan(
@@ -218,7 +217,7 @@ def plan(
             )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
-    events = _job_events(previous, jobs, work.retried, work.requested)
+    events = _job_events(previous, jobs, work.retried, work.retry)
     events += _run_events(previous, status, message)
     if reopened:
         events.insert(0, Event("Normal", "RunRetried", _names("retried", reopened)))
@@ -313,8 +312,6 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
             name = job_name(work.run_name, job.name, number)
             work.creates.append(JobToCreate(job.name, number, name))
             work.retried[job.name] = attempt
-            if requested:
-                work.requested.add(job.name)
             entry = dataclasses.replace(entry, attempt=number, job_name=name)
         else:
             entry = _entry_from_attempt(entry, attempt, job)
@@ -528,21 +525,27 @@ def _job_events(
     previous: PipelineRunStatus,
     jobs: Sequence[JobStatus],
     retried: dict[str, Attempt],
-    requested: set[str],
+    requested: Mapping[str, int],
 ) -> list[Event]:
+    """Events of what changed since `previous` (the status last written): a retry is told by
+    the pass that writes its new attempt, which may be a pass after the one that planned it."""
     events: list[Event] = []
     for entry in jobs:
         before = previous.job(entry.name)
         if before is not None and (before.phase, before.attempt) == (entry.phase, entry.attempt):
             continue
         failed = retried.get(entry.name)
-        if failed is not None and entry.name in requested:
+        after = failed.number if failed is not None else None
+        if after is None and before is not None and before.phase == prs.FAILED:
+            newer = (entry.attempt or 0) > (before.attempt or 0)
+            after = before.attempt if newer else None
+        if after is not None and requested.get(entry.name) == after:
             events.append(
                 Event(
                     "Normal",
                     "JobRetried",
                     f"job '{entry.name}' is retried on request after its attempt "
-                    f"{failed.number} failed; starting attempt {entry.attempt}",
+                    f"{after} failed; attempt {entry.attempt} {entry.phase.lower()}",
                 )
             )
         elif failed is not None:

@@ -313,9 +313,17 @@ class Kube:
         return [p for p in pods if controller_uid(p) == job_uid]
 
     def pod_log(
-        self, namespace: str, pod: str, container: str, *, follow: bool, tail: int | None
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        follow: bool,
+        tail: int | None,
+        opened: Any = None,
     ) -> Iterator[bytes]:
-        """A container's log as it arrives (the kubelet's bytes, undecoded)."""
+        """A container's log as it arrives (the kubelet's bytes, undecoded). `opened` is
+        called with the HTTP response, which another thread may close to end a follow."""
         response = self.core.read_namespaced_pod_log(
             pod,
             namespace,
@@ -324,6 +332,8 @@ class Kube:
             tail_lines=tail,
             _preload_content=False,
         )
+        if opened is not None:
+            opened(response)
         try:
             yield from response.stream(4096)
         finally:
