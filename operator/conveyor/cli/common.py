@@ -102,6 +102,8 @@ def cluster_errors(call: Callable[[], int], host: Callable[[], str | None]) -> i
         if e.status == 0 or e.status is None:  # the client's own wrapper of a socket error
             return fail(f"cannot reach the API server at {host() or '?'}: {e.reason}")
         return fail(api_message(e))
+    except BrokenPipeError:
+        raise  # our reader left (`| head`), not the API server: main ends quietly
     except (urllib3.exceptions.HTTPError, OSError) as e:
         return fail(f"cannot reach the API server at {host() or '?'}: {unreachable(e)}")
 
