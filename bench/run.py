@@ -287,6 +287,10 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         for k, (t, ok) in targets.items()
     )
     writes = "\n".join(f"| {k} | {v} |" for k, v in results["writes_by_kind"].items())
+    # bench/cli_startup.py's section is its own: kept as it is.
+    kept = ""
+    if path.exists() and "<!-- cli-startup:begin -->" in (old := path.read_text()):
+        kept = "\n" + old[old.index("<!-- cli-startup:begin -->") :]
     path.write_text(
         BENCH_DOC.format(
             rows=rows,
@@ -294,6 +298,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
             results=json.dumps(results, indent=2),
             **results,
         )
+        + kept
     )
 
 

@@ -164,16 +164,14 @@ def main() -> int:
             "env",
             "add",
             env,
-            "--kubeconfig",
+            "--target-kubeconfig",
             str(CLUSTERS.kubeconfig),
-            "--kube-context",
+            "--target-context",
             env,
-            "--namespace",
+            "--target-namespace",
             NS,
             "-n",
             NS,
-            "--cluster-kubeconfig",  # env add's --kubeconfig is the target's kubeconfig
-            str(CLUSTERS.kubeconfig),
             *extra,
         )
 

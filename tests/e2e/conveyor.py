@@ -69,16 +69,14 @@ def add_environment(
         "env",
         "add",
         name,
-        "--kubeconfig",
+        "--target-kubeconfig",
         str(STATE / "kubeconfig"),
-        "--kube-context",
+        "--target-context",
         context,
-        "--namespace",
+        "--target-namespace",
         target_namespace,
         "-n",
         ns,
-        "--cluster-kubeconfig",  # env add's --kubeconfig is the target's kubeconfig
-        str(STATE / "kubeconfig"),
         *options,
     )
     assert proc.returncode == 0, proc.stderr

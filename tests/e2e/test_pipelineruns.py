@@ -125,7 +125,7 @@ def test_allowed_exit_codes_only_tolerate_those_codes(conveyor: Conveyor) -> Non
     assert not job_status(done, "not-tolerated").get("allowedFailure")
 
 
-def test_cancel_deletes_running_jobs(conveyor: Conveyor, clusters: Clusters) -> None:
+def test_cancel_stops_running_jobs_and_keeps_them(conveyor: Conveyor, clusters: Clusters) -> None:
     conveyor.create(pipeline("long", [job("sleep", **lasts("600s")), job("after", "deploy")]))
     conveyor.create(run("long-1", "long"))
     conveyor.wait_run("long-1", lambda r: phase(r) == "Running")
@@ -137,7 +137,11 @@ def test_cancel_deletes_running_jobs(conveyor: Conveyor, clusters: Clusters) -> 
     assert phase(done) == "Cancelled"
     assert succeeded_condition(done)["reason"] == "Cancelled"
     assert job_status(done, "sleep")["phase"] == "Cancelled"
-    wait_until(lambda: not conveyor.jobs("long-1"), what="the Job to be deleted")
+    # Stopped, not deleted: the Job stays (with its pod and log) until the run goes.
+    wait_until(
+        lambda: [j.status.active or 0 for j in conveyor.jobs("long-1")] == [0],
+        what="the Job to be stopped",
+    )
     again = conveyor_cli(clusters, "cancel", "long-1", "-n", conveyor.ns)
     assert again.returncode == 1 and "already finished" in again.stderr
 

@@ -169,6 +169,7 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
     assert policies == bindings
     assert {p[1] for p in policies} == {
         "conveyor-pipelinerun-initiator",
+        "conveyor-pipelinerun-canceller",
         "conveyor-pipelinerun-record",
         "conveyor-approval-vote-groups",
         "conveyor-approval-votes",

@@ -125,7 +125,8 @@ def test_pipeline_jobs_schema():
     rules = [v["rule"] for v in spec["x-kubernetes-validations"]]
     assert any("j.stage in self.stages" in r for r in rules)
     columns = [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
-    assert columns == ["Source", "Jobs", "Age"]
+    # A Pipeline with a bad `needs` shows Ready False in `kubectl get pipelines`.
+    assert columns == ["Ready", "Reason", "Source", "Jobs", "Age", "Message"]
 
 
 def test_pipelinerun_schema():
@@ -167,9 +168,14 @@ def test_pipelinerun_schema():
         "Ref": (".spec.revision.ref", "string"),
         "SHA": (".status.shortSha", "string"),
         "Status": (".status.phase", "string"),
+        # What a run waits for (ManualActionRequired, WaitingForApproval, ...), from the
+        # condition the status already has; and a retried job, so retries show in a watch.
+        "Reason": ('.status.conditions[?(@.type=="Succeeded")].reason', "string"),
         "Stage": (".status.currentStage", "string"),
+        "Retried": (".status.jobs[?(@.attempt>1)].name", "string"),
         "Age": (".metadata.creationTimestamp", "date"),
         "Duration": (".status.duration", "string"),
+        "Message": ('.status.conditions[?(@.type=="Succeeded")].message', "string"),
     }
 
 

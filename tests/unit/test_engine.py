@@ -71,6 +71,10 @@ class World:
             )
         for name in result.delete:
             self.jobs.pop(name, None)
+        for name in result.stop:
+            # A stopped Job stays; its pod ends past its deadline and the Job fails.
+            if name in self.jobs:
+                self.jobs[name] = dataclasses.replace(self.jobs[name], state="failed")
         self.status = result.status
         self.events += result.events
         return result
@@ -352,12 +356,12 @@ def test_retry_exit_codes():
     assert [c.attempt for c in world.step().create] == [2]
 
 
-def test_run_timeout_deletes_active_jobs():
+def test_run_timeout_stops_active_jobs():
     world = World(pipeline(job("a"), timeout="10m"))
     world.step()
     assert active_jobs(world) == ["a"]
     result = world.step(seconds=600)
-    assert result.delete == [world.created[0]]
+    assert result.stop == [world.created[0]] and result.delete == []
     assert world.status["phase"] == "Failed"
     assert world.condition()["reason"] == "Timeout"
     assert world.phases() == {"a": "Cancelled"}
@@ -366,14 +370,15 @@ def test_run_timeout_deletes_active_jobs():
 # --- cancel -------------------------------------------------------------------------------
 
 
-def test_cancel_deletes_active_jobs_and_freezes_the_run():
+def test_cancel_stops_active_jobs_keeping_them_and_freezes_the_run():
     world = World(pipeline(job("a", "build"), job("b", "build"), job("c")))
     world.step()
     world.finish("a")
     world.run_spec["status"] = "Cancelled"
     result = world.step()
     assert result.create == []
-    assert result.delete == [j for j in world.created if "-b-" in j]
+    # Stopped, not deleted: the Job and its pod's log stay until the run goes.
+    assert result.stop == [j for j in world.created if "-b-" in j] and result.delete == []
     assert world.phases() == {"a": "Succeeded", "b": "Cancelled", "c": "Cancelled"}
     assert world.status["phase"] == "Cancelled"
     assert world.condition()["reason"] == "Cancelled"
@@ -696,3 +701,103 @@ def test_a_started_job_that_is_not_interruptible_keeps_the_run():
     assert redundant(old, [old, new], running, {"build"}) is not None
     waiting = [{"name": "deploy", "phase": "Pending"}]  # not started: no attempt
     assert redundant(old, [old, new], waiting, set()) is not None
+
+
+# --- retry on request (conveyor retry: spec.retry) ----------------------------------------
+
+
+def _failed_world():
+    world = World(pipeline(job("a", "build"), job("b"), job("c", "build")))
+    world.settle({"a": ("failed",)})
+    assert world.status["phase"] == "Failed"
+    assert world.phases() == {"a": "Failed", "b": "Skipped", "c": "Succeeded"}
+    return world
+
+
+def test_a_retried_job_runs_again_in_the_same_run_and_the_run_with_it():
+    world = _failed_world()
+    world.run_spec["retry"] = [{"job": "a", "attempt": 1}]
+    result = world.step()
+    assert [(c.pipeline_job, c.attempt) for c in result.create] == [("a", 2)]
+    assert world.status["phase"] == "Running" and world.status.get("completionTime") is None
+    assert world.phases() == {"a": "Pending", "b": "Pending", "c": "Succeeded"}
+    reasons = [e.reason for e in result.events]
+    assert reasons[0] == "RunRetried" and "JobRetried" in reasons
+    world.settle()
+    assert world.status["phase"] == "Succeeded"
+    assert world.phases() == {"a": "Succeeded", "b": "Succeeded", "c": "Succeeded"}
+    # What succeeded before was kept: c ran once.
+    assert sum("-c-" in j for j in world.created) == 1
+
+
+def test_a_retry_is_planned_once_however_often_the_pass_runs():
+    world = _failed_world()
+    world.run_spec["retry"] = [{"job": "a", "attempt": 1}]
+    assert world.plan() == world.plan()
+    world.step()
+    assert [c.attempt for c in world.step().create] == []  # attempt 2 exists: nothing more
+    world.finish("a", "failed")
+    world.step()
+    world.step()
+    assert world.status["phase"] == "Failed"  # the request named attempt 1, not attempt 2
+
+
+def test_a_stale_or_gated_retry_leaves_a_finished_run_as_it_is():
+    world = _failed_world()
+    frozen = dict(world.status)
+    world.run_spec["retry"] = [{"job": "a", "attempt": 7}, {"job": "c", "attempt": 1}]
+    world.step()
+    assert world.status == frozen
+    # A gated job is never retried: its new attempt would deploy on the old Approval.
+    world.run_spec["retry"] = [{"job": "a", "attempt": 1}]
+    gated = plan(
+        world.spec, world.run(), list(world.jobs.values()), world.now, gated=frozenset({"a"})
+    )
+    assert gated.create == [] and gated.status == frozen
+
+
+def test_a_cancelled_run_is_never_retried():
+    world = World(pipeline(job("a"), job("b")))
+    world.step()
+    world.finish("a", "failed")
+    world.run_spec["status"] = "Cancelled"
+    world.step()
+    world.run_spec["retry"] = [{"job": "a", "attempt": 1}]
+    frozen = dict(world.status)
+    assert world.step().create == [] and world.status == frozen
+
+
+def test_the_cancel_names_who_cancelled():
+    world = World(pipeline(job("a")))
+    world.step()
+    world.run_spec["status"] = "Cancelled"
+    run = world.run()
+    run = dataclasses.replace(
+        run,
+        metadata=dataclasses.replace(
+            run.metadata, annotations={"conveyor.dev/cancelled-by": "alice"}
+        ),
+    )
+    result = plan(world.spec, run, list(world.jobs.values()), world.now)
+    (event,) = [e for e in result.events if e.reason == "RunCancelled"]
+    assert event.message == "Cancelled: the run was cancelled by alice"
+
+
+def test_every_problem_of_a_pipeline_is_named_at_once():
+    from conveyor.reconcile.pipelines import pipeline_status
+
+    body = {
+        "metadata": {"name": "app", "generation": 3},
+        "spec": {
+            "jobs": [
+                job("a", needs=["b"]),
+                job("b", needs=["a"]),
+                job("c", needs=["nope"]),
+            ]
+        },
+    }
+    status = pipeline_status(body, T0)
+    (ready,) = status["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidPipeline")
+    assert "'nope' does not exist" in ready["message"]
+    assert "needs form a cycle: a -> b -> a" in ready["message"]

@@ -182,11 +182,11 @@ def _add_args(*argv: str) -> argparse.Namespace:
             "env",
             "add",
             "prod",
-            "--kubeconfig",
+            "--target-kubeconfig",
             "f",
-            "--kube-context",
+            "--target-context",
             "prod",
-            "--namespace",
+            "--target-namespace",
             "app",
             *argv,
         ]
@@ -194,13 +194,27 @@ def _add_args(*argv: str) -> argparse.Namespace:
 
 
 def test_env_add_options_keep_the_two_clusters_apart():
-    args = _add_args("--context", "ci", "--cluster-kubeconfig", "ci.yaml", "-n", "team")
-    assert (args.target_kubeconfig, args.kube_context, args.target_namespace) == (
+    # As in every command, --kubeconfig, --context and -n/--namespace are Conveyor's cluster.
+    args = _add_args("--context", "ci", "--kubeconfig", "ci.yaml", "--namespace", "team")
+    assert (args.target_kubeconfig, args.target_context, args.target_namespace) == (
         "f",
         "prod",
         "app",
     )
-    assert (args.cluster_kubeconfig, args.context, args.env_namespace) == ("ci.yaml", "ci", "team")
+    assert (args.kubeconfig, args.context, args.namespace) == ("ci.yaml", "ci", "team")
+
+
+@pytest.mark.parametrize("old", ["--kube-context", "--cluster-kubeconfig"])
+def test_env_add_refuses_the_old_option_names_rather_than_reading_them_anew(old, capsys):
+    from conveyor.cli.main import main
+
+    assert main([*_ADD, old, "x"]) == 2
+    err = capsys.readouterr().err
+    assert "--target-kubeconfig" in err and len(err.strip().splitlines()) == 1
+
+
+_ADD = ["env", "add", "prod", "--target-kubeconfig", "f", "--target-context", "p"]
+_ADD += ["--target-namespace", "app"]
 
 
 def test_environment_spec_from_options():

@@ -44,8 +44,17 @@ class Kind:
         return f"{GROUP}_{self.plural}.yaml"
 
 
-def _column(name: str, path: str, description: str, type_: str = "string") -> dict[str, Any]:
-    return {"name": name, "type": type_, "jsonPath": path, "description": description}
+def _column(
+    name: str, path: str, description: str, type_: str = "string", *, priority: int = 0
+) -> dict[str, Any]:
+    column = {"name": name, "type": type_, "jsonPath": path, "description": description}
+    if priority:
+        column["priority"] = priority  # shown with `kubectl get -o wide` only
+    return column
+
+
+def _condition(type_: str, field: str) -> str:
+    return f'.status.conditions[?(@.type=="{type_}")].{field}'
 
 
 _AGE = _column("Age", ".metadata.creationTimestamp", "Time since creation.", "date")
@@ -59,9 +68,12 @@ PIPELINE = Kind(
     status=PipelineStatus,
     description="A reusable CI/CD pipeline definition in the shape of a .gitlab-ci.yml.",
     columns=(
+        _column("Ready", _condition("Ready", "status"), "Whether runs of it can run."),
+        _column("Reason", _condition("Ready", "reason"), "Valid, or InvalidPipeline."),
         _column("Source", ".spec.source.url", "Repository URL."),
         _column("Jobs", ".status.jobCount", "Number of jobs.", "integer"),
         _AGE,
+        _column("Message", _condition("Ready", "message"), "Every problem, named.", priority=1),
     ),
 )
 
@@ -78,9 +90,19 @@ PIPELINE_RUN = Kind(
         _column("Ref", ".spec.revision.ref", "Branch or tag."),
         _column("SHA", ".status.shortSha", "Short commit SHA."),
         _column("Status", ".status.phase", "Phase of the run."),
+        _column(
+            "Reason",
+            _condition("Succeeded", "reason"),
+            "Why: what the run waits for (ManualActionRequired, WaitingForApproval, Delayed, "
+            "WaitingForEnvironment, ...) or how it ended.",
+        ),
         _column("Stage", ".status.currentStage", "Lowest stage with unfinished jobs."),
+        _column(
+            "Retried", ".status.jobs[?(@.attempt>1)].name", "A job on its second attempt or later."
+        ),
         _AGE,
         _column("Duration", ".status.duration", "Run duration once finished."),
+        _column("Message", _condition("Succeeded", "message"), "What the run says.", priority=1),
     ),
     root_validations=(RUN_NAME_RULE,),
 )

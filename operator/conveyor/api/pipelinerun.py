@@ -104,6 +104,17 @@ class Revision:
     )
 
 
+@model("A request to run a failed job of the run again (`conveyor retry`).")
+@dataclass(frozen=True)
+class RetryRequest:
+    job: str = spec_field("The pipeline job.", max_length=JOB_NAME_MAX, min_length=1)
+    attempt: int = spec_field(
+        "Its failed attempt that is retried: the new attempt is this one plus 1.",
+        minimum=1,
+        maximum=99,
+    )
+
+
 @model(
     "What to run and at which revision.",
     validations=(
@@ -156,6 +167,14 @@ class PipelineRunSpec:
         item_max_length=JOB_NAME_MAX,
         item_min_length=1,
         list_type="set",
+    )
+    retry: tuple[RetryRequest, ...] = spec_field(
+        "Failed jobs to run again in this run, each after the attempt named (what `conveyor "
+        "retry` appends); a job whose environment requires approval is not retried.",
+        default_factory=tuple,
+        max_items=MAX_JOBS,
+        list_type="map",
+        list_map_keys=("job", "attempt"),
     )
     pipeline_source: str = spec_field(
         "What started the run (GitLab CI_PIPELINE_SOURCE); immutable.",

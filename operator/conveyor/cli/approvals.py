@@ -10,17 +10,17 @@ from __future__ import annotations
 import argparse
 import datetime
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from typing import TYPE_CHECKING, Any
 
 from conveyor.api import GROUP, VERSION, parse_time
 from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
 from conveyor.api.durations import format_duration
-from conveyor.cli.common import add_cluster_options, api_message, fail, namespace, target
-from conveyor.kube import identity
-from conveyor.kube.client import MERGE_PATCH, KubeConfigError
+from conveyor.cli.common import EXIT_USAGE, add_cluster_options, cluster_errors, fail, target
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
+MERGE_PATCH = "application/merge-patch+json"
 
 APPROVALS = "approvals"
 
@@ -59,18 +59,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) -> Any:
     def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args, target(args).api_client(), namespace(args))
-        except (KubeConfigError, CliError) as e:
-            return fail(str(e))
-        except ApiException as e:
-            return fail(api_message(e))
+        where = target(args)
+        api: list[Any] = []
+
+        def call() -> int:
+            api.append(where.api_client())
+            try:
+                return command(args, api[0], args.namespace or where.default_namespace())
+            except CliError as e:
+                return fail(str(e))
+
+        return cluster_errors(call, lambda: api[0].configuration.host if api else None)
 
     return run
 
 
 def whoami(api: client.ApiClient) -> str:
     """Your username as the API server authenticates you (what admission sees)."""
+    from conveyor.kube import identity
+
     try:
         return identity.whoami(api)
     except ValueError as e:
@@ -83,6 +90,8 @@ def is_pending(approval: dict[str, Any]) -> bool:
 
 def find_approval(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
     """The Approval called `name`, else the one pending Approval of run `name`."""
+    from kubernetes.client.rest import ApiException
+
     try:
         return custom.get_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS, name)
     except ApiException as e:
@@ -114,7 +123,9 @@ def vote_patch(user: str, decision: str, comment: str | None) -> dict[str, Any]:
 def _vote(decision: str) -> Callable[[argparse.Namespace, client.ApiClient, str], int]:
     def command(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
         if args.comment is not None and len(args.comment) > COMMENT_MAX_LENGTH:
-            return fail(f"the comment is longer than {COMMENT_MAX_LENGTH} characters", 2)
+            return fail(f"the comment is longer than {COMMENT_MAX_LENGTH} characters", EXIT_USAGE)
+        from kubernetes import client
+
         custom = client.CustomObjectsApi(api)
         approval = find_approval(custom, ns, args.name)
         name = approval["metadata"]["name"]
@@ -182,6 +193,8 @@ def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime)
 
 
 def cmd_list(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
+    from kubernetes import client
+
     items = client.CustomObjectsApi(api).list_namespaced_custom_object(
         GROUP, VERSION, ns, APPROVALS
     )["items"]

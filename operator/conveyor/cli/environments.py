@@ -3,9 +3,8 @@
 `env add` stores a target cluster's kubeconfig in a Secret `<NS>.<NAME>.kubeconfig` of the
 credentials namespace (the operator's --credentials-namespace, `conveyor-system` by default: no
 team can read it) and creates (or updates) the Environment pointing at it. Two clusters are in
-play, so the options say which is which: `--context`/`--cluster-kubeconfig`/`-n` name where
-Conveyor runs (as in every conveyor command), `--kubeconfig`/`--kube-context`/`--namespace` the
-deploy target.
+play: `--kubeconfig`/`--context`/`-n` name where Conveyor runs, as in every conveyor command, and
+`--target-kubeconfig`/`--target-context`/`--target-namespace` the deploy target.
 """
 
 from __future__ import annotations
@@ -15,11 +14,9 @@ import base64
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from conveyor.api import API_VERSION, GROUP, VERSION, ModelError, from_dict, to_dict
 from conveyor.api.durations import parse_duration
@@ -30,10 +27,12 @@ from conveyor.api.environment import (
     EnvironmentSpec,
 )
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX
-from conveyor.cli.common import api_message, fail
+from conveyor.cli.common import EXIT_USAGE, add_cluster_options, cluster_errors, fail, target
 from conveyor.engine.names import short_hash
-from conveyor.kube.client import KubeConfigError, Target
-from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
+from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
+
+if TYPE_CHECKING:
+    from kubernetes import client
 
 ENVIRONMENTS = "environments"
 VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
@@ -63,34 +62,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "add",
         help="create or update an Environment and its kubeconfig Secret",
         description=(
-            "Store FILE in the Secret NS.NAME.kubeconfig of the credentials namespace (where no "
-            "team can read it) and create (or update) Environment NAME in namespace NS. "
-            "--kubeconfig, --kube-context and --namespace describe the target cluster; --context, "
-            "--cluster-kubeconfig and -n the cluster where Conveyor runs."
+            "Store the target's kubeconfig in the Secret NS.NAME.kubeconfig of the credentials "
+            "namespace (where no team can read it) and create (or update) Environment NAME in "
+            "namespace NS. --target-kubeconfig, --target-context and --target-namespace describe "
+            "the deploy target; --kubeconfig, --context and -n the cluster where Conveyor runs, "
+            "as in every conveyor command."
         ),
     )
     add.add_argument("name", metavar="NAME", help="name of the Environment, e.g. prod")
     target_group = add.add_argument_group("deploy target")
     target_group.add_argument(
-        "--kubeconfig",
-        dest="target_kubeconfig",
+        "--target-kubeconfig",
         required=True,
         metavar="FILE",
         help="kubeconfig of the target cluster (inline credentials; no exec or auth-provider)",
     )
     target_group.add_argument(
-        "--kube-context",
+        "--target-context",
         required=True,
         metavar="CTX",
         help="context of FILE that deploys use",
     )
     target_group.add_argument(
-        "--namespace",
-        dest="target_namespace",
+        "--target-namespace",
         required=True,
         metavar="NS",
         help="namespace of the target cluster deploys go to",
     )
+    # The spellings before the options were made consistent: refused with what replaced them,
+    # never taken in a new meaning.
+    for old in ("--kube-context", "--cluster-kubeconfig"):
+        add.add_argument(old, dest=f"old_{old[2:].replace('-', '_')}", help=argparse.SUPPRESS)
     target_group.add_argument("--url", help="URL of the deployed application")
     target_group.add_argument(
         "--serves",
@@ -99,7 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATTERN",
         help="an environment name this Environment also serves (repeatable), * for any "
         "characters: review/* serves every review app; put $CI_ENVIRONMENT_SLUG in "
-        "--namespace to give each its own namespace",
+        "--target-namespace to give each its own namespace",
     )
     target_group.add_argument(
         "--var",
@@ -133,7 +135,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DURATION",
         help=f"how long a deploy waits for approvals (default {DEFAULT_APPROVAL_TIMEOUT})",
     )
-    _add_conveyor_cluster_options(add)
+    add_cluster_options(add)
     add.add_argument(
         "--credentials-namespace",
         default=DEFAULT_CREDENTIALS_NAMESPACE,
@@ -144,37 +146,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.set_defaults(func=_guard(cmd_add))
 
     listing = sub.add_parser("list", help="list Environments")
-    _add_conveyor_cluster_options(listing)
+    add_cluster_options(listing)
     listing.set_defaults(func=_guard(cmd_list))
 
 
-def _add_conveyor_cluster_options(parser: argparse.ArgumentParser) -> None:
-    # Not common.add_cluster_options: here --kubeconfig and --namespace name the deploy target.
-    group = parser.add_argument_group("cluster where Conveyor runs")
-    group.add_argument(
-        "--cluster-kubeconfig",
-        metavar="FILE",
-        help="kubeconfig of the cluster where Conveyor runs (default: $KUBECONFIG)",
-    )
-    group.add_argument("--context", help="its kubeconfig context")
-    group.add_argument(
-        "-n",
-        dest="env_namespace",
-        metavar="NS",
-        help="namespace of the Environment (default: the context's namespace, or default)",
-    )
+RENAMED = (
+    "env add's options changed: --kubeconfig, --context and -n now name the cluster where "
+    "Conveyor runs, as in every command; the deploy target is --target-kubeconfig, "
+    "--target-context and --target-namespace"
+)
 
 
 def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) -> Any:
     def run(args: argparse.Namespace) -> int:
-        where = Target(kubeconfig=args.cluster_kubeconfig, context=args.context)
-        try:
-            ns = args.env_namespace or where.default_namespace()
-            return command(args, where.api_client(), ns)
-        except KubeConfigError as e:
-            return fail(str(e))
-        except ApiException as e:
-            return fail(api_message(e))
+        if getattr(args, "old_kube_context", None) or getattr(args, "old_cluster_kubeconfig", None):
+            return fail(RENAMED, EXIT_USAGE)
+        where = target(args)
+        api: list[Any] = []
+
+        def call() -> int:
+            api.append(where.api_client())
+            return command(args, api[0], args.namespace or where.default_namespace())
+
+        return cluster_errors(call, lambda: api[0].configuration.host if api else None)
 
     return run
 
@@ -264,7 +258,7 @@ def environment_spec(args: argparse.Namespace, namespace: str) -> dict[str, Any]
             "name": secret_name(namespace, args.name),
             "key": DEFAULT_KUBECONFIG_KEY,
         },
-        "context": args.kube_context,
+        "context": args.target_context,
         "namespace": args.target_namespace,
         "protection": {
             "requiredApprovals": required,
@@ -309,13 +303,15 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
     try:
         data = path.read_bytes()
     except OSError as e:
-        return fail(f"cannot read {path}: {e.strerror}", 2)
+        return fail(f"cannot read {path}: {e.strerror}", EXIT_USAGE)
     try:
-        check_kubeconfig(data, args.kube_context, str(path))
-        data = minimal_kubeconfig(data, args.kube_context)
+        check_kubeconfig(data, args.target_context, str(path))
+        data = minimal_kubeconfig(data, args.target_context)
         spec = environment_spec(args, ns)
     except ValueError as e:  # KubeconfigRefused included
-        return fail(str(e), 2)
+        return fail(str(e), EXIT_USAGE)
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
 
     core = client.CoreV1Api(api)
     name = secret_name(ns, args.name)
@@ -368,6 +364,8 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
+    from kubernetes import client
+
     items = client.CustomObjectsApi(api).list_namespaced_custom_object(
         GROUP, VERSION, ns, ENVIRONMENTS
     )["items"]

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
-from conveyor.gitlab.importer import import_file
-from conveyor.gitlab.yamlload import LoadError
+from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN
 
 EXIT_LOSSLESS = 0
 EXIT_INVALID = 2
@@ -26,6 +26,10 @@ includes (resolved from --root).
 Everything Conveyor cannot honour yet (remote or template includes, cache, artifacts,
 dependencies on jobs, trigger, tags, inherit:variables, ...) and every predefined variable it
 cannot set (CI_JOB_TOKEN, CI_API_V4_URL, ...) is listed on stderr as `JOB: KEY: what differs`.
+
+FILE `-` reads standard input (then --name is required, and local includes come from --root,
+default the current folder). Files are refused over 2 MiB, nested over 100 levels, or with
+aliases that expand to over a million nodes.
 """
 
 EPILOG = """\
@@ -48,10 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("file", metavar="FILE", type=Path, help="the .gitlab-ci.yml to convert")
+    parser.add_argument(
+        "file", metavar="FILE", help="the .gitlab-ci.yml to convert, or - for standard input"
+    )
     parser.add_argument(
         "--name",
-        help="metadata.name of the Pipeline (default: the project folder's name, slugged)",
+        help="metadata.name of the Pipeline, a Kubernetes name such as my-app (default: the "
+        "project folder's name, slugged)",
     )
     parser.add_argument("--repo", metavar="URL", help="git URL written to spec.source.url")
     parser.add_argument(
@@ -64,9 +71,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def check_name(name: str) -> str | None:
+    """Why the API server would refuse `name` as the Pipeline's metadata.name, or None."""
+    if len(name) > DNS_SUBDOMAIN_MAX or not re.match(DNS_SUBDOMAIN_PATTERN, name):
+        return (
+            f"--name {name!r} is not a Kubernetes name: lowercase letters, digits, '-' and '.', "
+            f"starting and ending with a letter or digit, at most {DNS_SUBDOMAIN_MAX} "
+            "characters (e.g. my-app)"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    from conveyor.gitlab.importer import import_file, import_text
+    from conveyor.gitlab.yamlload import LoadError, decode
+    from conveyor.yamllimits import MAX_INPUT_BYTES
+
+    if args.name is not None and (problem := check_name(args.name)):
+        print(f"conveyor: {problem}", file=sys.stderr)
+        return EXIT_INVALID
     try:
-        result = import_file(args.file, name=args.name, repo=args.repo, root=args.root)
+        if args.file == "-":
+            if args.name is None:
+                print("conveyor: reading standard input (-) needs --name", file=sys.stderr)
+                return EXIT_INVALID
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)  # no more than can be refused
+            root = args.root or Path.cwd()
+            text = decode(data, "<stdin>")
+            result = import_text(text, "<stdin>", root, name=args.name, repo=args.repo)
+        else:
+            result = import_file(Path(args.file), name=args.name, repo=args.repo, root=args.root)
     except LoadError as exc:
         print(f"{exc.file}:{exc.line}: {exc.reason}", file=sys.stderr)
         return EXIT_INVALID

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes import watch
-from kubernetes.client.rest import ApiException
-
-from conveyor.api.meta import GROUP, VERSION
 from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
-from conveyor.cli.common import add_cluster_options, api_message, fail, kube_command
+from conveyor.cli.common import EXIT_USAGE, add_cluster_options, api_message, fail, kube_command
 from conveyor.engine.names import job_name
-from conveyor.kube.client import PIPELINERUNS, Kube
-from conveyor.kube.jobspec import CHECKOUT_CONTAINER, SCRIPT_CONTAINER
+from conveyor.kube.defaults import CHECKOUT_CONTAINER, SCRIPT_CONTAINER
 
+if TYPE_CHECKING:
+    from conveyor.kube.client import Kube
 # What a job's log is by default, as GitLab shows it: the checkout, then the script.
 DEFAULT_CONTAINERS = (CHECKOUT_CONTAINER, SCRIPT_CONTAINER)
 
@@ -57,7 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"one container only: {SCRIPT_CONTAINER}, {CHECKOUT_CONTAINER} or a service's name",
     )
     p.add_argument(
-        "-f", "--follow", action="store_true", help="stream JOB's log until it ends (needs JOB)"
+        "-f",
+        "--follow",
+        action="store_true",
+        help="stream the log as it is written: JOB's until it ends, or without JOB every job "
+        "of the run as it starts, in turn, until the run ends",
     )
     p.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each log")
     add_cluster_options(p)
@@ -90,6 +91,52 @@ def attempts(run: Mapping[str, Any], job: str | None, attempt: int | None) -> li
 
 def _latest(entry: Mapping[str, Any]) -> Attempt:
     return Attempt(entry["name"], entry.get("attempt") or 1, entry["phase"], entry.get("jobName"))
+
+
+def known_jobs(run: Mapping[str, Any], pipeline: Mapping[str, Any] | None) -> list[str] | None:
+    """The run's job names: from its status once it has one, else from the pipeline it will
+    run (inline, recorded, or the Pipeline's spec); None while none of these is known."""
+    status = run.get("status") or {}
+    if status.get("jobs"):
+        return [j["name"] for j in status["jobs"]]
+    spec = status.get("pipelineSpec") or (run.get("spec") or {}).get("pipelineSpec") or pipeline
+    if spec is None:
+        return None
+    return [j["name"] for j in spec.get("jobs") or ()]
+
+
+def check_job(run: Mapping[str, Any], job: str, pipeline: Mapping[str, Any] | None) -> None:
+    """Raises LogsError unless `job` is (or will be) one of the run's jobs: --follow would
+    otherwise wait for a job that never comes."""
+    known = known_jobs(run, pipeline)
+    name = run["metadata"]["name"]
+    if known is None:
+        ref = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")
+        raise LogsError(
+            f"run {name} has no jobs yet and its pipeline {ref!r} cannot be read, so job "
+            f"{job!r} cannot be checked: is the pipeline applied?"
+        )
+    if job not in known:
+        raise LogsError(f"run {name} has no job {job!r} (its jobs: {', '.join(known) or 'none'})")
+
+
+def next_to_follow(
+    run: Mapping[str, Any], done: Collection[tuple[str, int]], natives: Collection[str]
+) -> Attempt | None:
+    """The next attempt `logs -f RUN` shows: the first job, in pipeline order, whose latest
+    attempt has started and was not shown yet (a native deploy once it has ended: its record
+    is its log). None: nothing to show now."""
+    for entry in (run.get("status") or {}).get("jobs") or ():
+        attempt = _latest(entry)
+        if (attempt.job, attempt.number) in done or not entry.get("attempt"):
+            continue
+        if entry["name"] in natives:
+            if entry["phase"] in JOB_FINISHED_PHASES:
+                return attempt
+            continue
+        if attempt.job_name:
+            return attempt
+    return None
 
 
 def ready_to_follow(run: Mapping[str, Any], job: str) -> bool:
@@ -150,22 +197,30 @@ def header(attempt: Attempt) -> str:
 
 # -- the command
 def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    if args.follow and args.job is None:
-        return fail("--follow needs a JOB: one log is followed at a time", 2)
     run = kube.get_run(ns, args.run)
-    if args.follow and not ready_to_follow(run, args.job):
-        print(f"waiting for job {args.job} of run {args.run} to start...", file=sys.stderr)
-        run = _wait_for_run(kube, ns, args.run, args.job) or run
+    pipeline = _pipeline_spec(kube, ns, run)
+    if args.follow and args.job is None:
+        if args.attempt is not None:
+            return fail("--attempt needs a JOB", EXIT_USAGE)
+        return _follow_run(kube, ns, run, args, native_deploys(run, pipeline))
+    if args.follow:
+        try:
+            check_job(run, args.job, pipeline)
+        except LogsError as e:
+            return fail(str(e), EXIT_USAGE)
+        if not ready_to_follow(run, args.job):
+            print(f"waiting for job {args.job} of run {args.run} to start...", file=sys.stderr)
+            run = _wait_for_run(kube, ns, args.run, lambda r: ready_to_follow(r, args.job)) or run
     try:
         wanted = attempts(run, args.job, args.attempt)
     except LogsError as e:
-        return fail(str(e), 2)
+        return fail(str(e), EXIT_USAGE)
     if not wanted:
         phase = (run.get("status") or {}).get("phase") or "Pending"
         print(f"run {args.run} has no jobs yet ({phase})")
         return 0
     several = len(wanted) > 1
-    natives = native_deploys(run, _pipeline_spec(kube, ns, run))
+    natives = native_deploys(run, pipeline)
     failures = 0
     for attempt in wanted:
         if several:
@@ -180,6 +235,41 @@ def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
         if several:
             print(flush=True)
     return 1 if failures == len(wanted) else 0
+
+
+def _follow_run(
+    kube: Kube, ns: str, run: Mapping[str, Any], args: argparse.Namespace, natives: set[str]
+) -> int:
+    """Every job's log in turn, as `tkn pipelinerun logs -f` shows them: each started job
+    followed to its end, in pipeline order, until the run has ended and all are shown."""
+    done: set[tuple[str, int]] = set()
+    name = run["metadata"]["name"]
+    while True:
+        attempt = next_to_follow(run, done, natives)
+        if attempt is None:
+            if (run.get("status") or {}).get("phase") in FINISHED_PHASES:
+                return 0
+            changed = _wait_for_run(
+                kube,
+                ns,
+                name,
+                lambda r: (
+                    next_to_follow(r, done, natives) is not None
+                    or (r.get("status") or {}).get("phase") in FINISHED_PHASES
+                ),
+            )
+            if changed is None:
+                return fail(f"gave up waiting for run {name}")
+            run = changed
+            continue
+        done.add((attempt.job, attempt.number))
+        print(header(attempt), flush=True)
+        try:
+            _print_attempt(kube, ns, run, attempt, args, natives)
+        except LogsError as e:
+            print(f"({e})", flush=True)
+        print(flush=True)
+        run = kube.get_run(ns, name)
 
 
 def _print_attempt(
@@ -216,9 +306,17 @@ def _print_attempt(
         if args.follow and not _wait_started(kube, ns, pod["metadata"]["name"], container):
             print(f"({container} never started: the pod ended before it)", flush=True)
             continue
+        from kubernetes.client.rest import ApiException
+
+        closer = _Closer(kube, ns, pod["metadata"]["name"], container) if args.follow else None
         try:
             for chunk in kube.pod_log(
-                ns, pod["metadata"]["name"], container, follow=args.follow, tail=args.tail
+                ns,
+                pod["metadata"]["name"],
+                container,
+                follow=args.follow,
+                tail=args.tail,
+                opened=closer.start if closer else None,
             ):
                 sys.stdout.buffer.write(chunk)
                 sys.stdout.buffer.flush()
@@ -227,9 +325,63 @@ def _print_attempt(
             if "waiting to start" in message and attempt.phase not in JOB_FINISHED_PHASES:
                 message += " (the job has not started yet; --follow waits for it)"
             raise LogsError(message) from e
+        except Exception:
+            if closer is None or not closer.closed:
+                raise  # not the end of a follow we closed ourselves
+
+
+class _Closer:
+    """Ends a followed log once its container has ended: a kubelet closes the stream then, but
+    not every log server does, and `logs -f RUN` must go on to the next job."""
+
+    DRAIN_SECONDS = 2.0  # what the container wrote last is still on its way
+
+    def __init__(self, kube: Kube, ns: str, pod: str, container: str) -> None:
+        self.kube, self.ns, self.pod, self.container = kube, ns, pod, container
+        self.closed = False
+
+    def start(self, response: Any) -> None:
+        import threading
+
+        threading.Thread(target=self._close_after_end, args=(response,), daemon=True).start()
+
+    def _close_after_end(self, response: Any) -> None:
+        import time
+
+        try:
+            for seen in _pod_events(self.kube, self.ns, f"metadata.name={self.pod}", None):
+                if ended(seen, self.container):
+                    break
+            else:
+                return
+            time.sleep(self.DRAIN_SECONDS)
+            self.closed = True
+            # Closing the response does not wake a read blocked on its socket; shutting the
+            # socket down does.
+            sock = getattr(getattr(response, "connection", None), "sock", None)
+            if sock is not None:
+                import socket
+
+                sock.shutdown(socket.SHUT_RDWR)
+            response.close()
+        except Exception:  # best effort: the stream then ends as the server ends it
+            return
+
+
+def ended(pod: Mapping[str, Any], container: str) -> bool:
+    """Whether `container` has terminated, or the pod has ended."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Succeeded", "Failed"):
+        return True
+    for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if c.get("name") == container and "terminated" in (c.get("state") or {}):
+            return True
+    return False
 
 
 def _pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    from kubernetes.client.rest import ApiException
+
     name = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")
     if not name:
         return None
@@ -256,19 +408,12 @@ def _wait_started(kube: Kube, ns: str, pod: str, container: str) -> bool:
     return False
 
 
-def _wait_for_run(kube: Kube, ns: str, name: str, job: str) -> Mapping[str, Any] | None:
-    stream = watch.Watch().stream(
-        kube.custom.list_namespaced_custom_object,
-        GROUP,
-        VERSION,
-        ns,
-        PIPELINERUNS,
-        field_selector=f"metadata.name={name}",
-        timeout_seconds=3600,
-    )
-    for event in stream:
-        if event["type"] in ("ADDED", "MODIFIED") and ready_to_follow(event["object"], job):
-            return event["object"]
+def _wait_for_run(
+    kube: Kube, ns: str, name: str, ready: Callable[[Mapping[str, Any]], bool]
+) -> Mapping[str, Any] | None:
+    for kind, run in kube.watch_runs(ns, name):
+        if kind != "DELETED" and ready(run):
+            return run
     return None
 
 
@@ -280,6 +425,8 @@ def _pod_events(
     kube: Kube, ns: str, fields: str | None, labels: str | None
 ) -> Iterator[dict[str, Any]]:
     """The pods matching, as they are listed and then as they change (for up to an hour)."""
+    from kubernetes import watch
+
     stream = watch.Watch().stream(
         kube.core.list_namespaced_pod,
         ns,

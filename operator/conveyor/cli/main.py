@@ -1,4 +1,8 @@
-"""Entry point of the `conveyor` command: builds the parser from the subcommand modules."""
+"""Entry point of the `conveyor` command: builds the parser from the subcommand modules.
+
+Subcommand modules import only what their options need; the Kubernetes client, Kopf and the
+importer load when a command runs, so `--help` and `--version` answer at once.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import sys
 from importlib import import_module
 
 from conveyor import __version__
+from conveyor.cli.common import EXIT_CODES, EXIT_INTERRUPTED, EXIT_USAGE
 
 # Each module has `register(subparsers)`, which adds its subcommand(s) with `func=` set.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
@@ -16,6 +21,8 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "import_gitlab",
     "environments",
     "approvals",
+    "version",
+    "completion",
 )
 
 
@@ -26,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Conveyor runs GitLab-CI-style pipelines as Kubernetes custom resources "
             "(Pipeline, PipelineRun, Environment, Approval)."
         ),
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,9 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        # As git and kubectl do: no command is a usage error, not a success.
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # `conveyor get | head`: the reader left; say nothing more (stdout is gone).
+        sys.stderr.close()
         return 0
-    return int(args.func(args) or 0)
 
 
 if __name__ == "__main__":

@@ -12,30 +12,27 @@ import threading
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
-
-import kopf
-from kubernetes import client
-from kubernetes.client.rest import ApiException
+from typing import TYPE_CHECKING, Any
 
 from conveyor import __version__
 from conveyor.api.durations import parse_duration
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.cli.common import add_cluster_options, fail, target
-from conveyor.kube import fence
-from conveyor.kube.client import IN_CLUSTER_NAMESPACE, Kube, KubeConfigError
-from conveyor.kube.identity import IdentityMismatch, verify_identity
-from conveyor.kube.jobspec import (
+from conveyor.kube.defaults import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
-    JobOptions,
 )
-from conveyor.kube.leader import Elector
 
 LEASE_NAME = "conveyor-operator"
+
+if TYPE_CHECKING:  # Kopf, the Kubernetes client and the job builder load when the operator runs
+    import kopf
+    from kubernetes import client
+
+    from conveyor.kube.jobspec import JobOptions
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -162,6 +159,8 @@ def _duration(text: str) -> datetime.timedelta:
 
 def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
     """Kopf's credentials from the same configuration the Kubernetes client uses."""
+    import kopf
+
     auth = (cfg.api_key or {}).get("authorization") or (cfg.api_key or {}).get("BearerToken")
     scheme, _, token = auth.partition(" ") if auth else ("", "", "")
     return kopf.ConnectionInfo(
@@ -176,6 +175,9 @@ def connection_info(cfg: client.Configuration) -> kopf.ConnectionInfo:
 
 
 def crds_served(api: client.ApiClient) -> bool:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
     try:
         resources = client.CustomObjectsApi(api).get_api_resources(GROUP, VERSION)
     except ApiException as e:
@@ -192,6 +194,8 @@ def lease_of(args: argparse.Namespace) -> tuple[str, str]:
         if not sep or not namespace or not name:
             raise SystemExit(f"conveyor operator: --lease takes NS/NAME, not {args.lease!r}")
         return namespace, name
+    from conveyor.kube.client import IN_CLUSTER_NAMESPACE
+
     try:
         namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
     except OSError:
@@ -202,6 +206,11 @@ def lease_of(args: argparse.Namespace) -> tuple[str, str]:
 def lead(args: argparse.Namespace, cfg: client.Configuration, identity: str) -> None:
     """Blocks until this replica holds the lease, answering the liveness probe meanwhile (a
     standby is healthy); from then on every write passes the fence."""
+    from kubernetes import client
+
+    from conveyor.kube import fence
+    from conveyor.kube.leader import Elector
+
     namespace, name = lease_of(args)
     elector = Elector(client.ApiClient(cfg), namespace, name, identity)
     standby = serve_liveness(args.liveness) if args.liveness else None
@@ -236,6 +245,8 @@ def serve_liveness(url: str) -> http.server.HTTPServer:
 
 
 def job_options(args: argparse.Namespace) -> JobOptions:
+    from conveyor.kube.jobspec import JobOptions
+
     return JobOptions(
         checkout_image=args.checkout_image,
         default_image=args.default_image,
@@ -250,7 +261,14 @@ def job_options(args: argparse.Namespace) -> JobOptions:
 
 
 def run_operator(args: argparse.Namespace) -> int:
+    import kopf
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
     from conveyor.handlers.registration import RUNTIME  # registers the handlers
+    from conveyor.kube import fence
+    from conveyor.kube.client import Kube, KubeConfigError
+    from conveyor.kube.identity import IdentityMismatch, verify_identity
 
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -1,29 +1,51 @@
-"""`conveyor run|get|cancel|play`: start, watch and steer PipelineRuns."""
+"""`conveyor run|get|describe|cancel|play|retry|rerun`: start, watch and steer PipelineRuns."""
 
 from __future__ import annotations
 
 import argparse
 import datetime
 import re
-from collections.abc import Sequence
-from typing import Any
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from conveyor.api import API_VERSION, parse_time
-from conveyor.api.durations import format_duration
-from conveyor.api.pipelinerun import CANCELLED, FINISHED_PHASES, MANUAL, REASON_DELAYED
-from conveyor.cli.common import add_cluster_options, fail, kube_command
-from conveyor.engine.environments import resolve_environment
-from conveyor.kube.client import Kube
+from conveyor.api.meta import API_VERSION
+from conveyor.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_cluster_options,
+    fail,
+    kube_command,
+)
+from conveyor.cli.views import (
+    ANNOTATION_RERUN_OF,
+    FINISHED,
+    OUTPUTS,
+    describe,
+    names,
+    run_summary,
+    runs_table,
+    serialized,
+)
+
+if TYPE_CHECKING:
+    from conveyor.kube.client import Kube
 
 SHA = re.compile(r"^[0-9a-f]{40}$")
 VARIABLE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", re.S)
+MANUAL, DELAYED, FAILED, CANCELLED = "Manual", "Delayed", "Failed", "Cancelled"
+# Phases a run ends in that count as success for `--wait`.
+SUCCESSFUL = frozenset({"Succeeded", "Skipped"})
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser(
         "run",
         help="start a run of a Pipeline; prints the run's name",
-        description="Create a PipelineRun of PIPELINE at a revision and print its name.",
+        description="Create a PipelineRun of PIPELINE at a revision and print its name. A "
+        "Pipeline that does not exist (yet) is warned about: the run waits Pending until it "
+        "is created, as one applied with kubectl would.",
     )
     run.add_argument("pipeline", metavar="PIPELINE", help="name of the Pipeline")
     run.add_argument("--ref", required=True, help="branch or tag to build")
@@ -47,22 +69,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="a run variable (repeatable); it overrides every other variable",
     )
+    run.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the run ends; exit 0 if it succeeded (or was skipped), else 1. "
+        "With no such Pipeline: create nothing and exit 1",
+    )
     add_cluster_options(run)
     run.set_defaults(func=kube_command(cmd_run))
 
     get = subparsers.add_parser(
         "get",
         help="list runs, or show one run's jobs",
-        description="Without RUN: the runs in the namespace. With RUN: that run's jobs.",
+        description="Without RUN: the runs in the namespace (every namespace with -A). With "
+        "RUN: that run's jobs. WAITING says what an unfinished run waits for "
+        "(ManualActionRequired, WaitingForApproval, ...).",
     )
     get.add_argument("run", metavar="RUN", nargs="?", help="name of a PipelineRun")
+    add_output_option(get)
+    get.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="the runs of every namespace (needs the right to list them cluster-wide)",
+    )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="keep printing as it changes: the run's job table until the run ends, or a line "
+        "per changed run (Ctrl-C stops)",
+    )
     add_cluster_options(get)
     get.set_defaults(func=kube_command(cmd_get))
+
+    desc = subparsers.add_parser(
+        "describe",
+        help="everything about a run: state, jobs, failures, approvals, deploys, events",
+        description="Show RUN as kubectl describe would: who started it, at which revision, "
+        "its status and why, each job with its failure's message, its Approvals, what it "
+        "deployed, and its events.",
+    )
+    desc.add_argument("run", metavar="RUN")
+    add_cluster_options(desc)
+    desc.set_defaults(func=kube_command(cmd_describe))
 
     cancel = subparsers.add_parser(
         "cancel",
         help="cancel a run",
-        description="Cancel RUN: its running Jobs are deleted and it ends Cancelled.",
+        description="Cancel RUN: its running jobs are stopped (their Jobs and logs are kept "
+        "until the run goes) and it ends Cancelled. The run records who cancelled it.",
     )
     cancel.add_argument("run", metavar="RUN")
     add_cluster_options(cancel)
@@ -72,14 +128,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "play",
         help="start a manual (or delayed) job of a run",
         description="Release JOB of RUN, a job with `when: manual`, to run; or start a "
-        "`when: delayed` job now instead of at its time.",
+        "`when: delayed` job now instead of at its time. A job whose environment requires "
+        "approval is not released by play: only its Approval releases it.",
     )
     play.add_argument("run", metavar="RUN")
     play.add_argument("job", metavar="JOB")
     add_cluster_options(play)
     play.set_defaults(func=kube_command(cmd_play))
 
+    retry = subparsers.add_parser(
+        "retry",
+        help="run failed jobs of a run again, in the same run",
+        description="A new attempt of the failed jobs of RUN (or of the JOBs named), in the "
+        "same run, keeping what succeeded; the jobs that were skipped because of them run "
+        "after them, as in GitLab's retry. A finished run runs again. Jobs whose environment "
+        "requires approval are refused: retry a run of them with `conveyor rerun`, which asks "
+        "for a new approval.",
+    )
+    retry.add_argument("run", metavar="RUN")
+    retry.add_argument("jobs", metavar="JOB", nargs="*", help="failed jobs (default: all)")
+    add_cluster_options(retry)
+    retry.set_defaults(func=kube_command(cmd_retry))
 
+    rerun = subparsers.add_parser(
+        "rerun",
+        help="start a new run with the same pipeline, revision and variables",
+        description="Create a new PipelineRun like RUN: the same Pipeline (or inline spec), "
+        "the commit RUN built, the same variables and source; prints its name.",
+    )
+    rerun.add_argument("run", metavar="RUN")
+    rerun.add_argument("--wait", action="store_true", help="as for `conveyor run --wait`")
+    add_cluster_options(rerun)
+    rerun.set_defaults(func=kube_command(cmd_rerun))
+
+
+def add_output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        default="table",
+        metavar="FORMAT",
+        help="table (default), wide (more columns), json, yaml, or name",
+    )
+
+
+# -- pure: manifests and requests
 def run_manifest(
     pipeline: str,
     ref: str,
@@ -99,131 +193,295 @@ def run_manifest(
         spec["pipelineSource"] = "push"  # a before SHA is a push's; default: api
     if variables:
         spec["variables"] = variables
-    # generateName keeps names unique; the CRD caps run names at 63 characters.
-    prefix = pipeline[:50].rstrip("-.") + "-"
     return {
         "apiVersion": API_VERSION,
         "kind": "PipelineRun",
-        "metadata": {"generateName": prefix},
+        "metadata": {"generateName": _prefix(pipeline)},
         "spec": spec,
     }
 
 
+def _prefix(name: str) -> str:
+    # generateName keeps names unique; the CRD caps run names at 63 characters.
+    return name[:50].rstrip("-.") + "-"
+
+
+def rerun_manifest(run: Mapping[str, Any]) -> dict[str, Any]:
+    """A new run like `run`: its pipeline, the commit it built (a run given only a ref built
+    what the ref pointed to then), its variables and source. Nothing of its state is copied."""
+    spec = run.get("spec") or {}
+    status = run.get("status") or {}
+    revision = dict(spec.get("revision") or {})
+    built = (status.get("evaluation") or {}).get("sha")
+    if not revision.get("sha") and built:
+        revision["sha"] = built
+    new: dict[str, Any] = {"revision": revision}
+    for key in ("pipelineRef", "pipelineSpec", "variables", "pipelineSource"):
+        if spec.get(key) is not None:
+            new[key] = spec[key]
+    # Not its labels or trigger annotations: this run is started by whoever reruns it.
+    base = (spec.get("pipelineRef") or {}).get("name") or str(run["metadata"]["name"])
+    metadata: dict[str, Any] = {
+        "generateName": _prefix(base),
+        "annotations": {ANNOTATION_RERUN_OF: run["metadata"]["name"]},
+    }
+    return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": metadata, "spec": new}
+
+
+def retry_entries(
+    run: Mapping[str, Any], wanted: Sequence[str], gated: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """The `spec.retry` entries that retry `wanted` (every failed job if empty) of `run`: one
+    `{job, attempt}` per job, naming the failed attempt to follow. `gated` maps jobs to the
+    protected environment they deploy to. ValueError says why a job cannot be retried."""
+    name = run["metadata"]["name"]
+    spec, status = run.get("spec") or {}, run.get("status") or {}
+    if spec.get("status") == CANCELLED:
+        raise ValueError(
+            f"run {name} was cancelled; a cancelled run cannot run again: conveyor rerun {name}"
+        )
+    jobs = {j["name"]: j for j in status.get("jobs") or ()}
+    failed = [j for j in jobs.values() if j.get("phase") == FAILED and j.get("attempt")]
+    for job in wanted:
+        if job not in jobs:
+            known = ", ".join(jobs) or "none yet"
+            raise ValueError(f"run {name} has no job {job!r} (its jobs: {known})")
+        if jobs[job].get("phase") != FAILED or not jobs[job].get("attempt"):
+            raise ValueError(
+                f"job {job!r} of run {name} has not failed (it is {jobs[job].get('phase')}): "
+                "only a failed job is retried"
+            )
+    chosen = [jobs[j] for j in dict.fromkeys(wanted)] if wanted else failed
+    if not chosen:
+        raise ValueError(f"run {name} has no failed job to retry")
+    refused = [j["name"] for j in chosen if j["name"] in gated]
+    if refused and (wanted or len(refused) == len(chosen)):
+        job = refused[0]
+        raise ValueError(
+            f"job {job!r} of run {name} deploys to {gated[job]}, which requires approval: a "
+            f"retry would run it on its old approval; start a new run instead (conveyor rerun "
+            f"{name}), whose deploy asks for a new approval"
+        )
+    requested = {(r.get("job"), r.get("attempt")) for r in spec.get("retry") or ()}
+    return [
+        {"job": j["name"], "attempt": j["attempt"]}
+        for j in chosen
+        if j["name"] not in gated and (j["name"], j["attempt"]) not in requested
+    ]
+
+
+def exit_code_of(phase: str | None) -> int:
+    return EXIT_OK if phase in SUCCESSFUL else EXIT_FAILED
+
+
+# -- the commands
 def cmd_run(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     for sha in (args.sha, args.before):
         if sha and not SHA.match(sha):
-            return fail(f"{sha!r} is not a full commit SHA (40 lowercase hex digits)", 2)
+            return fail(f"{sha!r} is not a full commit SHA (40 lowercase hex digits)", EXIT_USAGE)
     variables: dict[str, str] = {}
     for item in args.var:
         m = VARIABLE.match(item)
         if not m:
             return fail(
-                f"--var {item!r}: expected KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*", 2
+                f"--var {item!r}: expected KEY=VALUE with KEY like [A-Za-z_][A-Za-z0-9_]*",
+                EXIT_USAGE,
             )
         variables[m.group(1)] = m.group(2)
+    missing = _pipeline_missing(kube, ns, args.pipeline)
+    if missing and args.wait:
+        return fail(f"{missing}; nothing was created")
     created = kube.create_run(
         ns,
         run_manifest(args.pipeline, args.ref, args.sha, args.before, variables, push=args.push),
     )
-    print(created["metadata"]["name"])
-    return 0
-
-
-def _age(stamp: str | None, now: datetime.datetime) -> str:
-    if not stamp:
-        return "-"
-    return format_duration(max(0, int((now - parse_time(stamp)).total_seconds())))
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["   ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    for row in rows:
-        lines.append("   ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines)
-
-
-def runs_table(runs: Sequence[dict[str, Any]], now: datetime.datetime) -> str:
-    rows = []
-    for r in sorted(runs, key=lambda r: r["metadata"].get("creationTimestamp", "")):
-        spec, status = r.get("spec") or {}, r.get("status") or {}
-        rows.append(
-            [
-                r["metadata"]["name"],
-                status.get("pipelineName") or (spec.get("pipelineRef") or {}).get("name", "-"),
-                (spec.get("revision") or {}).get("ref", "-"),
-                status.get("shortSha") or "-",
-                status.get("phase") or "Pending",
-                status.get("currentStage") or "-",
-                _age(r["metadata"].get("creationTimestamp"), now),
-                status.get("duration") or "-",
-            ]
+    name = created["metadata"]["name"]
+    print(name, flush=True)
+    if missing:
+        print(
+            f"conveyor: warning: {missing}: run {name} waits Pending until it is created",
+            file=sys.stderr,
         )
-    headers = ["NAME", "PIPELINE", "REF", "SHA", "STATUS", "STAGE", "AGE", "DURATION"]
-    return table(headers, rows)
+    return _wait(kube, ns, name) if args.wait else EXIT_OK
 
 
-def jobs_table(run: dict[str, Any]) -> str:
-    rows = []
-    for j in (run.get("status") or {}).get("jobs") or []:
-        start, end = j.get("startTime"), j.get("completionTime")
-        took = (
-            format_duration(int((parse_time(end) - parse_time(start)).total_seconds()))
-            if start and end
-            else "-"
+def _pipeline_missing(kube: Kube, ns: str, pipeline: str) -> str | None:
+    """Why a run of `pipeline` would wait forever, or None. A Pipeline one may not read is
+    taken to exist: the check must not stop those who may only create runs."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        kube.get_pipeline(ns, pipeline)
+    except ApiException as e:
+        if e.status == 404:
+            return f"pipeline {pipeline!r} does not exist in namespace {ns}"
+        if e.status == 403:
+            return None
+        raise
+    return None
+
+
+def _wait(kube: Kube, ns: str, name: str) -> int:
+    """Waits for run `name` to end, saying on stderr what it waits for meanwhile."""
+    said = None
+    for kind, run in kube.watch_runs(ns, name, timeout=24 * 3600):
+        if kind == "DELETED":
+            return fail(f"run {name} was deleted")
+        status = run.get("status") or {}
+        phase = status.get("phase") or "Pending"
+        condition = next(
+            (c for c in status.get("conditions") or () if c.get("type") == "Succeeded"), {}
         )
-        exit_code = j.get("exitCode")
-        rows.append(
-            [
-                j["name"],
-                j.get("stage", "-"),
-                j.get("phase", "-") + (" (allowed)" if j.get("allowedFailure") else ""),
-                str(j.get("attempt") or "-"),
-                "-" if exit_code is None else str(exit_code),
-                j.get("reason") or "-",
-                j.get("jobName") or "-",
-                took,
-            ]
+        line = f"{name}: {phase}" + (
+            f" ({condition.get('reason')}: {condition.get('message')})"
+            if condition.get("reason") and condition.get("reason") != phase
+            else ""
         )
-    headers = ["JOB", "STAGE", "STATUS", "ATTEMPT", "EXIT", "REASON", "K8S JOB", "DURATION"]
-    return table(headers, rows)
+        if line != said:
+            print(line, file=sys.stderr, flush=True)
+            said = line
+        if phase in FINISHED:
+            return exit_code_of(phase)
+    return fail(f"gave up waiting for run {name}")
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def cmd_get(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    now = datetime.datetime.now(datetime.UTC)
-    if args.run is None:
-        runs = kube.list_runs(ns)
-        if not runs:
-            print(f"No PipelineRuns in namespace {ns}.")
-            return 0
-        print(runs_table(runs, now))
-        return 0
+    where: str | None = None if args.all_namespaces else ns
+    wide = args.output == "wide"
+    if args.run is not None:
+        if args.all_namespaces:
+            return fail("RUN and -A do not go together: a run is in one namespace", EXIT_USAGE)
+        run = kube.get_run(ns, args.run)
+        if args.watch:
+            return _watch_run(kube, ns, args.run, args.output)
+        print(_one(run, args.output, wide))
+        return EXIT_OK
+    runs = kube.list_runs(where)
+    if args.output in ("json", "yaml"):
+        print(serialized(runs, args.output, single=False))
+    elif args.output == "name":
+        if runs:
+            print(names(runs))
+    elif not runs and not args.watch:
+        print(f"No PipelineRuns in namespace {ns}." if where else "No PipelineRuns.")
+    elif runs:
+        print(runs_table(runs, _now(), wide=wide, namespaces=where is None))
+    if args.watch:
+        return _watch_list(kube, where, args.output, known=runs)
+    return EXIT_OK
+
+
+def _one(run: Mapping[str, Any], output: str, wide: bool) -> str:
+    if output in ("json", "yaml"):
+        return serialized([run], output, single=True)
+    if output == "name":
+        return names([run])
+    return run_summary(run, wide=wide, now=_now())
+
+
+def _watch_run(kube: Kube, ns: str, name: str, output: str) -> int:
+    """The run's table again each time it changes, until it ends (a terminal is redrawn)."""
+    redraw = sys.stdout.isatty() and output in ("table", "wide")
+    shown = None
+    for kind, run in kube.watch_runs(ns, name):
+        if kind == "DELETED":
+            return fail(f"run {name} was deleted")
+        text = _one(run, output, output == "wide")
+        if text != shown:
+            if redraw:
+                sys.stdout.write("\x1b[H\x1b[2J")  # home, clear: a live table, as watch(1) draws
+            elif shown is not None and output in ("table", "wide"):
+                print()
+            print(text, flush=True)
+            shown = text
+        if ((run.get("status") or {}).get("phase")) in FINISHED:
+            return EXIT_OK
+    return EXIT_OK
+
+
+def _watch_list(
+    kube: Kube, where: str | None, output: str, known: Iterable[Mapping[str, Any]]
+) -> int:
+    """A line per run that changes, as `kubectl get -w` prints them."""
+    seen = {
+        (r["metadata"].get("namespace"), r["metadata"]["name"]): _line(r, output, where)
+        for r in known
+    }
+    header = not seen
+    for kind, run in kube.watch_runs(where):
+        key = (run["metadata"].get("namespace"), run["metadata"]["name"])
+        if kind == "DELETED":
+            seen.pop(key, None)
+            continue
+        line = _line(run, output, where)
+        if seen.get(key) == line:
+            continue  # the watch replays what was listed; print changes only
+        seen[key] = line
+        if output in ("table", "wide"):
+            text = runs_table([run], _now(), wide=output == "wide", namespaces=where is None)
+            head, _, row = text.partition("\n")
+            if header:
+                print(head)
+                header = False
+            print(row, flush=True)
+        else:
+            print(line, flush=True)
+    return EXIT_OK
+
+
+def _line(run: Mapping[str, Any], output: str, where: str | None) -> str:
+    if output in ("json", "yaml"):
+        return serialized([run], output, single=True)
+    if output == "name":
+        return names([run])
+    text = runs_table([run], _now(), wide=output == "wide", namespaces=where is None)
+    # AGE changes every second: compare without it, or every replayed run would print again.
+    return text.partition("\n")[2].rsplit("   ", 1)[0] if text else ""
+
+
+def cmd_describe(args: argparse.Namespace, kube: Kube, ns: str) -> int:
+    from kubernetes.client.rest import ApiException
+
     run = kube.get_run(ns, args.run)
-    status = run.get("status") or {}
-    succeeded = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Succeeded"), {}
-    )
-    print(f"Run:      {args.run}   {status.get('phase') or 'Pending'}")
-    if succeeded.get("reason") or succeeded.get("message"):
-        print(f"Reason:   {succeeded.get('reason', '')}: {succeeded.get('message') or ''}".rstrip())
-    if status.get("jobs"):
-        print(jobs_table(run))
-    return 0
+    try:
+        approvals = [
+            a
+            for a in kube.list_approvals(ns)
+            if (a.get("spec") or {}).get("runUID") == run["metadata"].get("uid")
+        ]
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        approvals = []  # not everyone may read Approvals; the rest is still worth showing
+    try:
+        events = kube.list_events(ns, "PipelineRun", args.run)
+    except ApiException as e:
+        if e.status != 403:
+            raise
+        events = []
+    print(describe(run, approvals, events, _now()))
+    return EXIT_OK
 
 
 def cmd_cancel(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     run = kube.get_run(ns, args.run)
     phase = (run.get("status") or {}).get("phase")
-    if phase in FINISHED_PHASES:
+    if phase in FINISHED:
         return fail(f"run {args.run} has already finished ({phase}); nothing to cancel")
     kube.patch_run(ns, args.run, {"spec": {"status": CANCELLED}})
     print(f"{args.run}: cancel requested")
-    return 0
+    return EXIT_OK
 
 
-def _gate(kube: Kube, ns: str, entry: dict[str, Any]) -> str | None:
-    """The protected environment a job deploys to, if any (the operator ignores a play of
-    such a job: only its Approval releases it)."""
+def _gate(kube: Kube, ns: str, entry: Mapping[str, Any]) -> str | None:
+    """The protected environment a job deploys to, if any (the operator ignores a play or a
+    retry of such a job: only a new Approval releases it)."""
+    from conveyor.engine.environments import resolve_environment
+
     environment = entry.get("environment")
     if not environment:
         return None
@@ -239,7 +497,7 @@ def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
         known = ", ".join(sorted(jobs)) or "none yet"
         return fail(f"run {args.run} has no job {args.job!r} (jobs: {known})")
     entry = jobs[args.job]
-    if entry.get("phase") != MANUAL and entry.get("reason") != REASON_DELAYED:
+    if entry.get("phase") != MANUAL and entry.get("reason") != DELAYED:
         return fail(
             f"job {args.job!r} of run {args.run} is not waiting to be played "
             f"(it is {entry.get('phase')})"
@@ -262,4 +520,51 @@ def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
             },
         )
     print(f"{args.run}: {args.job} released")
-    return 0
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace, kube: Kube, ns: str) -> int:
+    run = kube.get_run(ns, args.run)
+    gated = {}
+    for entry in (run.get("status") or {}).get("jobs") or ():
+        gate = _gate(kube, ns, entry)
+        if gate is not None:
+            gated[entry["name"]] = gate
+    try:
+        entries = retry_entries(run, args.jobs, gated)
+    except ValueError as e:
+        return fail(str(e))
+    if entries:
+        current = list((run.get("spec") or {}).get("retry") or [])
+        kube.patch_run(
+            ns,
+            args.run,
+            {
+                "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+                "spec": {"retry": [*current, *entries]},
+            },
+        )
+    for entry in entries:
+        print(f"{args.run}: {entry['job']} retried (attempt {entry['attempt'] + 1})")
+    skipped = sorted(set(gated) & {j["name"] for j in _failed(run)} - set(args.jobs))
+    if skipped and not args.jobs:
+        print(
+            f"conveyor: not retried: {', '.join(skipped)} (their environment requires "
+            f"approval: conveyor rerun {args.run})",
+            file=sys.stderr,
+        )
+    if not entries:
+        print(f"{args.run}: already being retried")
+    return EXIT_OK
+
+
+def _failed(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [j for j in (run.get("status") or {}).get("jobs") or () if j.get("phase") == FAILED]
+
+
+def cmd_rerun(args: argparse.Namespace, kube: Kube, ns: str) -> int:
+    run = kube.get_run(ns, args.run)
+    created = kube.create_run(ns, rerun_manifest(run))
+    name = created["metadata"]["name"]
+    print(name, flush=True)
+    return _wait(kube, ns, name) if args.wait else EXIT_OK

@@ -21,6 +21,7 @@ import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from conveyor.deploy.errors import RenderError
+from conveyor.yamllimits import MAX_DEPTH, YAMLTooLarge, check_node
 
 TEMPLATE_SUFFIXES = (".yml", ".yaml")
 PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9_]*)>")
@@ -28,6 +29,7 @@ OPTIONAL_PLACEHOLDERS = frozenset({"HASH"})
 # Why a cap: a template loop can make output without bound; the operator must not run out of
 # memory on one repository's templates.
 MAX_OUTPUT_CHARS = 4 * 1024 * 1024
+MAX_TEMPLATES_BYTES = 16 * 1024 * 1024  # all of a deploy's template files, before rendering
 # Why refuse these in values: the placeholder pass runs before Jinja2, so a value containing
 # Jinja2 syntax (a branch named `{{...}}` ends up in VERSION) would be evaluated; a newline
 # would let a value add YAML structure. Neither is a value a manifest field needs.
@@ -42,12 +44,27 @@ def render_templates(
     documents are expanded into their items. Raises RenderError (`file:line: message`)."""
     env = _environment()
     manifests: list[dict[str, Any]] = []
-    for name in sorted(files):
-        if not name.endswith(TEMPLATE_SUFFIXES):
-            continue
+    names = [name for name in sorted(files) if name.endswith(TEMPLATE_SUFFIXES)]
+    total = 0
+    for name in names:  # before any rendering: a refusal costs nothing
+        total += len(files[name])
+        if len(files[name]) > MAX_OUTPUT_CHARS or total > MAX_TEMPLATES_BYTES:
+            raise RenderError(
+                name,
+                1,
+                f"refused: templates may be {MAX_OUTPUT_CHARS} bytes each and "
+                f"{MAX_TEMPLATES_BYTES} bytes in all",
+            )
+    rendered = 0
+    for name in names:
         text = _decode(name, files[name])
         text = substitute_placeholders(name, text, variables)
         text = _render_jinja(env, name, text, variables)
+        rendered += len(text)
+        if rendered > MAX_TEMPLATES_BYTES:
+            raise RenderError(
+                name, 1, f"refused: the templates render to more than {MAX_TEMPLATES_BYTES} bytes"
+            )
         manifests.extend(_parse(name, text))
     return manifests
 
@@ -148,10 +165,17 @@ def _parse(name: str, text: str) -> Iterator[dict[str, Any]]:
             if node is None:
                 continue
             line = node.start_mark.line + 1
+            # One hostile repository must not take the operator down: applying a document
+            # serialises it, which would expand nested aliases a billion times.
+            check_node(node)
             doc = loader.construct_document(node)
             if doc is None:  # an empty document (`---` followed by nothing, or only comments)
                 continue
             yield from _manifests(name, line, doc)
+    except YAMLTooLarge as e:
+        raise RenderError(name, e.line, f"refused: {e}") from None
+    except RecursionError:
+        raise RenderError(name, 1, f"refused: nested more than {MAX_DEPTH} levels deep") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark is not None else 1

@@ -58,6 +58,9 @@ class Plan:
 
     create: list[JobToCreate] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)  # names of batch/v1 Jobs
+    # Jobs to stop but keep (cancel, timeout, superseded): their pods end, and what the jobs
+    # printed stays readable until the run goes (kube.stop).
+    stop: list[str] = field(default_factory=list)
     status: dict[str, Any] = field(default_factory=dict)  # the run's new status
     events: list[Event] = field(default_factory=list)
     wake_at: datetime.datetime | None = None  # plan again then (a delayed job's start)

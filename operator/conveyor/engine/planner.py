@@ -55,6 +55,7 @@ class _Pass:
     now: datetime.datetime | None = None
     run_uid: str = ""  # in Job names: a run made again under a name meets no earlier Job
     scheduled: Mapping[str, datetime.datetime] = field(default_factory=dict)  # delayed jobs
+    retry: Mapping[str, int] = field(default_factory=dict)  # job -> failed attempt to retry
 
 
 def plan(
@@ -82,16 +83,20 @@ def plan(
     says why a newer run has overtaken this one's deploy: the run stops, Cancelled, Superseded.
     """
     previous = run.status
+    retries = requested_retries(run, gated)
     played_late = reopened(run)
-    if previous.finished and not played_late:
-        # Finished runs never change; only stray Jobs (a delete that failed) are cleaned up.
-        return Plan(delete=_active(observed), status=_dump(previous))
-    if played_late:
-        # GitLab: a manual job of a finished pipeline can still be played; the pipeline runs
-        # again and ends with that job's result.
+    if previous.finished:
+        if not played_late and not _reopens(run, retries):
+            # Finished runs never change; only stray Jobs (a stop that failed) are stopped.
+            return Plan(stop=_active(observed), status=_dump(previous))
+        # GitLab: a manual job of a finished pipeline can still be played, a failed job
+        # retried (`conveyor retry`); the pipeline runs again and ends with that job's result.
         previous = dataclasses.replace(
             previous, phase=prs.RUNNING, completion_time=None, duration=None
         )
+        retried_late = sorted(retries) if _reopens(run, retries) else []
+    else:
+        retried_late = []
     if evaluation is None:
         evaluation = previous.evaluation
     elif evaluation != previous.evaluation:
@@ -136,11 +141,12 @@ def plan(
         held=held,
         now=now,
         scheduled={j.name: j.scheduled_at for j in previous.jobs if j.scheduled_at is not None},
+        retry=retries,
     )
     for job in execution_order(pipeline):
         _decide(work, job, attempts.get(job.name))
 
-    delete: list[str] = []
+    stop: list[str] = []
     if stopping:
         if spec.cancelled:
             reason = prs.REASON_CANCELLED
@@ -152,7 +158,9 @@ def plan(
         for name, entry in list(work.entries.items()):
             if entry.phase not in _FINISHED:
                 work.entries[name] = dataclasses.replace(entry, phase=prs.CANCELLED, reason=reason)
-        delete = sorted(
+        # Stopped, not deleted: what the jobs printed is kept (GitLab keeps a cancelled
+        # job's log). A planned Job not seen yet is stopped too (it is deleted if podless).
+        stop = sorted(
             {o.job_name for o in observed if o.state == "active"}
             | {a.job_name for a in attempts.values() if a.phase == prs.PENDING}
         )
@@ -165,7 +173,7 @@ def plan(
     ]
 
     if spec.cancelled:
-        phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+        phase, reason, message = prs.CANCELLED, prs.REASON_CANCELLED, cancelled_message(run)
     elif timed_out:
         phase, reason = prs.FAILED, prs.REASON_TIMEOUT
         message = f"the run exceeded its timeout of {pipeline.timeout}"
@@ -213,13 +221,16 @@ def plan(
             )
     stage = _current_stage(pipeline, jobs, holders)
     status = _status(run, previous, jobs, phase, reason, message, now, current_stage=stage)
-    events = _job_events(previous, jobs, work.retried) + _run_events(previous, status, message)
+    events = _job_events(previous, jobs, work.retried, work.retry)
+    events += _run_events(previous, status, message)
     if played_late:
         names = ", ".join(played_late)
         events.insert(0, Event("Normal", "RunReopened", f"{names} played after the run ended"))
+    if retried_late:
+        events.insert(0, Event("Normal", "RunRetried", _names("retried", retried_late)))
     return Plan(
         create=list(work.creates),
-        delete=delete,
+        stop=stop,
         status=_dump(status),
         events=events,
         wake_at=min(at for _, at in delayed) if delayed and phase == prs.RUNNING else None,
@@ -235,6 +246,41 @@ def reopened(run: PipelineRun) -> list[str]:
         for name in run.spec.play
         if (entry := run.status.job(name)) is not None and entry.phase == prs.MANUAL
     ]
+
+
+# Who set spec.status: Cancelled, stamped by the API server (deploy/30-admission.yaml).
+ANNOTATION_CANCELLED_BY = "conveyor.dev/cancelled-by"
+
+
+def cancelled_message(run: PipelineRun) -> str:
+    who = run.metadata.annotations.get(ANNOTATION_CANCELLED_BY)
+    return f"the run was cancelled by {who}" if who else "the run was cancelled"
+
+
+def requested_retries(run: PipelineRun, gated: frozenset[str] = frozenset()) -> dict[str, int]:
+    """Job -> the failed attempt `spec.retry` asks to follow with a new one (the latest request
+    per job). Never a gated job: a new attempt would deploy on the old attempt's Approval, so
+    a gated job is retried only in a new run, whose deploy asks for a new approval."""
+    if run.spec is None or run.spec.cancelled:
+        return {}
+    out: dict[str, int] = {}
+    for request in run.spec.retry:
+        if request.job not in gated:
+            out[request.job] = max(out.get(request.job, 0), request.attempt)
+    return out
+
+
+def retry_due(run: PipelineRun, gated: frozenset[str] = frozenset()) -> bool:
+    """Whether a finished run runs again: a retry names a job's latest attempt, which failed."""
+    return run.status.finished and _reopens(run, requested_retries(run, gated))
+
+
+def _reopens(run: PipelineRun, retries: Mapping[str, int]) -> bool:
+    for name, attempt in retries.items():
+        entry = run.status.job(name)
+        if entry is not None and entry.phase == prs.FAILED and entry.attempt == attempt:
+            return True
+    return False
 
 
 def _skipped_run(
@@ -278,7 +324,8 @@ def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
         work.tainted[job.name] = False
         return
     if attempt is not None:
-        if should_retry(job, attempt) and work.may_create:
+        requested = attempt.phase == prs.FAILED and work.retry.get(job.name) == attempt.number
+        if (requested or should_retry(job, attempt)) and work.may_create:
             number = attempt.number + 1
             name = job_name(work.run_name, job.name, number, work.run_uid)
             work.creates.append(JobToCreate(job.name, number, name))
@@ -493,15 +540,33 @@ def _active(observed: Sequence[ObservedJob]) -> list[str]:
 
 
 def _job_events(
-    previous: PipelineRunStatus, jobs: Sequence[JobStatus], retried: dict[str, Attempt]
+    previous: PipelineRunStatus,
+    jobs: Sequence[JobStatus],
+    retried: dict[str, Attempt],
+    requested: Mapping[str, int],
 ) -> list[Event]:
+    """Events of what changed since `previous` (the status last written): a retry is told by
+    the pass that writes its new attempt, which may be a pass after the one that planned it."""
     events: list[Event] = []
     for entry in jobs:
         before = previous.job(entry.name)
         if before is not None and (before.phase, before.attempt) == (entry.phase, entry.attempt):
             continue
         failed = retried.get(entry.name)
-        if failed is not None:
+        after = failed.number if failed is not None else None
+        if after is None and before is not None and before.phase == prs.FAILED:
+            newer = (entry.attempt or 0) > (before.attempt or 0)
+            after = before.attempt if newer else None
+        if after is not None and requested.get(entry.name) == after:
+            events.append(
+                Event(
+                    "Normal",
+                    "JobRetried",
+                    f"job '{entry.name}' is retried on request after its attempt "
+                    f"{after} failed; attempt {entry.attempt} {entry.phase.lower()}",
+                )
+            )
+        elif failed is not None:
             detail = failed.reason or "failure"
             if failed.exit_code is not None:
                 detail += f", exit code {failed.exit_code}"
@@ -556,7 +621,7 @@ def missing_pipeline_status(
     name = run.pipeline_name or ""
     text = message or f"pipeline '{name}' not found"
     if run.spec is not None and run.spec.cancelled:
-        phase, reason, text = prs.CANCELLED, prs.REASON_CANCELLED, "the run was cancelled"
+        phase, reason, text = prs.CANCELLED, prs.REASON_CANCELLED, cancelled_message(run)
     elif previous.start_time is not None:
         phase, reason = prs.FAILED, prs.REASON_PIPELINE_NOT_FOUND
     else:

@@ -66,10 +66,10 @@ def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> lis
                 f"job '{job.name}' scans the image of job '{job.scan.build}', which does not "
                 "run before it (put it in an earlier stage, or in needs)"
             )
-    if not problems:
-        cycle = find_cycle(spec.jobs)
-        if cycle:
-            problems.append("needs form a cycle: " + " -> ".join(cycle))
+    # Whatever else is wrong: every problem is named at once, not one per fix.
+    cycle = find_cycle(spec.jobs)
+    if cycle:
+        problems.append("needs form a cycle: " + " -> ".join(cycle))
     return problems
 
 

@@ -26,6 +26,7 @@ from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     AUTO_CANCEL_VALUES,
     DEFAULT_STAGES,
+    MAX_JOBS,
     RETRY_WHEN_VALUES,
     START_IN_MAX_SECONDS,
     Pipeline,
@@ -35,7 +36,7 @@ from conveyor.engine.validate import validate_pipeline
 from conveyor.gitlab.durations import parse_human_duration, to_compact
 from conveyor.gitlab.expressions import check_expression
 from conveyor.gitlab.globs import compile_glob
-from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml
+from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml, read_file
 from conveyor.kube.variables import literal_value, reference_cycle, references
 
 MAX_EXTENDS_DEPTH = 11
@@ -164,12 +165,16 @@ def import_file(
 ) -> ImportResult:
     """Convert the file at `path`; raises LoadError (FILE:LINE: reason) when it cannot."""
     root = root or project_root(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise LoadError(str(path), None, f"cannot read: {exc.strerror or exc}") from exc
+    text = read_file(path, str(path))
     default_name = slug(root.resolve().name) or "pipeline"
     return Importer(root, display=str(path)).convert(text, name or default_name, repo)
+
+
+def import_text(
+    text: str, display: str, root: Path, *, name: str, repo: str | None = None
+) -> ImportResult:
+    """Convert a file's text that has no path (standard input); includes come from `root`."""
+    return Importer(root, display=display).convert(text, name, repo)
 
 
 class Importer:
@@ -204,6 +209,13 @@ class Importer:
         if not isinstance(main, MarkedDict):
             raise LoadError(self.display, 1, "the top level must be a mapping of jobs and keywords")
         self.config = self._with_includes(main, [self.display], 0)
+        # Refused before the costly steps: a 2 MiB file of thousands of jobs must not take
+        # seconds to be told it has too many (parallel only adds jobs).
+        jobs = [k for k in self.config if k not in GLOBAL_KEYWORDS and not str(k).startswith(".")]
+        if len(jobs) > MAX_JOBS:
+            raise LoadError(
+                self.display, 1, f"{len(jobs)} jobs: a pipeline has at most {MAX_JOBS} jobs"
+            )
         self._resolve_extends()
         self.config = self._resolve_references(self.config, 0)  # type: ignore[assignment]
         manifest = self._manifest(name, repo)
@@ -226,11 +238,14 @@ class Importer:
                     raise self.fail(config, "include", f"more than {MAX_INCLUDES} includes")
                 file_path = self.root / rel
                 try:
-                    text = file_path.read_text(encoding="utf-8")
-                except OSError as exc:
-                    raise self.fail(
-                        config, "include", f"local include `{rel}` cannot be read: {exc.strerror}"
-                    ) from exc
+                    text = read_file(file_path, rel)
+                except LoadError as exc:
+                    if exc.reason.startswith("cannot read"):
+                        why = exc.reason.removeprefix("cannot read: ")
+                        raise self.fail(
+                            config, "include", f"local include `{rel}` cannot be read: {why}"
+                        ) from exc
+                    raise
                 loaded = load_yaml(text, rel)
                 if loaded is None:
                     continue
@@ -1182,9 +1197,16 @@ class _Dumper(yaml.SafeDumper):
         return True  # shared defaults (services, scripts) are written out in full in every job
 
 
+# Booleans to YAML 1.1 readers (kubectl's among them) that PyYAML writes bare: a script line `y`
+# would be applied as `true`.
+_YAML11_BOOL_ONLY = re.compile(r"^(y|Y|n|N)$")
+
+
 def _str_representer(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     if "\n" in value and not any(line != line.rstrip() for line in value.split("\n")):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|")
+    if _YAML11_BOOL_ONLY.match(value):
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
     return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
 

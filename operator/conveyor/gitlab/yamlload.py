@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from conveyor.yamllimits import MAX_DEPTH, YAMLTooLarge, check_node, check_size
 
 
 class LoadError(ValueError):
@@ -51,7 +54,11 @@ class Reference:
     line: int
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: parsing is most of an import's time, and ten times faster.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
     file_name = "?"
 
 
@@ -90,15 +97,59 @@ _Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 _Loader.add_constructor("!reference", _construct_reference)
 
 
+def decode(data: bytes, file_name: str) -> str:
+    """A file's text: UTF-8 (a byte-order mark is dropped), at most MAX_INPUT_BYTES long."""
+    try:
+        check_size(len(data))
+    except YAMLTooLarge as exc:
+        raise LoadError(file_name, 1, f"refused: {exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise LoadError(
+            file_name, line, f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def read_file(path: Path, file_name: str) -> str:
+    """The text of the file at `path`, refused before it is read when it is too large."""
+    try:
+        check_size(path.stat().st_size)
+        data = path.read_bytes()
+    except YAMLTooLarge as exc:
+        raise LoadError(file_name, 1, f"refused: {exc}") from None
+    except OSError as exc:
+        raise LoadError(file_name, None, f"cannot read: {exc.strerror or exc}") from exc
+    return decode(data, file_name)
+
+
 def load_yaml(text: str, file_name: str) -> Any:
-    """Parse one file; YAML errors become LoadError with the line of the problem."""
+    """Parse one file; YAML errors become LoadError with the line of the problem. A file over
+    the bounds of conveyor.yamllimits (size, depth, expanded aliases) is refused before it is
+    built, so that nothing walks a "billion laughs"."""
 
     class Loader(_Loader):
         pass
 
     Loader.file_name = file_name
     try:
-        return yaml.load(text, Loader=Loader)
+        check_size(len(text.encode("utf-8", "surrogatepass")))
+        loader = Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            check_node(node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except YAMLTooLarge as exc:
+        raise LoadError(file_name, exc.line, f"refused: {exc}") from None
+    except RecursionError:
+        raise LoadError(
+            file_name, None, f"refused: nested more than {MAX_DEPTH} levels deep"
+        ) from None
     except yaml.composer.ComposerError as exc:
         if "another document" in str(exc.problem) and re.match(
             r"(?s)\s*(#[^\n]*\n\s*)*spec:", text

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.kube.jobspec import LABEL_RUN
+from conveyor.kube.stop import pods_to_stop, stop_patch
 
 PIPELINES = "pipelines"
 PIPELINERUNS = "pipelineruns"
@@ -35,6 +37,7 @@ class Target:
 
     kubeconfig: str | None = None
     context: str | None = None
+    retries: int | None = None  # urllib3's per request; None: its default (the operator's)
 
     def in_cluster(self) -> bool:
         return (
@@ -47,6 +50,9 @@ class Target:
 
     def configuration(self) -> client.Configuration:
         cfg = client.Configuration()
+        where = self.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+        if self.kubeconfig is not None and not Path(self.kubeconfig).expanduser().is_file():
+            raise KubeConfigError(f"kubeconfig {self.kubeconfig}: no such file")
         try:
             if self.in_cluster():
                 config.load_incluster_config(client_configuration=cfg)
@@ -57,9 +63,18 @@ class Target:
                     client_configuration=cfg,
                     persist_config=False,
                 )
-        except (config.ConfigException, OSError) as e:
-            where = self.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            raise KubeConfigError(f"cannot load cluster configuration from {where}: {e}") from e
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" (line {mark.line + 1})" if mark is not None else ""
+            raise KubeConfigError(f"kubeconfig {where} is not valid YAML{line}") from None
+        except UnicodeDecodeError:
+            raise KubeConfigError(f"kubeconfig {where} is not UTF-8 text") from None
+        except (config.ConfigException, OSError, TypeError, AttributeError, ValueError) as e:
+            # The client's own words, on one line ("Invalid kube-config file. ...").
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise KubeConfigError(f"cannot load cluster configuration from {where}: {text}") from e
+        if self.retries is not None:
+            cfg.retries = self.retries
         return cfg
 
     def api_client(self) -> client.ApiClient:
@@ -74,8 +89,8 @@ class Target:
                 return "default"
         try:
             contexts, current = config.list_kube_config_contexts(config_file=self.kubeconfig)
-        except (config.ConfigException, OSError):
-            return "default"
+        except (config.ConfigException, OSError, yaml.YAMLError, ValueError, TypeError):
+            return "default"  # the configuration's own error is reported when it is loaded
         chosen = next((c for c in contexts if c["name"] == self.context), None) or current
         return ((chosen or {}).get("context") or {}).get("namespace") or "default"
 
@@ -121,11 +136,51 @@ class Kube:
             GROUP, VERSION, namespace, PIPELINERUNS, name
         )
 
-    def list_runs(self, namespace: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(
+        self, namespace: str | None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The runs of `namespace`, or of every namespace (None)."""
         kwargs = {"label_selector": label_selector} if label_selector else {}
+        if namespace is None:
+            return self.custom.list_cluster_custom_object(GROUP, VERSION, PIPELINERUNS, **kwargs)[
+                "items"
+            ]
         return self.custom.list_namespaced_custom_object(
             GROUP, VERSION, namespace, PIPELINERUNS, **kwargs
         )["items"]
+
+    def watch_runs(
+        self, namespace: str | None, name: str | None = None, *, timeout: int = 3600
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, run) as runs change: each existing one first (ADDED), then changes, for
+        up to `timeout` seconds. `namespace` None: every namespace."""
+        from kubernetes import watch
+
+        fields = {"field_selector": f"metadata.name={name}"} if name else {}
+        if namespace is None:
+            call: Any = self.custom.list_cluster_custom_object
+            args: tuple[Any, ...] = (GROUP, VERSION, PIPELINERUNS)
+        else:
+            call = self.custom.list_namespaced_custom_object
+            args = (GROUP, VERSION, namespace, PIPELINERUNS)
+        stream = watch.Watch().stream(call, *args, timeout_seconds=timeout, **fields)
+        for event in stream:
+            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                yield event["type"], event["object"]
+
+    def list_approvals(self, namespace: str) -> list[dict[str, Any]]:
+        return self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, APPROVALS)[
+            "items"
+        ]
+
+    def list_events(self, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+        """The core/v1 Events about one object, as the API returns them (JSON)."""
+        response = self.core.list_namespaced_event(
+            namespace,
+            field_selector=f"involvedObject.kind={kind},involvedObject.name={name}",
+            _preload_content=False,
+        )
+        return list(json.loads(response.data).get("items") or ())
 
     def create_run(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(
@@ -230,6 +285,21 @@ class Kube:
             self.batch.delete_namespaced_job, name, namespace, propagation_policy="Background"
         )
 
+    def stop_job(self, namespace: str, name: str) -> None:
+        """Stops a Job's pods and keeps them, logs included (kube.stop); a Job without a pod
+        is deleted."""
+        pods = self.list_job_pods(namespace, name)
+        names = pods_to_stop(pods)
+        if names is None:
+            self.delete_job(namespace, name)
+            return
+        for pod in names:
+            try:
+                self.core.patch_namespaced_pod(pod, namespace, stop_patch())
+            except ApiException as e:
+                if e.status != 404:  # gone meanwhile: nothing left to stop
+                    raise
+
     def list_job_pods(
         self, namespace: str, job_name: str, job_uid: str | None = None
     ) -> list[dict[str, Any]]:
@@ -247,9 +317,17 @@ class Kube:
         return [p for p in pods if controller_uid(p) == job_uid]
 
     def pod_log(
-        self, namespace: str, pod: str, container: str, *, follow: bool, tail: int | None
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        follow: bool,
+        tail: int | None,
+        opened: Any = None,
     ) -> Iterator[bytes]:
-        """A container's log as it arrives (the kubelet's bytes, undecoded)."""
+        """A container's log as it arrives (the kubelet's bytes, undecoded). `opened` is
+        called with the HTTP response, which another thread may close to end a follow."""
         response = self.core.read_namespaced_pod_log(
             pod,
             namespace,
@@ -258,6 +336,8 @@ class Kube:
             tail_lines=tail,
             _preload_content=False,
         )
+        if opened is not None:
+            opened(response)
         try:
             yield from response.stream(4096)
         finally:

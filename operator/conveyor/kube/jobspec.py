@@ -32,6 +32,15 @@ from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, 
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
 from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
 from conveyor.kube import script as scripts
+from conveyor.kube.defaults import (  # re-exported: the builder's defaults
+    CHECKOUT_CONTAINER,
+    DEFAULT_BUILDER_IMAGE,
+    DEFAULT_CHECKOUT_IMAGE,
+    DEFAULT_CREDENTIALS_NAMESPACE,
+    DEFAULT_IMAGE,
+    DEFAULT_SCANNER_IMAGE,
+    SCRIPT_CONTAINER,
+)
 from conveyor.kube.variables import (
     SECRET_VARIABLES_DIR,
     Variables,
@@ -39,12 +48,7 @@ from conveyor.kube.variables import (
     reference_cycle,
 )
 
-DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
-DEFAULT_IMAGE = "alpine:3.20"
-# BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
-DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
 BUILDER_HOME = "/home/user"  # the rootless image's user
-DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.58.1"  # pin a digest with --scanner-image
 SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
 BUILDS_DIR = "/builds"
 
@@ -55,18 +59,15 @@ MANAGED_BY = "conveyor"
 ANNOTATION_JOB = "conveyor.dev/job"
 ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
 
-CHECKOUT_CONTAINER = "checkout"
 DOCKER_CERTS_DIR = "/certs"  # GitLab's DOCKER_TLS_CERTDIR; clients read <dir>/client
 DOCKER_CERTS_VOLUME = "docker-certs"
 BUILDKIT_VOLUME = "buildkit"
 REGISTRY_AUTH_VOLUME = "registry-auth"
 DOCKER_STORAGE_VOLUME = "docker-storage"
-SCRIPT_CONTAINER = "script"
 WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
 
 
-DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
 ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
 
 

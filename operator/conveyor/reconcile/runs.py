@@ -76,7 +76,7 @@ from conveyor.engine.gates import (
 )
 from conveyor.engine.model import ACTIVE, Event
 from conveyor.engine.names import job_name as attempt_job_name
-from conveyor.engine.planner import failed_status, reopened
+from conveyor.engine.planner import failed_status, reopened, retry_due
 from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
@@ -540,6 +540,7 @@ class RunController:
         if (
             run.status.finished
             and not reopened(run)
+            and not retry_due(run)
             and not any(
                 j.get("status", {}).get("active")
                 for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
@@ -1020,6 +1021,8 @@ class RunController:
             )
         for job_name in decided.delete:
             await self._job_io(self.kube.delete_job, namespace, job_name)
+        for job_name in decided.stop:
+            await self._job_io(self.kube.stop_job, namespace, job_name)
         if any(pipeline.job(c.pipeline_job).deploy is None for c in decided.create):
             # The status (and the events derived from it) is written by the pass the new Jobs'
             # watch events bring, moments later: it then says "running" at once, instead of a
