@@ -18,7 +18,7 @@ declare -A pkgs=(
   [umoci]=umoci
   [skopeo]=skopeo
   [mmdebstrap]=mmdebstrap
-  [/usr/share/doc/busybox-static]=busybox-static
+  [pkg:busybox-static]=busybox-static
   [nsenter]=util-linux
   [ip]=iproute2
   [sysctl]=procps
@@ -28,7 +28,10 @@ declare -A pkgs=(
 )
 missing=()
 for tool in "${!pkgs[@]}"; do
-  if [[ "$tool" == /* ]]; then [ -e "$tool" ] && continue
+  if [[ "$tool" == pkg:* ]]; then
+    # Debian's `busybox` package also provides /bin/busybox, dynamically linked: ask dpkg.
+    dpkg-query -W -f='${Status}' "${tool#pkg:}" 2>/dev/null | grep -q 'install ok installed' && continue
+  elif [[ "$tool" == /* ]]; then [ -e "$tool" ] && continue
   else PATH="$PATH:/usr/sbin:/sbin" command -v "$tool" >/dev/null 2>&1 && continue; fi
   missing+=("${pkgs[$tool]}")
 done
