@@ -714,13 +714,13 @@ def test_an_environment_named_by_a_variable_is_gated_and_deployed_as_the_one_it_
     assert approval_of(conveyor, "to-prod")["spec"]["environment"] == "prod"
     prod_apps = client.AppsV1Api(clusters.api("prod"))
     assert prod_apps.list_namespaced_deployment(target_namespace).items == []
+    # A GitLab name no Environment serves: a plain environment, and a native deploy to it
+    # cannot go anywhere, so it fails saying so.
     bad = conveyor.wait_finished("to-bad", timeout=60)
     assert phase(bad) == "Failed"
-    condition = succeeded_condition(bad)
-    assert condition["reason"] == "InvalidPipeline"
-    assert (
-        "jobs[deploy].environment.name: '$TARGET' expands to 'Not A Name'" in condition["message"]
-    )
+    entry = job_status(bad, "deploy")
+    assert (entry["environment"], entry["reason"]) == ("Not A Name", "DeployFailed")
+    assert "serves environment 'Not A Name'" in entry["message"]
 
 
 def test_a_resource_group_named_by_a_variable_is_one_lock_per_branch(conveyor: Conveyor) -> None:
