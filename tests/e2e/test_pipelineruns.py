@@ -271,11 +271,22 @@ def test_kubectl_get_shows_the_columns(conveyor: Conveyor, clusters: Clusters) -
         "REF",
         "SHA",
         "STATUS",
+        "REASON",
         "STAGE",
+        "RETRIED",
         "AGE",
         "DURATION",
     ]
-    assert out[1].split()[:6] == ["cols-1", "cols", "main", "01234567", "Running", "deploy"]
+    # Why it waits or ends (the Succeeded condition's reason); RETRIED stays empty here.
+    assert out[1].split()[:7] == [
+        "cols-1",
+        "cols",
+        "main",
+        "01234567",
+        "Running",
+        "Running",
+        "deploy",
+    ]
     everything = clusters.kubectl("ci", "get", "conveyor", "-n", conveyor.ns).stdout
     assert "pipeline.conveyor.dev/cols" in everything
     assert "pipelinerun.conveyor.dev/cols-1" in everything
