@@ -235,16 +235,6 @@ class Kube:
         listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ENVIRONMENTS)
         return list(listed.get("items") or ())
 
-    def get_environment(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.custom.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, ENVIRONMENTS, name
-            )
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-
     def patch_environment_status(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import datetime
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,15 +35,6 @@ class Record:
     holder: str | None
     renew_time: str | None
     transitions: int = 0
-
-    @classmethod
-    def of(cls, lease: Mapping[str, Any] | None) -> Record:
-        spec = (lease or {}).get("spec") or {}
-        return cls(
-            spec.get("holderIdentity"),
-            spec.get("renewTime"),
-            int(spec.get("leaseTransitions") or 0),
-        )
 
 
 @dataclass(frozen=True)
@@ -130,7 +121,6 @@ class Elector:
         started = self.clock()
         try:
             lease = self.coordination.read_namespaced_lease(self.name, self.namespace)
-            body = lease.to_dict()
         except ApiException as e:
             if e.status != 404:
                 log.warning("reading the lease: %s %s", e.status, e.reason)
@@ -139,15 +129,8 @@ class Elector:
         except OSError as e:
             log.warning("reading the lease: %s", e)
             return False
-        record = Record.of(
-            {
-                "spec": {
-                    "holderIdentity": body["spec"].get("holder_identity"),
-                    "renewTime": str(body["spec"].get("renew_time")),
-                    "leaseTransitions": body["spec"].get("lease_transitions"),
-                }
-            }
-        )
+        spec = lease.spec
+        record = Record(spec.holder_identity, str(spec.renew_time), spec.lease_transitions or 0)
         self._observed = observe(self._observed, record, started)
         if not may_take(self._observed, self.identity, started, self.lease_seconds):
             return False

@@ -86,13 +86,13 @@ class DeployExecutor:
         built: Callable[[Key], Mapping[str, str]] = lambda key: {},
         *,
         credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE,
-        environment: Callable[[str, str], Mapping[str, Any] | None] | None = None,
+        environment: Callable[[str, str], Mapping[str, Any] | None],
     ) -> None:
         self.built = built  # what each run's build jobs pushed: image -> digest
         # Environments' kubeconfig Secrets live here, out of the teams' reach.
         self.credentials_namespace = credentials_namespace
         # (namespace, environment name) -> the Environment that serves it (by name, slug or
-        # pattern); without one, the Environment of that exact name is read from the API.
+        # pattern), from the controller's view.
         self.environment = environment
         self.kube, self.sources, self.io, self.clock, self.changed = (
             kube,
@@ -264,10 +264,7 @@ class DeployExecutor:
         """Everything a deploy needs, read from the cluster and the repository."""
         assert job.deploy is not None and job.environment is not None and run.spec is not None
         env_name = job.environment.name
-        if self.environment is not None:
-            environment = self.environment(namespace, env_name)
-        else:
-            environment = await self.io(self.kube.get_environment, namespace, env_name)
+        environment = self.environment(namespace, env_name)
         if environment is None:
             raise DeployError(
                 f"no Environment in namespace {namespace} serves environment {env_name!r} "

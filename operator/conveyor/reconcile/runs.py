@@ -160,7 +160,7 @@ def _is_attempt_of(pipeline: PipelineSpec, run: PipelineRun, seen: ObservedJob) 
     """Whether a Job the run owns is one the operator made for it: a job of the pipeline that
     runs as a Job (a native deploy never does), under the name of its attempt (or the name it
     had before names held the run's UID)."""
-    job = next((j for j in pipeline.jobs if j.name == seen.pipeline_job), None)
+    job = pipeline.job(seen.pipeline_job)
     if job is None or job.deploy is not None:
         return False
     names = {
