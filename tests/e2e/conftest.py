@@ -15,6 +15,7 @@ from kubernetes import client
 from tests.e2e.conveyor import (
     OPERATOR_NS,
     SERVICE_MONITOR_CRD,
+    TAG_OPTIONS,
     Conveyor,
     Operator,
     install,
@@ -90,6 +91,7 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         port=_free_port(),
         webhook_port=_free_port(),
         metrics_port=_free_port(),
+        extra=TAG_OPTIONS,
     )
     op.start()
     yield op

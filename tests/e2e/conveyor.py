@@ -23,6 +23,14 @@ GROUP, VERSION = "conveyor.dev", "v1alpha1"
 OPERATOR_NS, OPERATOR_SA = "conveyor-system", "conveyor-operator"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NS}:{OPERATOR_SA}"
 FINISHED = {"Succeeded", "Failed", "Cancelled", "Skipped"}
+# The tests' operator maps GitLab runner tag `docker` to the real nodes (their label, and the
+# toleration of their taint): hack/localcluster.py's real-nodes.json says the same.
+TAG_OPTIONS = (
+    "--tag-selector",
+    "docker=conveyor.dev/node=real",
+    "--tag-toleration",
+    "docker=conveyor.dev/real-node=true:NoSchedule",
+)
 
 
 def conveyor_cli(

@@ -242,10 +242,11 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
         "include: remote: remote include https://x/y.yml not resolved",
         "include: template: template include Auto-DevOps.gitlab-ci.yml not resolved",
         "(pipeline): cache:",
-        "job: tags:",
         "trig: trigger: downstream pipelines are not supported; job dropped",
     ):
         assert any(line.startswith(expected) for line in lines), expected
+    assert not any(line.startswith("job: tags:") for line in lines)  # kept: mapped to nodes
+    assert yaml.safe_load(out)["spec"]["jobs"][0]["tags"] == ["docker"]
     assert [j["name"] for j in yaml.safe_load(out)["spec"]["jobs"]] == ["job"]
 
 

@@ -244,6 +244,9 @@ class Toleration:
             raise ModelError("key", "required unless operator is Exists")
 
 
+MAX_TAGS = 50  # runner tags of one job
+
+
 def _node_selector(description: str) -> Any:
     return spec_field(
         description,
@@ -643,6 +646,16 @@ class PipelineJob:
     )
     tolerations: tuple[Toleration, ...] | None = _tolerations(
         "Taints the job's pod tolerates; replaces the pipeline's tolerations."
+    )
+    tags: tuple[str, ...] = spec_field(
+        "GitLab runner tags: each adds to the pod's nodeSelector and tolerations what the "
+        "operator maps it to (--tag-selector, --tag-toleration). A tag the operator does not "
+        "map fails the job, naming the tag.",
+        default_factory=tuple,
+        max_items=MAX_TAGS,
+        item_max_length=255,
+        item_min_length=1,
+        list_type="set",
     )
     environment: Environment | None = spec_field("Environment the job deploys to.", default=None)
     resource_group: str | None = spec_field(

@@ -20,11 +20,11 @@ Handled: YAML anchors, aliases and merge keys; extends; !reference; default and 
 variables (expand: false too); stages (with .pre and .post); image; services; script,
 before_script and after_script; only/except; rules; workflow:rules and auto_cancel; needs
 (optional and parallel:matrix ones too); when (delayed with start_in); allow_failure; retry;
-timeout; interruptible; environment; resource_group; parallel and parallel:matrix; local
-includes (resolved from --root).
+timeout; interruptible; tags (the operator maps them to nodes: --tag-selector); environment;
+resource_group; parallel and parallel:matrix; local includes (resolved from --root).
 
 Everything Conveyor cannot honour yet (remote or template includes, cache, artifacts,
-dependencies on jobs, trigger, tags, inherit:variables, ...) and every predefined variable it
+dependencies on jobs, trigger, inherit:variables, ...) and every predefined variable it
 cannot set (CI_JOB_TOKEN, CI_API_V4_URL, ...) is listed on stderr as `JOB: KEY: what differs`.
 
 FILE `-` reads standard input (then --name is required, and local includes come from --root,

@@ -84,6 +84,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "`privileged = true` does; never the script container. Job namespaces must then allow "
         "privileged pods (Pod Security level `privileged`). Off: a Docker daemon cannot start",
     )
+    p.add_argument(
+        "--tag-selector",
+        action="append",
+        default=[],
+        metavar="TAG=LABEL=VALUE",
+        type=_tag_option("parse_tag_selector"),
+        help="GitLab runner tag TAG puts a job's pod on nodes labelled LABEL=VALUE (its "
+        "nodeSelector), e.g. docker=conveyor.dev/node=real; repeatable. A job whose tag is "
+        "mapped by neither this nor --tag-toleration fails, naming the tag",
+    )
+    p.add_argument(
+        "--tag-toleration",
+        action="append",
+        default=[],
+        metavar="TAG=KEY[=VALUE][:EFFECT]",
+        type=_tag_option("parse_tag_toleration"),
+        help="GitLab runner tag TAG lets a job's pod tolerate the taint KEY=VALUE:EFFECT of "
+        "the tag's nodes, e.g. docker=conveyor.dev/real-node=true:NoSchedule; repeatable",
+    )
     p.add_argument("--registry", help="CI_REGISTRY given to jobs")
     p.add_argument("--registry-image", help="CI_REGISTRY_IMAGE given to jobs")
     p.add_argument(
@@ -141,6 +160,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
+
+
+def _tag_option(parser: str) -> Any:
+    """An argparse type that checks the text with conveyor.engine.tags' `parser` (loaded when
+    used: `conveyor --help` stays light) and keeps it as it is."""
+
+    def check(text: str) -> str:
+        from conveyor.engine import tags
+
+        try:
+            getattr(tags, parser)(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from e
+        return text
+
+    return check
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -245,6 +280,7 @@ def serve_liveness(url: str) -> http.server.HTTPServer:
 
 
 def job_options(args: argparse.Namespace) -> JobOptions:
+    from conveyor.engine.tags import tag_map
     from conveyor.kube.jobspec import JobOptions
 
     return JobOptions(
@@ -257,6 +293,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         scanner_image=args.scanner_image,
         credentials_namespace=args.credentials_namespace,
         approval_retention=args.approval_retention,
+        tags=tag_map(args.tag_selector, args.tag_toleration),
     )
 
 
@@ -274,6 +311,10 @@ def run_operator(args: argparse.Namespace) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        options = job_options(args)
+    except ValueError as e:  # one tag mapped to two values of a label
+        return fail(str(e))
     if not args.verbose:  # Kopf logs every handler call at INFO: one line per watch event
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:
@@ -319,7 +360,7 @@ def run_operator(args: argparse.Namespace) -> int:
     RUNTIME.allow_local_repositories = args.allow_local_repositories
     RUNTIME.webhook_address = args.webhook
     RUNTIME.metrics_address = args.metrics
-    RUNTIME.options = job_options(args)
+    RUNTIME.options = options
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,

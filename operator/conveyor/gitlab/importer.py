@@ -69,7 +69,6 @@ UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
     "cache": "caches are not supported; every job starts from a clean checkout",
     "dependencies": "artifacts are not supported: no artifacts of the named jobs are passed on",
     "coverage": "coverage parsing is not supported",
-    "tags": "runner tags do not apply (jobs run as Kubernetes Jobs)",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
     "id_tokens": "ID tokens are not issued",
@@ -114,8 +113,11 @@ UNAVAILABLE_VARIABLES: Mapping[str, str] = {
 MERGE_REQUEST_PREFIXES = ("CI_MERGE_REQUEST_", "CI_EXTERNAL_PULL_REQUEST_")
 
 DEFAULT_KEYS = (
-    "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible"
+    "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible",
+    "tags",
 )  # fmt: skip
+# GitLab's legacy top-level defaults: every default keyword but tags (a top-level `tags` is a job).
+LEGACY_DEFAULT_KEYS = tuple(k for k in DEFAULT_KEYS if k != "tags")
 SERVICE_ALIAS_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -454,7 +456,7 @@ class Importer:
         """Converted `default:` values (and the legacy top-level image, services, ...)."""
         config = self.config
         raw: dict[str, Any] = {}
-        for key in DEFAULT_KEYS:
+        for key in LEGACY_DEFAULT_KEYS:
             if key in config and config[key] is not None:
                 raw[key] = config[key]
         default = config.get("default")
@@ -499,6 +501,17 @@ class Importer:
             return None
         converted = self._rules(rules, "workflow", workflow, workflow=True)
         return {"rules": converted}
+
+    def _tags(self, value: Any, where: str, node: Any) -> list[str]:
+        """Runner tags, kept: the operator maps them to nodes (--tag-selector). GitLab expands
+        variables in tags; Conveyor takes them as written."""
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(t, str) and t for t in value):
+            raise self.fail(node, "tags", f"{where}: tags must be a list of names")
+        if any("$" in t for t in value):
+            self.omit(where, "tags", "variables in tags are not expanded: the tag is as written")
+        return list(dict.fromkeys(value))
 
     def _interruptible(self, value: Any, where: str, node: Any) -> bool:
         if not isinstance(value, bool):
@@ -552,7 +565,8 @@ class Importer:
                 self.default_image_jobs.add(name)
             elif "image" in defaults:
                 self.without_default_image = True
-        for key in ("image", "services", "variables", "before_script", "script", "after_script"):
+        keys = ("image", "services", "variables", "before_script", "script", "after_script", "tags")
+        for key in keys:
             value = job[key] if key in job else inherited.get(key)
             if key in job:
                 value = self._field(key, value, name, job)
@@ -594,7 +608,7 @@ class Importer:
             "stage", "type", "image", "services", "variables", "before_script", "script",
             "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
             "timeout", "environment", "resource_group", "inherit", "extends", "parallel",
-            "interruptible",
+            "interruptible", "tags",
         }  # fmt: skip
         for key in job:
             if key in handled:
@@ -672,6 +686,7 @@ class Importer:
             "retry": self._retry,
             "timeout": self._timeout,
             "interruptible": self._interruptible,
+            "tags": self._tags,
         }
         return converters[key](value, where, node)
 

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.api import ModelError
@@ -29,6 +29,7 @@ from conveyor.api.pipeline import (
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine.evaluation import effective_job
 from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
+from conveyor.engine.tags import TagMap, placement
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
 from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
 from conveyor.kube import script as scripts
@@ -89,6 +90,8 @@ class JobOptions:
     credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE
     # How long an Approval is kept once its run is gone: the record of who approved what.
     approval_retention: datetime.timedelta = datetime.timedelta(days=30)
+    # GitLab runner tags -> node labels and tolerations (--tag-selector, --tag-toleration).
+    tags: TagMap = field(default_factory=TagMap)
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
@@ -435,11 +438,16 @@ def build_job(
     if hostnames:
         # Services share the pod's network: their GitLab host names point at localhost.
         pod_spec["hostAliases"] = [{"ip": "127.0.0.1", "hostnames": hostnames}]
-    # The job's node choice replaces the pipeline's default, as GitLab's `image` does.
-    node_selector = job.node_selector if job.node_selector is not None else pipeline.node_selector
+    # The job's node choice replaces the pipeline's default, as GitLab's `image` does; its
+    # runner tags add what the operator maps them to (TagError for a tag it does not map).
+    node_selector, tolerations = placement(
+        job.tags,
+        job.node_selector if job.node_selector is not None else pipeline.node_selector,
+        job.tolerations if job.tolerations is not None else pipeline.tolerations,
+        options.tags,
+    )
     if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
-    tolerations = job.tolerations if job.tolerations is not None else pipeline.tolerations
+        pod_spec["nodeSelector"] = node_selector
     if tolerations:
         pod_spec["tolerations"] = [toleration_dict(t) for t in tolerations]
     if job.service_account_name:

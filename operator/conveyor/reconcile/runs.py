@@ -74,10 +74,11 @@ from conveyor.engine.gates import (
     refused,
     with_approved,
 )
-from conveyor.engine.model import ACTIVE, Event
+from conveyor.engine.model import ACTIVE, FAILED, Event
 from conveyor.engine.names import job_name as attempt_job_name
 from conveyor.engine.planner import failed_status, reopened, retry_due
 from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
+from conveyor.engine.tags import REASON_UNMAPPED_TAG, TagError
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
@@ -258,6 +259,9 @@ class RunController:
         # no approval can be asked, and the job fails saying why (in memory: a restart tries
         # to render again).
         self._unapprovable: dict[Key, dict[str, str]] = {}
+        # Attempts whose runner tags the operator does not map (--tag-selector): no Job is
+        # made, and the attempt fails naming the tag (in memory: a restart finds it again).
+        self._unplaced: dict[Key, dict[str, ObservedJob]] = {}
         # Events are a best-effort record: posted on threads of their own, behind nothing else.
         self._events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
         # Job creates and deletes are the pipeline's critical path: never queued behind status
@@ -450,6 +454,7 @@ class RunController:
             self.deploys.forget(key)
             self._built.pop(key, None)
             self._unapprovable.pop(key, None)
+            self._unplaced.pop(key, None)
             return None
         if written is not None:
             older, newer = written
@@ -626,6 +631,7 @@ class RunController:
                 refusals[job], messages[job] = REASON_DEPLOY_FAILED, why
         self._resume_deploys(key, run, pipeline, approved_images, gated)
         observed += self.deploys.observed(key) + refused(run.name, refusals, messages)
+        observed += list(self._unplaced.get(key, {}).values())
         planning = functools.partial(
             plan,
             pipeline,
@@ -1004,16 +1010,27 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            job = build_job(
-                run=run,
-                pipeline=pipeline,
-                # Never the Environment's credentials: those serve native deploys only, in the
-                # operator, so no pod the team can reach ever holds them.
-                job=spec_job,
-                attempt=create.attempt,
-                options=self.options,
-                built=self._built_by(key),
-            )
+            try:
+                job = build_job(
+                    run=run,
+                    pipeline=pipeline,
+                    # Never the Environment's credentials: those serve native deploys only, in
+                    # the operator, so no pod the team can reach ever holds them.
+                    job=spec_job,
+                    attempt=create.attempt,
+                    options=self.options,
+                    built=self._built_by(key),
+                )
+            except TagError as e:
+                self._unplaced.setdefault(key, {})[create.job_name] = ObservedJob(
+                    create.job_name,
+                    create.pipeline_job,
+                    create.attempt,
+                    FAILED,
+                    reason=REASON_UNMAPPED_TAG,
+                    message=str(e),
+                )
+                continue
             await self._job_io(self.kube.create_job, namespace, job)
             self._created.setdefault(key, {})[create.job_name] = (
                 ObservedJob(create.job_name, create.pipeline_job, create.attempt, ACTIVE),
