@@ -32,6 +32,10 @@ node-deps: ## install with apt-get (as root) what real nodes, the registry and i
 images: node-deps ## build the job images of hack/images/ (cached outside the clone)
 	bash hack/images/build.sh
 
+.PHONY: operator-image
+operator-image: node-deps ## build the operator's image from the Dockerfile (buildah; cached outside the clone)
+	bash hack/operator-image.sh $(if $(REGISTRY),--push $(REGISTRY))
+
 .PHONY: cluster-up
 cluster-up: venv node-deps ## start the local clusters ci, test and prod (idempotent)
 	$(CLUSTER) up

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs with apt-get (as root) what the real nodes, the local registry and the image builds
 # need, when a tool is missing: containerd, runc, the CNI plugins, iptables, conntrack, socat,
-# Debian's docker-registry, umoci, skopeo, mmdebstrap, busybox-static, and gcc for the pause
-# image. Does nothing when everything is there.
+# Debian's docker-registry, umoci, skopeo, mmdebstrap, busybox-static, gcc for the pause
+# image, and buildah for the operator's own image (hack/operator-image.sh). Does nothing when
+# everything is there.
 set -euo pipefail
 
 # tool (a path or a command) -> the Debian package that provides it
@@ -25,6 +26,7 @@ declare -A pkgs=(
   [gcc]=gcc
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
   [git]=git
+  [buildah]=buildah
 )
 missing=()
 for tool in "${!pkgs[@]}"; do
