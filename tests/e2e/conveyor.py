@@ -218,7 +218,13 @@ class Operator:
         )
         out.close()
         if wait:
-            wait_until(self._healthy, timeout=60, what="the operator's liveness endpoint")
+            try:
+                # Two minutes: a start on a machine loaded by other builds took over one.
+                wait_until(self._healthy, timeout=120, what="the operator's liveness endpoint")
+            except BaseException:
+                # Never leave it running: an operator no fixture knows of acts on every run.
+                self.stop()
+                raise
 
     def _healthy(self) -> bool:
         assert self.proc is not None
