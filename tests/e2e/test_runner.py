@@ -17,7 +17,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conveyor import Conveyor, conveyor_cli, job_status, phase, pipeline, run
+from tests.e2e.conveyor import (
+    OPERATOR_USER,
+    Conveyor,
+    bind,
+    conveyor_cli,
+    job_status,
+    phase,
+    pipeline,
+    run,
+)
 from tests.e2e.gitrepo import GitRepo, new_repo
 from tests.e2e.realnode import RealNodes, git_http_handler, serve
 from tests.e2e.support import Clusters, wait_until
@@ -197,6 +206,9 @@ def test_checkout_from_a_private_repository_with_a_basic_auth_secret(
             "stringData": {"username": "ci-bot", "password": "s3cret-pass"},
         },
     )
+    # As the README says: a namespace whose pipelines use git credentials lets the operator
+    # read them (it reads the source too, to evaluate the run).
+    bind(clusters, conveyor.ns, [(OPERATOR_USER, "conveyor-secret-reader")])
     handler = basic_auth_git_handler(root, "ci-bot", "s3cret-pass")
     with serve(real.host_ip, handler) as port:
         url = f"http://{real.host_ip}:{port}/app.git"
