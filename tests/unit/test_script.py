@@ -15,6 +15,7 @@ import pytest
 from conveyor.kube.jobspec import AFTER_SCRIPT_GRACE_SECONDS, SCRIPT_START_ALLOWANCE_SECONDS
 from conveyor.kube.observe import observe_job
 from conveyor.kube.script import (
+    CHECKOUT_SCRIPT,
     TIMEOUT_EXIT_CODE,
     TIMEOUT_MESSAGE_PREFIX,
     job_command,
@@ -258,3 +259,86 @@ def test_a_script_stopped_at_its_timeout_is_observed_as_a_timeout():
     pod["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = "bye"
     observed = observe_job(job, [pod])
     assert observed is not None and observed.exit_code == TIMEOUT_EXIT_CODE
+
+
+# --- the checkout -----------------------------------------------------------------------------
+
+
+def _git(cwd, *args):
+    return subprocess.run(
+        ["git", "-c", "user.email=a@b", "-c", "user.name=a", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def _checkout(tmp_path, origin, ref="main", sha="", **git_vars):
+    env = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "HOME": str(tmp_path),
+        "CONVEYOR_SOURCE_URL": f"file://{origin}",
+        "CONVEYOR_CHECKOUT_REF": ref,
+        "CONVEYOR_CHECKOUT_SHA": sha,
+        "CI_PROJECT_DIR": str(tmp_path / "builds" / "app"),
+        **git_vars,
+    }
+    shutil.rmtree(tmp_path / "builds", ignore_errors=True)
+    (tmp_path / "builds").mkdir()
+    return subprocess.run(
+        ["/bin/sh", "-c", CHECKOUT_SCRIPT],
+        env=env,
+        cwd=tmp_path / "builds",
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.fixture
+def origin(tmp_path):
+    repo = tmp_path / "origin"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    for n in range(4):
+        _git(repo, "commit", "-q", "--allow-empty", "-m", f"commit {n}")
+    return repo
+
+
+def test_checkout_depth_and_strategies(tmp_path, origin):
+    sha = _git(origin, "rev-parse", "HEAD")
+    project = tmp_path / "builds" / "app"
+    result = _checkout(tmp_path, origin, sha=sha)
+    assert result.returncode == 0, result.stderr
+    assert _git(project, "rev-list", "--count", "HEAD") == "4"
+    assert f"checked out main at {sha}" in result.stdout
+    result = _checkout(tmp_path, origin, sha=sha, GIT_STRATEGY="fetch", GIT_DEPTH="2")
+    assert result.returncode == 0, result.stderr
+    assert _git(project, "rev-list", "--count", "HEAD") == "2"
+    assert "Fetching changes with git depth set to 2..." in result.stdout
+    result = _checkout(tmp_path, origin, sha=sha, GIT_STRATEGY="none")
+    assert result.returncode == 0 and list(project.iterdir()) == []
+
+
+def test_checkout_of_a_commit_the_branch_has_moved_past(tmp_path, origin):
+    old = _git(origin, "rev-parse", "HEAD~2")
+    _git(origin, "checkout", "-q", "-b", "other")
+    _git(origin, "reset", "-q", "--hard", old)
+    _git(origin, "checkout", "-q", "main")
+    _git(origin, "reset", "-q", "--hard", "HEAD~3")  # main no longer contains `old`
+    result = _checkout(tmp_path, origin, sha=old)
+    assert result.returncode == 0, result.stderr
+    assert _git(tmp_path / "builds" / "app", "rev-parse", "HEAD") == old
+
+
+@pytest.mark.parametrize(
+    ("variables", "error"),
+    [
+        ({"GIT_STRATEGY": "copy"}, "unknown GIT_STRATEGY 'copy'"),
+        ({"GIT_SUBMODULE_STRATEGY": "all"}, "unknown GIT_SUBMODULE_STRATEGY 'all'"),
+        ({"GIT_DEPTH": "ten"}, "GIT_DEPTH must be a number, not 'ten'"),
+    ],
+)
+def test_checkout_refuses_values_gitlab_does_not_know(tmp_path, origin, variables, error):
+    result = _checkout(tmp_path, origin, **variables)
+    assert result.returncode == 1 and error in result.stderr

@@ -185,6 +185,11 @@ elif git rev-parse --verify --quiet "refs/remotes/origin/$ref" >/dev/null; then
 else
   target=refs/tags/$ref
 fi
+if ! git cat-file -e "$target^{commit}" 2>/dev/null; then
+  # The commit is not on the ref's history as fetched (the ref moved on): every branch and tag.
+  git fetch --quiet --no-tags "$@" origin "+refs/heads/*:refs/remotes/origin/*" \
+    "+refs/tags/*:refs/tags/*"
+fi
 git checkout --quiet --force --detach "$target"
 printf 'checked out %s at %s\\n' "$ref" "$(git rev-parse HEAD)"
 if [ "$submodules" = none ]; then
