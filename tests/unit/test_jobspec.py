@@ -21,13 +21,13 @@ from conveyor.kube.jobspec import (
     DOCKER_READY,
     SCAN_SCRIPT,
     SCAN_TEMPLATE,
+    SCRIPT_START_ALLOWANCE_SECONDS,
     JobOptions,
     build_job,
     is_docker_daemon,
     with_names_expanded,
 )
 from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
-from conveyor.kube.script import render_job_script
 from conveyor.kube.variables import expand
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -87,7 +87,7 @@ def test_identity_labels_annotations_owner():
     ]
     spec = job["spec"]
     assert spec["backoffLimit"] == 0
-    assert spec["activeDeadlineSeconds"] == 3600
+    assert spec["activeDeadlineSeconds"] == 3600 + SCRIPT_START_ALLOWANCE_SECONDS
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     assert pod["automountServiceAccountToken"] is False
@@ -110,7 +110,7 @@ def test_pod_labels_annotations_timeout_service_account_resources():
     assert template["metadata"]["labels"]["team"] == "web"
     assert template["metadata"]["labels"]["conveyor.dev/pipelinerun"] == "app-main-1"
     assert template["metadata"]["annotations"] == {"sidecar.istio.io/inject": "false"}
-    assert job["spec"]["activeDeadlineSeconds"] == 5400
+    assert job["spec"]["activeDeadlineSeconds"] == 5400 + SCRIPT_START_ALLOWANCE_SECONDS
     assert template["spec"]["serviceAccountName"] == "deployer"
     assert "automountServiceAccountToken" not in template["spec"]
     assert script_container(job)["resources"] == {"limits": {"memory": "1Gi", "cpu": 2}}
@@ -534,72 +534,6 @@ def test_checkout_script_clones_and_checks_out(tmp_path):
         check=True,
     ).stdout.strip()
     assert head == tag_sha
-
-
-# --- the script ---------------------------------------------------------------------------
-
-
-def run_script(tmp_path, before=(), script=(), after=()):
-    text = render_job_script(before, script, after)
-    return subprocess.run(
-        ["/bin/sh", "-c", text],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", "CI_PROJECT_DIR": str(tmp_path)},
-    )
-
-
-def test_script_fails_fast_and_after_script_still_runs(tmp_path):
-    result = run_script(
-        tmp_path,
-        before=["echo before"],
-        script=["echo one", "exit 3", "echo never"],
-        after=["echo after $CI_JOB_STATUS"],
-    )
-    assert result.returncode == 3
-    out = result.stdout
-    assert "$ echo one\none\n" in out
-    assert "never" not in out.replace("$ echo never", "")
-    assert "$ echo never" not in out
-    assert "after failed" in out
-    assert out.index("before") < out.index("one") < out.index("after")
-
-
-def test_false_stops_the_script(tmp_path):
-    result = run_script(tmp_path, script=["false", "touch reached"])
-    assert result.returncode == 1
-    assert not (tmp_path / "reached").exists()
-
-
-def test_after_script_failure_does_not_change_the_result(tmp_path):
-    result = run_script(tmp_path, script=["true"], after=["false", "touch after-reached"])
-    assert result.returncode == 0
-    assert not (tmp_path / "after-reached").exists()  # after_script is fail-fast too
-    assert "after_script failed" in result.stderr
-
-
-def test_before_script_state_is_shared_with_script(tmp_path):
-    result = run_script(
-        tmp_path, before=["export GREETING=hi", "cd /"], script=["echo $GREETING"], after=["pwd"]
-    )
-    assert result.returncode == 0
-    assert "hi\n" in result.stdout
-    assert result.stdout.strip().endswith(str(tmp_path))  # after_script starts in the project
-
-
-def test_commands_with_quotes_and_multiple_lines(tmp_path):
-    result = run_script(
-        tmp_path, script=["echo 'it''s' \"$((1+2))\"", "if true; then\n  echo ok\nfi"]
-    )
-    assert result.returncode == 0
-    assert "its 3" in result.stdout and "ok" in result.stdout
-
-
-def test_rendered_script_is_what_the_container_runs():
-    container = script_container(build({"beforeScript": ["a"], "afterScript": ["c"]}))
-    assert container["command"][:2] == ["/bin/sh", "-c"]
-    assert container["command"][2] == render_job_script(["a"], ["make test"], ["c"])
 
 
 # --- observing Jobs -------------------------------------------------------------------------

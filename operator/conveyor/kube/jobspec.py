@@ -71,6 +71,11 @@ CREDENTIALS_VOLUME = "git-credentials"
 
 ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
 
+# GitLab's variables that shape the checkout; the checkout container gets their values.
+GIT_VARIABLES = ("GIT_STRATEGY", "GIT_DEPTH", "GIT_SUBMODULE_STRATEGY", "GIT_SUBMODULE_DEPTH")
+AFTER_SCRIPT_GRACE_SECONDS = 300
+SCRIPT_START_ALLOWANCE_SECONDS = 30
+
 
 @dataclass(frozen=True)
 class JobOptions:
@@ -378,7 +383,10 @@ def build_job(
     init_containers: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "emptyDir": {}}, *secret_volumes]
     if pipeline.source is not None:
-        init_containers.append(_checkout_container(run, pipeline, project_dir, options, volumes))
+        git = {name: variables.raw[name] for name in GIT_VARIABLES if name in variables.raw}
+        init_containers.append(
+            _checkout_container(run, pipeline, project_dir, options, volumes, git)
+        )
 
     names = service_container_names(job.services)
     hostnames: list[str] = []
@@ -400,10 +408,12 @@ def build_job(
     script_container: dict[str, Any] = {
         "name": SCRIPT_CONTAINER,
         "image": image,
+        # Escaped: Kubernetes would otherwise read `$(NAME)` and `$$` in the script itself.
         "command": [
-            "/bin/sh",
-            "-c",
-            scripts.render_job_script(job.before_script, job.script, job.after_script),
+            k8s_escape(part)
+            for part in scripts.job_command(
+                job.before_script, job.script, job.after_script, job.timeout_seconds()
+            )
         ],
         "workingDir": project_dir,
         "env": env,
@@ -426,7 +436,19 @@ def build_job(
         if resources:
             script_container["resources"] = resources
 
+    if scripted and job.after_script:
+        # A cancel stops the pod: its SIGTERM starts after_script, which has this long (GitLab's
+        # RUNNER_AFTER_SCRIPT_TIMEOUT default) before the kubelet kills it.
+        pod_extra: dict[str, Any] = {"terminationGracePeriodSeconds": AFTER_SCRIPT_GRACE_SECONDS}
+    else:
+        pod_extra = {}
+    # A script enforces its own timeout (kube/script.py: after_script is skipped and the run
+    # says why); the Job's deadline is the backstop, later by what comes before the script
+    # (image pulls, the checkout). Builds and scans have only the Job's deadline.
+    deadline = job.timeout_seconds() + (SCRIPT_START_ALLOWANCE_SECONDS if scripted else 0)
+
     pod_spec: dict[str, Any] = {
+        **pod_extra,
         "restartPolicy": "Never",
         "enableServiceLinks": False,
         "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
@@ -481,7 +503,7 @@ def build_job(
         "metadata": metadata,
         "spec": {
             "backoffLimit": 0,  # retries are Conveyor's, per the job's `retry`
-            "activeDeadlineSeconds": job.timeout_seconds(),
+            "activeDeadlineSeconds": deadline,
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
@@ -507,6 +529,7 @@ def _checkout_container(
     project_dir: str,
     options: JobOptions,
     volumes: list[dict[str, Any]],
+    git: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     assert pipeline.source is not None and run.spec is not None
     revision = run.spec.revision
@@ -516,6 +539,7 @@ def _checkout_container(
         {"name": "CONVEYOR_CHECKOUT_SHA", "value": revision.sha or ""},
         {"name": "CI_PROJECT_DIR", "value": project_dir.replace("$", "$$")},
         {"name": "HOME", "value": "/tmp"},
+        *({"name": k, "value": k8s_escape(v)} for k, v in (git or {}).items()),
     ]
     mounts: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}]
     if pipeline.source.credentials_secret:

@@ -16,6 +16,7 @@ from conveyor.kube.jobspec import (
     CHECKOUT_CONTAINER,
     SCRIPT_CONTAINER,
 )
+from conveyor.kube.script import TIMEOUT_EXIT_CODE, TIMEOUT_MESSAGE_PREFIX
 
 MESSAGE_MAX = 256
 
@@ -65,6 +66,15 @@ def observe_job(
         if script is not None:
             exit_code = script.get("exitCode")
             message = script.get("message")
+            if (
+                exit_code == TIMEOUT_EXIT_CODE
+                and isinstance(message, str)
+                and message.startswith(TIMEOUT_MESSAGE_PREFIX)
+            ):
+                # The script stopped itself at the job's timeout (kube/script.py): a timeout
+                # like the Job's own deadline, with the message GitLab's runner prints.
+                exit_code, reason = None, model.DEADLINE_EXCEEDED
+                message = message.removeprefix(TIMEOUT_MESSAGE_PREFIX)
         elif checkout is not None and checkout.get("exitCode"):
             reason, message = "CheckoutFailed", checkout.get("message")
     if complete is not None:
@@ -75,7 +85,9 @@ def observe_job(
     elif failed is not None:
         state = model.FAILED
         job_reason = failed.get("reason")
-        if job_reason == model.DEADLINE_EXCEEDED or (reason is None and exit_code is not None):
+        if reason == model.DEADLINE_EXCEEDED:
+            pass
+        elif job_reason == model.DEADLINE_EXCEEDED or (reason is None and exit_code is not None):
             reason = job_reason
         elif reason is None:
             # No script exit code and no checkout failure: the pod failed some other way.

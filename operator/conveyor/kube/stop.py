@@ -2,9 +2,11 @@
 
 Deleting a Job deletes its pods, and a pod's log goes with the pod. Instead, each pod of the Job
 that still runs is given `spec.activeDeadlineSeconds: 1` (a pod field that may be set once and
-then only lowered): the kubelet kills its containers at once and the pod ends Failed, reason
-DeadlineExceeded, the way a cancelled GitLab job ends with its log kept. With `backoffLimit: 0`
-the Job then fails and makes no other pod; Job and pod stay until the run is deleted (history).
+then only lowered): the kubelet stops its containers with SIGTERM and the pod's grace period,
+in which the script runs after_script with CI_JOB_STATUS=canceled (kube/script.py), and the pod
+ends Failed, reason DeadlineExceeded, the way a cancelled GitLab job ends with its log kept.
+With `backoffLimit: 0` the Job then fails and makes no other pod; Job and pod stay until the
+run is deleted (history).
 A Job with no pod yet has printed nothing: it is deleted, so it never starts one.
 """
 
