@@ -1,0 +1,3 @@
+module conveyor.dev/scanners/clair
+
+go 1.24
