@@ -1,5 +1,5 @@
 """`scan: {scanner: clair}` jobs: the pod the operator makes, and the Go client's own tests
-(scanners/clair/, run here with the Go toolchain so `make test` covers them)."""
+(scanners/, run here with the Go toolchain so `make test` covers them)."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def test_the_clair_client_go_tests():
     go = shutil.which("go") or "/usr/local/go/bin/go"
     proc = subprocess.run(
         [go, "test", "-count=1", "./..."],
-        cwd=ROOT / "scanners" / "clair",
+        cwd=ROOT / "scanners",
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": "-mod=mod",

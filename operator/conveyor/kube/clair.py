@@ -1,8 +1,8 @@
 """The container of a `scan: {scanner: clair}` job: Conveyor's small Clair client
-(scanners/clair/), which resolves the image in its registry, has the platform's Clair v4 index
-it and reads the vulnerability report. Same contract as the Trivy scan: one finding a line in
-the log, the count per severity as the termination message, exit 1 on findings and 2 when the
-scan cannot run (Clair or the registry unreachable)."""
+(scanners/cmd/conveyor-clair-scan/), which resolves the image in its registry, has the
+platform's Clair v4 index it and reads the vulnerability report. Same contract as the Trivy
+scan: one finding a line in the log, the count per severity as the termination message, exit 1
+on findings and 2 when the scan cannot run (Clair or the registry unreachable)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"conveyor.dev/scanners/clair/gitlabreport"
+	"conveyor.dev/scanners/gitlabreport"
 )
 
 // Clair is a client of Clair v4's indexer and matcher HTTP API.

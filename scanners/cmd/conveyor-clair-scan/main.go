@@ -23,7 +23,7 @@ import (
 	"strings"
 	"time"
 
-	"conveyor.dev/scanners/clair/gitlabreport"
+	"conveyor.dev/scanners/gitlabreport"
 )
 
 // Version of Clair the client speaks to (reported as the scanner's version).

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"conveyor.dev/scanners/clair/gitlabreport"
+	"conveyor.dev/scanners/gitlabreport"
 )
 
 func TestParseReference(t *testing.T) {

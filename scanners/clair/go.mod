@@ -1,3 +1,0 @@
-module conveyor.dev/scanners/clair
-
-go 1.24
