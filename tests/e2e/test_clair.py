@@ -144,8 +144,10 @@ def scanned(clair: RealNodes, operator: Operator, clusters: Clusters) -> Iterato
     debian = f"{registry}/library/debian@" + registry_digest(
         registry, "library/debian", "bookworm-slim"
     )
-    # The clean image: busybox (no package database) until the catalogue has distroless.
-    clean = f"{registry}/library/busybox@" + registry_digest(registry, "library/busybox", "latest")
+    # The clean image: distroless (no OS package at all).
+    clean = f"{registry}/distroless/static@" + registry_digest(
+        registry, "distroless/static", "nonroot"
+    )
     conveyor.create(
         pipeline(
             "clair",
