@@ -64,7 +64,8 @@ def clair_get(clusters: Clusters, path: str) -> Any:
     out = clusters.kubectl(
         "ci", "exec", "-n", NAMESPACE, "deploy/clair", "-c", "postgres", "--", "bash", "-c", script
     ).stdout
-    head, _, body = out.partition("\r\n\r\n")
+    # (kubectl's output is read as text: the CRLFs arrive as plain newlines)
+    head, _, body = out.replace("\r\n", "\n").partition("\n\n")
     assert " 200 " in head.splitlines()[0], out
     return json.loads(body)
 
@@ -235,3 +236,19 @@ def test_an_unreachable_clair_is_exit_2_not_a_finding(
     assert (entry["phase"], entry["exitCode"]) == ("Failed", 2), entry
     assert entry.get("findings") is None
     assert f"the scan of {image} could not run: clair at {nowhere}" in entry["message"], entry
+
+
+def test_clair_reaches_nothing_but_the_local_feed_and_registry(
+    clair: RealNodes, scanned: Any, clusters: Clusters
+) -> None:
+    """After its updates and the scans, Clair's log has no lookup of a public host (Red Hat's
+    mapping files, other updaters, enrichers are all off) and names the local feed."""
+    log = clusters.kubectl("ci", "logs", "-n", NAMESPACE, "deploy/clair", "-c", "clair").stdout
+    assert "no such host" not in log, [line for line in log.splitlines() if "no such host" in line]
+    assert f"http://{clair.host_ip}:" in log  # the feed it fetched
+    updaters = {
+        json.loads(line).get("updater")
+        for line in log.splitlines()
+        if line.startswith("{") and '"updater"' in line
+    }
+    assert updaters == {"debian/updater"}
