@@ -1,6 +1,6 @@
 """`scan: {scanner: clair}` on the real node: Clair v4.9.0 (built from the Go module proxy) and
 PostgreSQL run in the ci cluster from deploy/optional/clair.yaml, Clair's Debian updater reads
-the tests' feed (tests/fixtures/vulnfeed/, served from the host address; every other updater
+the tests' feed (hack/vulnfeed/feed.json, served from the host address; every other updater
 is off), and scan jobs ask it through Conveyor's client (scanners/cmd/conveyor-clair-scan/).
 Same contract as a Trivy scan: findings exit 1 and are counted in status.jobs[].findings, a
 clean image exits 0, a Clair that cannot be reached exits 2 saying the scan could not run."""

@@ -1,4 +1,4 @@
-"""The tests' vulnerability feed (tests/fixtures/vulnfeed/advisories.json) in the form Clair's
+"""The tests' vulnerability feed (hack/vulnfeed/feed.json, shared with Trivy) in the form Clair's
 Debian updater (claircore) reads, served over HTTP from the host address: a Debian mirror's
 `debian/dists/` listing and `Release` files (the releases it knows) and the Debian security
 tracker's JSON (`{source package: {CVE: {description, releases: {codename: {status,
@@ -17,7 +17,7 @@ from typing import Any
 from tests.e2e.realnode import serve
 from tests.e2e.support import ROOT
 
-ADVISORIES = ROOT / "tests" / "fixtures" / "vulnfeed" / "advisories.json"
+ADVISORIES = ROOT / "hack" / "vulnfeed" / "feed.json"
 
 # claircore normalises Debian's urgencies one step up (debian/severity.go: "low" is Medium,
 # "medium" High, "high" Critical): the urgency that gives each severity.
@@ -32,12 +32,12 @@ def debian_tracker(items: list[dict[str, Any]]) -> dict[str, Any]:
     """The security tracker's JSON for the Debian advisories."""
     out: dict[str, Any] = {}
     for a in items:
-        if a["distribution"] != "debian":
+        if a["distribution"]["id"] != "debian":
             continue
         releases = out.setdefault(a["sourcePackage"], {}).setdefault(
             a["id"], {"description": a["description"], "releases": {}}
         )["releases"]
-        releases[a["release"]] = {
+        releases[a["distribution"]["codename"]] = {
             "status": "resolved",
             "fixed_version": a["fixedVersion"],
             "urgency": URGENCY[a["severity"]],
@@ -47,7 +47,13 @@ def debian_tracker(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 def debian_mirror(items: list[dict[str, Any]]) -> dict[str, bytes]:
     """Relative path -> content of the feed's files: the mirror part and the tracker's JSON."""
-    releases = sorted({(a["release"], a["releaseVersion"]) for a in items})
+    releases = sorted(
+        {
+            (a["distribution"]["codename"], a["distribution"]["versionId"])
+            for a in items
+            if a["distribution"]["id"] == "debian"
+        }
+    )
     links = "".join(f'<a href="{name}/">{name}/</a>\n' for name, _ in releases)
     files = {"debian/dists/index.html": f"<html><body><pre>\n{links}</pre></body></html>\n"}
     for name, version in releases:
