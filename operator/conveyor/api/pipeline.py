@@ -345,12 +345,14 @@ class Build:
 
 
 SEVERITIES = ("UNKNOWN", "LOW", "MEDIUM", "HIGH", "CRITICAL")
+SCANNERS = ("trivy", "clair")
 
 
 @model(
-    "An image vulnerability scan with Trivy: the job fails when the image has vulnerabilities "
-    "of the given severities (allowFailure: true makes them a warning). A count per severity "
-    "is recorded in status.jobs[].findings; the findings themselves are in the job's log.",
+    "An image vulnerability scan with Trivy or Clair: the job fails when the image has "
+    "vulnerabilities of the given severities (allowFailure: true makes them a warning). A count "
+    "per severity is recorded in status.jobs[].findings; the findings themselves are in the "
+    "job's log.",
     validations=(
         Validation(
             rule="has(self.image) != has(self.build)",
@@ -384,6 +386,12 @@ class Scan:
         default=None,
         max_length=DNS_SUBDOMAIN_MAX,
         pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    scanner: str = spec_field(
+        "The scanner: `trivy` (in the job's pod) or `clair` (the platform's Clair v4 service, "
+        "the operator's --clair-url, asked by a small client in the job's pod).",
+        default="trivy",
+        enum=SCANNERS,
     )
 
     def __post_init__(self) -> None:

@@ -21,6 +21,8 @@ from conveyor.cli.common import add_cluster_options, fail, target
 from conveyor.kube.defaults import (
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
+    DEFAULT_CLAIR_SCANNER_IMAGE,
+    DEFAULT_CLAIR_URL,
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
@@ -76,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--scanner-image",
         default=DEFAULT_SCANNER_IMAGE,
         help="Trivy image that `scan` jobs run (pin it by digest)",
+    )
+    p.add_argument(
+        "--clair-url",
+        default=DEFAULT_CLAIR_URL,
+        help="Clair v4 that `scan: {scanner: clair}` jobs ask, as their pods reach it "
+        f"(default {DEFAULT_CLAIR_URL}, where deploy/optional/clair.yaml serves it)",
+    )
+    p.add_argument(
+        "--clair-scanner-image",
+        default=DEFAULT_CLAIR_SCANNER_IMAGE,
+        help="the Clair client image that `scan: {scanner: clair}` jobs run (pin it by digest)",
     )
     p.add_argument(
         "--privileged-services",
@@ -291,6 +304,8 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         privileged_services=args.privileged_services,
         builder_image=args.builder_image,
         scanner_image=args.scanner_image,
+        clair_scanner_image=args.clair_scanner_image,
+        clair_url=args.clair_url or None,
         credentials_namespace=args.credentials_namespace,
         approval_retention=args.approval_retention,
         tags=tag_map(args.tag_selector, args.tag_toleration),

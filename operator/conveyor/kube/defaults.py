@@ -8,6 +8,10 @@ DEFAULT_IMAGE = "alpine:3.20"
 # BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
 DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
 DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.58.1"  # pin a digest with --scanner-image
+# Conveyor's Clair client (scanners/cmd/conveyor-clair-scan/, hack/images/clair-scan.sh) and
+# where deploy/optional/clair.yaml serves Clair v4.
+DEFAULT_CLAIR_SCANNER_IMAGE = "conveyor-clair-scan:0.1.0"
+DEFAULT_CLAIR_URL = "http://clair.clair.svc:6060"
 DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
 # The job pod's containers: the checkout (an init container), then the script.
 CHECKOUT_CONTAINER = "checkout"

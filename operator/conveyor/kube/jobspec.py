@@ -33,10 +33,13 @@ from conveyor.engine.tags import TagMap, placement
 from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
 from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
 from conveyor.kube import script as scripts
+from conveyor.kube.clair import clair_scan_container
 from conveyor.kube.defaults import (  # re-exported: the builder's defaults
     CHECKOUT_CONTAINER,
     DEFAULT_BUILDER_IMAGE,
     DEFAULT_CHECKOUT_IMAGE,
+    DEFAULT_CLAIR_SCANNER_IMAGE,
+    DEFAULT_CLAIR_URL,
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
@@ -90,6 +93,8 @@ class JobOptions:
     privileged_services: bool = False
     builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
     scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
+    clair_scanner_image: str = DEFAULT_CLAIR_SCANNER_IMAGE  # the image Clair `scan` jobs run
+    clair_url: str | None = DEFAULT_CLAIR_URL  # the platform's Clair v4 (indexer and matcher)
     # Where Environments' kubeconfig Secrets live: a namespace only the platform and the
     # operator can read, never a team's. No job pod ever gets them; native deploys use them.
     credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE
@@ -426,7 +431,10 @@ def build_job(
         )
     if job.scan is not None:
         target = scan_target(pipeline, job, variables, built or {})
-        script_container = _scan_container(job.scan, target, service_env, volumes, options)
+        if job.scan.scanner == "clair":
+            script_container = _clair_container(job.scan, target, service_env, volumes, options)
+        else:
+            script_container = _scan_container(job.scan, target, service_env, volumes, options)
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -739,6 +747,31 @@ def _scan_container(
             "capabilities": {"drop": ["ALL"]},
         },
     }
+
+
+def _clair_container(
+    scan: Scan,
+    image: str,
+    env: list[dict[str, Any]],
+    volumes: list[dict[str, Any]],
+    options: JobOptions,
+) -> dict[str, Any]:
+    """A Clair scan (kube/clair.py), with the registry's credentials as a Trivy scan gets them."""
+    mounts: list[dict[str, Any]] = []
+    docker_config = (
+        _registry_auth(scan.registry_secret, volumes, mounts, "/conveyor/registry-auth")
+        if scan.registry_secret
+        else None
+    )
+    return clair_scan_container(
+        scan,
+        image,
+        env,
+        scanner_image=options.clair_scanner_image,
+        clair_url=options.clair_url,
+        docker_config=docker_config,
+        mounts=mounts,
+    )
 
 
 def is_docker_daemon(service: Service) -> bool:

@@ -1,0 +1,3 @@
+module conveyor.dev/scanners
+
+go 1.24
