@@ -21,8 +21,8 @@ DIR="$(cd "$WORK" && GOFLAGS=-mod=mod go mod download -json "github.com/quay/cla
 [[ -d "$DIR" ]] || { echo "build-clair: module github.com/quay/clair/v4@$VERSION not served" >&2; exit 2; }
 cp -r "$DIR" "$WORK/src" && chmod -R u+w "$WORK/src"
 mkdir -p "$OUT.tmp"
-# nice: the machine is shared; -p 1 keeps memory bounded on small hosts.
-(cd "$WORK/src" && CGO_ENABLED=0 nice -n 10 go build -p "${GO_BUILD_P:-1}" -trimpath \
+# GO_BUILD_P bounds parallel compiles on a host short of memory (Go's default: one per core).
+(cd "$WORK/src" && CGO_ENABLED=0 go build ${GO_BUILD_P:+-p "$GO_BUILD_P"} -trimpath \
   -ldflags "-s -w -X github.com/quay/clair/v4/cmd.Version=$VERSION" -o "$OUT.tmp/clair" ./cmd/clair)
 rm -rf "$OUT" && mv "$OUT.tmp" "$OUT"
 echo "build-clair: built Clair $VERSION in $(( $(date +%s) - start ))s" >&2
