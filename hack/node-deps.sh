@@ -2,7 +2,8 @@
 # Installs with apt-get (as root) what the real nodes, the local registry and the image builds
 # need, when a tool is missing: containerd, runc, the CNI plugins, iptables, conntrack, socat,
 # Debian's docker-registry, umoci, skopeo, mmdebstrap, busybox-static, and gcc for the pause
-# image. Does nothing when everything is there.
+# image, and Debian's chromium and chromium-driver for the dashboard's browser test
+# (tests/e2e/test_dashboard.py). Does nothing when everything is there.
 set -euo pipefail
 
 # tool (a path or a command) -> the Debian package that provides it
@@ -25,6 +26,8 @@ declare -A pkgs=(
   [gcc]=gcc
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
   [git]=git
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!pkgs[@]}"; do
