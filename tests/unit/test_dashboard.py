@@ -377,3 +377,24 @@ def test_a_rebound_name_or_a_post_without_the_token_is_refused(server) -> None:
     other = json.dumps({"action": "play", "namespace": "other", "run": "r", "job": "j"}).encode()
     status, _, body = _request(port, "POST", "/api/action", {**host, TOKEN_HEADER: token}, other)
     assert status == 404 and "namespace team only" in json.loads(body)["message"]
+
+
+def test_the_page_ships_in_the_wheel() -> None:
+    """pyproject's package-data carries every file of static/ (an editable install would serve
+    them from the checkout even without it)."""
+    import fnmatch
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["conveyor"]
+    static = root / "operator" / "conveyor" / "dashboard" / "static"
+    files = sorted(p.relative_to(static.parent.parent).as_posix() for p in static.iterdir())
+    assert files == [
+        "dashboard/static/app.css",
+        "dashboard/static/app.js",
+        "dashboard/static/index.html",
+    ]
+    assert all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files)
