@@ -287,18 +287,30 @@ def test_the_page_draws_a_run_follows_it_live_shows_logs_and_votes_as_the_user(
     browser.execute_script(RECORD_STATUSES, "unit")
     played = conveyor_cli(clusters, "play", "app-1", "compile", "-n", ns)
     assert played.returncode == 0, played.stderr
-    wait_for(browser, lambda b: status_of(b, "unit") == "success", "unit to succeed, live")
-    assert status_of(browser, "compile") == "success"
-    seen = browser.execute_script("return window.__seen;")
-    assert seen[0] in ("created", "pending") and "running" in seen and seen[-1] == "success", seen
-
-    # A job's log, from its pod through `conveyor logs`' code.
+    wait_for(browser, lambda b: status_of(b, "unit") == "running", "unit to run, live")
+    # A running job's log is followed: what it has printed shows while it runs.
     box(browser, "unit").click()
     first_line = SCRIPT_LOG.splitlines()[0].split(" ", 3)[3]
     wait_for(
         browser,
         lambda b: first_line in b.find_element(By.ID, "log").text,
-        "unit's log",
+        "unit's log while it runs",
+        timeout=60,
+    )
+    wait_for(browser, lambda b: status_of(b, "unit") == "success", "unit to succeed, live")
+    assert status_of(browser, "compile") == "success"
+    seen = browser.execute_script("return window.__seen;")
+    assert seen[0] in ("created", "pending") and "running" in seen and seen[-1] == "success", seen
+
+    # Its whole log once it has ended, from its pod through `conveyor logs`' code.
+    wait_for(
+        browser,
+        lambda b: (
+            b.find_element(By.ID, "job-status").text == "Succeeded"
+            and b.find_element(By.ID, "log").get_attribute("data-state") == "done"
+            and first_line in b.find_element(By.ID, "log").text
+        ),
+        "unit's log, read again once it ended",
         timeout=60,
     )
     shown = browser.find_element(By.ID, "log").text
