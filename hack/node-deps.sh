@@ -2,8 +2,9 @@
 # Installs with apt-get (as root) what the real nodes, the local registry and the image builds
 # need, when a tool is missing: containerd, runc, the CNI plugins, iptables, conntrack, socat,
 # Debian's docker-registry, umoci, skopeo, mmdebstrap, busybox-static, gcc for the pause
-# image, and buildah for the operator's own image (hack/operator-image.sh). Does nothing when
-# everything is there.
+# image, buildah for the operator's own image (hack/operator-image.sh), and chromium and
+# chromium-driver for the dashboard's browser test (tests/e2e/test_dashboard.py). Does
+# nothing when everything is there.
 set -euo pipefail
 
 # tool (a path or a command) -> the Debian package that provides it
@@ -27,6 +28,8 @@ declare -A pkgs=(
   [/usr/lib/x86_64-linux-gnu/libc.a]=libc6-dev
   [git]=git
   [buildah]=buildah
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!pkgs[@]}"; do

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from conveyor.api import GROUP, VERSION, parse_time
 from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
 from conveyor.api.durations import format_duration
-from conveyor.cli.common import EXIT_USAGE, add_cluster_options, cluster_errors, fail, target
+from conveyor.cli.common import (
+    EXIT_USAGE,
+    CommandError,
+    add_cluster_options,
+    cluster_errors,
+    target,
+)
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -23,10 +29,6 @@ if TYPE_CHECKING:
 MERGE_PATCH = "application/merge-patch+json"
 
 APPROVALS = "approvals"
-
-
-class CliError(Exception):
-    """A problem to report on one line, with exit code 1."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -64,10 +66,7 @@ def _guard(command: Callable[[argparse.Namespace, client.ApiClient, str], int]) 
 
         def call() -> int:
             api.append(where.api_client())
-            try:
-                return command(args, api[0], args.namespace or where.default_namespace())
-            except CliError as e:
-                return fail(str(e))
+            return command(args, api[0], args.namespace or where.default_namespace())
 
         return cluster_errors(call, lambda: api[0].configuration.host if api else None)
 
@@ -81,7 +80,7 @@ def whoami(api: client.ApiClient) -> str:
     try:
         return identity.whoami(api)
     except ValueError as e:
-        raise CliError(str(e)) from None
+        raise CommandError(str(e)) from None
 
 
 def is_pending(approval: dict[str, Any]) -> bool:
@@ -106,10 +105,11 @@ def find_approval(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[s
     if len(pending) == 1:
         return pending[0]
     if not of_run:
-        raise CliError(f"no Approval or run with Approvals named {name} in namespace {ns}")
+        raise CommandError(f"no Approval or run with Approvals named {name} in namespace {ns}")
     if not pending:
-        raise CliError(f"run {name} has no pending Approval:\n{approvals_table(of_run, _now())}")
-    raise CliError(
+        table = approvals_table(of_run, _now())
+        raise CommandError(f"run {name} has no pending Approval:\n{table}")
+    raise CommandError(
         f"run {name} has {len(pending)} pending Approvals; name the one to vote on:\n"
         + approvals_table(pending, _now())
     )
@@ -120,31 +120,39 @@ def vote_patch(user: str, decision: str, comment: str | None) -> dict[str, Any]:
     return {"spec": {"votes": {user: {"decision": decision, "comment": comment}}}}
 
 
+def vote(api: client.ApiClient, ns: str, name: str, decision: str, comment: str | None) -> str:
+    """Votes `decision` on the Approval `name` (or run `name`'s pending one) as the user the API
+    server authenticates; returns what was done. The API server's refusal (RBAC, admission)
+    is raised as it came; CommandError says what is wrong before anything is asked."""
+    if comment is not None and len(comment) > COMMENT_MAX_LENGTH:
+        too_long = f"the comment is longer than {COMMENT_MAX_LENGTH} characters"
+        raise CommandError(too_long, EXIT_USAGE)
+    from kubernetes import client
+
+    custom = client.CustomObjectsApi(api)
+    approval = find_approval(custom, ns, name)
+    approval_name = approval["metadata"]["name"]
+    user = whoami(api)
+    custom.patch_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        ns,
+        APPROVALS,
+        approval_name,
+        vote_patch(user, decision, comment),
+        _content_type=MERGE_PATCH,
+    )
+    spec = approval.get("spec") or {}
+    verb = "approved" if decision == APPROVE else "rejected"
+    return (
+        f"{user} {verb} {approval_name} (run {spec.get('pipelineRun', '-')}, job "
+        f"{spec.get('job', '-')}, environment {spec.get('environment', '-')})"
+    )
+
+
 def _vote(decision: str) -> Callable[[argparse.Namespace, client.ApiClient, str], int]:
     def command(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
-        if args.comment is not None and len(args.comment) > COMMENT_MAX_LENGTH:
-            return fail(f"the comment is longer than {COMMENT_MAX_LENGTH} characters", EXIT_USAGE)
-        from kubernetes import client
-
-        custom = client.CustomObjectsApi(api)
-        approval = find_approval(custom, ns, args.name)
-        name = approval["metadata"]["name"]
-        user = whoami(api)
-        custom.patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            ns,
-            APPROVALS,
-            name,
-            vote_patch(user, decision, args.comment),
-            _content_type=MERGE_PATCH,
-        )
-        spec = approval.get("spec") or {}
-        verb = "approved" if decision == APPROVE else "rejected"
-        print(
-            f"{user} {verb} {name} (run {spec.get('pipelineRun', '-')}, job "
-            f"{spec.get('job', '-')}, environment {spec.get('environment', '-')})"
-        )
+        print(vote(api, ns, args.name, decision, args.comment))
         return 0
 
     return command

@@ -57,6 +57,15 @@ def namespace(args: argparse.Namespace) -> str:
     return args.namespace or target(args).default_namespace()
 
 
+class CommandError(Exception):
+    """What a command refuses to do, said on one line (exit code `code`). The commands' functions
+    raise it, so the CLI and the dashboard report the same refusal in the same words."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> int:
     print(f"conveyor: {message}", file=sys.stderr)
     return code
@@ -96,6 +105,8 @@ def cluster_errors(call: Callable[[], int], host: Callable[[], str | None]) -> i
 
     try:
         return call()
+    except CommandError as e:
+        return fail(str(e), e.code)
     except KubeConfigError as e:
         return fail(str(e))
     except ApiException as e:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, api_message, fail, kube_command
@@ -198,7 +198,7 @@ def header(attempt: Attempt) -> str:
 # -- the command
 def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     run = kube.get_run(ns, args.run)
-    pipeline = _pipeline_spec(kube, ns, run)
+    pipeline = pipeline_spec(kube, ns, run)
     if args.follow and args.job is None:
         if args.attempt is not None:
             return fail("--attempt needs a JOB", EXIT_USAGE)
@@ -280,9 +280,44 @@ def _print_attempt(
     args: argparse.Namespace,
     natives: set[str],
 ) -> None:
+    sys.stdout.flush()  # what print() wrote goes first: the log is written to the byte stream
+    write_attempt(
+        kube,
+        ns,
+        run,
+        attempt,
+        natives,
+        sys.stdout.buffer,
+        container=args.container,
+        follow=args.follow,
+        tail=args.tail,
+    )
+
+
+def write_attempt(
+    kube: Kube,
+    ns: str,
+    run: Mapping[str, Any],
+    attempt: Attempt,
+    natives: Collection[str],
+    out: BinaryIO,
+    *,
+    container: str | None = None,
+    follow: bool = False,
+    tail: int | None = None,
+) -> None:
+    """Writes what `attempt` printed to `out` (flushed as it comes): a native deploy's record,
+    or its pod's containers' logs (checkout then script unless `container`), followed to their
+    end with `follow`. LogsError says why there is nothing to show. `conveyor logs` and the
+    dashboard both show a job's log through here."""
+
+    def say(text: str) -> None:
+        out.write(text.encode() + b"\n")
+        out.flush()
+
     summary = deploy_summary(run, attempt.job)
     if summary is not None:
-        print(summary, flush=True)
+        say(summary)
         return
     if attempt.job in natives:
         raise LogsError(
@@ -292,34 +327,34 @@ def _print_attempt(
     if attempt.job_name is None:
         raise LogsError(f"job {attempt.job} has not run: it is {attempt.phase}")
     pod = newest_pod(kube.list_job_pods(ns, attempt.job_name))
-    if pod is None and args.follow:
+    if pod is None and follow:
         pod = _wait_for_pod(kube, ns, attempt.job_name)
     if pod is None:
         raise LogsError(
             f"job {attempt.job} (attempt {attempt.number}) has no pod: its Job "
             f"{attempt.job_name} was deleted, or has not started one yet"
         )
-    names = containers(pod, args.container)
-    for container in names:
+    names = containers(pod, container)
+    for name in names:
         if len(names) > 1:
-            print(f"--- {container} ---", flush=True)
-        if args.follow and not _wait_started(kube, ns, pod["metadata"]["name"], container):
-            print(f"({container} never started: the pod ended before it)", flush=True)
+            say(f"--- {name} ---")
+        if follow and not _wait_started(kube, ns, pod["metadata"]["name"], name):
+            say(f"({name} never started: the pod ended before it)")
             continue
         from kubernetes.client.rest import ApiException
 
-        closer = _Closer(kube, ns, pod["metadata"]["name"], container) if args.follow else None
+        closer = _Closer(kube, ns, pod["metadata"]["name"], name) if follow else None
         try:
             for chunk in kube.pod_log(
                 ns,
                 pod["metadata"]["name"],
-                container,
-                follow=args.follow,
-                tail=args.tail,
+                name,
+                follow=follow,
+                tail=tail,
                 opened=closer.start if closer else None,
             ):
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.buffer.flush()
+                out.write(chunk)
+                out.flush()
         except ApiException as e:
             message = api_message(e)
             if "waiting to start" in message and attempt.phase not in JOB_FINISHED_PHASES:
@@ -379,7 +414,7 @@ def ended(pod: Mapping[str, Any], container: str) -> bool:
     return False
 
 
-def _pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
+def pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
     from kubernetes.client.rest import ApiException
 
     name = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")

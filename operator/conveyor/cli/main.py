@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "approvals",
     "version",
     "completion",
+    "dashboard",
 )
 
 

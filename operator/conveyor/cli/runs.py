@@ -14,6 +14,7 @@ from conveyor.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    CommandError,
     add_cluster_options,
     fail,
     kube_command,
@@ -490,71 +491,90 @@ def _gate(kube: Kube, ns: str, entry: Mapping[str, Any]) -> str | None:
     return environment if int(protection.get("requiredApprovals") or 0) > 0 else None
 
 
-def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run = kube.get_run(ns, args.run)
+def play(kube: Kube, ns: str, run_name: str, job: str) -> str:
+    """Releases manual (or delayed) `job` of run `run_name`; returns what was done. CommandError
+    says why it is not released; the API server's refusal is raised as it came."""
+    run = kube.get_run(ns, run_name)
     jobs = {j["name"]: j for j in (run.get("status") or {}).get("jobs") or []}
-    if args.job not in jobs:
+    if job not in jobs:
         known = ", ".join(sorted(jobs)) or "none yet"
-        return fail(f"run {args.run} has no job {args.job!r} (jobs: {known})")
-    entry = jobs[args.job]
+        raise CommandError(f"run {run_name} has no job {job!r} (jobs: {known})")
+    entry = jobs[job]
     if entry.get("phase") != MANUAL and entry.get("reason") != DELAYED:
-        return fail(
-            f"job {args.job!r} of run {args.run} is not waiting to be played "
+        raise CommandError(
+            f"job {job!r} of run {run_name} is not waiting to be played "
             f"(it is {entry.get('phase')})"
         )
     gate = _gate(kube, ns, entry)
     if gate is not None:
-        return fail(
-            f"job {args.job!r} of run {args.run} deploys to {gate}, which requires approval: "
-            f"play does not release it; it starts once approved (conveyor approve {args.run})"
+        raise CommandError(
+            f"job {job!r} of run {run_name} deploys to {gate}, which requires approval: "
+            f"play does not release it; it starts once approved (conveyor approve {run_name})"
         )
-    play = list((run.get("spec") or {}).get("play") or [])
-    if args.job not in play:
+    played = list((run.get("spec") or {}).get("play") or [])
+    if job not in played:
         # resourceVersion: a concurrent play of another job must not be overwritten.
         kube.patch_run(
             ns,
-            args.run,
+            run_name,
             {
                 "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                "spec": {"play": [*play, args.job]},
+                "spec": {"play": [*played, job]},
             },
         )
-    print(f"{args.run}: {args.job} released")
+    return f"{run_name}: {job} released"
+
+
+def cmd_play(args: argparse.Namespace, kube: Kube, ns: str) -> int:
+    print(play(kube, ns, args.run, args.job))
     return EXIT_OK
 
 
-def cmd_retry(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run = kube.get_run(ns, args.run)
+def retry(
+    kube: Kube, ns: str, run_name: str, wanted: Sequence[str]
+) -> tuple[list[str], str | None]:
+    """A new attempt of the failed jobs of run `run_name` (or of those `wanted`): what was done,
+    one line each, and a warning about failed jobs left alone (None: none). CommandError says
+    why nothing can be retried; the API server's refusal is raised as it came."""
+    run = kube.get_run(ns, run_name)
     gated = {}
     for entry in (run.get("status") or {}).get("jobs") or ():
         gate = _gate(kube, ns, entry)
         if gate is not None:
             gated[entry["name"]] = gate
     try:
-        entries = retry_entries(run, args.jobs, gated)
+        entries = retry_entries(run, wanted, gated)
     except ValueError as e:
-        return fail(str(e))
+        raise CommandError(str(e)) from None
     if entries:
         current = list((run.get("spec") or {}).get("retry") or [])
         kube.patch_run(
             ns,
-            args.run,
+            run_name,
             {
                 "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
                 "spec": {"retry": [*current, *entries]},
             },
         )
-    for entry in entries:
-        print(f"{args.run}: {entry['job']} retried (attempt {entry['attempt'] + 1})")
-    skipped = sorted(set(gated) & {j["name"] for j in _failed(run)} - set(args.jobs))
-    if skipped and not args.jobs:
-        print(
-            f"conveyor: not retried: {', '.join(skipped)} (their environment requires "
-            f"approval: conveyor rerun {args.run})",
-            file=sys.stderr,
-        )
+    done = [f"{run_name}: {e['job']} retried (attempt {e['attempt'] + 1})" for e in entries]
     if not entries:
-        print(f"{args.run}: already being retried")
+        done.append(f"{run_name}: already being retried")
+    skipped = sorted(set(gated) & {j["name"] for j in _failed(run)} - set(wanted))
+    warning = None
+    if skipped and not wanted:
+        warning = (
+            f"not retried: {', '.join(skipped)} (their environment requires approval: "
+            f"conveyor rerun {run_name})"
+        )
+    return done, warning
+
+
+def cmd_retry(args: argparse.Namespace, kube: Kube, ns: str) -> int:
+    done, warning = retry(kube, ns, args.run, args.jobs)
+    for line in done:
+        print(line)
+    if warning is not None:
+        print(f"conveyor: {warning}", file=sys.stderr)
     return EXIT_OK
 
 
