@@ -1,6 +1,6 @@
 # moby/buildkit:v0.19.0-rootless (the operator's --builder-image default) and :rootless.
 # buildkitd and buildctl built from the Go module proxy by hack/build-buildkit.sh; Debian
-# bookworm minbase with rootlesskit, uidmap (setuid newuidmap/newgidmap), runc (the OCI worker's
+# bookworm minbase with rootlesskit, uidmap (newuidmap/newgidmap with file capabilities), runc (the OCI worker's
 # runtime), git and ca-certificates; user `user` (1000:1000) with subordinate ids 100000-165535,
 # XDG_RUNTIME_DIR /run/user/1000, the image's user is 1000 as upstream's. buildctl-daemonless.sh
 # is our own: it starts rootlesskit buildkitd for one buildctl command and stops it.
@@ -20,8 +20,15 @@ CONFIG=(--config.user 1000:1000 --config.workingdir /home/user
   --config.entrypoint rootlesskit --config.cmd buildkitd)
 build_rootfs() {
   local root="$1" bin
-  debootstrap_into "$root" "rootlesskit,uidmap,runc,git,ca-certificates"
+  debootstrap_into "$root" "rootlesskit,uidmap,runc,git,ca-certificates,libcap2-bin"
   bin=$(bash "$HERE/../build-buildkit.sh")
+  # newuidmap/newgidmap with file capabilities, not setuid root: Debian's keep euid 0 when
+  # setuid, and root without CAP_SYS_ADMIN (any pod's) may not write a namespace's uid_map
+  # ("newuidmap: write to uid_map failed: Operation not permitted"); as the user, with
+  # CAP_SETUID (CAP_SETFCAP to map root), it may.
+  chmod u-s "$root/usr/bin/newuidmap" "$root/usr/bin/newgidmap"
+  chroot "$root" setcap cap_setuid,cap_setfcap+ep /usr/bin/newuidmap
+  chroot "$root" setcap cap_setgid,cap_setfcap+ep /usr/bin/newgidmap
   install -m 0755 "$bin/buildkitd" "$bin/buildctl" "$root/usr/local/bin/"
   chroot "$root" groupadd -g 1000 user
   chroot "$root" useradd -u 1000 -g 1000 -m -d /home/user -s /bin/sh user
