@@ -16,7 +16,7 @@ CONFIG=(--config.entrypoint dockerd-entrypoint.sh
   --config.exposedports 2375/tcp --config.exposedports 2376/tcp)
 build_rootfs() {
   local root="$1"
-  debootstrap_into "$root" "docker.io,iptables,iproute2,openssl,git,ca-certificates,procps"
+  debootstrap_into "$root" "docker.io,iptables,openssl,git,ca-certificates,procps"
   mkdir -p "$root/certs" && chmod 1777 "$root/certs"
   cat >"$root/usr/local/bin/dockerd-entrypoint.sh" <<'SCRIPT'
 #!/bin/sh
@@ -25,11 +25,12 @@ set -eu
 if [ "$#" -eq 0 ] || [ "${1#-}" != "$1" ]; then set -- dockerd "$@"; fi
 if [ "$1" != dockerd ]; then exec "$@"; fi
 shift
-if ! ip link add conveyor-probe type dummy 2>/dev/null; then
+# dockerd needs what only a privileged container has: CAP_SYS_ADMIN (bit 21) among others.
+capeff=$(sed -n 's/^CapEff:[[:space:]]*//p' /proc/self/status)
+if [ $(( 0x$capeff & (1 << 21) )) -eq 0 ]; then
   echo "dockerd-entrypoint.sh: this container is not privileged: dockerd cannot run here" >&2
   exit 1
 fi
-ip link delete conveyor-probe
 # cgroup v2: move this container's processes out of its root cgroup so dockerd may enable the
 # controllers for its own containers there (as upstream's dind script does).
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then

@@ -726,6 +726,9 @@ def test_the_operators_flags_make_the_job_options():
     assert job_options(parse(["operator"])) == JobOptions()
     options = job_options(parse(["operator", "--privileged-services", "--registry", "r.example"]))
     assert options.privileged_services and options.registry == "r.example"
+    argv = ["operator", "--registry-mirror", "m:5000", "--insecure-registry", "a:1"]
+    options = job_options(parse([*argv, "--insecure-registry", "b:2"]))
+    assert options.registry_mirror == "m:5000" and options.insecure_registries == ("a:1", "b:2")
 
 
 # --- build jobs ----------------------------------------------------------------------------
