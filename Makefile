@@ -69,6 +69,7 @@ test: venv node-deps control-plane lint ## lint, unit and end-to-end tests: what
 .PHONY: bench
 bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md
 	$(PY) bench/run.py
+	$(PY) bench/builds.py
 
 .PHONY: demo
 demo: venv control-plane ## the article's pipeline end to end on the local clusters (deploy, approval)

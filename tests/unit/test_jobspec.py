@@ -45,9 +45,9 @@ def make(job_fields=None, spec_fields=None, run_fields=None, run_name="app-main-
     return run, spec, spec.jobs[0]
 
 
-def build(job_fields=None, spec_fields=None, run_fields=None, attempt=1, **kw):
+def build(job_fields=None, spec_fields=None, run_fields=None, attempt=1, options=None, **kw):
     run, spec, job = make(job_fields, spec_fields, run_fields, **kw)
-    return build_job(run=run, pipeline=spec, job=job, attempt=attempt)
+    return build_job(run=run, pipeline=spec, job=job, attempt=attempt, options=options)
 
 
 def env_of(container):
@@ -368,6 +368,7 @@ def test_checkout_then_services_as_native_sidecars():
         },
         {"source": {"url": "https://git.example.com/team/web-app.git"}},
         {"revision": {"ref": "main", "sha": "f" * 40}},
+        options=JobOptions(privileged_services=True),
     )
     pod = job["spec"]["template"]["spec"]
     inits = pod["initContainers"]
@@ -400,7 +401,7 @@ def test_checkout_then_services_as_native_sidecars():
 
 def test_services_get_no_secrets_and_no_privilege_unless_the_operator_allows_it():
     fields = {
-        "services": [{"name": "docker:27-dind"}, {"name": "redis:7"}],
+        "services": [{"name": "postgres:16"}, {"name": "redis:7"}],
         "secretVariables": [{"name": "TOKEN", "secretName": "tok", "key": "t"}],
         "variables": {"PLAIN": "yes"},
     }
@@ -437,7 +438,9 @@ def test_docker_daemons_are_known_by_image(image, daemon):
 
 def test_a_docker_daemon_shares_its_certificates_and_holds_the_script_until_it_answers():
     run, spec, job = make({"services": [{"name": "docker:27-dind", "alias": "docker"}]})
-    pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+    options = JobOptions(privileged_services=True, registry_mirror="10.0.0.1:5000")
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1, options=options)
+    pod = pod["spec"]["template"]["spec"]
     dind, script = pod["initContainers"][0], pod["containers"][0]
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["docker-certs"]["emptyDir"] == {"medium": "Memory"}
@@ -449,6 +452,21 @@ def test_a_docker_daemon_shares_its_certificates_and_holds_the_script_until_it_a
     probe = dind["startupProbe"]
     assert probe["exec"]["command"][:2] == ["/bin/sh", "-c"]
     assert "--tlsverify" in probe["exec"]["command"][2] and "2375" in probe["exec"]["command"][2]
+    # The daemon pulls the public images through the platform's mirror, over plain HTTP.
+    assert env_of(dind)["CONVEYOR_REGISTRY_MIRROR"] == "10.0.0.1:5000"
+
+
+def test_a_docker_daemon_without_privileged_services_fails_the_job_saying_why():
+    run, spec, job = make({"services": [{"name": "docker:27-dind", "alias": "docker"}]})
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1)["spec"]["template"]["spec"]
+    assert "initContainers" not in pod and "hostAliases" not in pod
+    script = pod["containers"][0]
+    assert script["image"] == JobOptions().default_image
+    proc = subprocess.run(
+        [*script["command"], *script["args"]], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 1
+    assert "--privileged-services" in proc.stderr and "docker:27-dind" in proc.stderr
 
 
 def test_the_docker_readiness_probe_is_valid_shell(tmp_path):
@@ -642,6 +660,9 @@ def test_the_operators_flags_make_the_job_options():
     assert job_options(parse(["operator"])) == JobOptions()
     options = job_options(parse(["operator", "--privileged-services", "--registry", "r.example"]))
     assert options.privileged_services and options.registry == "r.example"
+    argv = ["operator", "--registry-mirror", "m:5000", "--insecure-registry", "a:1"]
+    options = job_options(parse([*argv, "--insecure-registry", "b:2"]))
+    assert options.registry_mirror == "m:5000" and options.insecure_registries == ("a:1", "b:2")
 
 
 # --- build jobs ----------------------------------------------------------------------------
@@ -693,6 +714,40 @@ def test_a_build_runs_buildkit_rootless_in_the_job_container():
     }
     assert "buildkit" in volumes
     assert pod["initContainers"][0]["name"] == "checkout"
+
+
+def test_a_build_cache_is_imported_and_exported_through_the_registry():
+    pod = build_pod(
+        {
+            "image": "$CI_REGISTRY_IMAGE:1",
+            "cache": {"image": "$CI_REGISTRY_IMAGE/cache:${CI_COMMIT_REF_SLUG}"},
+        },
+        variables={"CI_REGISTRY_IMAGE": "reg.example/team/app"},
+    )
+    ref = "reg.example/team/app/cache:main"
+    assert pod["containers"][0]["args"] == [
+        "--import-cache",
+        f"type=registry,ref={ref}",
+        "--export-cache",
+        f"type=registry,ref={ref},mode=max",
+    ]
+    read_only = build_pod(
+        {"image": "x:1", "cache": {"image": "c:1", "mode": "min", "export": False}}
+    )
+    assert read_only["containers"][0]["args"] == ["--import-cache", "type=registry,ref=c:1"]
+    with pytest.raises(ModelError, match="mode"):
+        build_pod({"image": "x:1", "cache": {"image": "c:1", "mode": "all"}})
+
+
+def test_the_builder_learns_the_platform_s_mirror_and_plain_http_registries():
+    run, spec, job = make({"script": [], "build": {"image": "reg:5000/app:1"}})
+    options = JobOptions(registry_mirror="10.0.0.1:5000", insecure_registries=("a:1", "b:2"))
+    pod = build_job(run=run, pipeline=spec, job=job, attempt=1, options=options)
+    env = env_of(pod["spec"]["template"]["spec"]["containers"][0])
+    assert env["CONVEYOR_REGISTRY_MIRROR"] == "10.0.0.1:5000"
+    assert env["CONVEYOR_INSECURE_REGISTRIES"] == "a:1 b:2"
+    plain = build_pod({"image": "x:1"})
+    assert "CONVEYOR_REGISTRY_MIRROR" not in env_of(plain["containers"][0])
 
 
 def test_the_build_script_builds_pushes_and_reports_the_digest(tmp_path):

@@ -314,6 +314,34 @@ class Deploy:
     )
 
 
+CACHE_MODES = ("min", "max")
+
+
+@model(
+    "BuildKit's build cache kept in a registry: imported before the build (--import-cache) and "
+    "exported after it (--export-cache type=registry), so a later build of the same or a similar "
+    "commit reuses its unchanged steps, on any node. The builder's registry credentials apply."
+)
+@dataclass(frozen=True)
+class BuildCache:
+    image: str = spec_field(
+        "Image reference the cache is stored under, e.g. $CI_REGISTRY_IMAGE/cache:main; may "
+        "contain variables. Its own reference: never the built image's tag.",
+        max_length=IMAGE_MAX,
+        min_length=1,
+    )
+    mode: str = spec_field(
+        "min: the final image's layers only; max: every intermediate step too (multi-stage "
+        "builds' build stages), larger but reused more.",
+        default="max",
+        enum=CACHE_MODES,
+    )
+    export: bool = spec_field(
+        "Write the cache after the build (off: only read it, e.g. for merge requests).",
+        default=True,
+    )
+
+
 @model(
     "A container image build with BuildKit, rootless: no privileged container, no Docker "
     "daemon. The job's checkout is the build context; the pushed image's digest is recorded in "
@@ -341,6 +369,10 @@ class Build:
         default=None,
         max_length=DNS_SUBDOMAIN_MAX,
         pattern=DNS_SUBDOMAIN_PATTERN,
+    )
+    cache: BuildCache | None = spec_field(
+        "Import and export BuildKit's cache to a registry (none: each build starts cold).",
+        default=None,
     )
 
 

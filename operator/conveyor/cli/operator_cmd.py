@@ -117,6 +117,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the tag's nodes, e.g. docker=conveyor.dev/real-node=true:NoSchedule; repeatable",
     )
     p.add_argument("--registry", help="CI_REGISTRY given to jobs")
+    p.add_argument(
+        "--registry-mirror",
+        metavar="HOST:PORT",
+        help="a plain-HTTP registry holding the public images under their paths (docker.io, "
+        "gcr.io, quay.io, ghcr.io, registry.k8s.io): `build` jobs' BuildKit and docker:dind "
+        "services pull through it, as the nodes' container runtime does",
+    )
+    p.add_argument(
+        "--insecure-registry",
+        metavar="HOST:PORT",
+        action="append",
+        default=[],
+        help="a registry that `build` jobs and docker:dind services speak plain HTTP to "
+        "(repeatable); e.g. the one --registry names, when it has no TLS",
+    )
     p.add_argument("--registry-image", help="CI_REGISTRY_IMAGE given to jobs")
     p.add_argument(
         "--git-cache",
@@ -303,6 +318,8 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         registry_image=args.registry_image,
         privileged_services=args.privileged_services,
         builder_image=args.builder_image,
+        registry_mirror=args.registry_mirror,
+        insecure_registries=tuple(args.insecure_registry),
         scanner_image=args.scanner_image,
         clair_scanner_image=args.clair_scanner_image,
         clair_url=args.clair_url or None,

@@ -19,6 +19,7 @@ from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     RESOURCE_GROUP_MAX,
     Build,
+    BuildCache,
     PipelineJob,
     PipelineSpec,
     Scan,
@@ -92,6 +93,12 @@ class JobOptions:
     # it): the platform's decision, never the pipeline's; the script container never is.
     privileged_services: bool = False
     builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
+    # A plain-HTTP registry holding the public images under their paths (docker.io, gcr.io,
+    # quay.io...): the builder's BuildKit and Docker-in-Docker services pull through it, as the
+    # nodes' containerd does. None: they pull from the public registries.
+    registry_mirror: str | None = None
+    # Registries (HOST:PORT) that builders and Docker daemons speak plain HTTP to.
+    insecure_registries: tuple[str, ...] = ()
     scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
     clair_scanner_image: str = DEFAULT_CLAIR_SCANNER_IMAGE  # the image Clair `scan` jobs run
     clair_url: str | None = DEFAULT_CLAIR_URL  # the platform's Clair v4 (indexer and matcher)
@@ -406,6 +413,10 @@ def build_job(
             container["securityContext"] = {"privileged": True}
         if is_docker_daemon(service):
             _as_docker_daemon(container, volumes, script_mounts)
+            container["env"] = [
+                *container.get("env", []),
+                *({"name": k, "value": v} for k, v in registry_env(options).items()),
+            ]
         init_containers.append(container)
         hostnames += [h for h in service_hostnames(service, name) if h not in hostnames]
 
@@ -425,7 +436,14 @@ def build_job(
         "volumeMounts": script_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-    if job.build is not None:
+    daemon = next((s.name for s in job.services if is_docker_daemon(s)), None)
+    if daemon is not None and not options.privileged_services:
+        # The daemon could never start (it waits for its startup probe, the script for it,
+        # until the job's timeout): the job fails at once, saying why.
+        init_containers = [c for c in init_containers if c["name"] == CHECKOUT_CONTAINER]
+        hostnames = []
+        script_container = _refusal_container(unprivileged_daemon_message(daemon), options)
+    elif job.build is not None:
         script_container = _build_container(
             job.build, variables, service_env, project_dir, script_mounts, volumes, options
         )
@@ -618,6 +636,7 @@ def _build_container(
         "CONVEYOR_BUILD_PUSH": "true" if build.push else "false",
         # Kubernetes has no equivalent of Docker's systempaths=unconfined (BuildKit's docs).
         "BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox",
+        **registry_env(options),
     }
     volumes.append({"name": BUILDKIT_VOLUME, "emptyDir": {}})
     mounts = [
@@ -631,6 +650,7 @@ def _build_container(
     args: list[str] = []
     for name, value in build.build_args.items():
         args += ["--opt", k8s_escape(f"build-arg:{name}={variables.expand_raw(value)}")]
+    args += [k8s_escape(a) for a in cache_args(build.cache, variables)]
     return {
         "name": SCRIPT_CONTAINER,
         "image": options.builder_image,
@@ -648,6 +668,28 @@ def _build_container(
             "appArmorProfile": {"type": "Unconfined"},
         },
     }
+
+
+def registry_env(options: JobOptions) -> dict[str, str]:
+    """What the builder image and the Docker daemon images read to reach the platform's
+    registries: the mirror of the public ones, and those spoken to over plain HTTP."""
+    out: dict[str, str] = {}
+    if options.registry_mirror:
+        out["CONVEYOR_REGISTRY_MIRROR"] = options.registry_mirror
+    if options.insecure_registries:
+        out["CONVEYOR_INSECURE_REGISTRIES"] = " ".join(options.insecure_registries)
+    return out
+
+
+def cache_args(cache: BuildCache | None, variables: Variables) -> list[str]:
+    """buildctl's flags for a build cache kept in a registry."""
+    if cache is None:
+        return []
+    ref = variables.expand_raw(cache.image)
+    out = ["--import-cache", f"type=registry,ref={ref}"]
+    if cache.export:
+        out += ["--export-cache", f"type=registry,ref={ref},mode={cache.mode}"]
+    return out
 
 
 def _registry_auth(
@@ -772,6 +814,26 @@ def _clair_container(
         docker_config=docker_config,
         mounts=mounts,
     )
+
+
+def unprivileged_daemon_message(image: str) -> str:
+    return (
+        f"service {image} is a Docker daemon, which needs a privileged container: this "
+        "operator runs without --privileged-services (GitLab's privileged = true), so it "
+        "cannot start; use a build job (rootless BuildKit) instead"
+    )
+
+
+def _refusal_container(message: str, options: JobOptions) -> dict[str, Any]:
+    """A script container that only says why the job cannot run, and fails."""
+    return {
+        "name": SCRIPT_CONTAINER,
+        "image": options.default_image,
+        # The log is the termination message (FallbackToLogsOnError), so the job's.
+        "command": ["/bin/sh", "-c", 'echo "$0" >&2; exit 1'],
+        "args": [message],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
 
 
 def is_docker_daemon(service: Service) -> bool:
