@@ -90,10 +90,27 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         port=_free_port(),
         webhook_port=_free_port(),
         metrics_port=_free_port(),
+        extra=_platform_options(),
     )
     op.start()
     yield op
     op.stop()
+
+
+def _platform_options() -> tuple[str, ...]:
+    """What the platform gives the operator on these clusters: Trivy's databases from the
+    local registry, where cluster-up pushed the one built from the tests' feed (there is no
+    Java index there: a Java scan fails rather than download one)."""
+    info = STATE / "real-nodes.json"
+    registry = json.loads(info.read_text()).get("registry") if info.exists() else None
+    if not registry:
+        return ()
+    return (
+        "--scanner-db-repository",
+        f"{registry}/aquasecurity/trivy-db:2",
+        "--scanner-java-db-repository",
+        f"{registry}/aquasecurity/trivy-java-db:1",
+    )
 
 
 def _free_port() -> int:

@@ -7,7 +7,8 @@ DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_IMAGE = "alpine:3.20"
 # BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
 DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
-DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.58.1"  # pin a digest with --scanner-image
+# Trivy; hack/images/trivy.sh builds this name locally. Pin a digest with --scanner-image.
+DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.74.0"
 DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
 # The job pod's containers: the checkout (an init container), then the script.
 CHECKOUT_CONTAINER = "checkout"
