@@ -15,6 +15,11 @@ TRIVY_DB_VERSION=v0.0.0-20260813095258-0e0340a01b57
 CACHE="${CONVEYOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor}"
 out="$CACHE/trivy-$TRIVY_VERSION-db-${TRIVY_DB_VERSION##*-}"
 if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
+# One build at a time (cluster-up and `make images` may both ask); the next finds it done.
+mkdir -p "$CACHE"
+exec 9>"$out.lock"
+flock 9
+if [ -f "$out/done" ]; then echo "$out"; exit 0; fi
 
 command -v go >/dev/null || { echo "build-trivy: go is missing" >&2; exit 1; }
 start=$(date +%s)

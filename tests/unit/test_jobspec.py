@@ -1016,11 +1016,11 @@ def test_a_scan_that_cannot_run_is_not_a_finding(tmp_path):
 def test_the_options_reach_trivy(tmp_path):
     run_scan(tmp_path, FINDINGS, "--ignore-unfixed")
     scan, findings, report = (tmp_path / "calls").read_text().splitlines()
-    assert scan.startswith("image --quiet") and "--scanners vuln --format json" in scan
+    assert scan.startswith("image --no-progress") and "--scanners vuln --format json" in scan
     assert scan.endswith("--ignore-unfixed reg/app:1")
-    assert findings.startswith("convert --quiet --severity HIGH,CRITICAL --format template")
+    assert findings.startswith("convert --severity HIGH,CRITICAL --format template")
     # The report has every severity: no --severity.
-    assert report.startswith("convert --quiet --format template --template @/contrib/gitlab.tpl")
+    assert report.startswith("convert --format template --template @/contrib/gitlab.tpl")
 
 
 def test_builds_and_scans_get_no_secret_files_either():

@@ -673,14 +673,20 @@ cannot_run() {
   echo "the scan of $CONVEYOR_SCAN_IMAGE could not run" >&2
   exit 2
 }
-trivy image --quiet --no-progress --scanners vuln --format json --output /tmp/scan.json \
-  "$@" "$CONVEYOR_SCAN_IMAGE" 2>/tmp/trivy.err || { cat /tmp/trivy.err >&2; cannot_run image; }
-trivy convert --quiet --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
-  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings /tmp/scan.json 2>/tmp/trivy.err \
-  || { cat /tmp/trivy.err >&2; cannot_run convert; }
-mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")" && trivy convert --quiet --format template \
-  --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json \
-  2>/tmp/trivy.err || { cat /tmp/trivy.err >&2; cannot_run convert; }
+# trivy: Trivy's log (not --quiet, which silences its errors too) goes to the job's log.
+trivy() {
+  rc=0
+  command trivy "$@" 2>/tmp/trivy.err || rc=$?
+  cat /tmp/trivy.err >&2
+  [ "$rc" -eq 0 ] || cannot_run "$1"
+}
+trivy image --no-progress --scanners vuln --format json --output /tmp/scan.json \
+  "$@" "$CONVEYOR_SCAN_IMAGE"
+trivy convert --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
+  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings /tmp/scan.json
+mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")"
+trivy convert --format template --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" \
+  --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json
 cat /tmp/findings
 # No artifact store yet: the report stays in the job's workspace, and is printed whole.
 echo "GitLab container scanning report, $CONVEYOR_SCAN_REPORT:"
