@@ -668,7 +668,7 @@ GITLAB_TEMPLATE = "@/contrib/gitlab.tpl"  # shipped in Trivy's image (and hack/i
 SCAN_SCRIPT = r"""set -u
 cannot_run() {
   reason=$(grep -m1 -E 'FATAL|ERROR' /tmp/trivy.err | sed -E 's/^.*(FATAL|ERROR)[[:space:]]+//' \
-    | cut -c1-400)
+    | cut -c1-220)  # the operator keeps 256 characters of a termination message
   printf 'the scanner could not run: %s' "${reason:-trivy $1 failed}" > /dev/termination-log
   echo "the scan of $CONVEYOR_SCAN_IMAGE could not run" >&2
   exit 2
