@@ -762,6 +762,25 @@ def images(*push: str) -> None:
 
 def push_images() -> None:
     images("--push", LAYOUT.registry)
+    # Trivy's vulnerability database, built from the tests' feed (hack/vulnfeed/), where the
+    # platform's scan jobs get it (the operator's --scanner-db-repository).
+    with open(logs() / "images.log", "ab") as log:
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "hack" / "vulnfeed" / "trivydb.py"),
+                "push",
+                LAYOUT.registry,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        raise ClusterError(
+            f"building or pushing Trivy's database failed; last lines of "
+            f"{logs() / 'images.log'}:\n{log_tail('images')}"
+        )
 
 
 def netns_pid(cluster: str) -> int:

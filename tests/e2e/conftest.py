@@ -19,6 +19,7 @@ from tests.e2e.conveyor import (
     Conveyor,
     Operator,
     install,
+    scanner_db_options,
     service_account_kubeconfig,
     stop_demo_operator,
 )
@@ -91,11 +92,17 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         port=_free_port(),
         webhook_port=_free_port(),
         metrics_port=_free_port(),
-        extra=TAG_OPTIONS,
+        extra=(*TAG_OPTIONS, *_scanner_db_options()),
     )
     op.start()
     yield op
     op.stop()
+
+
+def _scanner_db_options() -> tuple[str, ...]:
+    info = STATE / "real-nodes.json"
+    registry = json.loads(info.read_text()).get("registry") if info.exists() else None
+    return scanner_db_options(registry) if registry else ()
 
 
 def _free_port() -> int:

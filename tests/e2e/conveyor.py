@@ -9,7 +9,8 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.realnode import RealNodes
 from tests.e2e.support import ROOT, STATE, Clusters, wait_for_object, wait_until
 
 GROUP, VERSION = "conveyor.dev", "v1alpha1"
@@ -31,6 +33,33 @@ TAG_OPTIONS = (
     "--tag-toleration",
     "docker=conveyor.dev/real-node=true:NoSchedule",
 )
+
+
+def scanner_db_options(registry: str) -> tuple[str, ...]:
+    """Trivy's databases from the local registry, where cluster-up pushed the one built from the
+    tests' feed (there is no Java index there: a Java scan fails rather than download one)."""
+    return (
+        "--scanner-db-repository",
+        f"{registry}/aquasecurity/trivy-db:2",
+        "--scanner-java-db-repository",
+        f"{registry}/aquasecurity/trivy-java-db:1",
+    )
+
+
+def platform_options(real: RealNodes) -> tuple[str, ...]:
+    """The operator as a platform runs it on the local clusters: CI_REGISTRY is the local
+    registry, which also mirrors the public images (plain HTTP, as the nodes' containerd
+    reaches it) for builders and Docker daemons, and holds Trivy's databases."""
+    assert real.registry, "the local clusters have no registry (CONVEYOR_REAL_NODES is empty)"
+    return (
+        "--registry",
+        real.registry,
+        "--registry-mirror",
+        real.registry,
+        "--insecure-registry",
+        real.registry,
+        *scanner_db_options(real.registry),
+    )
 
 
 def conveyor_cli(
@@ -226,6 +255,12 @@ class Operator:
                 self.stop()
                 raise
 
+    def start_slowly(self) -> None:
+        """start(), waiting up to five minutes: image builds beside the tests can load the
+        machine past the usual two."""
+        self.start(wait=False)
+        wait_until(self._healthy, timeout=300, what="the operator's liveness endpoint")
+
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
@@ -385,3 +420,18 @@ def audit_entries(predicate: Callable[[dict[str, Any]], bool]) -> list[dict[str,
             if predicate(entry):
                 out.append(entry)
     return out
+
+
+@contextmanager
+def operator_with(operator: Operator, *extra: str) -> Iterator[Operator]:
+    """The session's operator started again with more options, then as it was."""
+    before = operator.extra
+    operator.stop()
+    operator.extra = (*before, *extra)
+    operator.start_slowly()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+        operator.extra = before
+        operator.start_slowly()

@@ -19,7 +19,16 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.conveyor import Conveyor, Operator, conveyor_cli, job_status, pipeline, run
+from tests.e2e.conveyor import (
+    Conveyor,
+    Operator,
+    conveyor_cli,
+    job_status,
+    operator_with,
+    pipeline,
+    platform_options,
+    run,
+)
 from tests.e2e.gitrepo import go_app_repo
 from tests.e2e.realnode import RealNodes, git_http_handler, serve
 from tests.e2e.support import Clusters, wait_until
@@ -111,27 +120,6 @@ def private_registry(real: RealNodes, tmp_path_factory: pytest.TempPathFactory) 
         yield address
 
 
-@contextmanager
-def operator_with(operator: Operator, *extra: str) -> Iterator[Operator]:
-    """The session's operator started again with more options, then as it was."""
-    before = operator.extra
-    operator.stop()
-    operator.extra = (*before, *extra)
-    start(operator)
-    try:
-        yield operator
-    finally:
-        operator.stop()
-        operator.extra = before
-        start(operator)
-
-
-def start(operator: Operator) -> None:
-    # A loaded machine (image builds beside the tests) can take more than the harness's minute.
-    operator.start(wait=False)
-    wait_until(operator._healthy, timeout=300, what="the operator's liveness endpoint")
-
-
 @pytest.fixture(scope="module")
 def build_operator(
     operator: Operator, real: RealNodes, private_registry: str
@@ -141,12 +129,7 @@ def build_operator(
     daemons may run privileged."""
     with operator_with(
         operator,
-        "--registry",
-        real.registry,
-        "--registry-mirror",
-        real.registry,
-        "--insecure-registry",
-        real.registry,
+        *platform_options(real),
         "--insecure-registry",
         private_registry,
         "--privileged-services",

@@ -19,6 +19,8 @@ from conveyor.engine.attempts import parse_findings
 from conveyor.kube.jobspec import (
     BUILD_SCRIPT,
     DOCKER_READY,
+    GITLAB_TEMPLATE,
+    SCAN_REPORT,
     SCAN_SCRIPT,
     SCAN_TEMPLATE,
     SCRIPT_START_ALLOWANCE_SECONDS,
@@ -855,7 +857,7 @@ def test_a_scan_of_a_build_scans_exactly_what_it_pushed():
     digest = "sha256:" + "e5" * 32
     pod = scan_pod({"build": "img"}, built={"reg/app:1": digest})
     (scan,) = pod["containers"]
-    assert scan["image"] == "aquasec/trivy:0.58.1"
+    assert scan["image"] == "aquasec/trivy:0.74.0"
     env = env_of(scan)
     assert env["CONVEYOR_SCAN_IMAGE"] == f"reg/app:1@{digest}"
     assert env["CONVEYOR_SCAN_SEVERITIES"] == "HIGH,CRITICAL"
@@ -881,21 +883,84 @@ def test_a_scan_of_an_image_with_its_options():
     assert volume["secret"]["secretName"] == "pull"
 
 
-def run_scan(tmp_path, trivy_body: str, *args: str) -> tuple[subprocess.CompletedProcess, str]:
+def test_a_scan_gets_the_platforms_databases_and_writes_its_report_in_the_workspace():
+    def pod(variables=None, **options):
+        run, spec, _ = make(
+            {"script": []},
+            {
+                "source": {"url": "https://git.example.com/team/app.git"},
+                "jobs": [
+                    {"name": "cs", "stage": "test", "scan": {"image": "reg/base:3"},
+                     "variables": variables or {}},
+                ],
+            },
+        )  # fmt: skip
+        job = build_job(
+            run=run, pipeline=spec, job=spec.job("cs"), attempt=1, options=JobOptions(**options)
+        )
+        return job["spec"]["template"]["spec"]
+
+    mirror = "10.0.0.1:5000/aquasecurity/trivy-db:2"
+    spec = pod(scanner_db_repository=mirror, scanner_java_db_repository="r/java:1")
+    (scan,) = spec["containers"]
+    env = env_of(scan)
+    assert env["TRIVY_DB_REPOSITORY"] == mirror
+    assert env["TRIVY_JAVA_DB_REPOSITORY"] == "r/java:1"
+    assert env["TRIVY_SKIP_VERSION_CHECK"] == env["TRIVY_DISABLE_TELEMETRY"] == "true"
+    assert env["CONVEYOR_SCAN_REPORT"] == f"{env['CI_PROJECT_DIR']}/{SCAN_REPORT}"
+    assert {"name": "workspace", "mountPath": "/builds"} in scan["volumeMounts"]
+    # An image scan needs no checkout, nor the repository's credentials.
+    assert "initContainers" not in spec
+    # A job's own TRIVY_DB_REPOSITORY wins; without the options Trivy's defaults apply.
+    assert env_of(pod({"TRIVY_DB_REPOSITORY": "elsewhere/db:2"}, scanner_db_repository=mirror)[
+        "containers"][0])["TRIVY_DB_REPOSITORY"] == "elsewhere/db:2"  # fmt: skip
+    assert "TRIVY_DB_REPOSITORY" not in env_of(pod()["containers"][0])
+
+
+def run_scan(
+    tmp_path, findings: str = "", *args: str, fails: bool = False
+) -> tuple[subprocess.CompletedProcess, str]:
+    """The scan script with a stand-in `trivy` on PATH that logs its arguments and writes what
+    the real one would (its JSON, then the findings and the report rendered from it). The real
+    Trivy runs the script in tests/e2e/test_scans.py."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
+    (tmp_path / "findings.in").write_text(findings)
     trivy = bin_dir / "trivy"
-    trivy.write_text("#!/bin/sh\n" + trivy_body)
+    trivy.write_text(
+        "#!/bin/sh\n"
+        f'printf "%s\\n" "$*" >> {tmp_path}/calls\n'
+        "cmd=$1; out=; tpl=\n"
+        'while [ $# -gt 0 ]; do case "$1" in --output) out=$2; shift;; '
+        "--template) tpl=$2; shift;; esac; shift; done\n"
+        + (
+            "printf '2026-11-30T07:00:00Z\\tFATAL\\tFatal error\\tinit error: DB error\\n' >&2\n"
+            "exit 1\n"
+            if fails
+            else ""
+        )
+        + 'case "$cmd" in\n'
+        "image) echo '{}' > \"$out\";;\n"
+        'convert) if [ "$tpl" = "$CONVEYOR_SCAN_REPORT_TEMPLATE" ]; then '
+        'echo \'{"vulnerabilities": []}\' > "$out"; '
+        f'else cp {tmp_path}/findings.in "$out"; fi;;\n'
+        "esac\n"
+    )
     trivy.chmod(0o755)
     termination = tmp_path / "termination"
-    script = SCAN_SCRIPT.replace("/dev/termination-log", str(termination)).replace(
-        "/tmp/findings", str(tmp_path / "findings")
+    script = (
+        SCAN_SCRIPT.replace("/dev/termination-log", str(termination))
+        .replace("/tmp/findings", str(tmp_path / "findings"))
+        .replace("/tmp/scan.json", str(tmp_path / "scan.json"))
+        .replace("/tmp/trivy.err", str(tmp_path / "trivy.err"))
     )
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin",
         "CONVEYOR_SCAN_IMAGE": "reg/app:1",
         "CONVEYOR_SCAN_SEVERITIES": "HIGH,CRITICAL",
         "CONVEYOR_SCAN_TEMPLATE": SCAN_TEMPLATE,
+        "CONVEYOR_SCAN_REPORT": str(tmp_path / "builds" / "app" / SCAN_REPORT),
+        "CONVEYOR_SCAN_REPORT_TEMPLATE": GITLAB_TEMPLATE,
     }
     proc = subprocess.run(
         ["/bin/sh", "-c", script, "scan", *args], env=env, capture_output=True, text=True
@@ -903,44 +968,48 @@ def run_scan(tmp_path, trivy_body: str, *args: str) -> tuple[subprocess.Complete
     return proc, termination.read_text() if termination.exists() else ""
 
 
-# A stand-in for Trivy: writes findings as the template would, to the file after --output.
-FINDINGS_TRIVY = (
-    'while [ "$1" != "--output" ]; do shift; done\n'
-    "printf 'HIGH CVE-1 openssl 3.0.1 (fixed in 3.0.2) in app\\n"
-    'CRITICAL CVE-2 zlib 1.2 in app\\nHIGH CVE-3 curl 8.0 in app\\n\' > "$2"\n'
+# What the findings template renders for three vulnerabilities.
+FINDINGS = (
+    "HIGH CVE-1 openssl 3.0.1 (fixed in 3.0.2) in app\n"
+    "CRITICAL CVE-2 zlib 1.2 in app\nHIGH CVE-3 curl 8.0 in app\n"
 )
 
 
 def test_findings_fail_the_scan_and_are_counted(tmp_path):
-    proc, summary = run_scan(tmp_path, FINDINGS_TRIVY)
+    proc, summary = run_scan(tmp_path, FINDINGS)
     assert proc.returncode == 1
     assert summary == "CRITICAL=1 HIGH=2"
     assert "HIGH CVE-1 openssl 3.0.1 (fixed in 3.0.2) in app" in proc.stdout
     assert parse_findings(summary) == {"CRITICAL": 1, "HIGH": 2}
+    # The GitLab report is written into the project directory and printed.
+    report = tmp_path / "builds" / "app" / SCAN_REPORT
+    assert report.read_text() == '{"vulnerabilities": []}\n'
+    assert f"GitLab container scanning report, {report}:" in proc.stdout
 
 
 def test_a_clean_image_passes(tmp_path):
-    proc, summary = run_scan(tmp_path, 'while [ "$1" != "--output" ]; do shift; done\n: > "$2"\n')
+    proc, summary = run_scan(tmp_path, "")
     assert proc.returncode == 0 and summary == "none"
     assert "no HIGH,CRITICAL vulnerabilities" in proc.stdout
     assert parse_findings(summary) == {}
 
 
 def test_a_scan_that_cannot_run_is_not_a_finding(tmp_path):
-    proc, summary = run_scan(tmp_path, "echo 'FATAL: image not found' >&2\nexit 1\n")
-    assert proc.returncode == 2 and summary == ""
-    assert "could not run" in proc.stderr
+    proc, summary = run_scan(tmp_path, fails=True)
+    assert proc.returncode == 2
+    assert summary == "the scanner could not run: Fatal error\tinit error: DB error"
+    assert parse_findings(summary) is None
+    assert "could not run" in proc.stderr and "FATAL" in proc.stderr
 
 
 def test_the_options_reach_trivy(tmp_path):
-    calls = tmp_path / "calls"
-    body = f'printf "%s\\n" "$@" > {calls}\n' + FINDINGS_TRIVY
-    run_scan(tmp_path, body, "--ignore-unfixed")
-    args = calls.read_text().splitlines()
-    assert args[:2] == ["image", "--quiet"]
-    assert args[-2:] == ["--ignore-unfixed", "reg/app:1"]
-    assert args[args.index("--severity") + 1] == "HIGH,CRITICAL"
-    assert args[args.index("--template") + 1] == SCAN_TEMPLATE
+    run_scan(tmp_path, FINDINGS, "--ignore-unfixed")
+    scan, findings, report = (tmp_path / "calls").read_text().splitlines()
+    assert scan.startswith("image --no-progress") and "--scanners vuln --format json" in scan
+    assert scan.endswith("--ignore-unfixed reg/app:1")
+    assert findings.startswith("convert --severity HIGH,CRITICAL --format template")
+    # The report has every severity: no --severity.
+    assert report.startswith("convert --format template --template @/contrib/gitlab.tpl")
 
 
 def test_builds_and_scans_get_no_secret_files_either():

@@ -91,6 +91,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the Clair client image that `scan: {scanner: clair}` jobs run (pin it by digest)",
     )
     p.add_argument(
+        "--scanner-db-repository",
+        metavar="REPOSITORY",
+        help="OCI repository of Trivy's vulnerability database for `scan` jobs "
+        "(TRIVY_DB_REPOSITORY, e.g. registry.local:5000/aquasecurity/trivy-db:2; default: "
+        "Trivy's own, on the Internet)",
+    )
+    p.add_argument(
+        "--scanner-java-db-repository",
+        metavar="REPOSITORY",
+        help="OCI repository of Trivy's Java index, which only scans of Java images download "
+        "(TRIVY_JAVA_DB_REPOSITORY; default: Trivy's own)",
+    )
+    p.add_argument(
         "--privileged-services",
         action="store_true",
         help="run jobs' service containers (docker:dind) privileged, as GitLab's runner "
@@ -323,6 +336,8 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         scanner_image=args.scanner_image,
         clair_scanner_image=args.clair_scanner_image,
         clair_url=args.clair_url or None,
+        scanner_db_repository=args.scanner_db_repository,
+        scanner_java_db_repository=args.scanner_java_db_repository,
         credentials_namespace=args.credentials_namespace,
         approval_retention=args.approval_retention,
         tags=tag_map(args.tag_selector, args.tag_toleration),

@@ -7,7 +7,8 @@ DEFAULT_CHECKOUT_IMAGE = "alpine/git:2.47.2"
 DEFAULT_IMAGE = "alpine:3.20"
 # BuildKit's rootless image (buildctl-daemonless.sh, uid 1000); pin a digest with --builder-image.
 DEFAULT_BUILDER_IMAGE = "moby/buildkit:v0.19.0-rootless"
-DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.58.1"  # pin a digest with --scanner-image
+# Trivy; hack/images/trivy.sh builds this name locally. Pin a digest with --scanner-image.
+DEFAULT_SCANNER_IMAGE = "aquasec/trivy:0.74.0"
 # Conveyor's Clair client (scanners/cmd/conveyor-clair-scan/, hack/images/clair-scan.sh) and
 # where deploy/optional/clair.yaml serves Clair v4.
 DEFAULT_CLAIR_SCANNER_IMAGE = "conveyor-clair-scan:0.1.0"

@@ -102,6 +102,11 @@ class JobOptions:
     scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
     clair_scanner_image: str = DEFAULT_CLAIR_SCANNER_IMAGE  # the image Clair `scan` jobs run
     clair_url: str | None = DEFAULT_CLAIR_URL  # the platform's Clair v4 (indexer and matcher)
+    # Where scan jobs' Trivy gets its vulnerability database (TRIVY_DB_REPOSITORY) and, for
+    # Java scans only, its Java index (TRIVY_JAVA_DB_REPOSITORY): a platform's own registry
+    # instead of Aqua's public ones. A job's own TRIVY_* variables still win.
+    scanner_db_repository: str | None = None
+    scanner_java_db_repository: str | None = None
     # Where Environments' kubeconfig Secrets live: a namespace only the platform and the
     # operator can read, never a team's. No job pod ever gets them; native deploys use them.
     credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE
@@ -394,7 +399,8 @@ def build_job(
 
     init_containers: list[dict[str, Any]] = []
     volumes: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "emptyDir": {}}, *secret_volumes]
-    if pipeline.source is not None:
+    # A scan reads an image from a registry: no checkout (nor the repository's credentials).
+    if pipeline.source is not None and job.scan is None:
         git = {name: variables.raw[name] for name in GIT_VARIABLES if name in variables.raw}
         init_containers.append(
             _checkout_container(run, pipeline, project_dir, options, volumes, git)
@@ -452,7 +458,9 @@ def build_job(
         if job.scan.scanner == "clair":
             script_container = _clair_container(job.scan, target, service_env, volumes, options)
         else:
-            script_container = _scan_container(job.scan, target, service_env, volumes, options)
+            script_container = _scan_container(
+                job.scan, target, service_env, project_dir, volumes, workspace_mount, options
+            )
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -726,21 +734,46 @@ def scan_target(
     return f"{image}@{digest}" if digest else image
 
 
-# Findings are printed one per line; the count per severity is the termination message, which
-# the operator records in the job's status. Exit 1: findings; 2: the scan could not run.
+# Trivy scans once, every severity, into its JSON; the findings (one per line, the job's
+# severities) and GitLab's container scanning report (every severity) are rendered from it
+# with `trivy convert`. The count per severity is the termination message, which the operator
+# records in the job's status. Exit 1: findings; 2: the scan could not run (the termination
+# message then says why, from Trivy's error).
 SCAN_TEMPLATE = (
     "{{ range . }}{{ $target := .Target }}{{ range .Vulnerabilities }}{{ .Severity }} "
     "{{ .VulnerabilityID }} {{ .PkgName }} {{ .InstalledVersion }}"
     "{{ if .FixedVersion }} (fixed in {{ .FixedVersion }}){{ end }} in {{ $target }}"
     '{{ "\\n" }}{{ end }}{{ end }}'
 )
+SCAN_REPORT = "gl-container-scanning-report.json"  # GitLab's name, in CI_PROJECT_DIR
+GITLAB_TEMPLATE = "@/contrib/gitlab.tpl"  # shipped in Trivy's image (and hack/images/trivy.sh)
 SCAN_SCRIPT = r"""set -u
-trivy image --quiet --no-progress --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
-  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings "$@" "$CONVEYOR_SCAN_IMAGE" || {
+cannot_run() {
+  reason=$(grep -m1 -E 'FATAL|ERROR' /tmp/trivy.err | sed -E 's/^.*(FATAL|ERROR)[[:space:]]+//' \
+    | cut -c1-220)  # the operator keeps 256 characters of a termination message
+  printf 'the scanner could not run: %s' "${reason:-trivy $1 failed}" > /dev/termination-log
   echo "the scan of $CONVEYOR_SCAN_IMAGE could not run" >&2
   exit 2
 }
+# trivy: Trivy's log (not --quiet, which silences its errors too) goes to the job's log.
+trivy() {
+  rc=0
+  command trivy "$@" 2>/tmp/trivy.err || rc=$?
+  cat /tmp/trivy.err >&2
+  [ "$rc" -eq 0 ] || cannot_run "$1"
+}
+trivy image --no-progress --scanners vuln --format json --output /tmp/scan.json \
+  "$@" "$CONVEYOR_SCAN_IMAGE"
+trivy convert --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
+  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings /tmp/scan.json
+mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")"
+trivy convert --format template --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" \
+  --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json
 cat /tmp/findings
+# No artifact store yet: the report stays in the job's workspace, and is printed whole.
+echo "GitLab container scanning report, $CONVEYOR_SCAN_REPORT:"
+cat "$CONVEYOR_SCAN_REPORT"
+echo
 summary=$(cut -d' ' -f1 /tmp/findings | sort | uniq -c \
   | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
 printf '%s' "${summary:-none}" > /dev/termination-log
@@ -756,18 +789,36 @@ def _scan_container(
     scan: Scan,
     image: str,
     env: list[dict[str, Any]],
+    project_dir: str,
     volumes: list[dict[str, Any]],
+    workspace_mount: dict[str, Any],
     options: JobOptions,
 ) -> dict[str, Any]:
-    """The job's container for a `scan` job: Trivy, as a plain user, nothing privileged."""
+    """The job's container for a `scan` job: Trivy, as a plain user, nothing privileged,
+    downloading nothing but the image and its databases."""
     own = {
         "CONVEYOR_SCAN_IMAGE": image,
         "CONVEYOR_SCAN_SEVERITIES": ",".join(scan.severities),
         "CONVEYOR_SCAN_TEMPLATE": SCAN_TEMPLATE,
+        "CONVEYOR_SCAN_REPORT": f"{project_dir}/{SCAN_REPORT}",
+        "CONVEYOR_SCAN_REPORT_TEMPLATE": GITLAB_TEMPLATE,
         "TRIVY_CACHE_DIR": "/tmp/trivy-cache",
+        # No notices, no usage data sent to Aqua: nothing but registry reads.
+        "TRIVY_SKIP_VERSION_CHECK": "true",
+        "TRIVY_DISABLE_TELEMETRY": "true",
         "HOME": "/tmp",
     }
-    mounts: list[dict[str, Any]] = []
+    names = {e["name"] for e in env}
+    # The platform's databases, unless the job names its own (as GitLab's scanning variables).
+    defaults = {
+        k: v
+        for k, v in (
+            ("TRIVY_DB_REPOSITORY", options.scanner_db_repository),
+            ("TRIVY_JAVA_DB_REPOSITORY", options.scanner_java_db_repository),
+        )
+        if v and k not in names
+    }
+    mounts: list[dict[str, Any]] = [workspace_mount]
     if scan.registry_secret:
         own["DOCKER_CONFIG"] = _registry_auth(
             scan.registry_secret, volumes, mounts, "/conveyor/registry-auth"
@@ -779,7 +830,7 @@ def _scan_container(
         "args": ["--ignore-unfixed"] if scan.ignore_unfixed else [],
         "workingDir": "/tmp",
         "env": [e for e in env if e["name"] not in own]
-        + [{"name": k, "value": k8s_escape(v)} for k, v in own.items()],
+        + [{"name": k, "value": k8s_escape(v)} for k, v in {**defaults, **own}.items()],
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
