@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
-"""`make demo`: the article's pipeline end to end on the local clusters.
+"""`make demo`: the article's pipeline end to end on the local clusters, for real.
 
-Starts the clusters, installs Conveyor (CRDs, RBAC, admission policies) and runs its operator as
-its own service account, makes a git repository of examples/go-app, declares the Environments
-test and prod (prod approved by group `approvers`), starts a run as `developer`, lets it deploy
-to test, approves prod as `approver1`, and prints what was deployed where and
-the operator's metrics of the run. Run it again at will.
+Starts the clusters (kwok nodes and one real node each), installs Conveyor (CRDs, RBAC,
+admission policies) and Clair, runs the operator as its own service account, serves a git
+repository of examples/go-app over HTTP, declares the Environments test and prod (prod approved
+by group `approvers`), and starts a run as `developer`. On the real nodes: `go test` runs, BuildKit
+builds the image and pushes it to the local registry, Clair scans it by digest, the deploy to
+test rolls it out pinned by digest; approver1 approves prod, and the demo ends by fetching the
+app's page through its Service in the prod cluster. Run it again at will.
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.conveyor import (  # noqa: E402 - the same installation the tests use
+from tests.e2e import clair  # noqa: E402 - the same installation the tests use
+from tests.e2e.conveyor import (  # noqa: E402
     DEMO_OPERATOR_PID,
     SERVICE_MONITOR_CRD,
     install,
+    platform_options,
     service_account_kubeconfig,
     stop_demo_operator,
 )
 from tests.e2e.gitrepo import GitRepo  # noqa: E402
+from tests.e2e.realnode import RealNodes, git_http_handler, serve  # noqa: E402
 from tests.e2e.support import STATE, Clusters, wait_until  # noqa: E402
 
 NS = "go-app"  # where the pipeline runs (ci) and where the app goes (test, prod)
@@ -66,7 +71,7 @@ def kubectl(context: str, *args: str, stdin: str | None = None, check: bool = Tr
     return CLUSTERS.kubectl(context, *args, stdin=stdin, check=check).stdout
 
 
-def start_operator() -> None:
+def start_operator(real: RealNodes) -> None:
     """The operator as a background process, with its service account's token (never admin);
     `make cluster-down` stops it with the clusters."""
     stop_demo_operator()  # an earlier demo's
@@ -86,6 +91,8 @@ def start_operator() -> None:
             str(work / "git-cache"),
             "--metrics",
             f"127.0.0.1:{METRICS_PORT}",
+            # CI_REGISTRY, the registry mirror, Trivy's database: the local registry
+            *platform_options(real),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -94,30 +101,88 @@ def start_operator() -> None:
     DEMO_OPERATOR_PID.write_text(f"{proc.pid}\n{sys.executable}\n")
 
 
-def make_repository() -> tuple[GitRepo, str, str]:
-    path = STATE / "demo" / "go-app"
-    shutil.rmtree(path, ignore_errors=True)
-    shutil.copytree(ROOT / "examples" / "go-app", path)
-    repo = GitRepo(path)
+def make_repository(real: RealNodes) -> tuple[Path, str, str]:
+    """examples/go-app as a bare repository the pods clone over HTTP, with two commits. Its
+    images are named in the local registry (the example names registry.example.com), and its
+    app's pods run on the real nodes."""
+    work = STATE / "demo" / "go-app"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(ROOT / "examples" / "go-app", work)
+    deployment = work / "templates" / "deployment.yml"
+    manifest = yaml.safe_load(deployment.read_text())
+    manifest["spec"]["template"]["spec"].update(real.placement())
+    deployment.write_text(
+        yaml.safe_dump(manifest, sort_keys=False).replace("registry.example.com", real.registry)
+    )
+    repo = GitRepo(work)
     repo.git("init", "-q", "-b", "master")
     repo.git("add", "-A")
     repo.git("commit", "-q", "-m", "go-app: initial import")
     before = repo.head()
     after = repo.commit("server: say hello in the response", {"src/server.go": "\n// hello\n"})
-    return repo, before, after
+    bare = STATE / "demo" / "git" / "go-app.git"
+    shutil.rmtree(bare, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True)
+    return bare.parent, before, after
+
+
+def fetch_page(real: RealNodes) -> str:
+    """The app's page, fetched by a pod on prod's real node through the Service's DNS name and
+    cluster IP (CoreDNS, kube-proxy)."""
+    name = "fetch-go-app"
+    kubectl("prod", "-n", NS, "delete", "pod", name, "--ignore-not-found", "--wait=true")
+    fetch = (
+        "exec 3<>/dev/tcp/go-app/80 && printf 'GET / HTTP/1.0\\r\\nHost: go-app\\r\\n\\r\\n' >&3 "
+        "&& cat <&3"
+    )
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [
+                {"name": "fetch", "image": "debian:bookworm-slim", "command": ["bash", "-c", fetch]}
+            ],
+            **real.placement(),
+        },
+    }
+    kubectl("prod", "-n", NS, "apply", "-f", "-", stdin=json.dumps(pod))
+    CLUSTERS.kubectl(
+        "prod",
+        "-n",
+        NS,
+        "wait",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        f"pod/{name}",
+        "--timeout=120s",
+    )
+    page = kubectl("prod", "-n", NS, "logs", name)
+    kubectl("prod", "-n", NS, "delete", "pod", name, "--wait=false")
+    return page
 
 
 def main() -> int:
-    say("starting the local clusters ci, test and prod")
+    say("starting the local clusters ci, test and prod (kwok nodes and a real node each)")
     subprocess.run([sys.executable, str(ROOT / "hack" / "localcluster.py"), "up"], check=True)
+    real = RealNodes.load()
+    if not real.nodes or not real.registry:
+        raise SystemExit("the demo runs on the real nodes: unset CONVEYOR_REAL_NODES=")
     say("installing Conveyor into ci (CRDs, RBAC, admission policies) and starting its operator")
     install(CLUSTERS)
     (STATE / "demo").mkdir(exist_ok=True)
-    start_operator()
+    start_operator(real)
+    say("installing Clair (and its PostgreSQL) into ci, its advisories from the local feed")
+    feed = STATE / "demo" / "feed"
+    shutil.rmtree(feed, ignore_errors=True)
+    feed.mkdir(parents=True)
+    clair.install(CLUSTERS, real, feed)
 
     say(f"namespace {NS}: who may do what")
     if kubectl("ci", "get", "ns", NS, check=False) == "":
         kubectl("ci", "create", "ns", NS, check=False)
+    # Rootless BuildKit needs seccomp and AppArmor unconfined: Pod Security `privileged`.
+    kubectl("ci", "label", "--overwrite", "ns", NS, "pod-security.kubernetes.io/enforce=privileged")
     # README, "Security": the team edits; approvers watch and vote, nothing more.
     grants = [
         ("developer", "edit"),
@@ -175,12 +240,19 @@ def main() -> int:
             *extra,
         )
 
-    say("a git repository of examples/go-app, with a push that changes src/")
-    repo, before, after = make_repository()
-    pipeline = yaml.safe_load((ROOT / "examples" / "go-app" / "pipeline.yaml").read_text())
-    pipeline["spec"]["source"]["url"] = repo.url
-    kubectl("ci", "apply", "-n", NS, "-f", "-", stdin=json.dumps(pipeline))
+    say("a git repository of examples/go-app served over HTTP, with a push that changes src/")
+    root, before, after = make_repository(real)
+    with serve(real.host_ip, git_http_handler(root)) as port:
+        pipeline = yaml.safe_load((ROOT / "examples" / "go-app" / "pipeline.yaml").read_text())
+        pipeline["spec"]["source"]["url"] = f"http://{real.host_ip}:{port}/go-app.git"
+        pipeline["spec"].update(real.placement())  # every job on ci's real node
+        build = next(j for j in pipeline["spec"]["jobs"] if j["name"] == "build")["build"]
+        build["image"] = build["image"].replace("registry.example.com", real.registry)
+        kubectl("ci", "apply", "-n", NS, "-f", "-", stdin=json.dumps(pipeline))
+        return run_and_approve(real, before, after)
 
+
+def run_and_approve(real: RealNodes, before: str, after: str) -> int:
     say("developer starts a run of the push")
     run = conveyor(
         "ci-as-developer",
@@ -197,27 +269,24 @@ def main() -> int:
         NS,
     )
     print(f"run {run}")
-    CLUSTERS.kubectl(
-        "ci",
-        "wait",
-        "--for=jsonpath={.status.phase}=WaitingForApproval",
-        f"pipelinerun/{run}",
-        "-n",
-        NS,
-        "--timeout=180s",
+    wait_until(
+        lambda: run_phase(run) in ("WaitingForApproval", "Succeeded", "Failed"),
+        timeout=1200,  # go test, the build and the scan, cold: minutes
+        what=f"run {run} to wait for prod's approval",
     )
     print(conveyor("ci", "get", run, "-n", NS))
+    for job in ("test", "build", "container-scan"):
+        say(f"the {job} job's log (conveyor logs {run} {job})")
+        print(conveyor("ci", "logs", run, job, "-c", "script", "-n", NS))
+    if run_phase(run) != "WaitingForApproval":
+        print(f"run {run} ended before prod: {run_phase(run)}")
+        return 1
 
     say("approver1 approves the deploy to prod")
     print(conveyor("ci-as-approver1", "approve", run, "-m", "tested on test", "-n", NS))
     wait_until(
-        lambda: (
-            json.loads(kubectl("ci", "get", "pipelinerun", run, "-n", NS, "-o", "json"))
-            .get("status", {})
-            .get("phase")
-            in ("Succeeded", "Failed")
-        ),
-        timeout=180,
+        lambda: run_phase(run) in ("Succeeded", "Failed"),
+        timeout=600,
         what=f"run {run} to finish",
     )
     print(conveyor("ci", "get", run, "-n", NS))
@@ -229,7 +298,10 @@ def main() -> int:
             f"{d['environment']:5} namespace {d['namespace']}: {d['result']}, "
             f"version {d['version']}, images {', '.join(d['images'])}"
         )
-    print(kubectl("prod", "-n", NS, "get", "deploy", "go-app", "-o", "wide"))
+    print(kubectl("prod", "-n", NS, "get", "deploy,pods", "-l", "app=go-app", "-o", "wide"))
+
+    say("the app's page, fetched through its Service in the prod cluster")
+    print(fetch_page(real))
 
     say(f"the operator's metrics (http://127.0.0.1:{METRICS_PORT}/metrics), this namespace")
     wanted = ("conveyor_pipelineruns_finished_total", "conveyor_deployments_total")
@@ -240,6 +312,11 @@ def main() -> int:
     )
     print("\n".join(metric_lines(wanted)))
     return 0 if status.get("phase") == "Succeeded" else 1
+
+
+def run_phase(run: str) -> str | None:
+    obj = json.loads(kubectl("ci", "get", "pipelinerun", run, "-n", NS, "-o", "json"))
+    return obj.get("status", {}).get("phase")
 
 
 def metric_lines(names: tuple[str, ...]) -> list[str]:

@@ -54,6 +54,7 @@ def test_the_go_app_pipeline_is_accepted_and_valid(conveyor: Conveyor) -> None:
     jobs = {j["name"]: j for j in created["spec"]["jobs"]}
     assert jobs["build"]["build"]["context"] == "src/"
     assert jobs["container-scan"]["scan"] == {
-        "build": "build", "severities": ["HIGH", "CRITICAL"], "ignoreUnfixed": False
+        "build": "build", "scanner": "clair", "severities": ["HIGH", "CRITICAL"],
+        "ignoreUnfixed": False,
     }  # fmt: skip
     assert validate_pipeline(parse_pipeline_spec(created["spec"])) == []

@@ -363,6 +363,33 @@ def test_the_go_app_test_job_runs_go_test_for_real(
     assert any(line.startswith("--- PASS: ") for line in lines), lines
     assert any(line.startswith("ok  \tgo-app\t") for line in lines), lines
 
+    # A commit that breaks a test fails the job and the run, with `go test`'s own verdict.
+    broken = work.commit(
+        "a test that fails",
+        {"src/broken_test.go": BROKEN_TEST},
+    )
+    subprocess.run(
+        ["git", "push", "-q", str(root / "go-app.git"), "master"], cwd=work.path, check=True
+    )
+    conveyor.create(run("go-2", "go", ref="master", revision={"ref": "master", "sha": broken}))
+    failed = conveyor.wait_finished("go-2", timeout=600)
+    logs = conveyor_cli(clusters, "logs", "go-2", "test", "-c", "script", "-n", conveyor.ns)
+    assert failed["status"]["phase"] == "Failed", failed["status"]
+    assert job_status(failed, "test")["exitCode"] == 1, logs.stdout + logs.stderr
+    lines = logs.stdout.splitlines()
+    assert "--- FAIL: TestBroken (0.00s)" in lines, lines
+    assert any(line.startswith("FAIL\tgo-app\t") for line in lines), lines
+
+
+BROKEN_TEST = """package main
+
+import "testing"
+
+func TestBroken(t *testing.T) {
+	t.Fatal("broken on purpose")
+}
+"""
+
 
 def test_a_service_runs_beside_the_script_and_answers_at_its_alias(
     conveyor: Conveyor, clusters: Clusters, real: RealNodes
