@@ -103,35 +103,26 @@ def test_the_articles_pipeline_ends_job_by_job_as_on_gitlab(
     assert phase(done) == "Failed"
 
     # A push that changes only the Dockerfile: no test job (`changes: src/*.go`). The build job
-    # runs in the team's encompass-dind image beside docker:stable-dind: `docker version` talks
-    # to the daemon, and the folded build script is one `echo` of the whole text. The scan's
-    # `docker run arminc/clair-db` cannot pull (exit 125), which its allow_failure tolerates;
-    # the test deploy has no KUBE_CONFIG, so kubectl has no context (exit 1); prod stays manual.
+    # runs in the team's encompass-dind image beside docker:stable-dind. Docker's dind images
+    # enable TLS since 19.03 (DOCKER_TLS_CERTDIR=/certs: the daemon listens on 2376 only), and
+    # the article still points DOCKER_HOST at tcp://localhost:2375, so `docker version` prints
+    # its client and fails to reach the daemon (exit 1), as it does on GitLab with these
+    # images; the scan and deploy stages are skipped.
     before, after = push(work, bare, "a smaller image", {"src/Dockerfile": "\n# smaller\n"})
     revision = {"ref": "master", "sha": after, "beforeSha": before}
     conveyor.create(run("image", "go-app", revision=revision, pipelineSource="push"))
     done = conveyor.wait_finished("image", timeout=900)
     jobs = {j["name"] for j in done["status"]["jobs"]}
     assert "test" not in jobs or job_status(done, "test")["phase"] == "Skipped", done["status"]
-
     build_log = script_log(clusters, conveyor, "image", "build")
     build = job_status(done, "build")
-    assert (build["phase"], build["exitCode"]) == ("Succeeded", 0), (build, build_log)
+    assert (build["phase"], build["exitCode"]) == ("Failed", 1), (build, build_log)
     lines = build_log.splitlines()
-    assert "Server:" in lines or any(line.startswith("Server:") for line in lines), build_log
-    echoed = [line for line in lines if line.startswith("BASE_IMAGE_NAME ")]
-    assert len(echoed) == 1, build_log
-    assert " docker login -u gitlab-ci-token -p " in echoed[0]
-    assert echoed[0].endswith(":latest"), echoed  # ... docker push $BASE_IMAGE_NAME, echoed
-
-    scan_log = script_log(clusters, conveyor, "image", "container-scan")
-    scan = job_status(done, "container-scan")
-    assert (scan["phase"], scan["exitCode"]) == ("Failed", 125), (scan, scan_log)
-    assert "Unable to find image 'arminc/clair-db:latest' locally" in scan_log, scan_log
-
-    deploy_log = script_log(clusters, conveyor, "image", "k8s-deploy-test")
-    deploy = job_status(done, "k8s-deploy-test")
-    assert (deploy["phase"], deploy["exitCode"]) == ("Failed", 1), (deploy, deploy_log)
-    assert 'no context exists with the name: "deployer.test.domain.internal"' in deploy_log
-    assert job_status(done, "k8s-deploy-prod")["phase"] == "Manual"
+    assert "$ docker version" in lines and "Client:" in lines, build_log
+    assert (
+        "Cannot connect to the Docker daemon at tcp://localhost:2375. "
+        "Is the docker daemon running?" in lines
+    ), build_log
+    for job in ("container-scan", "k8s-deploy-test", "k8s-deploy-prod"):
+        assert job_status(done, job)["phase"] == "Skipped", (job, done["status"])
     assert phase(done) == "Failed"
