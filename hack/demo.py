@@ -110,7 +110,10 @@ def make_repository(real: RealNodes) -> tuple[Path, str, str]:
     shutil.copytree(ROOT / "examples" / "go-app", work)
     deployment = work / "templates" / "deployment.yml"
     manifest = yaml.safe_load(deployment.read_text())
-    manifest["spec"]["template"]["spec"].update(real.placement())
+    pod = manifest["spec"]["template"]["spec"]
+    pod.update(real.placement())
+    # The page names the version it serves (the server prints $VERSION).
+    pod["containers"][0]["env"] = [{"name": "VERSION", "value": "<VERSION>"}]
     deployment.write_text(
         yaml.safe_dump(manifest, sort_keys=False).replace("registry.example.com", real.registry)
     )
@@ -163,6 +166,17 @@ def fetch_page(real: RealNodes) -> str:
 
 
 def main() -> int:
+    real = prepare()
+    say("a git repository of examples/go-app served over HTTP, with a push that changes src/")
+    root, before, after = make_repository(real)
+    with serve(real.host_ip, git_http_handler(root)) as port:
+        apply_pipeline(real, port)
+        return run_and_approve(real, before, after)
+
+
+def prepare() -> RealNodes:
+    """The clusters, Conveyor, Clair, the namespace's grants and the Environments test and
+    prod: everything but the repository and the run."""
     say("starting the local clusters ci, test and prod (kwok nodes and a real node each)")
     subprocess.run([sys.executable, str(ROOT / "hack" / "localcluster.py"), "up"], check=True)
     real = RealNodes.load()
@@ -240,16 +254,18 @@ def main() -> int:
             *extra,
         )
 
-    say("a git repository of examples/go-app served over HTTP, with a push that changes src/")
-    root, before, after = make_repository(real)
-    with serve(real.host_ip, git_http_handler(root)) as port:
-        pipeline = yaml.safe_load((ROOT / "examples" / "go-app" / "pipeline.yaml").read_text())
-        pipeline["spec"]["source"]["url"] = f"http://{real.host_ip}:{port}/go-app.git"
-        pipeline["spec"].update(real.placement())  # every job on ci's real node
-        build = next(j for j in pipeline["spec"]["jobs"] if j["name"] == "build")["build"]
-        build["image"] = build["image"].replace("registry.example.com", real.registry)
-        kubectl("ci", "apply", "-n", NS, "-f", "-", stdin=json.dumps(pipeline))
-        return run_and_approve(real, before, after)
+    return real
+
+
+def apply_pipeline(real: RealNodes, port: int) -> None:
+    """examples/go-app's Pipeline, reading the repository served at `port`, its jobs on ci's
+    real node, its image in the local registry."""
+    pipeline = yaml.safe_load((ROOT / "examples" / "go-app" / "pipeline.yaml").read_text())
+    pipeline["spec"]["source"]["url"] = f"http://{real.host_ip}:{port}/go-app.git"
+    pipeline["spec"].update(real.placement())
+    build = next(j for j in pipeline["spec"]["jobs"] if j["name"] == "build")["build"]
+    build["image"] = build["image"].replace("registry.example.com", real.registry)
+    kubectl("ci", "apply", "-n", NS, "-f", "-", stdin=json.dumps(pipeline))
 
 
 def run_and_approve(real: RealNodes, before: str, after: str) -> int:
