@@ -92,7 +92,8 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         port=_free_port(),
         webhook_port=_free_port(),
         metrics_port=_free_port(),
-        extra=(*TAG_OPTIONS, *_scanner_db_options()),
+        # Docker daemons may run privileged: the seed's jobs all have a docker:dind service.
+        extra=(*TAG_OPTIONS, "--privileged-services", *_scanner_db_options()),
     )
     op.start()
     yield op

@@ -435,3 +435,18 @@ def operator_with(operator: Operator, *extra: str) -> Iterator[Operator]:
         operator.stop()
         operator.extra = before
         operator.start_slowly()
+
+
+@contextmanager
+def operator_without(operator: Operator, *options: str) -> Iterator[Operator]:
+    """The session's operator started again without some of its flags, then as it was."""
+    before = operator.extra
+    operator.stop()
+    operator.extra = tuple(o for o in before if o not in options)
+    operator.start_slowly()
+    try:
+        yield operator
+    finally:
+        operator.stop()
+        operator.extra = before
+        operator.start_slowly()

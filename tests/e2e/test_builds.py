@@ -25,6 +25,7 @@ from tests.e2e.conveyor import (
     conveyor_cli,
     job_status,
     operator_with,
+    operator_without,
     pipeline,
     platform_options,
     run,
@@ -195,8 +196,7 @@ def build_job(name: str, image: str, **build: Any) -> dict[str, Any]:
 def test_docker_in_docker_without_privileged_services_fails_saying_why(
     operator: Operator, clusters: Clusters, namespace: str, real: RealNodes
 ) -> None:
-    """The session's operator, without --privileged-services (this test comes first in the
-    module: the others run it with that flag)."""
+    """The session's operator started again without --privileged-services."""
     privileged_namespace(clusters, namespace)
     conveyor = Conveyor(clusters, namespace)
     conveyor.create(
@@ -214,8 +214,9 @@ def test_docker_in_docker_without_privileged_services_fails_saying_why(
             **real.placement(),
         )
     )
-    conveyor.create(run("dind-1", "dind"))
-    done = conveyor.wait_finished("dind-1", timeout=300)
+    with operator_without(operator, "--privileged-services"):
+        conveyor.create(run("dind-1", "dind"))
+        done = conveyor.wait_finished("dind-1", timeout=300)
     status = job_status(done, "docker-build")
     assert done["status"]["phase"] == "Failed"
     assert status["exitCode"] == 1
