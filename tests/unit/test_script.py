@@ -342,3 +342,13 @@ def test_checkout_of_a_commit_the_branch_has_moved_past(tmp_path, origin):
 def test_checkout_refuses_values_gitlab_does_not_know(tmp_path, origin, variables, error):
     result = _checkout(tmp_path, origin, **variables)
     assert result.returncode == 1 and error in result.stderr
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+@pytest.mark.parametrize("script", [["echo quick"], ["false | true"], ["exit 3"]])
+def test_the_timer_ends_without_a_word(tmp_path, shell, script):
+    """The timer the supervisor stops is reaped in silence: bash would otherwise report it
+    `Killed` in the job's log."""
+    for _ in range(5):  # the report depended on timing
+        _, _, err = run(tmp_path, shell, script=script, timeout=600)
+        assert "Killed" not in err and "Terminated" not in err, err

@@ -77,7 +77,10 @@ code=0
 wait "$pid" 2>/dev/null || code=$?
 while kill -0 "$pid" 2>/dev/null; do code=0; wait "$pid" 2>/dev/null || code=$?; done
 trap : TERM INT USR1
-if [ -n "$watchdog" ] && [ "$stop" != timeout ]; then kill -KILL "$watchdog" 2>/dev/null; fi
+# Reaped at once, its report silenced: bash would print the timer `Killed` into the log.
+if [ -n "$watchdog" ] && [ "$stop" != timeout ]; then
+  {{ kill -KILL "$watchdog"; wait "$watchdog"; }} 2>/dev/null
+fi
 if [ "$stop" = timeout ]; then
   message="execution took longer than $timeout seconds"
   printf '%s\\n' "ERROR: Job failed: $message" >&2
