@@ -154,11 +154,15 @@ Samples: `{samples}`
 """
 
 
-def write_section(results: dict[str, Any], path: Path) -> None:
+def write_section(
+    results: dict[str, Any], path: Path, template: str = SECTION, begin: str = BEGIN, end: str = END
+) -> None:
+    """`template` filled with `results`, replacing its previous text between begin and end
+    (the other sections of docs/benchmarks.md stay)."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = SECTION.format(begin=BEGIN, end=END, **results)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
+    section = template.format(begin=begin, end=end, **results)
+    if begin in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)

@@ -26,6 +26,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.builds import write_section  # noqa: E402
 from hack import demo  # noqa: E402 - the demo's setup, shared
 from tests.e2e.gitrepo import GitRepo  # noqa: E402
 from tests.e2e.realnode import git_http_handler, serve  # noqa: E402
@@ -63,20 +64,7 @@ def one_round(work: GitRepo, bare: Path, i: int) -> dict[str, float]:
     after = work.commit(f"round {i}", {"src/server.go": f"\n// round {i}\n"})
     subprocess.run(["git", "push", "-q", str(bare), "master"], cwd=work.path, check=True)
     pushed = time.monotonic()
-    run = demo.conveyor(
-        "ci-as-developer",
-        "run",
-        "go-app",
-        "--ref",
-        "master",
-        "--sha",
-        after,
-        "--before",
-        before,
-        "--push",
-        "-n",
-        demo.NS,
-    )
+    run = demo.start_push_run(before, after)
     approve_when_asked(run, timeout=1800)
     approved = time.monotonic()
     version = f"Hello from go-app master_{after}"
@@ -115,16 +103,6 @@ Samples: `{samples}`
 """
 
 
-def write_section(results: dict[str, Any], path: Path) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = SECTION.format(begin=BEGIN, end=END, **results)
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -147,7 +125,7 @@ def main() -> int:
     results["samples"] = samples
     results["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     results["machine"] = f"{platform.machine()}, Python {platform.python_version()}"
-    write_section(results, args.report)
+    write_section(results, args.report, SECTION, BEGIN, END)
     log(f"wrote {args.report}")
     print(json.dumps(results))
     return 0

@@ -268,9 +268,9 @@ def apply_pipeline(real: RealNodes, port: int) -> None:
     kubectl("ci", "apply", "-n", NS, "-f", "-", stdin=json.dumps(pipeline))
 
 
-def run_and_approve(real: RealNodes, before: str, after: str) -> int:
-    say("developer starts a run of the push")
-    run = conveyor(
+def start_push_run(before: str, after: str) -> str:
+    """The run of a push to master, started as `developer`; its name."""
+    return conveyor(
         "ci-as-developer",
         "run",
         "go-app",
@@ -284,6 +284,11 @@ def run_and_approve(real: RealNodes, before: str, after: str) -> int:
         "-n",
         NS,
     )
+
+
+def run_and_approve(real: RealNodes, before: str, after: str) -> int:
+    say("developer starts a run of the push")
+    run = start_push_run(before, after)
     print(f"run {run}")
     wait_until(
         lambda: run_phase(run) in ("WaitingForApproval", "Succeeded", "Failed"),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kubernetes import client
@@ -23,6 +24,7 @@ from tests.e2e.conveyor import (
     service_account_kubeconfig,
     stop_demo_operator,
 )
+from tests.e2e.realnode import RealNodes, git_http_handler, serve
 from tests.e2e.support import ROOT, STATE, Clusters, wait_until
 
 
@@ -147,3 +149,20 @@ def hook_secret(clusters: Clusters, conveyor: Conveyor) -> Iterator[str]:
     )
     yield token
     core.delete_namespaced_secret(name, OPERATOR_NS)
+
+
+@pytest.fixture(scope="session")
+def real(clusters: Clusters) -> RealNodes:
+    """The clusters' real nodes; their tests fail (never skip) when there are none."""
+    nodes = RealNodes.load()
+    assert nodes.nodes, "the local clusters have no real node (CONVEYOR_REAL_NODES is empty)"
+    return nodes
+
+
+@pytest.fixture
+def git_server(real: RealNodes, tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory of bare repositories served over smart HTTP on the address pods reach."""
+    root = tmp_path / "git"
+    root.mkdir()
+    with serve(real.host_ip, git_http_handler(root)) as port:
+        yield root, f"http://{real.host_ip}:{port}"

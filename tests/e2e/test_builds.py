@@ -45,13 +45,6 @@ MANIFEST_TYPES = ", ".join(
 USER, PASSWORD = "builder", "s3cret-push"
 
 
-@pytest.fixture(scope="module")
-def real(clusters: Clusters) -> RealNodes:
-    nodes = RealNodes.load()
-    assert nodes.nodes, "the local clusters have no real node (CONVEYOR_REAL_NODES is empty)"
-    return nodes
-
-
 def registry_digest(registry: str, repository: str, tag: str, auth: str | None = None) -> str:
     """The digest the registry serves for repository:tag (its Docker-Content-Digest)."""
     req = urllib.request.Request(

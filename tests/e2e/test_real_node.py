@@ -6,24 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from tests.e2e.conveyor import Conveyor, conveyor_cli, job_status, pipeline, run
 from tests.e2e.gitrepo import go_app_repo, new_repo
-from tests.e2e.realnode import Answer, RealNodes, git_http_handler, pod, serve
+from tests.e2e.realnode import Answer, RealNodes, pod, serve
 from tests.e2e.support import Clusters, wait_for_object, wait_until
-
-
-@pytest.fixture(scope="module")
-def real(clusters: Clusters) -> RealNodes:
-    nodes = RealNodes.load()
-    assert nodes.nodes, "the local clusters have no real node (CONVEYOR_REAL_NODES is empty)"
-    return nodes
 
 
 def pod_ended(core: client.CoreV1Api, namespace: str, name: str, timeout: float = 120) -> Any:
@@ -256,15 +247,6 @@ def test_images_come_from_the_local_registry_under_their_public_names(
 
 
 # --- Conveyor on the real node --------------------------------------------------------------
-
-
-@pytest.fixture
-def git_server(real: RealNodes, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """A directory of bare repositories served over smart HTTP on the address pods reach."""
-    root = tmp_path / "git"
-    root.mkdir()
-    with serve(real.host_ip, git_http_handler(root)) as port:
-        yield root, f"http://{real.host_ip}:{port}"
 
 
 def test_a_pipeline_job_checks_out_over_http_and_runs_its_script_for_real(

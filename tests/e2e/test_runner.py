@@ -9,12 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from tests.e2e.conveyor import (
@@ -32,22 +30,6 @@ from tests.e2e.realnode import RealNodes, git_http_handler, serve
 from tests.e2e.support import Clusters, wait_until
 
 GIT_IMAGE = "alpine/git:2.47.2"  # git in the script container too
-
-
-@pytest.fixture(scope="module")
-def real(clusters: Clusters) -> RealNodes:
-    nodes = RealNodes.load()
-    assert nodes.nodes, "the local clusters have no real node (CONVEYOR_REAL_NODES is empty)"
-    return nodes
-
-
-@pytest.fixture
-def git_server(real: RealNodes, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    """Bare repositories served over smart HTTP on the address pods reach."""
-    root = tmp_path / "git"
-    root.mkdir()
-    with serve(real.host_ip, git_http_handler(root)) as port:
-        yield root, f"http://{real.host_ip}:{port}"
 
 
 def publish(work: GitRepo, root: Path, name: str) -> Path:

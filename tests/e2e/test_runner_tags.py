@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 from kubernetes import client
 
 from tests.e2e.conveyor import Conveyor, conveyor_cli, job_status, run
 from tests.e2e.gitrepo import new_repo
-from tests.e2e.realnode import RealNodes, git_http_handler, serve
+from tests.e2e.realnode import RealNodes
 from tests.e2e.support import Clusters
 
 GITLAB_CI = """\
@@ -34,19 +32,6 @@ needs-a-gpu:
   script:
     - echo never runs
 """
-
-
-@pytest.fixture
-def real(clusters: Clusters) -> RealNodes:
-    return RealNodes.load()
-
-
-@pytest.fixture
-def git_server(real: RealNodes, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    root = tmp_path / "git"
-    root.mkdir()
-    with serve(real.host_ip, git_http_handler(root)) as port:
-        yield root, f"http://{real.host_ip}:{port}"
 
 
 def test_an_imported_job_with_a_tag_runs_on_the_node_the_tag_maps_to(

@@ -9,8 +9,6 @@ import json
 import urllib.request
 from typing import Any
 
-import pytest
-
 from tests.e2e.conveyor import (
     Conveyor,
     conveyor_cli,
@@ -32,13 +30,6 @@ MANIFESTS = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-
-
-@pytest.fixture(scope="module")
-def real(clusters: Clusters) -> RealNodes:
-    nodes = RealNodes.load()
-    assert nodes.nodes, "the local clusters have no real node (CONVEYOR_REAL_NODES is empty)"
-    return nodes
 
 
 def by_digest(registry: str, repository: str, tag: str) -> str:
