@@ -144,6 +144,20 @@ def box(browser: WebDriver, name: str) -> Any:
     return browser.find_element(By.CSS_SELECTOR, f'#graph .job[data-job="{name}"]')
 
 
+def click(browser: WebDriver, selector: str) -> None:
+    """Click what the selector finds, finding it again if the page redrew it before the click."""
+
+    def found_and_clicked(b: WebDriver) -> bool:
+        b.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    wait_for(browser, found_and_clicked, f"to click {selector}", timeout=30)
+
+
+def click_box(browser: WebDriver, name: str) -> None:
+    click(browser, f'#graph .job[data-job="{name}"]')
+
+
 def status_of(browser: WebDriver, name: str) -> str | None:
     """The status a job's box shows (read in one step: the page may redraw meanwhile)."""
     return browser.execute_script(
@@ -172,7 +186,7 @@ def notice(browser: WebDriver) -> tuple[str, str] | None:
 
 def click_action(browser: WebDriver, selector: str) -> tuple[str, str]:
     browser.execute_script("document.getElementById('notice').hidden = true;")
-    browser.find_element(By.CSS_SELECTOR, selector).click()
+    click(browser, selector)
     return wait_for(browser, notice, f"the result of clicking {selector}", timeout=60)
 
 
@@ -289,7 +303,7 @@ def test_the_page_draws_a_run_follows_it_live_shows_logs_and_votes_as_the_user(
     assert played.returncode == 0, played.stderr
     wait_for(browser, lambda b: status_of(b, "unit") == "running", "unit to run, live")
     # A running job's log is followed: what it has printed shows while it runs.
-    box(browser, "unit").click()
+    click_box(browser, "unit")
     first_line = SCRIPT_LOG.splitlines()[0].split(" ", 3)[3]
     wait_for(
         browser,
@@ -399,7 +413,7 @@ def test_play_and_retry_buttons_act_through_the_cli_commands(
     assert conveyor.get_run("rel-1")["spec"]["play"] == ["release"]
 
     # Retry, from the job's panel: attempt 2 of flaky, in the same run.
-    box(browser, "flaky").click()
+    click_box(browser, "flaky")
     kind, text = click_action(browser, "#job-actions [data-action=retry]")
     assert (kind, text) == ("ok", "rel-1: flaky retried (attempt 2)")
     conveyor.wait_run("rel-1", lambda r: job_attempt(r, "flaky") == 2)
@@ -410,7 +424,7 @@ def test_play_and_retry_buttons_act_through_the_cli_commands(
     )
     # release ran: its panel offers nothing, and a play of it is refused, on the page as in
     # the terminal (the CLI's own check, through the page's endpoint with the page's token).
-    box(browser, "release").click()
+    click_box(browser, "release")
     wait_for(browser, lambda b: b.find_element(By.ID, "job-name").text == "release", "panel")
     assert not browser.find_elements(By.CSS_SELECTOR, "#job-actions [data-action]")
     assert browser.execute_script("return window.__sameDocument === true;")
