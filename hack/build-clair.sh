@@ -4,7 +4,7 @@
 # build inside its source instead. Result: $CACHE/clair-$VERSION/clair (static, CGO off).
 set -euo pipefail
 VERSION="${CLAIR_VERSION:-v4.9.0}"
-CACHE="${CONVEYOR_CACHE:-$HOME/.cache/conveyor}"
+CACHE="${CONVEYOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/conveyor}"
 OUT="$CACHE/clair-$VERSION"
 if [[ -x "$OUT/clair" ]]; then echo "$OUT/clair"; exit 0; fi
 # One build at a time (cluster-up and `make images` may both ask; the cache is shared).
