@@ -255,6 +255,12 @@ def test_a_scan_job_keeps_its_gitlab_report():
     assert effective_artifacts(script_job) is None and report_paths(None) == {}
 
 
+def test_the_report_is_the_file_the_scanners_write():
+    from conveyor.kube import clair, jobspec
+
+    assert CONTAINER_SCANNING_REPORT == jobspec.SCAN_REPORT == clair.REPORT
+
+
 def test_archive_name_expands_variables_and_stays_one_component():
     values = {"CI_JOB_NAME": "build/linux", "REF": "main"}.get
     assert archive_name(None) == "artifacts"
