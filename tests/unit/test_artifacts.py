@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from conveyor.api import ModelError, parse_pipeline_spec
-from conveyor.api.pipeline import Artifacts, Cache, CacheKeyFiles
+from conveyor.api.pipeline import ArtifactReports, Artifacts, Cache, CacheKeyFiles
 from conveyor.api.pipelinerun import JunitSummary, parse_run_status
 from conveyor.engine import validate_pipeline
 from conveyor.engine.artifacts import (
@@ -28,12 +28,14 @@ from conveyor.engine.artifacts import (
     expire_seconds,
     expires_at,
     files_digest,
+    has_archive,
     namespace_prefix,
     normalize_path,
     report_paths,
     run_prefix,
     sanitize_cache_key,
     should_upload,
+    should_upload_reports,
 )
 from conveyor.engine.reports import (
     ReportError,
@@ -230,6 +232,15 @@ def test_should_upload_follows_when(when, succeeded, upload):
 
 def test_no_artifacts_nothing_to_upload():
     assert should_upload(None, True) is False
+    assert should_upload_reports(None) is False and has_archive(None) is False
+
+
+def test_reports_are_kept_whatever_the_result_and_an_archive_needs_paths():
+    reports_only = Artifacts(reports=ArtifactReports(junit=("junit.xml",)))
+    assert should_upload_reports(reports_only) is True  # GitLab: reports are `when: always`
+    assert has_archive(reports_only) is False
+    assert has_archive(Artifacts(untracked=True)) and has_archive(Artifacts(paths=("x",)))
+    assert should_upload_reports(Artifacts(paths=("x",))) is False
 
 
 def test_a_scan_job_keeps_its_gitlab_report():

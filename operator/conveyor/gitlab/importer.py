@@ -997,12 +997,15 @@ class Importer:
                 raise self.fail(node, "cache", f"{where}: a cache must be a mapping")
             if not item:
                 continue
-            cache = self._cache(item, where, node, index)
-            if cache is not None:
-                out.append(cache)
+            cache = self._cache(item, where, node)
+            if not cache.get("paths") and not cache.get("untracked"):
+                # GitLab's runner archives nothing for it either.
+                self.omit(where, "cache", f"cache {index} has no paths: nothing is cached")
+                continue
+            out.append(cache)
         return out
 
-    def _cache(self, item: dict[str, Any], where: str, node: Any, index: int) -> dict[str, Any]:
+    def _cache(self, item: dict[str, Any], where: str, node: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         key = item.get("key")
         if isinstance(key, dict):
@@ -1030,8 +1033,6 @@ class Importer:
             out["paths"] = self._path_list(item["paths"], where, "cache:paths", node)
         if item.get("untracked"):
             out["untracked"] = True
-        if not out.get("paths") and not out.get("untracked"):
-            self.omit(where, "cache", f"cache {index} has no paths: nothing is cached")
         policy = item.get("policy")
         if policy is not None:
             if policy not in CACHE_POLICIES:
