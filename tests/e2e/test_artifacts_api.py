@@ -110,6 +110,7 @@ def test_a_pipeline_with_every_artifact_field_is_stored_whole(
         ({"cache": [{"keyFiles": {"files": ["a", "b", "c"]}, "paths": ["x"]}]}, "keyFiles.files"),
         ({"cache": [{"paths": ["x"], "policy": "sometimes"}]}, "policy"),
         ({"artifacts": {"paths": ["x"], "when": "manual"}}, "artifacts.when"),
+        ({"artifacts": {"paths": ["x"], "expireIn": "soon"}}, "artifacts.expireIn"),
         ({"cache": [{"paths": ["x"]}] * 5}, "cache"),
     ],
 )

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 
 import pytest
 
 from conveyor.api import ModelError, parse_pipeline_spec
-from conveyor.api.pipeline import ArtifactReports, Artifacts, Cache, CacheKeyFiles
+from conveyor.api.pipeline import (
+    EXPIRE_IN_PATTERN,
+    ArtifactReports,
+    Artifacts,
+    Cache,
+    CacheKeyFiles,
+)
 from conveyor.api.pipelinerun import JunitSummary, parse_run_status
 from conveyor.engine import validate_pipeline
 from conveyor.engine.artifacts import (
@@ -289,12 +296,26 @@ def test_archive_name_expands_variables_and_stays_one_component():
         ("2h20min", 8400),
         ("6 mos 1 day", 6 * 30 * 86400 + 86400),
         ("3 weeks and 2 days", 23 * 86400),
+        ("47 yrs 6 mos and 4d", 47 * 31557600 + 6 * 2592000 + 4 * 86400),
+        ("1 Week", 7 * 86400),
         ("never", None),
         ("Never", None),
     ],
 )
 def test_expire_in_takes_gitlabs_documented_examples(text, seconds):
     assert expire_seconds(text) == seconds
+    assert re.search(EXPIRE_IN_PATTERN, text), "the CRD's pattern refuses it"
+    assert Artifacts(expire_in=text).expire_in == text
+
+
+@pytest.mark.parametrize(
+    "text", ["soon", "1 week soon", "weeks", "1 weeks and", "-1h", "1 fortnight"]
+)
+def test_expire_in_refuses_what_gitlab_refuses(text):
+    with pytest.raises(ModelError, match="expireIn"):
+        Artifacts(expire_in=text)
+    if text != "1 fortnight":  # the units are Python's to check, the shape the schema's
+        assert not re.search(EXPIRE_IN_PATTERN, text)
 
 
 def test_expires_at():
