@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from conveyor.api.codec import ModelError
+from conveyor.api.fields import camel
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     ARTIFACT_WHEN_VALUES,
@@ -580,7 +581,7 @@ class Importer:
             if key in job:
                 value = self._field(key, value, name, job)
             if value:
-                out[_camel(key)] = value
+                out[camel(key)] = value
         if "script" not in out:
             raise self.fail(job, None, f"job {name}: a job needs a script (or a trigger)")
         self._needs(name, job, out)
@@ -1348,11 +1349,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> MarkedDict:
