@@ -45,7 +45,9 @@ def with_target_condition(
     else:
         return status, []
     changed = old is None or old.get("status") != new["status"]
-    stamp = format_time(now) if changed else old.get("lastTransitionTime") or format_time(now)
+    stamp = format_time(now)
+    if not changed and old is not None:
+        stamp = old.get("lastTransitionTime") or stamp
     new["lastTransitionTime"] = stamp
     if old is not None and old.get("observedGeneration") is not None:
         new["observedGeneration"] = old["observedGeneration"]

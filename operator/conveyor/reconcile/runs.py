@@ -144,7 +144,7 @@ class Views:
     jobs: Lookup  # (ns, run name) -> [compact Job]
     environments: Lookup  # (ns, environment name) -> [Environment]
     approvals: Lookup  # (ns, run name) -> [Approval]
-    deploy_claims: Lookup  # (ns, lock) -> [[claim entry]] (engine.deploy_order)
+    deploy_claims: Mapping[Any, Iterable[list[dict[str, Any]]]]  # (ns, lock) -> [[claim entry]]
 
 
 def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str, str]:
@@ -155,6 +155,14 @@ def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str,
         for job in pipeline.jobs
         if job.build is not None and digests.get(job.name)
     }
+
+
+def _job(pipeline: PipelineSpec, name: str) -> PipelineJob:
+    """A job that the run's plan or status names: always one of its pipeline's."""
+    job = pipeline.job(name)
+    if job is None:
+        raise KeyError(f"job {name!r} is not in the run's pipeline")
+    return job
 
 
 def _is_attempt_of(pipeline: PipelineSpec, run: PipelineRun, seen: ObservedJob) -> bool:
@@ -536,6 +544,7 @@ class RunController:
         return pods
 
     async def reconcile(self, key: Key) -> None:
+        assert self.views is not None
         body = self._run_body(key)
         if body is None:
             return  # deleted; its Jobs go by garbage collection
@@ -546,10 +555,7 @@ class RunController:
             run.status.finished
             and not reopened(run)
             and not retry_due(run)
-            and not any(
-                j.get("status", {}).get("active")
-                for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
-            )
+            and not any(j.get("status", {}).get("active") for j in self.views.jobs.get(key, ()))
         ):
             await self._close_approvals(key, run, now)
             if key in self._settling and key not in self._written:
@@ -605,7 +611,7 @@ class RunController:
         gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
         expected = self._expected_gates(namespace, run, pipeline, gated)
         matched = match_approvals(
-            self.views.approvals.get(key, ()),  # type: ignore[union-attr]
+            self.views.approvals.get(key, ()),
             run.metadata.uid or "",
             run.spec.revision.sha if run.spec is not None else None,
             expected,
@@ -722,13 +728,19 @@ class RunController:
         """Every run's claim on a lock: from the runs' status, the Jobs that exist, and the
         jobs this process started that the watch has not brought back yet."""
         assert self.views is not None
-        found: dict[tuple[str, str], tuple[Claim, bool]] = {}  # -> (claim, started)
+        # -> (claim, started); no claim while its state is unknown
+        found: dict[tuple[str, str], tuple[Claim | None, bool]] = {}
         for entries in self.views.deploy_claims.get((namespace, lock), ()):
             for entry in entries:
                 run, job, state = entry["run"], entry["job"], entry.get("state")
                 if state is None and self._job_exists(namespace, run, job):
                     state = DEPLOYING  # created, status not written yet (a restart between)
-                claim = Claim(run, job, parse_time(entry["created"]), state, entry.get("pipeline"))
+                created = parse_time(entry["created"])
+                claim = (
+                    Claim(run, job, created, state, entry.get("pipeline"))
+                    if state is not None
+                    else None
+                )
                 found[(run, job)] = (claim, bool(entry.get("started")))
         now = self.clock()
         mine = self._deploying.get((namespace, lock), {})
@@ -738,7 +750,7 @@ class RunController:
                 del mine[(run, job)]  # the watch has caught up (or never will: deleted)
             else:
                 found[(run, job)] = (claim, True)
-        return [claim for _, (claim, _) in sorted(found.items()) if claim.state is not None]
+        return [claim for _, (claim, _) in sorted(found.items()) if claim is not None]
 
     def _job_exists(self, namespace: str, run: str, job: str) -> bool:
         assert self.views is not None
@@ -779,7 +791,7 @@ class RunController:
         assert self.views is not None and run.spec is not None
         expected: dict[str, Expected] = {}
         for name in sorted(gated):
-            job = pipeline.job(name)
+            job = _job(pipeline, name)
             assert job.environment is not None
             env = self.environment(namespace, job.environment.name) or {}
             digest = gate_digest(
@@ -816,7 +828,7 @@ class RunController:
         } & gated
         annotations = run_body["metadata"].get("annotations") or {}
         for job_name in sorted(waiting - set(approvals)):
-            job = pipeline.job(job_name)
+            job = _job(pipeline, job_name)
             assert job.environment is not None
             env = self.environment(namespace, job.environment.name)
             if env is None:
@@ -931,7 +943,7 @@ class RunController:
         for entry in run.status.jobs:
             if entry.phase != "Running" or not entry.job_name or not entry.attempt:
                 continue
-            job = pipeline.job(entry.name)
+            job = _job(pipeline, entry.name)
             if job.name in gated and job.name not in approved_images:
                 continue  # a gated deploy starts on its Approval only, never by resuming
             if job.deploy is not None and not self.deploys.running(key, entry.job_name):
@@ -1002,7 +1014,7 @@ class RunController:
             body = self._written[key][1] if key in self._written else body
         # Jobs before status: a status that names a Job must never precede the Job itself.
         for create in decided.create:
-            spec_job = pipeline.job(create.pipeline_job)
+            spec_job = _job(pipeline, create.pipeline_job)
             if spec_job.deploy is not None:
                 # Native deploys run in the operator: no Job, no pod.
                 images = approved_images.get(spec_job.name)  # None: not gated
@@ -1040,7 +1052,7 @@ class RunController:
             await self._job_io(self.kube.delete_job, namespace, job_name)
         for job_name in decided.stop:
             await self._job_io(self.kube.stop_job, namespace, job_name)
-        if any(pipeline.job(c.pipeline_job).deploy is None for c in decided.create):
+        if any(_job(pipeline, c.pipeline_job).deploy is None for c in decided.create):
             # The status (and the events derived from it) is written by the pass the new Jobs'
             # watch events bring, moments later: it then says "running" at once, instead of a
             # write for "planned" and another for "running". Nothing is lost if we stop before:
