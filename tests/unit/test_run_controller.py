@@ -434,3 +434,52 @@ def test_a_newer_run_deploying_supersedes_an_older_one_waiting(tmp_path):
     assert h.kube.jobs_of("deploy", "old") == []
     assert h.status_of("old")["phase"] == "Cancelled"
     assert "superseded: newer run new deploys to environment" in str(h.status_of("old"))
+
+
+def auto_cancelling(h: Harness, interruptible: bool) -> None:
+    h.kube.pipelines[(NS, "ci")] = {
+        "metadata": {"name": "ci", "namespace": NS, "resourceVersion": "1"},
+        "spec": {
+            "autoCancel": "conservative",
+            "stages": ["test"],
+            "jobs": [
+                {
+                    "name": "test",
+                    "stage": "test",
+                    "image": "debian",
+                    "script": ["./test"],
+                    "interruptible": interruptible,
+                }
+            ],
+        },
+    }
+    h.add_run("old", 1, "ci")
+    h.reconcile("old")
+    h.reconcile("old")  # its Job runs, its status says so
+    assert h.job("test", "old")["phase"] == "Running"
+    h.add_run("new", 2, "ci")  # a newer run of the same ref
+    h.reconcile("old")
+
+
+def test_a_newer_run_of_the_ref_auto_cancels_an_older_interruptible_one(tmp_path):
+    h = Harness(tmp_path)
+    auto_cancelling(h, interruptible=True)
+    assert h.status_of("old")["phase"] == "Cancelled"
+    assert "auto-cancelled: run new of ref main is newer" in str(h.status_of("old"))
+    assert h.kube.jobs_of("test", "old") == []  # its Job was stopped
+
+
+def test_a_started_job_that_is_not_interruptible_keeps_its_run(tmp_path):
+    h = Harness(tmp_path)
+    auto_cancelling(h, interruptible=False)
+    assert h.status_of("old")["phase"] == "Running"
+    assert len(h.kube.jobs_of("test", "old")) == 1
+
+
+def test_a_deploy_started_but_not_yet_watched_holds_its_environment(tmp_path):
+    h = two_runs(tmp_path)
+    h.reconcile("old")  # its deploy's Job is created; its jobs' status is not written yet
+    assert "jobs" not in h.status_of("old")  # only the record of what it runs
+    h.reconcile("new")  # the lock is held by what this process started, not by any status
+    assert h.kube.jobs_of("deploy", "new") == []
+    assert h.job("deploy", "new")["reason"] == "WaitingForEnvironment"
