@@ -49,9 +49,11 @@ cluster-status: venv ## show which local cluster processes run
 	$(CLUSTER) status
 
 .PHONY: lint
-lint: venv ## ruff and hadolint
+lint: venv ## ruff, mypy, the layers contract (import-linter) and hadolint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/hadolint Dockerfile
 
 .PHONY: unit

@@ -2,42 +2,70 @@
 
 import datetime
 
+from conveyor.api.conditions import Condition
 from conveyor.engine.targets import with_target_condition
 
 T0 = datetime.datetime(2026, 11, 26, 10, 0, tzinfo=datetime.UTC)
 T1 = T0 + datetime.timedelta(seconds=30)
-SUCCEEDED = {"type": "Succeeded", "status": "Unknown", "reason": "Running"}
+SUCCEEDED = Condition("Succeeded", "Unknown", "Running")
 
 
 def test_no_outage_no_condition():
-    status = {"phase": "Running", "conditions": [SUCCEEDED]}
-    assert with_target_condition(status, [], T0) == (status, [])
+    assert with_target_condition([SUCCEEDED], [], T0) == ((SUCCEEDED,), [])
 
 
 def test_an_outage_is_a_false_condition_and_one_warning():
-    status = {"phase": "Running", "conditions": [SUCCEEDED]}
     down = ["job 'deploy' cannot reach the cluster of environment 'test': timed out"]
-    status, events = with_target_condition(status, down, T0)
-    cond = status["conditions"][1]
-    assert cond["type"] == "TargetsReachable" and cond["status"] == "False"
-    assert cond["reason"] == "TargetUnavailable" and "environment 'test'" in cond["message"]
-    assert cond["lastTransitionTime"] == "2026-11-26T10:00:00Z"
+    conditions, events = with_target_condition([SUCCEEDED], down, T0)
+    cond = conditions[1]
+    assert cond.type == "TargetsReachable" and cond.status == "False"
+    assert cond.reason == "TargetUnavailable" and "environment 'test'" in (cond.message or "")
+    assert cond.last_transition_time == T0
     assert [(e.type, e.reason) for e in events] == [("Warning", "TargetUnavailable")]
     # Still down later: the same condition, no second event, the first transition time kept.
-    again, events = with_target_condition(status, down, T1)
-    assert (
-        events == [] and again["conditions"][1]["lastTransitionTime"] == cond["lastTransitionTime"]
-    )
-    assert status["conditions"][0] == SUCCEEDED
+    again, events = with_target_condition(conditions, down, T1)
+    assert events == [] and again[1].last_transition_time == T0
+    assert again[0] == SUCCEEDED
 
 
 def test_back_again_turns_the_condition_true():
-    status = {"phase": "Running", "conditions": [SUCCEEDED]}
-    status, _ = with_target_condition(status, ["down"], T0)
-    back, events = with_target_condition(status, [], T1)
-    cond = back["conditions"][1]
-    assert (cond["status"], cond["reason"]) == ("True", "TargetsReachable")
-    assert cond["lastTransitionTime"] == "2026-11-26T10:00:30Z"
+    conditions, _ = with_target_condition([SUCCEEDED], ["down"], T0)
+    back, events = with_target_condition(conditions, [], T1)
+    cond = back[1]
+    assert (cond.status, cond.reason) == ("True", "TargetsReachable")
+    assert cond.last_transition_time == T1
     assert [(e.type, e.reason) for e in events] == [("Normal", "TargetsReachable")]
     # And stays as it is after that.
     assert with_target_condition(back, [], T1) == (back, [])
+
+
+def test_the_observed_generation_is_kept():
+    conditions, _ = with_target_condition([SUCCEEDED], ["down"], T0)
+    conditions = (conditions[0], Condition(**{**conditions[1].__dict__, "observed_generation": 4}))
+    again, _ = with_target_condition(conditions, ["down", "still"], T1)
+    assert again[1].observed_generation == 4 and again[1].message == "down; still"
+
+
+def test_the_status_json_keeps_its_other_conditions_as_they_were():
+    from conveyor.reconcile.runs import _with_targets
+
+    succeeded = {
+        "type": "Succeeded",
+        "status": "Unknown",
+        "reason": "Running",
+        "message": "1/2 jobs done",
+        "lastTransitionTime": "2026-11-26T09:59:00Z",
+        "observedGeneration": 2,
+    }
+    status = {"phase": "Running", "conditions": [succeeded]}
+    assert _with_targets(status, [], T0) == (status, [])
+    down, events = _with_targets(status, ["down"], T0)
+    assert down["conditions"][0] == succeeded and down["phase"] == "Running"
+    assert down["conditions"][1] == {
+        "type": "TargetsReachable",
+        "status": "False",
+        "reason": "TargetUnavailable",
+        "message": "down",
+        "lastTransitionTime": "2026-11-26T10:00:00Z",
+    }
+    assert len(events) == 1

@@ -47,7 +47,12 @@ class Kind:
 def _column(
     name: str, path: str, description: str, type_: str = "string", *, priority: int = 0
 ) -> dict[str, Any]:
-    column = {"name": name, "type": type_, "jsonPath": path, "description": description}
+    column: dict[str, Any] = {
+        "name": name,
+        "type": type_,
+        "jsonPath": path,
+        "description": description,
+    }
     if priority:
         column["priority"] = priority  # shown with `kubectl get -o wide` only
     return column

@@ -112,7 +112,8 @@ class Evaluation:
 
     def to_dict(self) -> dict[str, Any]:
         """The compact JSON form: empty and default fields are left out."""
-        return _compact(to_dict(self))
+        compact: dict[str, Any] = _compact(to_dict(self))
+        return compact
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> Evaluation:

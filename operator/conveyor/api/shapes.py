@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import functools
 import types
 import typing
 from collections.abc import Mapping
@@ -47,7 +46,7 @@ def shape_of(hint: Any) -> Shape:
     if hint is IntOrString:
         return Shape("intorstring", optional)
     if origin is tuple:
-        args = typing.get_args(hint)
+        args = list(typing.get_args(hint))
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"use tuple[X, ...] for lists, not {hint!r}")
         return Shape("list", optional, item=shape_of(args[0]))
@@ -61,8 +60,16 @@ def shape_of(hint: Any) -> Shape:
     raise TypeError(f"unsupported field type {hint!r}")
 
 
-@functools.cache
-def field_shapes(cls: type[Any]) -> tuple[tuple[dataclasses.Field[Any], Shape], ...]:
+FieldShapes = tuple[tuple[dataclasses.Field[Any], Shape], ...]
+# Computed once per model. (A dict, not functools.cache: mypy does not see classes as Hashable.)
+_FIELD_SHAPES: dict[type[Any], FieldShapes] = {}
+
+
+def field_shapes(cls: type[Any]) -> FieldShapes:
     """The dataclass fields of a model with their shapes, in declaration order."""
-    hints = typing.get_type_hints(cls)
-    return tuple((f, shape_of(hints[f.name])) for f in dataclasses.fields(cls))
+    shapes = _FIELD_SHAPES.get(cls)
+    if shapes is None:
+        hints = typing.get_type_hints(cls)
+        shapes = tuple((f, shape_of(hints[f.name])) for f in dataclasses.fields(cls))
+        _FIELD_SHAPES[cls] = shapes
+    return shapes

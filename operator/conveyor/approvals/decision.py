@@ -117,7 +117,7 @@ def decide(approval: Approval | Mapping[str, Any], now: datetime.datetime) -> De
             rejecting.append(user)
     required = spec.required_approvals
     counted = (tuple(approving), tuple(rejecting))
-    common = {"required": required, "ignored": tuple(ignored)}
+    common: dict[str, Any] = {"required": required, "ignored": tuple(ignored)}
 
     previous = model.status.decision
     if previous in FINAL_DECISIONS:

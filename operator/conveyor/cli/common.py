@@ -83,8 +83,8 @@ def api_message(e: ApiException) -> str:
 def unreachable(error: BaseException) -> str:
     """urllib3's nested exception text, down to its last cause: "connection refused"."""
     cause: BaseException = error
-    while getattr(cause, "reason", None) is not None and isinstance(cause.reason, BaseException):
-        cause = cause.reason  # type: ignore[attr-defined]
+    while isinstance(reason := getattr(cause, "reason", None), BaseException):
+        cause = reason
     text = str(cause)
     for noise in ("Failed to establish a new connection: ",):
         text = text.split(noise)[-1]

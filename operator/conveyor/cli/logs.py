@@ -197,7 +197,7 @@ def header(attempt: Attempt) -> str:
 
 # -- the command
 def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run = kube.get_run(ns, args.run)
+    run: Mapping[str, Any] = kube.get_run(ns, args.run)
     pipeline = pipeline_spec(kube, ns, run)
     if args.follow and args.job is None:
         if args.attempt is not None:

@@ -330,7 +330,7 @@ def _wait(kube: Kube, ns: str, name: str) -> int:
             return fail(f"run {name} was deleted")
         status = run.get("status") or {}
         phase = status.get("phase") or "Pending"
-        condition = next(
+        condition: dict[str, Any] = next(
             (c for c in status.get("conditions") or () if c.get("type") == "Succeeded"), {}
         )
         line = f"{name}: {phase}" + (

@@ -15,6 +15,7 @@ import json
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import Any
@@ -69,7 +70,7 @@ def check_host(host: str | None, port: int) -> None:
         raise Refused(421, f"this server answers only as 127.0.0.1:{port} or localhost:{port}")
 
 
-def check_post(headers: Mapping[str, str], port: int, token: str) -> None:
+def check_post(headers: Mapping[str, str] | Message, port: int, token: str) -> None:
     """CSRF: a cross-site page can send a POST but neither read this server's page (where the
     token is) nor set a custom header without a preflight this server never grants."""
     origin = headers.get("Origin")

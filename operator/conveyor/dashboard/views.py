@@ -218,7 +218,7 @@ def graph(
     gates = pending_approvals(run, approvals)
     stages = _stages(spec, jobs)
     boxes: dict[str, dict[str, Any]] = {}
-    columns = []
+    columns: list[dict[str, Any]] = []
     for column, stage in enumerate(stages):
         x = PADDING + column * (BOX_WIDTH + COLUMN_GAP)
         members = [j for j in jobs if j["stage"] == stage]

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import urllib3
 from kubernetes import client
@@ -26,7 +26,7 @@ from kubernetes.dynamic.resource import Resource
 
 from conveyor.deploy.errors import DeployError, TargetUnavailable
 
-Api = client.ApiClient | DynamicClient
+Api: TypeAlias = client.ApiClient | DynamicClient
 T = TypeVar("T")
 _cache_dir: str | None = None
 

@@ -99,7 +99,7 @@ def target_client(
             *args, _request_timeout=_request_timeout or (connect_timeout, read_timeout), **kwargs
         )
 
-    rest.request = request  # type: ignore[method-assign]
+    rest.request = request
     return fence.guard(api)  # a replica that is not the leader never deploys
 
 

@@ -147,10 +147,10 @@ def latest_attempts(
 ) -> dict[str, Attempt]:
     """Pipeline job name -> its latest attempt, for jobs that have had one."""
     newest: dict[str, ObservedJob] = {}
-    for job in observed:
-        current = newest.get(job.pipeline_job)
-        if current is None or job.attempt > current.attempt:
-            newest[job.pipeline_job] = job
+    for seen_job in observed:
+        current = newest.get(seen_job.pipeline_job)
+        if current is None or seen_job.attempt > current.attempt:
+            newest[seen_job.pipeline_job] = seen_job
     out: dict[str, Attempt] = {}
     for job in spec.jobs:
         seen = newest.get(job.name)

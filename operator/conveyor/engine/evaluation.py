@@ -9,6 +9,7 @@ stage order and status keep every job) and optional needs on them are dropped.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
@@ -20,7 +21,7 @@ def effective_job(job: PipelineJob, evaluation: Evaluation | None) -> PipelineJo
     decision = evaluation.job(job.name) if evaluation is not None else None
     if decision is None or decision.excluded:
         return job
-    changes: dict[str, object] = {}
+    changes: dict[str, Any] = {}  # PipelineJob fields by name
     if decision.when is not None:
         changes["when"] = decision.when
         if decision.when != "delayed":

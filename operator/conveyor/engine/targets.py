@@ -7,11 +7,11 @@ appears with the first outage and stays, True again, once the target answers.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
-from typing import Any
 
-from conveyor.api.codec import format_time
+from conveyor.api.conditions import Condition, find_condition, set_condition
 from conveyor.engine.model import Event
 
 CONDITION_TARGETS_REACHABLE = "TargetsReachable"
@@ -20,37 +20,22 @@ REASON_TARGETS_REACHABLE = "TargetsReachable"
 
 
 def with_target_condition(
-    status: dict[str, Any], unreachable: Sequence[str], now: datetime.datetime
-) -> tuple[dict[str, Any], list[Event]]:
-    """`status` with the condition for `unreachable` (one line per deploy retrying), and the
-    Event of a change (an outage starting or ending)."""
-    conditions = list(status.get("conditions") or ())
-    old = next((c for c in conditions if c.get("type") == CONDITION_TARGETS_REACHABLE), None)
+    conditions: Sequence[Condition], unreachable: Sequence[str], now: datetime.datetime
+) -> tuple[tuple[Condition, ...], list[Event]]:
+    """The run's `conditions` with the one for `unreachable` (one line per deploy retrying),
+    and the Event of a change (an outage starting or ending)."""
+    old = find_condition(conditions, CONDITION_TARGETS_REACHABLE)
     if unreachable:
-        new = {
-            "type": CONDITION_TARGETS_REACHABLE,
-            "status": "False",
-            "reason": REASON_TARGET_UNAVAILABLE,
-            "message": "; ".join(unreachable)[:2048],
-        }
-        event = Event("Warning", REASON_TARGET_UNAVAILABLE, new["message"][:1024])
-    elif old is not None and old.get("status") == "False":
-        new = {
-            "type": CONDITION_TARGETS_REACHABLE,
-            "status": "True",
-            "reason": REASON_TARGETS_REACHABLE,
-            "message": "the target clusters answer again",
-        }
-        event = Event("Normal", REASON_TARGETS_REACHABLE, new["message"])
+        message = "; ".join(unreachable)[:2048]
+        new = Condition(CONDITION_TARGETS_REACHABLE, "False", REASON_TARGET_UNAVAILABLE, message)
+        event = Event("Warning", REASON_TARGET_UNAVAILABLE, message[:1024])
+    elif old is not None and old.status == "False":
+        message = "the target clusters answer again"
+        new = Condition(CONDITION_TARGETS_REACHABLE, "True", REASON_TARGETS_REACHABLE, message)
+        event = Event("Normal", REASON_TARGETS_REACHABLE, message)
     else:
-        return status, []
-    changed = old is None or old.get("status") != new["status"]
-    stamp = format_time(now) if changed else old.get("lastTransitionTime") or format_time(now)
-    new["lastTransitionTime"] = stamp
-    if old is not None and old.get("observedGeneration") is not None:
-        new["observedGeneration"] = old["observedGeneration"]
-    if old is None:
-        conditions.append(new)
-    else:
-        conditions = [new if c is old else c for c in conditions]
-    return {**status, "conditions": conditions}, ([event] if changed else [])
+        return tuple(conditions), []
+    if old is not None:
+        new = dataclasses.replace(new, observed_generation=old.observed_generation)
+    changed = old is None or old.status != new.status
+    return set_condition(conditions, new, now), ([event] if changed else [])

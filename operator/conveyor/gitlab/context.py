@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from conveyor.api.pipeline import PipelineSpec
+from conveyor.api.pipeline import PipelineSpec, Rule, WorkflowRule
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.gitlab.predefined import git_variables
 from conveyor.kube.variables import expand
@@ -105,7 +105,7 @@ def compare_to_refs(
     `GitFacts.changed_paths_since` (keyed by these expanded values)."""
     lookup = dict(variables or {}) | dict(pipeline.variables)
     refs: set[str] = set()
-    rules = [*(pipeline.workflow.rules if pipeline.workflow else ())]
+    rules: list[Rule | WorkflowRule] = [*(pipeline.workflow.rules if pipeline.workflow else ())]
     for job in pipeline.jobs:
         rules += list(job.rules or ())
     for rule in rules:
@@ -117,7 +117,7 @@ def compare_to_refs(
 def uses_git_paths(pipeline: PipelineSpec) -> tuple[bool, bool]:
     """(changes used, exists used): lets the operator skip diffs and file listings nobody reads."""
     changes = exists = False
-    rules = [*(pipeline.workflow.rules if pipeline.workflow else ())]
+    rules: list[Rule | WorkflowRule] = [*(pipeline.workflow.rules if pipeline.workflow else ())]
     for job in pipeline.jobs:
         rules += list(job.rules or ())
         for policy in (job.only, job.except_):

@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from conveyor.gitlab.regex import Regex, RegexError, compile_pattern, compile_ruby
 
@@ -102,8 +103,9 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-# The parse tree: ("value", Token) | ("op", operator, left, right)
-Node = tuple[object, ...]
+# The parse tree: ("value", Token) | ("op", operator, left, right); the operands depend on the
+# kind, so the tuple's items are not typed one by one.
+Node = tuple[Any, ...]
 
 
 class _Parser:
@@ -198,11 +200,12 @@ def _to_s(value: Value) -> str:
 def _matches(text: Value, pattern: Value) -> bool:
     subject = _to_s(text)
     if isinstance(pattern, str):
+        source = pattern
         try:
-            pattern = compile_ruby(pattern)
+            pattern = compile_ruby(source)
         except RegexError:
             # GitLab then calls String#scan on the right-hand string: a substring test.
-            return subject in pattern
+            return subject in source
     if isinstance(pattern, Regex):
         return pattern.search(subject)
     return subject in _to_s(pattern)
@@ -220,12 +223,12 @@ def _evaluate(node: Node, variables: Mapping[str, str]) -> Value:
             return token.regex
         return None
     _, operator, left_node, right_node = node
-    left = _evaluate(left_node, variables)  # type: ignore[arg-type]
+    left = _evaluate(left_node, variables)
     if operator == "&&":
-        return _evaluate(right_node, variables) if _ruby_truthy(left) else left  # type: ignore[arg-type]
+        return _evaluate(right_node, variables) if _ruby_truthy(left) else left
     if operator == "||":
-        return left if _ruby_truthy(left) else _evaluate(right_node, variables)  # type: ignore[arg-type]
-    right = _evaluate(right_node, variables)  # type: ignore[arg-type]
+        return left if _ruby_truthy(left) else _evaluate(right_node, variables)
+    right = _evaluate(right_node, variables)
     if operator == "==":
         return left == right
     if operator == "!=":

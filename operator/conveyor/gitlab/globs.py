@@ -16,11 +16,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 MAX_BRACE_EXPANSIONS = 256
 
 # Segment tokens: ("lit", char) | ("any",) one char | ("star",) | ("class", negate, items)
-Token = tuple[object, ...]
+# ("lit", char) | ("any",) | ("class", negate, ranges): the operands depend on the kind.
+Token = tuple[Any, ...]
 
 
 class GlobError(ValueError):
@@ -183,7 +185,7 @@ def _char_matches(token: Token, char: str) -> bool:
     if kind == "any":
         return True
     negate, items = token[1], token[2]
-    inside = any(low <= char <= high for low, high in items)  # type: ignore[union-attr]
+    inside = any(low <= char <= high for low, high in items)
     return inside != negate
 
 
@@ -218,14 +220,11 @@ def _match_segments(segments: tuple[tuple[Token, ...] | None, ...], parts: tuple
             return memo[key]
         if s == len(segments):
             result = p == len(parts)
-        elif segments[s] is None:  # `**/`: zero or more directories (never the file itself)
+        elif (segment := segments[s]) is None:  # `**/`: zero or more directories (never the
+            # file itself)
             result = walk(s + 1, p) or (p < len(parts) - 1 and walk(s, p + 1))
         else:
-            result = (
-                p < len(parts)
-                and _match_segment(segments[s], parts[p])  # type: ignore[arg-type]
-                and walk(s + 1, p + 1)
-            )
+            result = p < len(parts) and _match_segment(segment, parts[p]) and walk(s + 1, p + 1)
         memo[key] = result
         return result
 

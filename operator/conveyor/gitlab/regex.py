@@ -21,6 +21,12 @@ import re._parser as sre_parse  # Python's own regex parser (3.11+)
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
+
+# re._parser has no type information: what an item holds depends on its opcode.
+SreValue = Any
+# A program instruction: its opcode, then operands whose types depend on the opcode.
+Instruction = tuple[Any, ...]
 
 MAX_PATTERN_LENGTH = 1024
 MAX_PROGRAM_SIZE = 4000  # NFA instructions, after expanding counted repeats like {2,50}
@@ -44,7 +50,7 @@ class Regex:
     """A compiled pattern; `search(text)` says whether it matches anywhere in `text`."""
 
     source: str
-    program: tuple[tuple[object, ...], ...]
+    program: tuple[Instruction, ...]
 
     def search(self, text: str) -> bool:
         return _run(self.program, text[:MAX_INPUT_LENGTH])
@@ -88,33 +94,33 @@ def compile_pattern(pattern: str, flags: str = "") -> Regex:
 
 class _Builder:
     def __init__(self) -> None:
-        self.program: list[tuple[object, ...]] = []
+        self.program: list[Instruction] = []
 
-    def add(self, instruction: tuple[object, ...]) -> int:
+    def add(self, instruction: Instruction) -> int:
         if len(self.program) >= MAX_PROGRAM_SIZE:
             raise RegexError("regular expression too large")
         self.program.append(instruction)
         return len(self.program) - 1
 
-    def patch(self, index: int, instruction: tuple[object, ...]) -> None:
+    def patch(self, index: int, instruction: Instruction) -> None:
         self.program[index] = instruction
 
-    def emit_seq(self, items: list[tuple[object, object]], flags: int) -> None:
+    def emit_seq(self, items: list[tuple[SreValue, SreValue]], flags: int) -> None:
         for op, av in items:
             self.emit(op, av, flags)
 
-    def emit(self, op: object, av: object, flags: int) -> None:
+    def emit(self, op: object, av: SreValue, flags: int) -> None:
         ignore_case = bool(flags & re.IGNORECASE)
         if op in (C.LITERAL, C.NOT_LITERAL, C.ANY, C.IN):
             self.add((_CHAR, _predicate(op, av, flags, ignore_case)))
         elif op is C.SUBPATTERN:
-            _group, add_flags, del_flags, sub = av  # type: ignore[misc]
+            _group, add_flags, del_flags, sub = av
             self.emit_seq(sub.data, (flags | add_flags) & ~del_flags)
         elif op is C.BRANCH:
-            _, alternatives = av  # type: ignore[misc]
+            _, alternatives = av
             self._branch(list(alternatives), flags)
         elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
-            low, high, sub = av  # type: ignore[misc]
+            low, high, sub = av
             if op is C.POSSESSIVE_REPEAT:
                 raise RegexError("possessive quantifiers are not supported (as in RE2)")
             self._repeat(low, high, sub.data, flags)
@@ -129,20 +135,22 @@ class _Builder:
         else:
             raise RegexError(f"unsupported regular expression construct {op}")
 
-    def _branch(self, alternatives: list[object], flags: int) -> None:
+    def _branch(self, alternatives: list[SreValue], flags: int) -> None:
         jumps: list[int] = []
         for i, alt in enumerate(alternatives):
             if i < len(alternatives) - 1:
                 split = self.add((_SPLIT, 0, 0))
-                self.emit_seq(alt.data, flags)  # type: ignore[attr-defined]
+                self.emit_seq(alt.data, flags)
                 jumps.append(self.add((_JMP, 0)))
                 self.patch(split, (_SPLIT, split + 1, len(self.program)))
             else:
-                self.emit_seq(alt.data, flags)  # type: ignore[attr-defined]
+                self.emit_seq(alt.data, flags)
         for jump in jumps:
             self.patch(jump, (_JMP, len(self.program)))
 
-    def _repeat(self, low: int, high: int, items: list[tuple[object, object]], flags: int) -> None:
+    def _repeat(
+        self, low: int, high: int, items: list[tuple[SreValue, SreValue]], flags: int
+    ) -> None:
         for _ in range(low):
             self.emit_seq(items, flags)
         if high == C.MAXREPEAT:
@@ -161,13 +169,13 @@ class _Builder:
             self.patch(split, (_SPLIT, split + 1, end))
 
 
-def _predicate(op: object, av: object, flags: int, ignore_case: bool) -> Predicate:
+def _predicate(op: object, av: SreValue, flags: int, ignore_case: bool) -> Predicate:
     if op is C.ANY:
         if flags & re.DOTALL:
             return lambda c: True
         return lambda c: c != "\n"
     if op in (C.LITERAL, C.NOT_LITERAL):
-        char = chr(av)  # type: ignore[arg-type]
+        char = chr(av)
         if ignore_case:
             folded = char.casefold()
             hit: Predicate = lambda c: c.casefold() == folded  # noqa: E731
@@ -175,7 +183,7 @@ def _predicate(op: object, av: object, flags: int, ignore_case: bool) -> Predica
             hit = lambda c: c == char  # noqa: E731
         return hit if op is C.LITERAL else (lambda c: not hit(c))
     # IN: a character class.
-    items = list(av)  # type: ignore[call-overload]
+    items = list(av)
     negate = bool(items) and items[0][0] is C.NEGATE
     if negate:
         items = items[1:]
@@ -199,12 +207,12 @@ _CATEGORIES: dict[object, Predicate] = {
 }
 
 
-def _class_item(kind: object, value: object) -> Predicate:
+def _class_item(kind: object, value: SreValue) -> Predicate:
     if kind is C.LITERAL:
-        char = chr(value)  # type: ignore[arg-type]
+        char = chr(value)
         return lambda c: c == char
     if kind is C.RANGE:
-        low, high = value  # type: ignore[misc]
+        low, high = value
         return lambda c: low <= ord(c) <= high
     if kind is C.CATEGORY:
         return _CATEGORIES[value]
@@ -233,7 +241,7 @@ def _assert_holds(kind: object, multiline: bool, text: str, pos: int) -> bool:
     raise RegexError(f"unsupported assertion {kind}")
 
 
-def _run(program: tuple[tuple[object, ...], ...], text: str) -> bool:
+def _run(program: tuple[Instruction, ...], text: str) -> bool:
     """Unanchored search: a set of NFA states advances one character at a time."""
 
     def closure(states: list[int], seen: set[int], pc: int, pos: int) -> bool:
@@ -248,10 +256,10 @@ def _run(program: tuple[tuple[object, ...], ...], text: str) -> bool:
             if op == _MATCH:
                 return True
             if op == _JMP:
-                stack.append(instruction[1])  # type: ignore[arg-type]
+                stack.append(instruction[1])
             elif op == _SPLIT:
-                stack.append(instruction[2])  # type: ignore[arg-type]
-                stack.append(instruction[1])  # type: ignore[arg-type]
+                stack.append(instruction[2])
+                stack.append(instruction[1])
             elif op == _ASSERT:
                 if _assert_holds(instruction[1], bool(instruction[2]), text, pos):
                     stack.append(pc + 1)
@@ -272,7 +280,7 @@ def _run(program: tuple[tuple[object, ...], ...], text: str) -> bool:
         next_seen: set[int] = set()
         for pc in current:
             test = program[pc][1]
-            if test(char) and closure(following, next_seen, pc + 1, pos + 1):  # type: ignore[operator]
+            if test(char) and closure(following, next_seen, pc + 1, pos + 1):
                 return True
         current, seen = following, next_seen
     return False

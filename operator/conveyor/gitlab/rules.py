@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 from conveyor.api.evaluation import (
     COMMIT_AUTHOR_MAX,
@@ -145,7 +146,7 @@ def _excluded(job: PipelineJob, reason: str) -> JobEvaluation:
 
 def evaluate(pipeline: PipelineSpec, ctx: RuleContext) -> Evaluation:
     """The rules' outcome for one run of `pipeline`."""
-    facts = {
+    facts: dict[str, Any] = {  # Evaluation fields by name
         "ref_is_tag": ctx.ref_is_tag,
         "commit_message": ctx.commit_message[:COMMIT_MESSAGE_MAX] or None,
         "commit_author": (ctx.commit_author or "")[:COMMIT_AUTHOR_MAX] or None,

@@ -58,6 +58,7 @@ class Reference:
 _SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+# A base class chosen at run time: mypy cannot check it (it is a SafeLoader either way).
 class _Loader(_SafeLoader):  # type: ignore[valid-type,misc]
     file_name = "?"
 
@@ -74,7 +75,10 @@ def _construct_map(loader: _Loader, node: yaml.MappingNode) -> Iterator[MarkedDi
             raise yaml.constructor.ConstructorError(
                 None, None, "mapping keys must be scalars", key_node.start_mark
             )
-        name = key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else key
+        # A non-string key (an int, null) is kept as is: the importer refuses it by name.
+        name: Any = (
+            key if isinstance(key, str) else str(key).lower() if isinstance(key, bool) else key
+        )
         data[name] = loader.construct_object(value_node, deep=True)
         if isinstance(name, str):
             data.key_lines[name] = key_node.start_mark.line + 1

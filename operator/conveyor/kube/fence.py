@@ -50,5 +50,5 @@ def guard(api: client.ApiClient) -> client.ApiClient:
             check()
         return send(method, *args, **kwargs)
 
-    rest.request = request  # type: ignore[method-assign]
+    rest.request = request
     return api

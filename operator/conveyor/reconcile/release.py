@@ -160,7 +160,7 @@ def save_record(
     request: DeployRequest,
     version: str,
 ) -> None:
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
@@ -242,7 +242,7 @@ def run_stop(request: DeployRequest) -> DeployResult:
         "conveyor.dev/environment": label_value(request.environment),
         "conveyor.dev/pipeline": label_value(request.pipeline),
     }
-    common = {
+    common: dict[str, Any] = {  # DeployResult fields by name
         "job": request.job,
         "environment": request.environment,
         "namespace": request.namespace,
@@ -308,7 +308,7 @@ def run_deploy(request: DeployRequest) -> DeployResult:
             _kinds(applied.objects) | (previous.kinds if previous else set()),
             namespaces=previous.namespaces if previous else (),
         )
-    common = {
+    common: dict[str, Any] = {  # DeployResult fields by name
         "job": request.job,
         "environment": request.environment,
         "namespace": request.namespace,

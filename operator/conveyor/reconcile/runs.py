@@ -11,7 +11,7 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,27 +21,14 @@ from kubernetes.client.rest import ApiException
 
 from conveyor import __version__
 from conveyor.api import ModelError, Pipeline, PipelineRun, parse_time
-from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
-from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
-from conveyor.api.conditions import find_condition
+from conveyor.api.codec import from_dict, to_dict
+from conveyor.api.conditions import Condition
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import (
-    CONDITION_SUCCEEDED,
     FINISHED_PHASES,
     REASON_SOURCE_UNAVAILABLE,
 )
-from conveyor.approvals import (
-    ANNOTATION_INITIATOR,
-    Decision,
-    approval_manifest,
-    approval_status,
-    decide,
-    pusher_of,
-)
-from conveyor.approvals.matching import Expected, Matched, gate_digest, match_approvals
-from conveyor.approvals.retention import sweep
-from conveyor.deploy.errors import DeployError, RenderError
 from conveyor.engine import (
     ObservedJob,
     Plan,
@@ -55,22 +42,12 @@ from conveyor.engine import (
     runs_to_delete,
 )
 from conveyor.engine.deploy_order import (
-    DEPLOYING,
     WAITING,
-    Arbitration,
-    Claim,
     Lock,
-    arbitrate,
-    locks_of,
 )
 from conveyor.engine.environments import resolve_environment
 from conveyor.engine.evaluation import with_evaluation
 from conveyor.engine.gates import (
-    REASON_APPROVAL_EXPIRED,
-    REASON_APPROVAL_REJECTED,
-    REASON_DEPLOY_FAILED,
-    REASON_WAITING_FOR_APPROVAL,
-    gated_jobs,
     refused,
     with_approved,
 )
@@ -82,28 +59,20 @@ from conveyor.engine.tags import REASON_UNMAPPED_TAG, TagError
 from conveyor.engine.targets import with_target_condition
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
-from conveyor.kube.client import Kube, controller_uid
+from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
 from conveyor.kube.jobspec import (
-    ANNOTATION_JOB,
     JobOptions,
     build_job,
     project_name,
     with_names_expanded,
 )
-from conveyor.kube.observe import (
-    as_active,
-    awaiting_pod_details,
-    awaiting_reported_result,
-    compact_pod,
-    needs_pod_details,
-    needs_reported_result,
-    observe_job,
-    pod_ended,
-)
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
+from conveyor.reconcile.approvals import ApprovalGates, Gates
 from conveyor.reconcile.deploys import DeployExecutor
+from conveyor.reconcile.locks import NO_ARBITRATION, DeployLocks
+from conveyor.reconcile.observed import ObservedJobs
 from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
@@ -112,7 +81,6 @@ log = logging.getLogger("conveyor.runs")
 
 Key = tuple[str, str]  # (namespace, name)
 Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored values
-CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
 DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch event comes first
 # A job held by its environment or resource group is queued again when the job ahead ends; this
 # recheck only backs that up (an event missed during a watch reconnect).
@@ -120,7 +88,6 @@ HELD_RECHECK_SECONDS = 30.0
 APPROVAL_SWEEP_SECONDS = 300.0
 # What a run records of itself at its start (engine.record), with the rules' outcome.
 RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
-NO_ARBITRATION = Arbitration({}, None)
 
 
 def utcnow() -> datetime.datetime:
@@ -144,7 +111,7 @@ class Views:
     jobs: Lookup  # (ns, run name) -> [compact Job]
     environments: Lookup  # (ns, environment name) -> [Environment]
     approvals: Lookup  # (ns, run name) -> [Approval]
-    deploy_claims: Lookup  # (ns, lock) -> [[claim entry]] (engine.deploy_order)
+    deploy_claims: Mapping[Any, Iterable[list[dict[str, Any]]]]  # (ns, lock) -> [[claim entry]]
 
 
 def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str, str]:
@@ -155,6 +122,14 @@ def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str,
         for job in pipeline.jobs
         if job.build is not None and digests.get(job.name)
     }
+
+
+def _job(pipeline: PipelineSpec, name: str) -> PipelineJob:
+    """A job that the run's plan or status names: always one of its pipeline's."""
+    job = pipeline.job(name)
+    if job is None:
+        raise KeyError(f"job {name!r} is not in the run's pipeline")
+    return job
 
 
 def _is_attempt_of(pipeline: PipelineSpec, run: PipelineRun, seen: ObservedJob) -> bool:
@@ -181,6 +156,17 @@ def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
         "labels": metadata.get("labels") or {},
         "ref": ((body.get("spec") or {}).get("revision") or {}).get("ref"),
     }
+
+
+def _with_targets(
+    status: dict[str, Any], unreachable: Sequence[str], now: datetime.datetime
+) -> tuple[dict[str, Any], list[Event]]:
+    """The status with its TargetsReachable condition, and the Event of a change."""
+    conditions = tuple(from_dict(Condition, c) for c in status.get("conditions") or ())
+    updated, events = with_target_condition(conditions, unreachable, now)
+    if updated == conditions:
+        return status, events
+    return {**status, "conditions": [to_dict(c) for c in updated]}, events
 
 
 def _with_sha(run: PipelineRun, evaluation: Evaluation | None) -> PipelineRun:
@@ -255,10 +241,15 @@ class RunController:
             credentials_namespace=options.credentials_namespace,
             environment=self.environment,
         )
-        # Gated native deploys whose templates did not render when their Approval was due:
-        # no approval can be asked, and the job fails saying why (in memory: a restart tries
-        # to render again).
-        self._unapprovable: dict[Key, dict[str, str]] = {}
+        self.approvals = ApprovalGates(
+            kube,
+            self.io,
+            self.environment,
+            self.deploys.images,
+            self.queue,
+            self.metrics,
+            self.instance,
+        )
         # Attempts whose runner tags the operator does not map (--tag-selector): no Job is
         # made, and the attempt fails naming the tag (in memory: a restart finds it again).
         self._unplaced: dict[Key, dict[str, ObservedJob]] = {}
@@ -267,21 +258,11 @@ class RunController:
         # Job creates and deletes are the pipeline's critical path: never queued behind status
         # and event writes of other runs.
         self._jobs_pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="jobs")
-        # The pods of ended Jobs that need reading, once each: a failure's exit code and
-        # termination message, a build's digest, a scan's findings. Pods are read on demand
-        # instead of watched.
-        self._ended_pods: dict[Key, dict[str, list[dict[str, Any]]]] = {}
         # How the planner last saw each Job (from its watch events): updates that do not change
         # it do not queue a pass.
         self._job_views: dict[Key, dict[str, ObservedJob]] = {}
-        # Jobs created that the watch has not brought yet, and when.
-        self._created: dict[Key, dict[str, tuple[ObservedJob, datetime.datetime]]] = {}
-        # Jobs with locks started that the watch has not shown started yet: (ns, lock) ->
-        # {(run, job): (its claim, started at)}. Without it, two passes close together
-        # could both see an environment free and deploy to it at once.
-        self._deploying: dict[
-            tuple[str, Lock], dict[tuple[str, str], tuple[Claim, datetime.datetime]]
-        ] = {}
+        self.observed = ObservedJobs(kube, self.io)
+        self.locks = DeployLocks(clock)
 
     async def io(self, call: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
@@ -295,6 +276,7 @@ class RunController:
     # -- feeding the queue (called from the Kopf handlers)
     def bind(self, views: Views) -> None:
         self.views = views
+        self.locks.bind(views.deploy_claims, views.jobs)
         self.metrics.watch(views.runs, views.approvals, lambda: len(self.queue))
 
     def environment(self, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -387,20 +369,8 @@ class RunController:
             for body in bodies
         }
         bodies = [b for values in list(self.views.approvals.values()) for b in values]
-        now = self.clock()
-        found = sweep(bodies, runs, now, self.options.approval_retention)
-        for body in found.close:
-            decision = dataclasses.replace(
-                decide(body, now),
-                state=APPROVAL_CANCELLED,
-                reason="its run was deleted before a decision",
-            )
-            await self._record_decision(body["metadata"]["namespace"], body, decision, now)
-        for namespace, name in found.delete:
-            log.info(
-                "deleting approval %s/%s: its run is gone and it is past retention", namespace, name
-            )
-            await self.io(self.kube.delete_approval, namespace, name)
+        retention = self.options.approval_retention
+        await self.approvals.sweep_once(runs, bodies, self.clock(), retention)
 
     async def _worker(self) -> None:
         while True:
@@ -448,12 +418,11 @@ class RunController:
             self._deadlines.pop(key, None)
             self._wakeups.pop(key, None)
             self._pruned.discard(key)
-            self._created.pop(key, None)
-            self._ended_pods.pop(key, None)
+            self.observed.forget(key)
             self._settling.discard(key)
             self.deploys.forget(key)
             self._built.pop(key, None)
-            self._unapprovable.pop(key, None)
+            self.approvals.forget(key)
             self._unplaced.pop(key, None)
             return None
         if written is not None:
@@ -486,56 +455,8 @@ class RunController:
             return None, f"Pipeline {name!r} has no spec"
         return cached[1], ""
 
-    async def _observe(
-        self, key: Key, now: datetime.datetime, reporting: frozenset[str], run_uid: str
-    ) -> tuple[list[ObservedJob], bool]:
-        """The run's Jobs as the engine sees them, and whether a pod's details are still due.
-        `reporting` jobs' pods tell their result on success too (a digest, findings)."""
-        assert self.views is not None
-        observed: list[ObservedJob] = []
-        awaiting = False
-        for job in self.views.jobs.get(key, ()):
-            if run_uid and controller_uid(job) != run_uid:
-                continue  # labelled as the run's, but not made by the operator for it
-            seen = observe_job(job)
-            if seen is None:
-                continue
-            reports = seen.pipeline_job in reporting
-            if needs_pod_details(seen) or (reports and needs_reported_result(seen)):
-                pods = await self._pods_of_ended(
-                    key, job["metadata"]["name"], job["metadata"].get("uid")
-                )
-                seen = observe_job(job, pods)
-                if seen is None:
-                    continue
-                if awaiting_pod_details(seen, pods, now) or (
-                    reports and awaiting_reported_result(seen, pods, now)
-                ):
-                    seen, awaiting = as_active(seen), True
-            observed.append(seen)
-        # Jobs this operator created that the watch has not brought yet: they exist.
-        created = self._created.get(key, {})
-        for name, (_, at) in list(created.items()):
-            # Seen by the watch now, or never will be (deleted before it was watched).
-            if any(o.job_name == name for o in observed) or (now - at) > CREATED_OVERLAY_TTL:
-                del created[name]
-        observed.extend(job for job, _ in created.values())
-        return observed, awaiting
-
-    async def _pods_of_ended(
-        self, key: Key, job_name: str, job_uid: str | None
-    ) -> list[dict[str, Any]]:
-        """An ended Job's pods (compact), read once they tell how the script ended."""
-        known = self._ended_pods.setdefault(key, {})
-        if job_name in known:
-            return known[job_name]
-        listed = await self.io(self.kube.list_job_pods, key[0], job_name, job_uid)
-        pods = [compact_pod(p) for p in listed]
-        if any(pod_ended(p) for p in pods):  # else read again on the next pass
-            known[job_name] = pods
-        return pods
-
     async def reconcile(self, key: Key) -> None:
+        assert self.views is not None
         body = self._run_body(key)
         if body is None:
             return  # deleted; its Jobs go by garbage collection
@@ -546,12 +467,9 @@ class RunController:
             run.status.finished
             and not reopened(run)
             and not retry_due(run)
-            and not any(
-                j.get("status", {}).get("active")
-                for j in self.views.jobs.get(key, ())  # type: ignore[union-attr]
-            )
+            and not any(j.get("status", {}).get("active") for j in self.views.jobs.get(key, ()))
         ):
-            await self._close_approvals(key, run, now)
+            await self.approvals.close(key, run, self.views.approvals.get(key, ()), now)
             if key in self._settling and key not in self._written:
                 # The view now shows this run finished: decide again for its pipeline.
                 self._settling.discard(key)
@@ -600,51 +518,26 @@ class RunController:
         reporting = frozenset(
             j.name for j in pipeline.jobs if j.build is not None or j.scan is not None
         )
-        observed, awaiting = await self._observe(key, now, reporting, run.metadata.uid or "")
+        jobs = self.views.jobs.get(key, ())
+        observed, awaiting = await self.observed.of(key, jobs, now, reporting, run.metadata.uid)
         observed = [o for o in observed if _is_attempt_of(pipeline, run, o)]
-        gated = gated_jobs(pipeline, self._required_approvals(namespace, pipeline))
-        expected = self._expected_gates(namespace, run, pipeline, gated)
-        matched = match_approvals(
-            self.views.approvals.get(key, ()),  # type: ignore[union-attr]
-            run.metadata.uid or "",
-            run.spec.revision.sha if run.spec is not None else None,
-            expected,
-        )
-        approvals = {job: (body, decide(body, now)) for job, body in matched.current.items()}
-        approved: set[str] = set()
-        refusals: dict[str, str] = {}
-        messages: dict[str, str] = {}
-        approved_images: dict[str, tuple[str, ...]] = {}
-        for job, (approval, decision) in approvals.items():
-            if decision.state == APPROVED:
-                approved.add(job)
-                approved_images[job] = tuple((approval.get("spec") or {}).get("images") or ())
-            elif decision.state in (REJECTED, EXPIRED):
-                refusals[job] = (
-                    REASON_APPROVAL_REJECTED
-                    if decision.state == REJECTED
-                    else REASON_APPROVAL_EXPIRED
-                )
-        for job, why in self._unapprovable.get(key, {}).items():
-            if job in gated and job not in approvals:
-                # Fail closed: a deploy whose images cannot be shown cannot be approved.
-                refusals[job], messages[job] = REASON_DEPLOY_FAILED, why
-        self._resume_deploys(key, run, pipeline, approved_images, gated)
-        observed += self.deploys.observed(key) + refused(run.name, refusals, messages)
+        gates = self.approvals.read(key, run, pipeline, self.views.approvals.get(key, ()), now)
+        self._resume_deploys(key, run, pipeline, gates)
+        observed += self.deploys.observed(key) + refused(run.name, gates.refusals, gates.messages)
         observed += list(self._unplaced.get(key, {}).values())
         planning = functools.partial(
             plan,
             pipeline,
-            with_approved(run, approved, gated),
+            with_approved(run, gates.approved, gates.gated),
             observed,
             now,
             may_start=allowed,
             evaluation=evaluation,
-            gated=gated,
+            gated=gates.gated,
         )
         cancelled_by = self._redundant(key, body, run, pipeline)
         decided = planning(superseded=cancelled_by) if cancelled_by else planning()
-        arbitration = self._arbitrate(key, run, pipeline, decided, observed)
+        arbitration = self.locks.arbitrate(key[0], run, decided, observed)
         if arbitration != NO_ARBITRATION:
             # Plan again: held deploys wait, an overtaken run stops.
             decided = planning(
@@ -652,16 +545,15 @@ class RunController:
             )
             if arbitration.held:
                 self.queue.add_after(key, HELD_RECHECK_SECONDS)
-        self._claim_deploys(key, run, pipeline, decided)
+        self.locks.claim(key[0], run, decided)
         status = self._with_deployments(key, body, decided.status)
-        status, noticed = with_target_condition(status, self.deploys.unreachable(key), now)
+        status, noticed = _with_targets(status, self.deploys.unreachable(key), now)
         decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
         self._note_built(key, pipeline, status)
-        await self._sync_approvals(
-            key, body, run, pipeline, gated, expected, approvals, matched, status, now
-        )
-        await self._apply(key, body, run, pipeline, decided, approved_images)
+        jobs = status.get("jobs") or ()
+        await self.approvals.sync(key, body, run, pipeline, gates, jobs, now)
+        await self._apply(key, body, run, pipeline, decided, gates.approved_images)
         if awaiting:
             self.queue.add_after(key, 1.0)
         self._schedule_run_timeout(key, pipeline, decided.status, now)
@@ -690,239 +582,12 @@ class RunController:
     def _built_by(self, key: Key) -> Mapping[str, str]:
         return self._built.get(key, {})
 
-    def _arbitrate(
-        self,
-        key: Key,
-        run: PipelineRun,
-        pipeline: PipelineSpec,
-        decided: Plan,
-        observed: Iterable[ObservedJob],
-    ) -> Arbitration:
-        """May the run's deploys start (one per environment at a time, newest first; one job per
-        resource group)?"""
-        started = {o.pipeline_job for o in observed}
-        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
-        wanting: dict[str, tuple[tuple[Lock, ...], bool]] = {}
-        for create in decided.create:
-            locks = locks_of(entries.get(create.pipeline_job) or {})
-            if locks and create.pipeline_job not in started:
-                wanting[create.pipeline_job] = (locks, True)
-        for entry in entries.values():
-            if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and locks_of(entry):
-                wanting[entry["name"]] = (locks_of(entry), False)
-        if not wanting:
-            return NO_ARBITRATION
-        claims = {
-            lock: self._claims(key[0], lock) for locks, _ in wanting.values() for lock in locks
-        }
-        created = run.metadata.creation_timestamp or self.clock()
-        return arbitrate(run.name, created, wanting, claims, run.pipeline_name)
-
-    def _claims(self, namespace: str, lock: Lock) -> list[Claim]:
-        """Every run's claim on a lock: from the runs' status, the Jobs that exist, and the
-        jobs this process started that the watch has not brought back yet."""
-        assert self.views is not None
-        found: dict[tuple[str, str], tuple[Claim, bool]] = {}  # -> (claim, started)
-        for entries in self.views.deploy_claims.get((namespace, lock), ()):
-            for entry in entries:
-                run, job, state = entry["run"], entry["job"], entry.get("state")
-                if state is None and self._job_exists(namespace, run, job):
-                    state = DEPLOYING  # created, status not written yet (a restart between)
-                claim = Claim(run, job, parse_time(entry["created"]), state, entry.get("pipeline"))
-                found[(run, job)] = (claim, bool(entry.get("started")))
-        now = self.clock()
-        mine = self._deploying.get((namespace, lock), {})
-        for (run, job), (claim, at) in list(mine.items()):
-            seen = found.get((run, job))
-            if (seen is not None and seen[1]) or now - at > CREATED_OVERLAY_TTL:
-                del mine[(run, job)]  # the watch has caught up (or never will: deleted)
-            else:
-                found[(run, job)] = (claim, True)
-        return [claim for _, (claim, _) in sorted(found.items()) if claim.state is not None]
-
-    def _job_exists(self, namespace: str, run: str, job: str) -> bool:
-        assert self.views is not None
-        return any(
-            (j["metadata"].get("annotations") or {}).get(ANNOTATION_JOB) == job
-            for j in self.views.jobs.get((namespace, run), ())
-        )
-
-    def _claim_deploys(
-        self, key: Key, run: PipelineRun, pipeline: PipelineSpec, decided: Plan
-    ) -> None:
-        now = self.clock()
-        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
-        created = run.metadata.creation_timestamp or now
-        for create in decided.create:
-            claim = Claim(run.name, create.pipeline_job, created, DEPLOYING, run.pipeline_name)
-            for lock in locks_of(entries.get(create.pipeline_job) or {}):
-                claims = self._deploying.setdefault((key[0], lock), {})
-                claims.setdefault((run.name, create.pipeline_job), (claim, now))
-
-    def _required_approvals(self, namespace: str, pipeline: PipelineSpec) -> dict[str, int]:
-        """Environment name -> approvals its protection requires, for the pipeline's jobs."""
-        assert self.views is not None
-        required: dict[str, int] = {}
-        for job in pipeline.jobs:
-            if job.environment is None or job.environment.name in required:
-                continue
-            env = self.environment(namespace, job.environment.name)
-            protection = ((env or {}).get("spec") or {}).get("protection") or {}
-            required[job.environment.name] = int(protection.get("requiredApprovals") or 0)
-        return required
-
-    def _expected_gates(
-        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, gated: frozenset[str]
-    ) -> dict[str, Expected]:
-        """What each gated job's Approval must say to release it: its environment as expanded
-        for this run, and the digest of what it would do now."""
-        assert self.views is not None and run.spec is not None
-        expected: dict[str, Expected] = {}
-        for name in sorted(gated):
-            job = pipeline.job(name)
-            assert job.environment is not None
-            env = self.environment(namespace, job.environment.name) or {}
-            digest = gate_digest(
-                pipeline,
-                name,
-                run.spec.variables,
-                job.environment.name,
-                env.get("spec") or {},
-                run.spec.revision.sha,
-            )
-            expected[name] = Expected(job.environment.name, digest)
-        return expected
-
-    async def _sync_approvals(
-        self,
-        key: Key,
-        run_body: dict[str, Any],
-        run: PipelineRun,
-        pipeline: PipelineSpec,
-        gated: frozenset[str],
-        expected: Mapping[str, Expected],
-        approvals: dict[str, tuple[dict[str, Any], Decision]],
-        matched: Matched,
-        status: dict[str, Any],
-        now: datetime.datetime,
-    ) -> None:
-        """Creates the Approval of each gate the run has reached, records each Approval's
-        decision in its status (an Event too, when it is decided), and closes the run's pending
-        Approvals that were asked for what the job would no longer do."""
-        assert self.views is not None and run.spec is not None
-        namespace = key[0]
-        waiting = {
-            j["name"] for j in status.get("jobs") or () if j.get("phase") == "Manual"
-        } & gated
-        annotations = run_body["metadata"].get("annotations") or {}
-        for job_name in sorted(waiting - set(approvals)):
-            job = pipeline.job(job_name)
-            assert job.environment is not None
-            env = self.environment(namespace, job.environment.name)
-            if env is None:
-                continue  # an unprotected manual deployment whose environment is not declared
-            try:
-                images = await self._images(namespace, run, pipeline, job)
-            except (RenderError, DeployError) as e:
-                # Permanent: the commit's templates (or the job's sources) cannot show what
-                # would deploy. Anything else (an API error) is retried with the pass.
-                why = f"no approval can be asked: its templates do not render: {str(e)[:300]}"
-                if self._unapprovable.setdefault(key, {}).get(job_name) != why:
-                    self._unapprovable[key][job_name] = why
-                    self.queue.add(key)
-                continue
-            manifest = approval_manifest(
-                run.name,
-                run.metadata.uid or "",
-                job_name,
-                env,
-                {"ref": run.spec.revision.ref, "sha": run.spec.revision.sha},
-                images,
-                annotations.get(ANNOTATION_INITIATOR),
-                now,
-                digest=expected[job_name].digest,
-                pusher=pusher_of(
-                    annotations,
-                    run.spec.pipeline_source,
-                    run.status.evaluation.commit_author if run.status.evaluation else None,
-                ),
-                round=matched.rounds.get(job_name, 0),
-                environment=job.environment.name,
-            )
-            created = await self.io(self.kube.create_approval, namespace, manifest)
-            if created is not None:
-                self.queue.add_after(
-                    key, (parse_time(manifest["spec"]["expiresAt"]) - now).total_seconds() + 1
-                )
-        for body, decision in approvals.values():
-            await self._record_decision(namespace, body, decision, now)
-        for body in matched.stale:
-            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
-                continue
-            decision = dataclasses.replace(
-                decide(body, now),
-                state=APPROVAL_CANCELLED,
-                reason="what the job would do changed since this approval was asked for (the "
-                "environment, the run's variables or its commit); a new approval is asked for",
-            )
-            await self._record_decision(namespace, body, decision, now)
-
-    async def _record_decision(
-        self, namespace: str, body: dict[str, Any], decision: Decision, now: datetime.datetime
-    ) -> None:
-        """Writes what an Approval's votes decide into its status; a final decision is an Event."""
-        new = approval_status(body, decision, now)
-        patch = merge_patch(body.get("status") or {}, new)
-        if not patch:
-            return
-        name = body["metadata"]["name"]
-        await self.io(self.kube.patch_approval_status, namespace, name, patch)
-        was = (body.get("status") or {}).get("decision")
-        if decision.final and was != decision.state:
-            environment = (body.get("spec") or {}).get("environment") or ""
-            self.metrics.approval_decided(namespace, environment, decision.state)
-            event = Event(
-                "Normal" if decision.state == APPROVED else "Warning",
-                f"Approval{decision.state}",
-                f"{decision.reason}"[:1024],
-            )
-            await self.io(
-                self.kube.create_event, namespace, event_body(body, event, now, self.instance)
-            )
-
-    async def _close_approvals(self, key: Key, run: PipelineRun, now: datetime.datetime) -> None:
-        """A run that ended (cancelled, superseded, failed) while a gate waited: its Approval
-        is closed, Cancelled, so nobody is asked to vote on a deploy that will not happen."""
-        assert self.views is not None
-        for body in self.views.approvals.get(key, ()):
-            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
-                continue
-            condition = find_condition(run.status.conditions, CONDITION_SUCCEEDED)
-            why = f"{condition.reason}: {condition.message}" if condition else run.status.phase
-            decision = dataclasses.replace(
-                decide(body, now),
-                state=APPROVAL_CANCELLED,
-                reason=f"the run ended before a decision ({why})",
-            )
-            await self._record_decision(key[0], body, decision, now)
-
-    async def _images(
-        self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
-    ) -> tuple[str, ...]:
-        """What a native deploy will apply, for its Approval to show and hold it to (raises
-        when the templates do not render: no approval can then be asked). A script deploy's
-        images are not known before it runs: its Approval names the commit and digest."""
-        if job.deploy is None or (job.environment and job.environment.action == "stop"):
-            return ()  # a stop deploys nothing
-        return await self.deploys.images(namespace, run, pipeline, job)
-
     def _resume_deploys(
         self,
         key: Key,
         run: PipelineRun,
         pipeline: PipelineSpec,
-        approved_images: Mapping[str, tuple[str, ...]],
-        gated: frozenset[str],
+        gates: Gates,
     ) -> None:
         """A deploy the status says was running, that this process is not running: the
         operator restarted mid-deploy. Deploying again is safe (server-side apply)."""
@@ -931,11 +596,11 @@ class RunController:
         for entry in run.status.jobs:
             if entry.phase != "Running" or not entry.job_name or not entry.attempt:
                 continue
-            job = pipeline.job(entry.name)
-            if job.name in gated and job.name not in approved_images:
+            job = _job(pipeline, entry.name)
+            if job.name in gates.gated and job.name not in gates.approved_images:
                 continue  # a gated deploy starts on its Approval only, never by resuming
             if job.deploy is not None and not self.deploys.running(key, entry.job_name):
-                images = approved_images.get(job.name)
+                images = gates.approved_images.get(job.name)
                 self.deploys.start(key, run, pipeline, job, entry.attempt, entry.job_name, images)
 
     def _with_deployments(
@@ -1002,7 +667,7 @@ class RunController:
             body = self._written[key][1] if key in self._written else body
         # Jobs before status: a status that names a Job must never precede the Job itself.
         for create in decided.create:
-            spec_job = pipeline.job(create.pipeline_job)
+            spec_job = _job(pipeline, create.pipeline_job)
             if spec_job.deploy is not None:
                 # Native deploys run in the operator: no Job, no pod.
                 images = approved_images.get(spec_job.name)  # None: not gated
@@ -1032,15 +697,13 @@ class RunController:
                 )
                 continue
             await self._job_io(self.kube.create_job, namespace, job)
-            self._created.setdefault(key, {})[create.job_name] = (
-                ObservedJob(create.job_name, create.pipeline_job, create.attempt, ACTIVE),
-                self.clock(),
-            )
+            seen = ObservedJob(create.job_name, create.pipeline_job, create.attempt, ACTIVE)
+            self.observed.created(key, seen, self.clock())
         for job_name in decided.delete:
             await self._job_io(self.kube.delete_job, namespace, job_name)
         for job_name in decided.stop:
             await self._job_io(self.kube.stop_job, namespace, job_name)
-        if any(pipeline.job(c.pipeline_job).deploy is None for c in decided.create):
+        if any(_job(pipeline, c.pipeline_job).deploy is None for c in decided.create):
             # The status (and the events derived from it) is written by the pass the new Jobs'
             # watch events bring, moments later: it then says "running" at once, instead of a
             # write for "planned" and another for "running". Nothing is lost if we stop before:

@@ -226,7 +226,7 @@ class LocalRepo:
             )
         blobs = [b for b in item.traverse() if isinstance(b, git.Blob)]
         self._check_size(sum(b.size for b in blobs), prefix or "/")
-        return {b.path: bytes(b.data_stream.read()) for b in blobs}
+        return {str(b.path): bytes(b.data_stream.read()) for b in blobs}
 
     def _check_size(self, size: int, what: str) -> None:
         if size > self.max_read_bytes:

@@ -140,6 +140,11 @@ def _before(value: Any) -> str | None:
     return None
 
 
+def _object(value: Any) -> Mapping[str, Any]:
+    """A payload's JSON object, or an empty one when the field is missing or not an object."""
+    return value if isinstance(value, dict) else {}
+
+
 def _gitlab(h: Mapping[str, str], data: Mapping[str, Any]) -> Delivery:
     event = h.get(GITLAB_EVENT, "")
     kind = GITLAB_PUSH_EVENTS.get(event)
@@ -154,8 +159,8 @@ def _gitlab(h: Mapping[str, str], data: Mapping[str, Any]) -> Delivery:
         return RefDeleted(name, tag)
     # checkout_sha is the commit; for an annotated tag `after` is the tag object.
     sha = _sha(checkout or after, "checkout_sha" if checkout else "after")
-    project = data.get("project") if isinstance(data.get("project"), dict) else {}
-    repository = data.get("repository") if isinstance(data.get("repository"), dict) else {}
+    project = _object(data.get("project"))
+    repository = _object(data.get("repository"))
     return PushEvent(
         name,
         sha,
@@ -184,8 +189,8 @@ def _github(h: Mapping[str, str], data: Mapping[str, Any]) -> Delivery:
     if tag and isinstance(head, dict) and isinstance(head.get("id"), str):
         # For an annotated tag `after` is the tag object; head_commit is the commit it tags.
         sha = _sha(head["id"], "head_commit.id")
-    repo = data.get("repository") if isinstance(data.get("repository"), dict) else {}
-    pusher = data.get("pusher") if isinstance(data.get("pusher"), dict) else {}
+    repo = _object(data.get("repository"))
+    pusher = _object(data.get("pusher"))
     return PushEvent(
         name,
         sha,
