@@ -14,10 +14,9 @@ from typing import Any
 
 from conveyor.api.codec import ModelError, from_dict
 from conveyor.api.conditions import Condition
-from conveyor.api.durations import DURATION_PATTERN, parse_duration
+from conveyor.api.durations import DURATION_PATTERN, parse_duration, parse_human_duration
 from conveyor.api.fields import IntOrString, Validation, model, spec_field
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
-from conveyor.gitlab.durations import parse_human_duration
 
 DEFAULT_STAGES = ("build", "test", "deploy")
 DEFAULT_STAGE = "test"

@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import quote
 
+from conveyor.api.durations import parse_human_duration
 from conveyor.api.pipeline import (
     ArtifactReports,
     Artifacts,
@@ -23,7 +24,6 @@ from conveyor.api.pipeline import (
     PipelineJob,
     PipelineSpec,
 )
-from conveyor.gitlab.durations import parse_human_duration
 from conveyor.kube.variables import expand
 
 DEFAULT_ARCHIVE_NAME = "artifacts"  # GitLab's default artifacts:name

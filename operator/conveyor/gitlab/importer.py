@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from conveyor.api.codec import ModelError
+from conveyor.api.durations import parse_human_duration, to_compact
 from conveyor.api.fields import camel
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
@@ -40,7 +41,6 @@ from conveyor.api.pipeline import (
 from conveyor.engine.artifacts import CacheKeyError, check_cache_key
 from conveyor.engine.names import slug
 from conveyor.engine.validate import validate_pipeline
-from conveyor.gitlab.durations import parse_human_duration, to_compact
 from conveyor.gitlab.expressions import check_expression
 from conveyor.gitlab.globs import compile_glob
 from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml, read_file
