@@ -12,6 +12,7 @@ import itertools
 from typing import Any
 
 import pytest
+from kubernetes.client.rest import ApiException
 
 from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.jobspec import LABEL_RUN, JobOptions
@@ -58,8 +59,12 @@ class FakeKube:
         return body
 
     # -- the calls RunController makes
-    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict:
+    def patch_run_status(
+        self, namespace: str, name: str, patch: dict[str, Any], version: str | None = None
+    ) -> dict:
         body = self.runs[(namespace, name)]
+        if version is not None and version != body["metadata"]["resourceVersion"]:
+            raise ApiException(status=409, reason="Conflict")
         body["status"] = apply_merge_patch(body.get("status") or {}, patch)
         return copy.deepcopy(self._stamp(body))
 
@@ -483,3 +488,21 @@ def test_a_deploy_started_but_not_yet_watched_holds_its_environment(tmp_path):
     h.reconcile("new")  # the lock is held by what this process started, not by any status
     assert h.kube.jobs_of("deploy", "new") == []
     assert h.job("deploy", "new")["reason"] == "WaitingForEnvironment"
+
+
+def test_a_status_written_from_a_stale_view_never_lands_on_a_new_run_of_the_same_name(tmp_path):
+    """The view still shows run r when r was deleted and made again: the pass's write is
+    refused (409) and the new run's status stays its own."""
+    h = Harness(tmp_path)
+    stale = h.kube.views()
+    h.kube.runs[KEY] = copy.deepcopy(h.kube.runs[KEY])
+    h.kube.runs[KEY]["metadata"].update(uid="run-uid-2")
+    h.kube._stamp(h.kube.runs[KEY])
+    h.kube.runs[KEY]["status"] = {"phase": "Pending"}
+    h.controller.bind(stale)
+    with pytest.raises(ApiException) as refused:
+        asyncio.run(h.controller.reconcile(KEY))
+    assert refused.value.status == 409
+    assert h.status == {"phase": "Pending"}
+    h.reconcile()  # on a view that has caught up, the new run is reconciled as itself
+    assert h.status["pipelineSpec"]["jobs"] and h.status["evaluation"]["sha"] == SHA

@@ -192,16 +192,17 @@ class Kube:
             GROUP, VERSION, namespace, PIPELINERUNS, name, patch, _content_type=MERGE_PATCH
         )
 
-    def patch_run_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        """Applies a merge patch of the status (see kube.patch.merge_patch)."""
+    def patch_run_status(
+        self, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """Applies a merge patch of the status (see kube.patch.merge_patch), only to the run
+        at `resource_version` when given (else 409 Conflict). The status subresource ignores a
+        uid in the patch, so the version is what tells a run from another of the same name."""
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
         return self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PIPELINERUNS,
-            name,
-            {"status": patch},
-            _content_type=MERGE_PATCH,
+            GROUP, VERSION, namespace, PIPELINERUNS, name, body, _content_type=MERGE_PATCH
         )
 
     def delete_run(self, namespace: str, name: str) -> None:

@@ -745,7 +745,11 @@ class RunController:
         if not patch:
             return
         namespace, name = key
-        updated = await self.io(self.kube.patch_run_status, namespace, name, patch)
+        # Written only over the run this pass read: a view that lags may still show a run
+        # deleted and made again under its name, or one changed since (409, and the pass is
+        # taken again on a fresher view).
+        version = body["metadata"].get("resourceVersion")
+        updated = await self.io(self.kube.patch_run_status, namespace, name, patch, version)
         older, _ = self._written.get(key, (frozenset(), body))
         self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
         pipeline = ((body.get("spec") or {}).get("pipelineRef") or {}).get("name") or ""
