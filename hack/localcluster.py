@@ -501,7 +501,7 @@ def https_ok(cluster: str, path: str) -> bool:
     ctx.load_cert_chain(str(pki() / "admin.crt"), str(pki() / "admin.key"))
     url = f"https://127.0.0.1:{Ports.apiserver(cluster)}{path}"
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
