@@ -1090,6 +1090,9 @@ def up() -> None:
     if is_up():
         print(f"clusters already up ({', '.join(CLUSTERS)}); kubeconfig: {STATE / 'kubeconfig'}")
         return
+    frozen = [n for n in component_names() if (pid := alive(n)) is not None and paused(pid)]
+    if frozen:  # what a start would wait on in vain; stopping everything would be worse
+        raise ClusterError(f"paused: {', '.join(frozen)}; `resume` them first")
     t0 = time.monotonic()
     running = [n for n in component_names() if alive(n) is not None]
     # Loopback ports of what is to start: with nothing running, all of them.

@@ -473,6 +473,8 @@ def test_a_paused_etcd_stalls_the_api_server_until_resumed(clusters: Clusters) -
             what="ci's API server to be not ready while etcd is paused",
             timeout=60,
         )
+        refused = _cluster("up")  # nothing to start: it says why instead of waiting in vain
+        assert refused.returncode == 1 and "paused: etcd" in refused.stderr, refused.stderr
     finally:
         resume = _cluster("resume", "etcd")
     assert resume.returncode == 0, resume.stderr
