@@ -142,7 +142,12 @@ def takeover_round(clusters: Clusters, kubeconfig: Path, work: Path, i: int) -> 
                 op.proc.send_signal(signal.SIGCONT)
                 op.stop()
     lost = sum(1 for r in done if phase(r) != "Succeeded")
-    return {"sigkill_s": killed, "sigstop_s": frozen, "duplicates": duplicates(conv), "lost": lost}
+    return {
+        "sigkill_s": round(killed, 1),
+        "sigstop_s": round(frozen, 1),
+        "duplicates": duplicates(conv),
+        "lost": lost,
+    }
 
 
 def writes_by_pid(namespaces: list[str], since: float) -> dict[int, Counter[str]]:
@@ -213,12 +218,14 @@ SECTION = """{begin}
 `bench/replicas.py` (run by `make bench`), on the kwok nodes. **Takeover**: two replicas with
 `--leader-elect` and 10 two-job runs in flight; the leader is killed (SIGKILL) and the time runs
 until the Lease names the standby; a third replica starts and the new leader is frozen (SIGSTOP)
-until the third holds the Lease (polled every 0.1 s). The lease lasts 10 s and a leader stops
-acting 7 s after its last renewal, so a takeover takes 10 to 12 s by design. Every run must end
-Succeeded with each Job created once. **Scale out**: {runs} two-job runs in each of two
-namespaces at once, served by two instances (`-n` one namespace each), then by one instance
-serving both; time until each namespace's runs all ended, and each instance's writes outside its
-own namespace, from the ci cluster's audit log (by the process its user agent names).
+until the third holds the Lease (polled every 0.1 s). A standby takes a lease whose record has
+not changed for 10 s as it saw it (the last renewal, up to 2 s before the fault) and tries every
+2 s, so a takeover takes 8 to 12 s by design; a leader stops acting 7 s after its last renewal.
+Every run must end Succeeded with each Job created once. **Scale out**: {runs} two-job runs in
+each of two namespaces at once, served by two instances (`-n` one namespace each), then by one
+instance serving both; time until each namespace's runs all ended, and each instance's writes
+outside its own namespace, from the ci cluster's audit log (by the process its user agent
+names).
 
 Last run: {date} on {machine}.
 
