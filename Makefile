@@ -37,7 +37,7 @@ operator-image: node-deps ## build the operator's image from the Dockerfile (bui
 	bash hack/operator-image.sh $(if $(REGISTRY),--push $(REGISTRY))
 
 .PHONY: cluster-up
-cluster-up: venv node-deps ## start the local clusters ci, test and prod (idempotent)
+cluster-up: venv node-deps ## start the local clusters ci, test and prod; after a crash, what died
 	$(CLUSTER) up
 
 .PHONY: cluster-down
@@ -47,6 +47,23 @@ cluster-down: venv ## stop the local clusters, exactly the processes cluster-up 
 .PHONY: cluster-status
 cluster-status: venv ## show which local cluster processes run
 	$(CLUSTER) status
+
+.PHONY: cluster-reset
+cluster-reset: venv ## stop the local clusters and wipe their data: the next cluster-up starts empty
+	$(CLUSTER) reset
+
+.PHONY: cluster-stop cluster-start cluster-pause cluster-resume
+cluster-stop: venv ## stop one component, etcd's data kept: make cluster-stop COMPONENT=kube-apiserver-ci
+	$(CLUSTER) stop $(COMPONENT)
+
+cluster-start: venv ## start one stopped component again: make cluster-start COMPONENT=kube-apiserver-ci
+	$(CLUSTER) start $(COMPONENT)
+
+cluster-pause: venv ## freeze one component (SIGSTOP): make cluster-pause COMPONENT=etcd
+	$(CLUSTER) pause $(COMPONENT)
+
+cluster-resume: venv ## thaw a paused component (SIGCONT): make cluster-resume COMPONENT=etcd
+	$(CLUSTER) resume $(COMPONENT)
 
 .PHONY: lint
 lint: venv ## ruff, mypy, the layers contract (import-linter) and hadolint
@@ -71,6 +88,7 @@ test: venv node-deps control-plane lint ## lint, unit and end-to-end tests: what
 .PHONY: bench
 bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md
 	$(PY) bench/run.py
+	$(PY) bench/replicas.py
 	$(PY) bench/builds.py
 	$(PY) bench/push_to_prod.py
 

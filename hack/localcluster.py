@@ -8,9 +8,13 @@ kubelet with its own containerd, runc, CNI bridge and kube-proxy in a network na
 own; see hack/realnode.py), and a local OCI registry holds the images built by hack/images/.
 The control plane binds to loopback; state lives in .cluster/ in the repository.
 
-    python hack/localcluster.py up       # idempotent
+    python hack/localcluster.py up       # idempotent; after a crash, restarts what died
     python hack/localcluster.py down     # stops exactly what `up` started, by PID
     python hack/localcluster.py status
+    python hack/localcluster.py reset    # down, and the clusters' data (etcd) wiped
+    python hack/localcluster.py stop kube-apiserver-ci   # one component; etcd's data stays
+    python hack/localcluster.py start kube-apiserver-ci
+    python hack/localcluster.py pause etcd               # SIGSTOP; `resume` sends SIGCONT
 
 Standard library only: it runs before any virtual environment exists.
 """
@@ -401,6 +405,7 @@ def _stop(names: list[str]) -> list[str]:
         pid = alive(name)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)  # a paused process would never see the SIGTERM
             stopped.append((name, pid))
     deadline = time.monotonic() + 15
     for name, pid in stopped:
@@ -410,7 +415,35 @@ def _stop(names: list[str]) -> list[str]:
             os.kill(pid, signal.SIGKILL)
     for name in names:
         pidfile(name).unlink(missing_ok=True)
+    wait_ports_free([n for n, _ in stopped])
     return [n for n, _ in stopped]
+
+
+def component_ports(name: str) -> list[tuple[str, int]]:
+    """The (address, port) pairs component `name` listens on, where a restart binds again."""
+    if name == "etcd":
+        return [("127.0.0.1", PORTS.etcd_client), ("127.0.0.1", PORTS.etcd_peer)]
+    if name == "registry":
+        host, port = LAYOUT.registry.rsplit(":", 1)
+        return [(host, int(port))]
+    for prefix, port_of in (("kube-apiserver-", Ports.apiserver), ("kwok-", Ports.kubelet)):
+        if name.startswith(prefix) and name[len(prefix) :] in CLUSTERS:
+            return [("127.0.0.1", port_of(name[len(prefix) :]))]
+    return []
+
+
+def wait_ports_free(names: list[str], timeout: float = 15) -> None:
+    """Until the ports of the stopped components are free: an exited process's sockets can
+    outlive it for a moment, and a start right after would fail to bind."""
+    ports = [p for n in names for p in component_ports(n)]
+    deadline = time.monotonic() + timeout
+    while busy := [p for p in ports if not port_free(p[1], p[0])]:
+        if time.monotonic() > deadline:
+            raise ClusterError(
+                "port(s) still in use after their component stopped: "
+                + ", ".join(f"{h}:{p}" for h, p in busy)
+            )
+        time.sleep(0.05)
 
 
 def _started() -> list[str]:
@@ -437,6 +470,28 @@ def stop_all() -> list[str]:
     return stopped
 
 
+def real_node_names(cluster: str) -> list[str]:
+    return [
+        f"{n}-{cluster}"
+        for n in ("netns", "apiserver-proxy", "containerd", "kubelet", "kube-proxy", "coredns")
+    ]
+
+
+def stop_real_node(cluster: str) -> list[str]:
+    """Stops one cluster's real node (what is left of it) and removes its traces, as stop_all
+    does for all of them; the host address and the other nodes stay."""
+    names = real_node_names(cluster)
+    stopped = _stop([n for n in names if n.startswith(("kubelet-", "kube-proxy-", "coredns-"))])
+    if alive(f"containerd-{cluster}") is not None:
+        realnode.stop_containers(LAYOUT, cluster)
+    stopped += _stop([f"containerd-{cluster}"])
+    for what in realnode.teardown_node(LAYOUT, cluster):
+        print(f"{cluster}: removed {what} left by its real node")
+    stopped += _stop(names)
+    realnode.teardown_links(LAYOUT, cluster)
+    return stopped
+
+
 # ---------------------------------------------------------------------------------------------
 # health checks
 
@@ -446,7 +501,7 @@ def https_ok(cluster: str, path: str) -> bool:
     ctx.load_cert_chain(str(pki() / "admin.crt"), str(pki() / "admin.key"))
     url = f"https://127.0.0.1:{Ports.apiserver(cluster)}{path}"
     try:
-        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+        with urllib.request.urlopen(url, context=ctx, timeout=5) as resp:
             return resp.status == 200
     except (urllib.error.URLError, OSError):
         return False
@@ -461,13 +516,14 @@ def etcd_ok() -> bool:
         return False
 
 
-def port_free(port: int) -> bool:
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
+            s.bind((host, port))
+        except OSError as e:
+            # The host address is gone with the real nodes: nothing can hold its ports.
+            return e.errno == 99  # EADDRNOTAVAIL
     return True
 
 
@@ -485,9 +541,12 @@ def kubectl(cluster: str, *args: str, stdin: str | None = None) -> str:
 # components
 
 
+def etcd_data() -> Path:
+    return STATE / "etcd"
+
+
 def start_etcd(bindir: Path) -> None:
-    data = STATE / "etcd"
-    shutil.rmtree(data, ignore_errors=True)  # each `up` starts from empty clusters
+    data = etcd_data()  # kept across restarts and `down`; `reset` wipes it
     peer = f"http://127.0.0.1:{PORTS.etcd_peer}"
     client = f"http://127.0.0.1:{PORTS.etcd_client}"
     start(
@@ -563,9 +622,18 @@ def start_apiserver(bindir: Path, cluster: str) -> None:
     start(f"kube-apiserver-{cluster}", argv)
 
 
+CONTROLLER_COMMON = ["--leader-elect=false", "--kube-api-qps=5000", "--kube-api-burst=10000"]
+
+
 def start_controllers(bindir: Path, cluster: str) -> None:
+    start_controller_manager(bindir, cluster)
+    start_scheduler(bindir, cluster)
+    start_kwok(bindir, cluster)
+
+
+def start_controller_manager(bindir: Path, cluster: str) -> None:
     p = pki()
-    common = ["--leader-elect=false", "--kube-api-qps=5000", "--kube-api-burst=10000"]
+    common = CONTROLLER_COMMON
     start(
         f"kube-controller-manager-{cluster}",
         [
@@ -581,6 +649,10 @@ def start_controllers(bindir: Path, cluster: str) -> None:
             *common,
         ],
     )
+
+
+def start_scheduler(bindir: Path, cluster: str) -> None:
+    common = CONTROLLER_COMMON
     start(
         f"kube-scheduler-{cluster}",
         [
@@ -590,6 +662,10 @@ def start_controllers(bindir: Path, cluster: str) -> None:
             *common,
         ],
     )
+
+
+def start_kwok(bindir: Path, cluster: str) -> None:
+    p = pki()
     home = STATE / "kwok-home"  # kwok reads ~/.kwok/kwok.yaml: keep it isolated
     home.mkdir(parents=True, exist_ok=True)
     start(
@@ -1009,13 +1085,24 @@ def is_up() -> bool:
 
 
 def up() -> None:
+    """Starts what is not running: everything on a first start (or after `down`), only what
+    died after a crash. etcd's data stays (`reset` wipes it)."""
     if is_up():
         print(f"clusters already up ({', '.join(CLUSTERS)}); kubeconfig: {STATE / 'kubeconfig'}")
         return
-    if stop_all():  # a partial cluster from an earlier run: start clean
-        print("stopped the remains of an earlier start")
+    frozen = [n for n in component_names() if (pid := alive(n)) is not None and paused(pid)]
+    if frozen:  # what a start would wait on in vain; stopping everything would be worse
+        raise ClusterError(f"paused: {', '.join(frozen)}; `resume` them first")
     t0 = time.monotonic()
-    busy = [p for p in all_ports() if not port_free(p)]
+    running = [n for n in component_names() if alive(n) is not None]
+    # Loopback ports of what is to start: with nothing running, all of them.
+    to_start = [n for n in component_names() if n not in running]
+    ports = (
+        all_ports()
+        if not running
+        else [port for n in to_start for host, port in component_ports(n) if host == "127.0.0.1"]
+    )
+    busy = [p for p in ports if not port_free(p)]
     if busy:
         raise ClusterError(
             f"port(s) {', '.join(map(str, busy))} on 127.0.0.1 are in use by another program; "
@@ -1032,37 +1119,121 @@ def up() -> None:
     except BaseException:
         stop_all()  # leave no half-started cluster behind; the logs stay in .cluster/logs
         raise
+    what = f"restarted {', '.join(to_start)}" if running else "clusters up"
     print(
-        f"clusters up in {time.monotonic() - t0:.1f}s: {', '.join(CLUSTERS)} "
+        f"{what} in {time.monotonic() - t0:.1f}s: {', '.join(CLUSTERS)} "
         f"(kubeconfig {STATE / 'kubeconfig'}, kubectl {STATE / 'bin' / 'kubectl'})"
     )
 
 
 def start_components(bindir: Path) -> None:
-    start_etcd(bindir)
+    """Starts, in dependency order, each component that is not running."""
+    if alive("etcd") is None:
+        start_etcd(bindir)
     for c in CLUSTERS:
-        start_apiserver(bindir, c)
+        if alive(f"kube-apiserver-{c}") is None:
+            start_apiserver(bindir, c)
     for c in CLUSTERS:
         wait_for(f"kube-apiserver-{c}", lambda c=c: https_ok(c, "/readyz"), "/readyz")
     for c in CLUSTERS:
-        start_controllers(bindir, c)
+        for name, starter in CONTROLLERS.items():
+            if alive(f"{name}-{c}") is None:
+                starter(bindir, c)
     write_real_nodes_info()
+    registry_started = False
     if REAL_NODES:
         realnode.registry_mirrors(LAYOUT)
         realnode.save_sysctls(LAYOUT)  # the kubelet changes some; down restores them
-        start_registry()
+        if alive("registry") is None:
+            start_registry()
+            registry_started = True
 
     def nodes(cluster: str) -> None:
         create_nodes(cluster)
-        if cluster in REAL_NODES:
+        if cluster in REAL_NODES and any(alive(n) is None for n in real_node_names(cluster)):
+            stop_real_node(cluster)  # what is left of it: a node restarts whole
             start_real_node(bindir, cluster)
 
     with ThreadPoolExecutor(len(CLUSTERS) + 1) as pool:
         # The images (built above) are pushed while the nodes start.
-        images = pool.submit(push_images) if REAL_NODES else None
+        images = pool.submit(push_images) if registry_started else None
         list(pool.map(nodes, CLUSTERS))
         if images is not None:
             images.result()
+
+
+CONTROLLERS = {
+    "kube-controller-manager": start_controller_manager,
+    "kube-scheduler": start_scheduler,
+    "kwok": start_kwok,
+}
+
+
+def control_components() -> list[str]:
+    """What `stop`, `start`, `pause` and `resume` act on."""
+    return ["etcd"] + [f"{n}-{c}" for c in CLUSTERS for n in ("kube-apiserver", *CONTROLLERS)]
+
+
+def installed_binaries() -> Path:
+    """The folder of the binaries `up` started (STATE/bin links there), else a build."""
+    link = STATE / "bin" / "etcd"
+    return Path(os.readlink(link)).parent if link.is_symlink() else build_binaries()
+
+
+def start_one(name: str) -> None:
+    """Starts one control plane component that is not running, against the data it had."""
+    if alive(name) is not None:
+        print(f"{name} is already running, pid {alive(name)}")
+        return
+    busy = [f"{h}:{p}" for h, p in component_ports(name) if not port_free(p, h)]
+    if busy:
+        raise ClusterError(f"{name}: port(s) {', '.join(busy)} in use by another program")
+    bindir = installed_binaries()
+    t0 = time.monotonic()
+    if name == "etcd":
+        start_etcd(bindir)  # waits for its health
+        for c in CLUSTERS:  # and for the API servers, which reconnect on their own
+            if alive(f"kube-apiserver-{c}") is not None:
+                wait_for(f"kube-apiserver-{c}", lambda c=c: https_ok(c, "/readyz"), "/readyz")
+    else:
+        kind, cluster = name.rsplit("-", 1)
+        if kind == "kube-apiserver":
+            start_apiserver(bindir, cluster)
+            wait_for(name, lambda: https_ok(cluster, "/readyz"), "/readyz")
+        else:
+            CONTROLLERS[kind](bindir, cluster)
+            if kind == "kwok":
+                wait_for(name, lambda: not port_free(Ports.kubelet(cluster)), "its server")
+    print(f"started {name} in {time.monotonic() - t0:.1f}s, pid {alive(name)}")
+
+
+def stop_one(name: str) -> None:
+    """Stops one control plane component (SIGTERM, SIGKILL after 15 s), until its ports are
+    free; the others and etcd's data stay."""
+    stopped = _stop([name])
+    print(f"stopped {name}" if stopped else f"{name} was not running")
+
+
+def signal_one(name: str, sig: signal.Signals) -> None:
+    pid = alive(name)
+    if pid is None:
+        raise ClusterError(f"{name} is not running")
+    os.kill(pid, sig)
+    print(f"{'paused' if sig == signal.SIGSTOP else 'resumed'} {name} (pid {pid})")
+
+
+def paused(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in "Tt"
+    except (OSError, IndexError):
+        return False
+
+
+def reset() -> None:
+    """down, then the clusters' data wiped: the next `up` starts from empty clusters."""
+    stopped = stop_all()
+    shutil.rmtree(etcd_data(), ignore_errors=True)
+    print(f"stopped {len(stopped)} process(es) and wiped etcd's data ({etcd_data()})")
 
 
 def down() -> None:
@@ -1074,8 +1245,9 @@ def status() -> int:
     ok = True
     for name in component_names():
         pid = alive(name)
-        ok &= pid is not None
-        print(f"{name:32} {'running, pid ' + str(pid) if pid else 'not running'}")
+        ok &= pid is not None and not paused(pid)
+        state = "not running" if not pid else f"{'PAUSED' if paused(pid) else 'running'}, pid {pid}"
+        print(f"{name:32} {state}")
     for c in CLUSTERS:
         ready = https_ok(c, "/readyz")
         ok &= ready
@@ -1085,13 +1257,36 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "reset", "stop", "start", "pause", "resume"]
+    )
+    parser.add_argument(
+        "component",
+        nargs="?",
+        help="for stop, start, pause, resume: etcd, or kube-apiserver-CLUSTER, "
+        "kube-controller-manager-CLUSTER, kube-scheduler-CLUSTER, kwok-CLUSTER",
+    )
     args = parser.parse_args()
+    one = args.command in ("stop", "start", "pause", "resume")
+    if one and args.component not in control_components():
+        parser.error(f"{args.command} needs one of: {', '.join(control_components())}")
+    if not one and args.component:
+        parser.error(f"{args.command} takes no component")
     try:
         if args.command == "up":
             up()
         elif args.command == "down":
             down()
+        elif args.command == "reset":
+            reset()
+        elif args.command == "stop":
+            stop_one(args.component)
+        elif args.command == "start":
+            start_one(args.component)
+        elif args.command in ("pause", "resume"):
+            signal_one(
+                args.component, signal.SIGSTOP if args.command == "pause" else signal.SIGCONT
+            )
         else:
             return status()
     except ClusterError as e:

@@ -405,3 +405,119 @@ def test_cluster_down_leaves_nothing_of_a_real_node_behind(tmp_path: Path) -> No
     assert down.returncode == 0, down.stdout + down.stderr
     after = _host_state(base, state)
     assert not any(after.values()), after
+
+
+def _cluster(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "localcluster.py"), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def _bindable(port: int) -> bool:
+    """As a server binds (SO_REUSEADDR, as Go's listeners do): the client side's TIME_WAIT
+    connections to the port do not count."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pids(state: Path = STATE) -> dict[str, str]:
+    return {p.stem: p.read_text() for p in (state / "pids").glob("*.pid")}
+
+
+def test_one_component_stops_and_starts_with_its_data(clusters: Clusters, namespace: str) -> None:
+    """ci's API server and etcd, each stopped and started alone: the other components run on,
+    what was stored is still there, and a stop returns with the ports free."""
+    core = client.CoreV1Api(clusters.api("ci"))
+    marker = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="kept"), data={"k": "v"})
+    core.create_namespaced_config_map(namespace, marker)
+    for component, port in (("kube-apiserver-ci", 43), ("etcd", 0)):
+        before = _pids()
+        stop = _cluster("stop", component)
+        assert stop.returncode == 0, stop.stderr
+        assert f"stopped {component}" in stop.stdout
+        assert _bindable(int(os.environ.get("CONVEYOR_PORT_BASE", "16400")) + port)
+        status = _cluster("status")
+        assert status.returncode == 1 and f"{component} " in status.stdout
+        assert f"{component:32} not running" in status.stdout
+        others = {k: v for k, v in before.items() if k != component}
+        assert {k: v for k, v in _pids().items() if k != component} == others
+        start = _cluster("start", component)
+        assert start.returncode == 0, start.stdout + start.stderr
+        assert _cluster("status").returncode == 0
+        assert _pids().keys() == before.keys() and _pids()[component] != before[component]
+        # The API server answers again with what etcd kept (clients reconnect on their own).
+        got = wait_until(
+            lambda: core.read_namespaced_config_map("kept", namespace),
+            what="the ConfigMap after the restart",
+            timeout=60,
+        )
+        assert got.data == {"k": "v"}
+
+
+def test_a_paused_etcd_stalls_the_api_server_until_resumed(clusters: Clusters) -> None:
+    pause = _cluster("pause", "etcd")
+    assert pause.returncode == 0, pause.stderr
+    try:
+        assert "PAUSED" in _cluster("status").stdout
+        wait_until(
+            lambda: clusters.kubectl("ci", "get", "--raw", "/readyz", check=False).returncode != 0,
+            what="ci's API server to be not ready while etcd is paused",
+            timeout=60,
+        )
+        refused = _cluster("up")  # nothing to start: it says why instead of waiting in vain
+        assert refused.returncode == 1 and "paused: etcd" in refused.stderr, refused.stderr
+    finally:
+        resume = _cluster("resume", "etcd")
+    assert resume.returncode == 0, resume.stderr
+    wait_until(
+        lambda: _cluster("status").returncode == 0, what="the clusters ready again", timeout=60
+    )
+
+
+def test_up_after_a_crash_restarts_only_what_died_and_reset_wipes(tmp_path: Path) -> None:
+    """A second set of clusters (kwok nodes only): the scheduler and etcd killed, `up` starts
+    those two again and the data is kept; `reset` then wipes it."""
+    base = free_port_base()
+    env = {
+        **os.environ,
+        "CONVEYOR_CLUSTER_DIR": str(tmp_path),
+        "CONVEYOR_PORT_BASE": str(base),
+        "CONVEYOR_REAL_NODES": "",
+    }
+    kubectl = [str(tmp_path / "bin" / "kubectl"), "--kubeconfig", str(tmp_path / "kubeconfig")]
+    try:
+        up = _cluster("up", env=env)
+        assert up.returncode == 0, up.stdout + up.stderr
+        subprocess.run([*kubectl, "--context", "test", "create", "ns", "kept"], check=True)
+        before = _pids(tmp_path)
+        for name in ("kube-scheduler-test", "etcd"):
+            os.kill(int(before[name].split()[0]), 9)  # a crash: no cleanup
+        wait_until(lambda: _cluster("status", env=env).returncode == 1, what="the crash seen")
+        again = _cluster("up", env=env)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "restarted etcd, kube-scheduler-test" in again.stdout
+        after = _pids(tmp_path)
+        changed = {k for k in before if after[k] != before[k]}
+        assert changed == {"etcd", "kube-scheduler-test"}
+        get = [*kubectl, "--context", "test", "get", "ns", "kept"]
+        assert subprocess.run(get, capture_output=True).returncode == 0
+        reset = _cluster("reset", env=env)
+        assert reset.returncode == 0 and "wiped" in reset.stdout, reset.stderr
+        assert not (tmp_path / "etcd").exists()
+        fresh = _cluster("up", env=env)
+        assert fresh.returncode == 0 and "clusters up" in fresh.stdout, fresh.stderr
+        gone = subprocess.run(get, capture_output=True, text=True)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr
+    finally:
+        down = _cluster("down", env=env)
+    assert down.returncode == 0, down.stderr
+    assert all(_bindable(p) for p in (base, base + 1, base + 43, base + 44, base + 45))

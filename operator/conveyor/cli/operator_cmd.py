@@ -362,6 +362,11 @@ def run_operator(args: argparse.Namespace) -> int:
         options = job_options(args)
     except ValueError as e:  # one tag mapped to two values of a label
         return fail(str(e))
+    from conveyor.reconcile.retry import QuietRequestRetries
+
+    quiet = QuietRequestRetries()  # Kopf's error per failed request attempt: once per cause
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(quiet)
     if not args.verbose:  # Kopf logs every handler call at INFO: one line per watch event
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     try:

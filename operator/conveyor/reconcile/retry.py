@@ -4,7 +4,10 @@ otherwise fill the log with the same traceback)."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import logging
+import re
+import time
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 FIRST_DELAY_SECONDS = 2.0
@@ -45,3 +48,46 @@ class Quiet:
             return None
         self._last[cause] = now
         return self._held.pop(cause, 0)
+
+
+# Kopf's words for each failed attempt of a request, its watches' included.
+_KOPF_ATTEMPT = re.compile(
+    r"Request attempt #\S+ failed; (?:will retry|escalating): \S+ \S+ -> (?P<error>\w+)"
+    r"(?:\((?P<detail>.*)\))?$",
+    re.S,
+)
+
+_CONNECTION_KEY = re.compile(r"ConnectionKey\([^)]*\),\s*")
+
+
+class QuietRequestRetries(logging.Filter):
+    """Kopf logs an ERROR for every failed attempt of every request: with its five watches
+    and an API server away for minutes, hundreds of lines saying the same. This says each
+    cause (the error's kind) once per interval, as a WARNING: Kopf still retries each request
+    with its backoff and restarts its watches, unchanged. Installed on the log handlers, so it
+    sees the records of every logger."""
+
+    def __init__(
+        self, interval: float = LOG_INTERVAL_SECONDS, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.quiet, self.clock = Quiet(interval), clock
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("kopf"):
+            return True
+        found = _KOPF_ATTEMPT.match(record.getMessage())
+        if found is None:
+            return True
+        error = found["error"]
+        held = self.quiet.say(error, self.clock())
+        if held is None:
+            return False
+        detail = " ".join((found["detail"] or "").split())
+        detail = _CONNECTION_KEY.sub("", detail)  # aiohttp's key of the pool: no news
+        detail = detail[:160] + ("..." if len(detail) > 160 else "")
+        more = f" ({held} more failed attempts since it was last said)" if held else ""
+        record.msg = "Kubernetes API requests failing: %s%s; retrying with backoff%s"
+        record.args = (error, f" ({detail})" if detail else "", more)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True

@@ -731,14 +731,24 @@ class RunController:
                 await loop.run_in_executor(
                     self._events_pool, self.kube.create_event, namespace, event
                 )
-            except ApiException as e:
-                log.warning(
-                    "event on %s/%s not recorded: %s %s",
-                    namespace,
-                    event["involvedObject"]["name"],
-                    e.status,
-                    e.reason,
+            except (ApiException, OSError, urllib3.exceptions.HTTPError) as e:
+                # Best effort, in a task nobody awaits: an error escaping it would be a
+                # traceback per event while the API server is away. Said once per interval.
+                cause = (
+                    f"{e.status} {e.reason}"
+                    if isinstance(e, ApiException)
+                    else f"the API server did not answer: {type(e).__name__}"
                 )
+                held = self._quiet.say(f"event: {cause}", time.monotonic())
+                if held is not None:
+                    more = f" ({held} more not recorded since it was last said)" if held else ""
+                    log.warning(
+                        "event on %s/%s not recorded: %s%s",
+                        namespace,
+                        event["involvedObject"]["name"],
+                        cause,
+                        more,
+                    )
 
     async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
         patch = merge_patch(body.get("status") or {}, status)
