@@ -2,13 +2,14 @@
 // store, with nothing assumed of the job's image (no tar, curl or shell): it is static, and an
 // init container copies it into the pod (as Tekton delivers its entrypoint binary).
 //
-//	conveyor-transfer install DIR          copy this binary to DIR (the init container)
-//	conveyor-transfer download PLAN        dependencies' artifacts and caches, before the script
-//	conveyor-transfer upload PLAN STATUS   artifacts and caches after the script (STATUS:
-//	                                       success or failed, for `when`)
+//	conveyor-transfer init DIR        copy this binary to DIR, then download the dependencies'
+//	                                  artifacts and the caches (the init container)
+//	conveyor-transfer upload STATUS   artifacts and caches after the script (STATUS: success
+//	                                  or failed, for `when`)
 //
-// PLAN is the JSON the operator wrote for this job: presigned URLs for exactly this job's
-// objects, expiring with the job. The binary holds no store credentials.
+// The plan is the JSON the operator wrote for this job attempt, in $CONVEYOR_TRANSFER_PLAN:
+// presigned URLs for exactly this attempt's objects, expiring with the job. The binary holds
+// no store credentials.
 package main
 
 import (
@@ -22,6 +23,9 @@ import (
 // MessagePrefix starts the termination message of a failed transfer; the operator reads it as
 // the reason the job failed (kube/observe.py).
 const MessagePrefix = "conveyor: artifacts: "
+
+// PlanVariable holds the plan (JSON).
+const PlanVariable = "CONVEYOR_TRANSFER_PLAN"
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
@@ -38,31 +42,29 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: conveyor-transfer install DIR | download PLAN | upload PLAN STATUS")
+		return fmt.Errorf("usage: conveyor-transfer init DIR | upload STATUS")
 	}
 	switch args[0] {
 	case "install":
 		return install(args[1])
-	case "download":
-		plan, err := LoadPlan(args[1])
+	case "init":
+		if err := install(args[1]); err != nil {
+			return fmt.Errorf("installing the transfer binary: %w", err)
+		}
+		plan, err := ParsePlan(os.Getenv(PlanVariable))
 		if err != nil {
 			return err
 		}
 		return Download(plan, out)
 	case "upload":
-		plan, err := LoadPlan(args[1])
+		plan, err := ParsePlan(os.Getenv(PlanVariable))
 		if err != nil {
 			return err
 		}
-		status := "success"
-		if len(args) > 2 {
-			status = args[2]
-		}
-		return Upload(plan, status, out)
+		return Upload(plan, args[1], out)
 	}
 	return fmt.Errorf("unknown command %q", args[0])
 }
-
 func install(dir string) error {
 	self, err := os.Executable()
 	if err != nil {

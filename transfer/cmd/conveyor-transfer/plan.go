@@ -60,14 +60,13 @@ type Manifest struct {
 	Files  int    `json:"files"`
 }
 
-func LoadPlan(path string) (*Plan, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading the transfer plan: %w", err)
+func ParsePlan(text string) (*Plan, error) {
+	if text == "" {
+		return nil, fmt.Errorf("no transfer plan: $%s is empty", PlanVariable)
 	}
 	var p Plan
-	if err := json.Unmarshal(data, &p); err != nil {
-		return nil, fmt.Errorf("the transfer plan %s is not valid JSON: %w", path, err)
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		return nil, fmt.Errorf("the transfer plan is not valid JSON: %w", err)
 	}
 	if p.ProjectDir == "" {
 		return nil, fmt.Errorf("the transfer plan has no projectDir")
