@@ -17,6 +17,7 @@ from conveyor.api.conditions import Condition
 from conveyor.api.durations import DURATION_PATTERN, parse_duration
 from conveyor.api.fields import IntOrString, Validation, model, spec_field
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN, ObjectMeta
+from conveyor.gitlab.durations import parse_human_duration
 
 DEFAULT_STAGES = ("build", "test", "deploy")
 DEFAULT_STAGE = "test"
@@ -431,6 +432,153 @@ class Scan:
             raise ModelError("scan", "give exactly one of image and build")
 
 
+# Artifacts and caches (GitLab `artifacts`, `cache`); the rules are in conveyor.engine.artifacts.
+ARTIFACT_WHEN_VALUES = ("on_success", "on_failure", "always")
+CACHE_POLICIES = ("pull", "push", "pull-push")
+MAX_ARTIFACT_PATHS = 100
+MAX_CACHES = 4  # GitLab's limit on caches per job
+MAX_CACHE_KEY_FILES = 2  # GitLab's limit on cache:key:files
+MAX_FALLBACK_KEYS = 5  # GitLab's limit on cache:fallback_keys
+CACHE_KEY_MAX = 255
+ARTIFACT_PATH_MAX = 1024
+
+
+def _paths(description: str) -> Any:
+    return spec_field(
+        description,
+        default_factory=tuple,
+        max_items=MAX_ARTIFACT_PATHS,
+        item_max_length=ARTIFACT_PATH_MAX,
+        item_min_length=1,
+    )
+
+
+@model(
+    "Report files of a job, kept as artifacts and read by the operator (GitLab "
+    "`artifacts:reports`). Paths are relative to the checkout and may be globs."
+)
+@dataclass(frozen=True)
+class ArtifactReports:
+    junit: tuple[str, ...] = _paths(
+        "JUnit XML files: parsed into the test summary of status.jobs[].tests."
+    )
+    container_scanning: tuple[str, ...] = _paths(
+        "GitLab container scanning reports (gl-container-scanning-report.json); a `scan` job "
+        "keeps its own without saying so."
+    )
+
+
+@model("Files a job keeps after it ends, for later jobs and for people (GitLab `artifacts`).")
+@dataclass(frozen=True)
+class Artifacts:
+    paths: tuple[str, ...] = _paths(
+        "Files and folders to keep, relative to the checkout; globs (`*`, `**`) allowed."
+    )
+    exclude: tuple[str, ...] = _paths("Globs of files under `paths` that are not kept.")
+    untracked: bool = spec_field(
+        "Also keep every file git does not track (ignored files too, as GitLab does).",
+        default=False,
+        publish_default=False,
+    )
+    name: str | None = spec_field(
+        "Name of the archive (GitLab default `artifacts`); may contain variables.",
+        default=None,
+        max_length=255,
+        min_length=1,
+    )
+    when: str = spec_field(
+        "Keep them when the job succeeds (default), fails, or always.",
+        default="on_success",
+        enum=ARTIFACT_WHEN_VALUES,
+    )
+    expire_in: str | None = spec_field(
+        "How long they are kept, in GitLab's syntax (`30 mins`, `1 week`, `3h 30m`, `never`); "
+        "default: the operator's --artifacts-expire-in.",
+        default=None,
+        max_length=64,
+        min_length=1,
+    )
+    reports: ArtifactReports | None = spec_field("Report files the operator reads.", default=None)
+
+    def __post_init__(self) -> None:
+        if self.expire_in is not None and self.expire_in.strip().lower() != "never":
+            try:
+                parse_human_duration(self.expire_in)
+            except ValueError as err:
+                raise ModelError("expireIn", str(err)) from None
+
+
+@model(
+    "A cache key computed from files of the repository (GitLab `cache:key:files`): the SHA-1 of "
+    "their git blob ids at the run's commit, after `prefix`."
+)
+@dataclass(frozen=True)
+class CacheKeyFiles:
+    files: tuple[str, ...] = spec_field(
+        "One or two files (or globs) of the repository, e.g. Gemfile.lock.",
+        min_items=1,
+        max_items=MAX_CACHE_KEY_FILES,
+        item_max_length=ARTIFACT_PATH_MAX,
+        item_min_length=1,
+    )
+    prefix: str | None = spec_field(
+        "Put before the files' hash (`PREFIX-HASH`); default: the cache's index in the job's "
+        "caches. May contain variables.",
+        default=None,
+        max_length=CACHE_KEY_MAX,
+        min_length=1,
+    )
+
+
+@model(
+    "A cache: files kept between runs under a key and restored before the script (GitLab `cache`).",
+    validations=(
+        Validation(
+            rule="!(has(self.key) && has(self.keyFiles))",
+            message="cache: give key or keyFiles, not both",
+        ),
+    ),
+)
+@dataclass(frozen=True)
+class Cache:
+    paths: tuple[str, ...] = _paths("Files and folders cached, relative to the checkout.")
+    key: str | None = spec_field(
+        "The key (GitLab `cache:key` as a string); may contain variables. Default `default`. "
+        "After variables it must not contain `/` nor be `.` or `..`.",
+        default=None,
+        max_length=CACHE_KEY_MAX,
+        min_length=1,
+    )
+    key_files: CacheKeyFiles | None = spec_field(
+        "The key computed from files (GitLab `cache:key:files` and `cache:key:prefix`).",
+        default=None,
+    )
+    fallback_keys: tuple[str, ...] = spec_field(
+        "Keys tried in order when no cache has the key (then the CACHE_FALLBACK_KEY variable).",
+        default_factory=tuple,
+        max_items=MAX_FALLBACK_KEYS,
+        item_max_length=CACHE_KEY_MAX,
+        item_min_length=1,
+    )
+    policy: str = spec_field(
+        "pull: restore only; push: save only; pull-push (default): both.",
+        default="pull-push",
+        enum=CACHE_POLICIES,
+    )
+    when: str = spec_field(
+        "Save it when the job succeeds (default), fails, or always.",
+        default="on_success",
+        enum=ARTIFACT_WHEN_VALUES,
+    )
+    untracked: bool = spec_field(
+        "Also cache every file git does not track.", default=False, publish_default=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.key is not None and self.key_files is not None:
+            raise ModelError("cache", "give key or keyFiles, not both")
+
+
 def _globs(description: str) -> Any:
     return spec_field(
         description,
@@ -746,6 +894,32 @@ class PipelineJob:
         "GitLab `except`: the job is excluded when every key given holds.",
         default=None,
         json_name="except",
+    )
+    artifacts: Artifacts | None = spec_field(
+        "Files kept after the job (GitLab `artifacts`), passed on to later jobs.", default=None
+    )
+    dependencies: tuple[str, ...] | None = spec_field(
+        "GitLab `dependencies`: the only jobs whose artifacts this job downloads ([]: none). "
+        "Absent: every job of the earlier stages, or of `needs` for a needs job.",
+        default=None,
+        max_items=MAX_NEEDS,
+        item_max_length=JOB_NAME_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+    needs_without_artifacts: tuple[str, ...] = spec_field(
+        "Needs whose artifacts this job does not download (GitLab `needs: [{job, artifacts: "
+        "false}]`); each must be in needs or optionalNeeds.",
+        default_factory=tuple,
+        max_items=MAX_NEEDS,
+        item_max_length=JOB_NAME_MAX,
+        item_min_length=1,
+        list_type="set",
+    )
+    cache: tuple[Cache, ...] = spec_field(
+        "Caches restored before the script and saved after it (GitLab `cache`, at most 4).",
+        default_factory=tuple,
+        max_items=MAX_CACHES,
     )
 
     def dag_needs(self, present: Container[str]) -> tuple[str, ...] | None:

@@ -188,6 +188,54 @@ class PipelineRunSpec:
         return self.status == CANCELLED
 
 
+ARTIFACT_KINDS = ("archive", "junit", "container_scanning")
+MAX_JOB_ARTIFACTS = 20
+MAX_FAILED_TESTS = 10  # names kept in status: enough to start from, bounded for etcd
+
+
+@model("One file a job kept in the artifact store.")
+@dataclass(frozen=True)
+class ArtifactRecord:
+    name: str = spec_field(
+        "File name: the archive's (`artifacts.zip`-like, from artifacts.name) or the report's.",
+        max_length=255,
+    )
+    kind: str = spec_field(
+        "archive (artifacts.paths), junit or container_scanning (a report).",
+        default="archive",
+        enum=ARTIFACT_KINDS,
+    )
+    size: int = spec_field("Size in bytes.", default=0, minimum=0)
+    digest: str | None = spec_field(
+        "sha256 of the content.", default=None, max_length=80, pattern=r"^sha256:[0-9a-f]{64}$"
+    )
+    expires_at: datetime.datetime | None = spec_field(
+        "When the store deletes it; absent: never (expireIn: never).", default=None
+    )
+
+
+@model("What a job's JUnit reports say (artifacts.reports.junit), summed over the files.")
+@dataclass(frozen=True)
+class JunitSummary:
+    total: int = spec_field("Test cases.", default=0, minimum=0)
+    passed: int = spec_field("Passed test cases.", default=0, minimum=0)
+    failed: int = spec_field("Failed test cases (a <failure>).", default=0, minimum=0)
+    errors: int = spec_field("Test cases in error (an <error>).", default=0, minimum=0)
+    skipped: int = spec_field("Skipped test cases.", default=0, minimum=0)
+    failed_tests: tuple[str, ...] = spec_field(
+        "The first failed or errored tests, as `classname.name`.",
+        default_factory=tuple,
+        max_items=MAX_FAILED_TESTS,
+        item_max_length=512,
+    )
+    unreadable: tuple[str, ...] = spec_field(
+        "Report files that could not be read, with why (`FILE: reason`).",
+        default_factory=tuple,
+        max_items=MAX_FAILED_TESTS,
+        item_max_length=512,
+    )
+
+
 @model("Compact record of one pipeline job (its latest attempt).")
 @dataclass(frozen=True)
 class JobStatus:
@@ -244,6 +292,14 @@ class JobStatus:
         "The job's resource group; at most one job of a group runs at a time.",
         default=None,
         max_length=255,
+    )
+    artifacts: tuple[ArtifactRecord, ...] | None = spec_field(
+        "Files the attempt kept in the artifact store (its archive and reports).",
+        default=None,
+        max_items=MAX_JOB_ARTIFACTS,
+    )
+    tests: JunitSummary | None = spec_field(
+        "Test results from the job's JUnit reports.", default=None
     )
 
 

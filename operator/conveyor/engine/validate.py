@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.engine.artifacts import validate_artifacts
 
 
 def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> list[str]:
@@ -66,6 +67,7 @@ def validate_pipeline(spec: PipelineSpec, excluded: Collection[str] = ()) -> lis
                 f"job '{job.name}' scans the image of job '{job.scan.build}', which does not "
                 "run before it (put it in an earlier stage, or in needs)"
             )
+    problems.extend(validate_artifacts(spec))
     # Whatever else is wrong: every problem is named at once, not one per fix.
     cycle = find_cycle(spec.jobs)
     if cycle:
