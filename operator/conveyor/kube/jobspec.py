@@ -54,6 +54,7 @@ from conveyor.kube.variables import (
     k8s_escape,
     reference_cycle,
 )
+from conveyor.store.config import StoreConfig
 
 BUILDER_HOME = "/home/user"  # the rootless image's user
 SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
@@ -121,6 +122,10 @@ class JobOptions:
     tags: TagMap = field(default_factory=TagMap)
     # The image whose static binary moves artifacts and caches (init container, then copied).
     transfer_image: str = DEFAULT_TRANSFER_IMAGE
+    # The S3-compatible store of artifacts and caches; None: jobs that use them fail, saying so.
+    artifact_store: StoreConfig | None = None
+    # expire_in of artifacts whose job says none (GitLab.com: 30 days); None: never.
+    artifacts_expire_in: str | None = "30 days"
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:

@@ -103,6 +103,7 @@ from conveyor.kube.observe import (
 )
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
+from conveyor.reconcile.artifacts import ArtifactService
 from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
@@ -121,6 +122,10 @@ APPROVAL_SWEEP_SECONDS = 300.0
 # What a run records of itself at its start (engine.record), with the rules' outcome.
 RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
 NO_ARBITRATION = Arbitration({}, None)
+
+
+ARTIFACT_SWEEP_SECONDS = 300.0  # how often the store is swept of deleted runs' and expired objects
+ARTIFACT_RETRY_SECONDS = 5.0  # an attempt's manifest not readable yet: look again
 
 
 def utcnow() -> datetime.datetime:
@@ -245,6 +250,10 @@ class RunController:
         self._backoff, self._quiet = Backoff(), Quiet()
         # What each run's build jobs pushed (image -> digest), from its status: deploys pin it.
         self._built: dict[Key, dict[str, str]] = {}
+        # Artifacts and caches: plans before Jobs, records after, the store's sweeps.
+        self.artifacts = ArtifactService(
+            kube, options.artifact_store, options, options.artifacts_expire_in
+        )
         self.deploys = DeployExecutor(
             kube,
             sources,
@@ -367,7 +376,40 @@ class RunController:
 
     # -- workers
     async def work(self, workers: int) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(workers)), self._sweep_approvals())
+        await asyncio.gather(
+            *(self._worker() for _ in range(workers)),
+            self._sweep_approvals(),
+            self._sweep_artifacts(),
+        )
+
+    async def _sweep_artifacts(self) -> None:
+        """The store keeps no run's artifacts past the run (deleted by hand or by the history
+        limit) and no attempt's past its expiry (expire_in)."""
+        if self.options.artifact_store is None:
+            return
+        while True:
+            await asyncio.sleep(ARTIFACT_SWEEP_SECONDS)
+            try:
+                await self.sweep_artifacts_once()
+            except Exception:
+                log.exception("sweeping the artifact store failed; trying again later")
+
+    async def sweep_artifacts_once(self) -> int:
+        assert self.views is not None
+        bodies = [
+            (ns, name, body)
+            for (ns, name), values in list(self.views.runs.items())
+            for body in values
+        ]
+        runs = [(ns, name, (b.get("metadata") or {}).get("uid") or "") for ns, name, b in bodies]
+        statuses = [
+            (ns, name, uid, b.get("status") or {})
+            for (ns, name, uid), (_, _, b) in zip(runs, bodies, strict=True)
+        ]
+        gone = await self.io(self.artifacts.sweep, runs, statuses, self.clock())
+        if gone:
+            log.info("artifact store: deleted %d object(s) of deleted runs or expired", gone)
+        return gone
 
     async def _sweep_approvals(self) -> None:
         """Approvals outlive their runs (they are the record of who approved what): those of
@@ -654,6 +696,7 @@ class RunController:
                 self.queue.add_after(key, HELD_RECHECK_SECONDS)
         self._claim_deploys(key, run, pipeline, decided)
         status = self._with_deployments(key, body, decided.status)
+        status = await self._with_artifacts(key, body, run, pipeline, status)
         status, noticed = with_target_condition(status, self.deploys.unreachable(key), now)
         decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
@@ -668,6 +711,47 @@ class RunController:
         if decided.wake_at is not None and self._wakeups.get(key) != decided.wake_at:
             self._wakeups[key] = decided.wake_at  # one timer per start, not one per pass
             self.queue.add_after(key, (decided.wake_at - now).total_seconds() + 0.1)
+
+    async def _with_artifacts(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        status: dict[str, Any],
+    ) -> dict[str, Any]:
+        """status.jobs[].artifacts of finished attempts that keep artifacts, read from the
+        store once (a record already in the run's status is kept as it is)."""
+        if self.options.artifact_store is None:
+            return status
+        recorded = {
+            (e.get("name"), e.get("attempt")): e.get("artifacts")
+            for e in (body.get("status") or {}).get("jobs") or ()
+        }
+        jobs = []
+        changed = False
+        for entry in status.get("jobs") or ():
+            spec_job = pipeline.job(entry.get("name", ""))
+            if (
+                spec_job is None
+                or spec_job.artifacts is None
+                or entry.get("phase") not in ("Succeeded", "Failed")
+                or not entry.get("attempt")
+                or not entry.get("jobName")
+                or "artifacts" in entry
+            ):
+                jobs.append(entry)
+                continue
+            records = recorded.get((entry["name"], entry["attempt"]))
+            if records is None:
+                records = await self.io(self.artifacts.records, run, pipeline, entry)
+                if records is None:
+                    self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
+            if records:
+                entry = {**entry, "artifacts": records}
+                changed = True
+            jobs.append(entry)
+        return {**status, "jobs": jobs} if changed else status
 
     def _redundant(
         self, key: Key, body: Mapping[str, Any], run: PipelineRun, pipeline: PipelineSpec
@@ -1010,6 +1094,9 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
+            transfer, refusal = await self.io(
+                self.artifacts.prepare, run, pipeline, spec_job, create.attempt, decided.status
+            )
             try:
                 job = build_job(
                     run=run,
@@ -1020,6 +1107,8 @@ class RunController:
                     attempt=create.attempt,
                     options=self.options,
                     built=self._built_by(key),
+                    transfer=transfer,
+                    refusal=refusal,
                 )
             except TagError as e:
                 self._unplaced.setdefault(key, {})[create.job_name] = ObservedJob(

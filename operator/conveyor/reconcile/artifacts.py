@@ -1,0 +1,231 @@
+"""The operator's side of artifacts and caches: per-attempt transfer plans (presigned URLs),
+the records of what an attempt kept (status.jobs[].artifacts), and the store's garbage
+collection (deleted runs, expired artifacts). Blocking calls: the controller runs them on its
+I/O threads.
+
+The store's credentials are read once from their Secret (by reference, --artifact-store-secret)
+and never leave the operator: job pods get presigned URLs for exactly their attempt's objects,
+valid for the job's lifetime.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine import artifacts as rules
+from conveyor.kube.client import Kube
+from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions, job_variables
+from conveyor.store import plan as plans
+from conveyor.store.client import StoreClient, StoreError
+from conveyor.store.config import ACCESS_KEY, NOT_CONFIGURED, SECRET_KEY, StoreConfig
+from conveyor.store.sigv4 import Credentials
+
+log = logging.getLogger(__name__)
+
+FINISHED_JOB_PHASES = ("Succeeded", "Failed")
+
+
+class ArtifactService:
+    def __init__(
+        self,
+        kube: Kube,
+        config: StoreConfig | None,
+        options: JobOptions,
+        default_expire_in: str | None = rules.DEFAULT_EXPIRE_IN,
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self.options = options
+        self.default_expire_in = default_expire_in
+        self._client: StoreClient | None = None
+        self._lock = threading.Lock()
+        # Records read from the store, by (namespace, Job name): a finished attempt's never change.
+        self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def client(self) -> StoreClient:
+        assert self.config is not None
+        with self._lock:
+            if self._client is None:
+                data = self.kube.read_secret_data(
+                    self.config.secret_namespace, self.config.secret_name
+                )
+                try:
+                    creds = Credentials(data[ACCESS_KEY].decode(), data[SECRET_KEY].decode())
+                except KeyError:
+                    raise StoreError(
+                        f"the artifact store Secret {self.config.secret_namespace}/"
+                        f"{self.config.secret_name} needs the keys {ACCESS_KEY} and {SECRET_KEY}"
+                    ) from None
+                self._client = StoreClient(self.config, creds)
+            return self._client
+
+    def _ca_pem(self) -> str | None:
+        if self.config is None or not self.config.ca_file:
+            return None
+        with open(self.config.ca_file) as f:
+            return f.read()
+
+    # -- before a Job: its plan
+
+    def prepare(
+        self,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        job: PipelineJob,
+        attempt: int,
+        status: Mapping[str, Any],
+    ) -> tuple[str | None, str | None]:
+        """(the attempt's transfer plan as JSON, or None when it uses no artifacts; a refusal
+        message when it does but the job cannot have them)."""
+        entries = [e for e in status.get("jobs") or () if isinstance(e, Mapping)]
+        present = [e["name"] for e in entries if e.get("name")] or None
+        if not plans.uses_store(pipeline, job, present):
+            return None, None
+        if self.config is None:
+            return None, NOT_CONFIGURED
+        variables = job_variables(pipeline, run, job, self.options)
+        lookup = variables.raw.get
+        attempts = {
+            e["name"]: int(e["attempt"]) for e in entries if e.get("name") and e.get("attempt")
+        }
+        seconds = job.timeout_seconds() + SCRIPT_START_ALLOWANCE_SECONDS + plans.URL_SLACK_SECONDS
+        try:
+            client = self.client()
+            plan = plans.transfer_plan(
+                spec=pipeline,
+                job=job,
+                attempt=plans.AttemptRef(
+                    run.metadata.namespace or "",
+                    run.name,
+                    run.metadata.uid or "",
+                    job.name,
+                    attempt,
+                ),
+                attempts=attempts,
+                pipeline_name=run.pipeline_name or "default",
+                present=present,
+                project_dir=variables.raw["CI_PROJECT_DIR"],
+                lookup=lookup,
+                presign=client.presign,
+                seconds=seconds,
+                max_bytes=self.config.max_artifact_bytes,
+                ca_pem=self._ca_pem(),
+                insecure=self.config.insecure,
+            )
+        except rules.CacheKeyError as e:
+            return None, f"cache key refused: {e}"
+        except (StoreError, OSError) as e:
+            return None, f"the artifact store cannot be used: {e}"
+        except Exception as e:  # the Secret unreadable (ApiException), keyFiles without blobs
+            return None, f"the artifact store cannot be used: {type(e).__name__}: {e}"
+        return plans.plan_json(plan), None
+
+    # -- after a Job: what it kept
+
+    def records(
+        self,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        entry: Mapping[str, Any],
+    ) -> list[dict[str, Any]] | None:
+        """status.jobs[].artifacts of a finished attempt, read from its manifest (None: not
+        readable now, try again later)."""
+        if self.config is None:
+            return []
+        namespace = run.metadata.namespace or ""
+        job_name = entry.get("jobName") or ""
+        cached = self._records.get((namespace, job_name))
+        if cached is not None:
+            return cached
+        ref = plans.AttemptRef(
+            namespace, run.name, run.metadata.uid or "", entry["name"], int(entry["attempt"])
+        )
+        try:
+            client = self.client()
+            raw = client.get(ref.key(plans.MANIFEST_OBJECT))
+            if raw is None:
+                found: list[dict[str, Any]] = []
+            else:
+                manifest = json.loads(raw)
+                head = client.head(ref.key(plans.ARCHIVE_OBJECT))
+                if head is None:
+                    found = []
+                elif head.size > self.config.max_artifact_bytes:
+                    # The binary refuses such archives; one that got here anyway does not stay.
+                    log.warning("deleting %s: over the artifact size limit", ref.key(""))
+                    client.delete_prefix(ref.key(""))
+                    found = []
+                else:
+                    job = pipeline.job(entry["name"])
+                    completion = entry.get("completionTime")
+                    finished = (
+                        datetime.datetime.fromisoformat(completion.replace("Z", "+00:00"))
+                        if isinstance(completion, str)
+                        else datetime.datetime.now(datetime.UTC)
+                    )
+                    expires = rules.expires_at(
+                        job.artifacts if job is not None else None,
+                        finished,
+                        self.default_expire_in,
+                    )
+                    record: dict[str, Any] = {
+                        "name": str(manifest.get("name") or "artifacts.tar.gz")[:255],
+                        "kind": "archive",
+                        "size": head.size,
+                    }
+                    digest = str(manifest.get("sha256") or "")
+                    if len(digest) == 64:
+                        record["digest"] = "sha256:" + digest
+                    if expires is not None:
+                        record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    found = [record]
+        except (StoreError, ValueError, OSError) as e:
+            log.warning("artifacts of %s/%s not readable yet: %s", namespace, job_name, e)
+            return None
+        self._records[(namespace, job_name)] = found
+        return found
+
+    # -- garbage collection
+
+    def sweep(
+        self,
+        runs: Iterable[tuple[str, str, str]],
+        statuses: Iterable[tuple[str, str, str, Mapping[str, Any]]],
+        now: datetime.datetime,
+    ) -> int:
+        """Deletes the objects of runs that no longer exist (`runs`: namespace, name, uid of
+        those that do) and of attempts whose artifacts expired (`statuses`: each run's status).
+        Returns how many objects went."""
+        if self.config is None:
+            return 0
+        client = self.client()
+        alive = {(ns, f"{name}-{uid}" if uid else name) for ns, name, uid in runs}
+        gone = 0
+        for obj in list(client.list(rules.ARTIFACTS_ROOT + "/")):
+            parts = obj.key.split("/")
+            if len(parts) < 4:
+                continue
+            if (parts[1], unquote(parts[2])) not in alive and (parts[1], parts[2]) not in alive:
+                client.delete(obj.key)
+                gone += 1
+        for namespace, name, uid, status in statuses:
+            for entry in status.get("jobs") or ():
+                for record in entry.get("artifacts") or ():
+                    expires = record.get("expiresAt")
+                    if not expires or expires > now.strftime("%Y-%m-%dT%H:%M:%SZ"):
+                        continue
+                    ref = plans.AttemptRef(namespace, name, uid, entry["name"], entry["attempt"])
+                    gone += client.delete_prefix(ref.key(""))
+        return gone
+
+
+def attempt_entries(status: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    return [e for e in status.get("jobs") or () if isinstance(e, Mapping)]
