@@ -262,3 +262,43 @@ def test_operator_store_options():
         job_options(parser.parse_args(["operator", "--artifact-store-endpoint", "http://s3"]))
     with pytest.raises(SystemExit):
         parser.parse_args(["operator", "--artifact-max-size", "lots"])
+
+
+def test_the_transfer_binary_go_tests():
+    """transfer/: globs, archive round trip, no extraction outside the project directory,
+    `when`, the size limit, cache fallback order (go test)."""
+    import shutil
+    from pathlib import Path
+
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    proc = subprocess.run(
+        [go, "test", "-count=1", "./..."],
+        cwd=Path(__file__).resolve().parents[2] / "transfer",
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": "-mod=mod",
+             "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_cli_finds_the_latest_attempts_archive_and_extracts_safely(tmp_path):
+    import io
+    import tarfile
+
+    from conveyor.cli.artifacts import attempt_record, safe_extract
+
+    run_obj = {
+        "metadata": {"name": "r"},
+        "status": {"jobs": [{"name": "b", "attempt": 2, "artifacts": [{"name": "a.tar.gz"}]}]},
+    }
+    assert attempt_record(run_obj, "b", None) == (2, {"name": "a.tar.gz"})
+    with pytest.raises(ValueError, match="no job 'x'"):
+        attempt_record(run_obj, "x", None)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escape")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(tarfile.TarError):
+        safe_extract(buf.getvalue(), tmp_path / "out")
+    assert not (tmp_path / "escape").exists()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"time"
 )
 
 // Download fetches the dependencies' artifacts, then each cache's first key that exists, into
@@ -17,7 +18,8 @@ func Download(p *Plan, out io.Writer) error {
 	}
 	for _, d := range p.Downloads {
 		fmt.Fprintf(out, "Downloading artifacts for %s...\n", d.Job)
-		n, found, err := fetch(p, d.URL)
+		start := time.Now()
+		n, size, found, err := fetch(p, d.URL)
 		if err != nil {
 			return fmt.Errorf("downloading the artifacts of job %s: %w", d.Job, err)
 		}
@@ -25,19 +27,20 @@ func Download(p *Plan, out io.Writer) error {
 			fmt.Fprintf(out, "WARNING: job %s has no artifacts in the store (none uploaded, or expired)\n", d.Job)
 			continue
 		}
-		fmt.Fprintf(out, "Downloaded artifacts for %s: %d file(s)\n", d.Job, n)
+		fmt.Fprintf(out, "Downloaded artifacts for %s: %d file(s), %d bytes%s\n", d.Job, n, size, rate(size, start))
 	}
 	for _, c := range p.Caches {
 		pulled := false
 		for _, k := range c.Pull {
-			n, found, err := fetch(p, k.URL)
+			start := time.Now()
+			n, size, found, err := fetch(p, k.URL)
 			if err != nil {
 				// A cache is an optimisation: GitLab's runner goes on without it.
 				fmt.Fprintf(out, "WARNING: cache %s could not be read: %v\n", k.Key, err)
 				continue
 			}
 			if found {
-				fmt.Fprintf(out, "Cache %s restored: %d file(s)\n", k.Key, n)
+				fmt.Fprintf(out, "Cache %s restored: %d file(s), %d bytes%s\n", k.Key, n, size, rate(size, start))
 				pulled = true
 				break
 			}
@@ -50,20 +53,42 @@ func Download(p *Plan, out io.Writer) error {
 	return nil
 }
 
-func fetch(p *Plan, url string) (int, bool, error) {
+// fetch downloads and extracts one archive: (files, archive bytes, found, error).
+func fetch(p *Plan, url string) (int, int64, bool, error) {
 	resp, err := p.client.Get(url)
 	if err != nil {
-		return 0, false, fmt.Errorf("%s", redact(err.Error(), url))
+		return 0, 0, false, fmt.Errorf("%s", redact(err.Error(), url))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotFound {
-		return 0, false, nil
+		return 0, 0, false, nil
 	}
 	if resp.StatusCode != http.StatusOK {
-		return 0, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
+		return 0, 0, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
 	}
-	n, err := Extract(resp.Body, p.ProjectDir)
-	return n, true, err
+	counter := &countingReader{r: resp.Body}
+	n, err := Extract(counter, p.ProjectDir)
+	return n, counter.n, true, err
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// rate says how long a transfer of size bytes took since start, and its throughput.
+func rate(size int64, start time.Time) string {
+	secs := time.Since(start).Seconds()
+	if secs <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(" in %.2fs (%.1f MiB/s)", secs, float64(size)/secs/(1<<20))
 }
 
 // Upload sends the job's artifacts (when `when` says so), then its caches that push.
@@ -87,11 +112,13 @@ func Upload(p *Plan, status string, out io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(out, "Saving cache for key %s...\n", c.Push.Key)
-		if _, _, _, err := archiveAndPut(p, names, c.Push.URL, 0); err != nil {
+		start := time.Now()
+		size, _, _, err := archiveAndPut(p, names, c.Push.URL, 0)
+		if err != nil {
 			fmt.Fprintf(out, "WARNING: cache %s not saved: %v\n", c.Push.Key, err)
 			continue
 		}
-		fmt.Fprintf(out, "Created cache %s\n", c.Push.Key)
+		fmt.Fprintf(out, "Created cache %s: %d bytes%s\n", c.Push.Key, size, rate(size, start))
 	}
 	return nil
 }
@@ -106,15 +133,17 @@ func uploadArtifacts(p *Plan, a *Artifacts, out io.Writer) error {
 		fmt.Fprintln(out, "WARNING: no file matches the artifacts' paths; nothing uploaded")
 		return nil
 	}
+	start := time.Now()
 	size, digest, files, err := archiveAndPut(p, names, a.URL, a.MaxBytes)
 	if err != nil {
 		return err
 	}
+	took := rate(size, start)
 	manifest, _ := json.Marshal(Manifest{Name: a.Name, Size: size, SHA256: digest, Files: files})
 	if err := put(p, a.ManifestURL, bytes.NewReader(manifest), int64(len(manifest))); err != nil {
 		return fmt.Errorf("recording the artifacts: %w", err)
 	}
-	fmt.Fprintf(out, "Uploaded artifacts: %d file(s), %d bytes, sha256:%s\n", files, size, digest)
+	fmt.Fprintf(out, "Uploaded artifacts: %d file(s), %d bytes%s, sha256:%s\n", files, size, took, digest)
 	return nil
 }
 
