@@ -70,6 +70,7 @@ test: venv node-deps control-plane lint ## lint, unit and end-to-end tests: what
 bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md
 	$(PY) bench/run.py
 	$(PY) bench/builds.py
+	$(PY) bench/artifacts.py
 	$(PY) bench/push_to_prod.py
 
 .PHONY: demo

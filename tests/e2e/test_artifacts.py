@@ -19,9 +19,11 @@ from kubernetes import client
 from tests.e2e.conveyor import (
     STORE_SECRET,
     Conveyor,
+    Operator,
     bind,
     conveyor_cli,
     job_status,
+    operator_with,
     pipeline,
     run,
     store_info,
@@ -302,3 +304,30 @@ def test_a_cache_written_by_one_run_is_read_by_the_next(
     store = _store_client()
     assert store.head(f"caches/{conveyor.ns}/cached/deps") is not None
     assert store.head(f"caches/{conveyor.ns}/cached/fresh") is None
+
+
+def test_an_artifact_over_the_limit_fails_its_job_saying_so(
+    operator: Operator, conveyor: Conveyor, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "big",
+            "stage": "build",
+            "image": "busybox:1.36",
+            "script": ["head -c 200000 /dev/urandom > big.bin"],
+            "artifacts": {"paths": ["big.bin"]},
+        }
+    ]
+    with operator_with(operator, "--artifact-max-size", "100Ki"):
+        conveyor.create(pipeline("limited", jobs, **real.placement()))
+        conveyor.create(run("limited-1", "limited"))
+        done = conveyor.wait_finished("limited-1", timeout=240)
+    big = job_status(done, "big")
+    assert big["phase"] == "Failed" and big["reason"] == "ArtifactsFailed", big
+    assert "over the limit of 102400 bytes" in big["message"], big
+    assert (
+        _store_client().head(
+            f"artifacts/{conveyor.ns}/limited-1-{done['metadata']['uid']}/big/1/archive.tar.gz"
+        )
+        is None
+    )
