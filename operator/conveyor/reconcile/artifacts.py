@@ -11,16 +11,22 @@ valid for the job's lifetime.
 from __future__ import annotations
 
 import datetime
+import fnmatch
+import io
 import json
 import logging
+import posixpath
+import tarfile
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import unquote
 
+from conveyor.api.codec import to_dict
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine import artifacts as rules
+from conveyor.engine import reports
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions, job_variables
 from conveyor.store import plan as plans
@@ -31,6 +37,37 @@ from conveyor.store.sigv4 import Credentials
 log = logging.getLogger(__name__)
 
 FINISHED_JOB_PHASES = ("Succeeded", "Failed")
+# JUnit reports are read from the archive when it is at most this large (the operator holds it
+# in memory); a larger archive's reports are not summarised.
+REPORTS_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def junit_summary(archive: bytes, globs: Sequence[str]) -> Any:
+    """The merged JUnit summary of the archive's files that match `globs` (GitLab's paths)."""
+    files: list[tuple[str, bytes]] = []
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and any(glob_match(g, member.name) for g in globs):
+                data = tar.extractfile(member)
+                if data is not None:
+                    files.append((member.name, data.read(reports.JUNIT_MAX_BYTES + 1)))
+    return reports.summarize_junit_files(files)
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """GitLab's artifact globs, as the transfer binary matches them: `*` within a segment, `**`
+    across any number of segments."""
+    pat = posixpath.normpath(pattern.removeprefix("./")).strip("/").split("/")
+    parts = name.strip("/").split("/")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pat):
+            return j == len(parts)
+        if pat[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 class ArtifactService:
@@ -48,7 +85,7 @@ class ArtifactService:
         self._client: StoreClient | None = None
         self._lock = threading.Lock()
         # Records read from the store, by (namespace, Job name): a finished attempt's never change.
-        self._records: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}
 
     def client(self) -> StoreClient:
         assert self.config is not None
@@ -135,11 +172,11 @@ class ArtifactService:
         run: PipelineRun,
         pipeline: PipelineSpec,
         entry: Mapping[str, Any],
-    ) -> list[dict[str, Any]] | None:
-        """status.jobs[].artifacts of a finished attempt, read from its manifest (None: not
-        readable now, try again later)."""
+    ) -> dict[str, Any] | None:
+        """The status fields of a finished attempt: `artifacts` (from its manifest) and `tests`
+        (its JUnit reports, read from its archive). None: not readable now, try again later."""
         if self.config is None:
-            return []
+            return {}
         namespace = run.metadata.namespace or ""
         job_name = entry.get("jobName") or ""
         cached = self._records.get((namespace, job_name))
@@ -151,18 +188,18 @@ class ArtifactService:
         try:
             client = self.client()
             raw = client.get(ref.key(plans.MANIFEST_OBJECT))
+            found: dict[str, Any] = {}
             if raw is None:
-                found: list[dict[str, Any]] = []
+                pass
             else:
                 manifest = json.loads(raw)
                 head = client.head(ref.key(plans.ARCHIVE_OBJECT))
                 if head is None:
-                    found = []
+                    pass
                 elif head.size > self.config.max_artifact_bytes:
                     # The binary refuses such archives; one that got here anyway does not stay.
                     log.warning("deleting %s: over the artifact size limit", ref.key(""))
                     client.delete_prefix(ref.key(""))
-                    found = []
                 else:
                     job = pipeline.job(entry["name"])
                     completion = entry.get("completionTime")
@@ -186,8 +223,13 @@ class ArtifactService:
                         record["digest"] = "sha256:" + digest
                     if expires is not None:
                         record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-                    found = [record]
-        except (StoreError, ValueError, OSError) as e:
+                    found["artifacts"] = [record]
+                    junit = rules.report_paths(job.artifacts if job else None).get("junit")
+                    if junit and head.size <= REPORTS_ARCHIVE_MAX_BYTES:
+                        archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
+                        if archive is not None:
+                            found["tests"] = to_dict(junit_summary(archive, junit))
+        except (StoreError, ValueError, OSError, tarfile.TarError) as e:
             log.warning("artifacts of %s/%s not readable yet: %s", namespace, job_name, e)
             return None
         self._records[(namespace, job_name)] = found

@@ -720,13 +720,14 @@ class RunController:
         pipeline: PipelineSpec,
         status: dict[str, Any],
     ) -> dict[str, Any]:
-        """status.jobs[].artifacts of finished attempts that keep artifacts, read from the
-        store once (a record already in the run's status is kept as it is)."""
+        """status.jobs[].artifacts and .tests of finished attempts that keep artifacts, read
+        from the store once (what the run's status already records is kept as it is)."""
         if self.options.artifact_store is None:
             return status
         recorded = {
-            (e.get("name"), e.get("attempt")): e.get("artifacts")
+            (e.get("name"), e.get("attempt")): {k: e[k] for k in ("artifacts", "tests") if k in e}
             for e in (body.get("status") or {}).get("jobs") or ()
+            if "artifacts" in e
         }
         jobs = []
         changed = False
@@ -742,13 +743,13 @@ class RunController:
             ):
                 jobs.append(entry)
                 continue
-            records = recorded.get((entry["name"], entry["attempt"]))
-            if records is None:
-                records = await self.io(self.artifacts.records, run, pipeline, entry)
-                if records is None:
+            fields = recorded.get((entry["name"], entry["attempt"]))
+            if fields is None:
+                fields = await self.io(self.artifacts.records, run, pipeline, entry)
+                if fields is None:
                     self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
-            if records:
-                entry = {**entry, "artifacts": records}
+            if fields:
+                entry = {**entry, **fields}
                 changed = True
             jobs.append(entry)
         return {**status, "jobs": jobs} if changed else status
