@@ -18,7 +18,15 @@ from conveyor.cli.logs import LogsError, check_job, next_to_follow
 from conveyor.cli.main import build_parser, main
 from conveyor.cli.runs import exit_code_of, rerun_manifest, retry_entries
 from conveyor.cli.version import deployment_version, image_version, metrics_version
-from conveyor.cli.views import describe, jobs_table, names, runs_table, serialized, waiting_for
+from conveyor.cli.views import (
+    describe,
+    jobs_table,
+    names,
+    run_summary,
+    runs_table,
+    serialized,
+    waiting_for,
+)
 from conveyor.kube import defaults, jobspec
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
@@ -182,7 +190,7 @@ def test_wide_and_all_namespaces_add_columns():
     text = runs_table([_run()], NOW, wide=True, namespaces=True)
     header, row = text.splitlines()
     assert header.split()[0] == "NAMESPACE" and row.split()[0] == "team"
-    assert header.split()[-3:] == ["SOURCE", "INITIATOR", "MESSAGE"]
+    assert header.split()[-4:] == ["SOURCE", "INITIATOR", "TESTS", "MESSAGE"]
     assert "developer" in row
 
 
@@ -232,6 +240,86 @@ def test_describe_names_each_failure_approvals_and_events():
     assert "app-1-ship" in text and "bob: reject" in text
     assert "JobFailed" in text and "30s" in text
     assert "<none>" in describe(_run(), [], [], NOW)
+
+
+def _tested_run():
+    return _run(
+        phase="Failed",
+        reason="Failed",
+        jobs=[
+            {"name": "build", "stage": "build", "phase": "Succeeded", "attempt": 1},
+            {
+                "name": "unit",
+                "stage": "test",
+                "phase": "Failed",
+                "attempt": 1,
+                "tests": {
+                    "total": 14,
+                    "passed": 11,
+                    "failed": 2,
+                    "skipped": 1,
+                    "failedTests": ["app.TestA.one", "app.TestA.two"],
+                },
+                "artifacts": [
+                    {
+                        "name": "artifacts.tar.gz",
+                        "size": 3 * 1024 * 1024,
+                        "digest": "sha256:" + "ab" * 32,
+                        "expiresAt": "2026-01-31T12:00:00Z",
+                    },
+                    {"name": "junit.xml", "kind": "junit", "size": 512},
+                ],
+            },
+            {
+                "name": "lint",
+                "stage": "test",
+                "phase": "Succeeded",
+                "tests": {"total": 3, "passed": 3, "unreadable": ["bad.xml: not well-formed"]},
+            },
+        ],
+    )
+
+
+def test_get_run_shows_the_test_summary_and_the_failed_tests():
+    text = run_summary(_tested_run(), now=NOW)
+    lines = text.splitlines()
+    assert "Tests:    14 passed, 2 failed, 1 skipped, 1 unreadable" in lines
+    header = next(line for line in lines if line.startswith("JOB"))
+    assert header.split()[-1] == "TESTS"
+    unit = next(line for line in lines if line.startswith("unit"))
+    assert unit.endswith("11 passed, 2 failed, 1 skipped")
+    build = next(line for line in lines if line.startswith("build"))
+    assert build.split()[-1] == "-"
+    assert lines[-4:] == [
+        "Failed tests:",
+        "  unit: app.TestA.one",
+        "  unit: app.TestA.two",
+        "  lint: unreadable report bad.xml: not well-formed",
+    ]
+    wide = runs_table([_tested_run()], NOW, wide=True)
+    assert "14 passed, 2 failed, 1 skipped, 1 unreadable" in wide.splitlines()[1]
+
+
+def test_a_run_without_reports_keeps_its_layout():
+    run = _run(jobs=[{"name": "build", "stage": "build", "phase": "Succeeded"}])
+    assert "TESTS" not in jobs_table(run) and "Tests:" not in run_summary(run, now=NOW)
+    assert "Artifacts:" not in describe(run, [], [], NOW)
+
+
+def test_describe_lists_the_kept_artifacts():
+    text = describe(_tested_run(), [], [], NOW)
+    assert "Failed tests:" in text
+    section = text[text.index("Artifacts:") :].splitlines()
+    assert section[1].split() == ["JOB", "FILE", "KIND", "SIZE", "DIGEST", "EXPIRES"]
+    assert section[2].split() == [
+        "unit",
+        "artifacts.tar.gz",
+        "archive",
+        "3.0MiB",
+        "sha256:abababababab",
+        "2026-01-31T12:00:00Z",
+    ]
+    assert section[3].split() == ["unit", "junit.xml", "junit", "512B", "-", "never"]
 
 
 def test_a_running_job_shows_how_long_it_has_run():

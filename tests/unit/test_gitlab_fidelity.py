@@ -10,6 +10,7 @@ add a case; the README's keyword table says the same in prose.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.engine.artifacts import artifact_sources, cache_keys
 from conveyor.engine.evaluation import effective_job, with_evaluation
 from conveyor.gitlab.context import GitFacts, rule_context
 from conveyor.gitlab.importer import import_file
@@ -25,6 +27,14 @@ from conveyor.gitlab.yamlload import LoadError
 from conveyor.kube.jobspec import JobOptions, job_variables
 
 REPO = "https://gitlab.example.com/group/app.git"
+# Git blob ids of the repository's files at the run's commit (cache:key:files hashes them).
+BLOBS = {"Gemfile.lock": "1" * 40, "package.json": "2" * 40}
+
+
+def blob_ids(files: Any) -> list[str | None]:
+    return [BLOBS.get(f) for f in files]
+
+
 SHA = "c" * 40
 BEFORE = "b" * 40
 
@@ -40,6 +50,8 @@ class Job:
     when: str | None = None
     blocking: bool | None = None  # a manual job that holds the pipeline
     absent: tuple[str, ...] = ()  # variables the job must not have
+    artifacts_from: tuple[str, ...] | None = None  # jobs whose artifacts it downloads
+    cache_keys: tuple[tuple[str, ...], ...] | None = None  # per cache: keys tried, in order
 
 
 @dataclass(frozen=True)
@@ -111,6 +123,7 @@ def simulate(manifest: dict[str, Any], run_case: Run) -> dict[str, dict[str, Any
         return None
     run = with_evaluation(run, evaluation)
     out = {}
+    present = [j.name for j in spec.jobs if j.name not in evaluation.excluded]
     for job in spec.jobs:
         if job.name in evaluation.excluded:
             continue
@@ -122,6 +135,11 @@ def simulate(manifest: dict[str, Any], run_case: Run) -> dict[str, dict[str, Any
             "image": variables.expand_raw(job.image or spec.image or ""),
             "when": effective.when,
             "blocking": effective.blocking_manual,
+            "artifacts_from": artifact_sources(spec, job.name, present),
+            "cache_keys": tuple(
+                cache_keys(cache, index, variables.value, blob_ids).restore_order
+                for index, cache in enumerate(job.cache)
+            ),
         }
     return out
 
@@ -137,6 +155,10 @@ def check_job(name: str, got: dict[str, Any], want: Job) -> None:
         assert got["image"] == want.image, name
     if want.when is not None:
         assert got["when"] == want.when, name
+    if want.artifacts_from is not None:
+        assert got["artifacts_from"] == want.artifacts_from, name
+    if want.cache_keys is not None:
+        assert got["cache_keys"] == want.cache_keys, name
     if want.blocking is not None:
         assert got["blocking"] == want.blocking, name
 
@@ -534,15 +556,165 @@ CASES: list[Case] = [
     ),
     # --- approximated or refused keywords, each said ------------------------------------------
     Case(
-        "artifacts-cache-dependencies-are-said",
+        "dependencies-narrow-the-artifacts-of-earlier-stages",
+        "ci/yaml/_index.md#dependencies",
+        "build osx:\n  stage: build\n  script: [make build:osx]\n"
+        "  artifacts: {paths: [binaries/]}\n"
+        "build linux:\n  stage: build\n  script: [make build:linux]\n"
+        "  artifacts: {paths: [binaries/]}\n"
+        "test osx:\n  stage: test\n  script: [make test:osx]\n  dependencies: [build osx]\n"
+        "test linux:\n  stage: test\n  script: [make test:linux]\n"
+        "  dependencies: [build linux]\n"
+        "deploy:\n  stage: deploy\n  script: [make deploy]\n"
+        "no artifacts:\n  stage: deploy\n  script: [x]\n  dependencies: []\n",
+        runs=(
+            Run(
+                {
+                    "build osx": Job(artifacts_from=()),
+                    "build linux": Job(artifacts_from=()),
+                    "test osx": Job(artifacts_from=("build osx",)),
+                    "test linux": Job(artifacts_from=("build linux",)),
+                    # "downloads artifacts from all previous jobs because of the stage
+                    # precedence"
+                    "deploy": Job(
+                        artifacts_from=("build osx", "build linux", "test osx", "test linux")
+                    ),
+                    "no artifacts": Job(artifacts_from=()),
+                }
+            ),
+        ),
+    ),
+    Case(
+        "needs-artifacts-true-and-false",
+        "ci/yaml/_index.md#needsartifacts",
+        "build_job1:\n  stage: build\n  script: [x]\n  artifacts: {paths: [a]}\n"
+        "build_job2:\n  stage: build\n  script: [x]\n  artifacts: {paths: [b]}\n"
+        "build_job3:\n  stage: build\n  script: [x]\n  artifacts: {paths: [c]}\n"
+        "test-job1:\n  stage: test\n  script: [x]\n"
+        "  needs: [{job: build_job1, artifacts: true}]\n"
+        "test-job2:\n  stage: test\n  script: [x]\n"
+        "  needs: [{job: build_job2, artifacts: false}]\n"
+        "test-job3:\n  script: [x]\n  needs:\n    - {job: build_job1, artifacts: true}\n"
+        "    - {job: build_job2}\n    - build_job3\n"
+        "test-job4:\n  script: [x]\n  needs: []\n",
+        runs=(
+            Run(
+                {
+                    "build_job1": Job(),
+                    "build_job2": Job(),
+                    "build_job3": Job(),
+                    "test-job1": Job(artifacts_from=("build_job1",)),
+                    "test-job2": Job(artifacts_from=()),
+                    "test-job3": Job(artifacts_from=("build_job1", "build_job2", "build_job3")),
+                    "test-job4": Job(artifacts_from=()),
+                }
+            ),
+        ),
+    ),
+    Case(
+        "dependencies-must-be-part-of-needs",
+        "ci/yaml/_index.md#dependencies",
+        "build1:\n  stage: build\n  script: [x]\nbuild2:\n  stage: build\n  script: [x]\n"
+        "test1:\n  script: [x]\n  needs: [build1]\n  dependencies: [build2]\n",
+        exit=2,
+        stderr=("'build2' should be part of needs",),
+    ),
+    Case(
+        "dependencies-of-a-later-stage-are-refused",
+        "ci/yaml/_index.md#dependencies",
+        "build:\n  stage: build\n  script: [x]\n  dependencies: [deploy]\n"
+        "deploy:\n  stage: deploy\n  script: [x]\n",
+        exit=2,
+        stderr=("dependencies: 'deploy' is not in an earlier stage",),
+    ),
+    Case(
+        "a-job-excluded-by-rules-gives-no-artifacts",
+        "ci/yaml/_index.md#dependencies",
+        "build:\n  stage: build\n  script: [x]\n  rules: [{if: $BUILD}]\n"
+        "lint:\n  stage: build\n  script: [x]\ntest:\n  script: [x]\n",
+        runs=(
+            Run({"lint": Job(), "test": Job(artifacts_from=("lint",))}),
+            Run(
+                {"build": Job(), "lint": Job(), "test": Job(artifacts_from=("build", "lint"))},
+                variables={"BUILD": "1"},
+            ),
+        ),
+    ),
+    Case(
+        "artifacts-keywords-are-kept",
         "ci/yaml/_index.md#artifacts",
-        "build:\n  stage: build\n  script: [make]\n  artifacts: {paths: [bin/]}\n"
-        "  cache: {paths: [.cache]}\ntest:\n  script: [x]\n  dependencies: [build]\n",
+        "build:\n  stage: build\n  script: [make]\n  artifacts:\n    name: $CI_JOB_NAME\n"
+        "    paths: [bin/]\n    exclude: ['bin/**/*.o']\n    untracked: true\n"
+        "    when: always\n    expire_in: 1 week\n    expose_as: binaries\n"
+        "    reports: {junit: [report.xml], container_scanning: gl-cs.json, sast: sast.json}\n",
         exit=3,
-        stderr=(
-            "build: artifacts: artifacts are not supported",
-            "build: cache: caches are not supported",
-            "test: dependencies: artifacts are not supported",
+        stderr=("build: artifacts:expose_as: not supported", "build: artifacts:reports:sast:"),
+        absent=("build: artifacts: ", "build: artifacts:reports:junit"),
+    ),
+    Case(
+        "cache-key-with-variables-and-fallbacks",
+        "ci/caching/_index.md#use-a-fallback-cache-key",
+        "variables:\n  CACHE_FALLBACK_KEY: fallback-key\n"
+        "job:\n  script: [x]\n  cache:\n    key: cache-$CI_COMMIT_REF_SLUG\n"
+        "    fallback_keys: [cache-$CI_DEFAULT_BRANCH, cache-default]\n    paths: [binaries/]\n",
+        runs=(
+            Run(
+                {
+                    "job": Job(
+                        cache_keys=(
+                            (
+                                "cache-feature-x",
+                                "cache-main",
+                                "cache-default",
+                                "fallback-key",
+                            ),
+                        )
+                    )
+                },
+                ref="feature/x",
+            ),
+        ),
+    ),
+    Case(
+        "cache-key-files-and-prefix-and-a-list-of-caches",
+        "ci/yaml/_index.md#cachekeyfiles",
+        "job:\n  script: [x]\n  cache:\n    - key: {files: [Gemfile.lock, package.json]}\n"
+        "      paths: [vendor/ruby, node_modules]\n"
+        "    - key: {files: [Gemfile.lock], prefix: $CI_JOB_NAME}\n      paths: [x]\n"
+        "    - key: {files: [missing.lock]}\n      paths: [y]\n    - paths: [z]\n",
+        runs=(
+            Run(
+                {
+                    "job": Job(
+                        cache_keys=(
+                            # SHA-1 of the two blob ids, sorted, joined by '-'; prefix: index
+                            (
+                                "0-"
+                                + hashlib.sha1(("1" * 40 + "-" + "2" * 40).encode()).hexdigest(),
+                            ),
+                            ("job-" + hashlib.sha1(("1" * 40).encode()).hexdigest(),),
+                            ("2-default",),  # no such file: GitLab's `default`
+                            ("default",),  # no key
+                        )
+                    )
+                }
+            ),
+        ),
+    ),
+    Case(
+        "default-artifacts-and-cache-and-cache-none",
+        "ci/yaml/_index.md#default",
+        "default:\n  artifacts: {paths: [out/]}\n  cache: {key: k, paths: [.cache]}\n"
+        "job:\n  script: [x]\nno-cache:\n  script: [x]\n  cache: []\n"
+        "own:\n  script: [x]\n  inherit: {default: [cache]}\n",
+        runs=(
+            Run(
+                {
+                    "job": Job(cache_keys=(("k",),)),
+                    "no-cache": Job(cache_keys=()),
+                    "own": Job(cache_keys=(("k",),)),
+                }
+            ),
         ),
     ),
     Case(
@@ -606,10 +778,12 @@ CASES: list[Case] = [
     Case(
         "default-keywords-without-equivalent-are-said",
         "ci/yaml/_index.md#default",
-        "default:\n  tags: [docker]\n  artifacts: {paths: [x]}\njob:\n  script: [x]\n",
+        "default:\n  tags: [docker]\n  artifacts: {paths: [x]}\n"
+        "  hooks: {pre_get_sources_script: [x]}\n"
+        "job:\n  script: [x]\n",
         exit=3,
-        stderr=("default: artifacts:",),
-        absent=("default: tags:",),
+        stderr=("default: hooks:",),
+        absent=("default: tags:", "default: artifacts:"),
     ),
     Case(
         "auto-cancel-modes",

@@ -94,7 +94,7 @@ def test_every_conformance_file_converts(path, capsys):
 def test_seed_file(capsys):
     code, out, err = run_cli(capsys, SEED, "--root", FIXTURES, "--name", "go-app")
     assert code == 3
-    assert "container-scan: artifacts:" in err  # reported, not silently dropped
+    assert "artifacts" not in err  # the scan job's report is kept (issue 13)
     manifest = yaml.safe_load(out)
     spec = manifest["spec"]
     assert manifest["metadata"]["name"] == "go-app"
@@ -117,6 +117,7 @@ def test_seed_file(capsys):
     assert jobs["test"]["services"] == [{"name": "docker:stable-dind"}]  # from the globals
     scan = jobs["container-scan"]
     assert scan["allowFailure"] is True and scan["only"] == {"refs": ["master"]}
+    assert scan["artifacts"] == {"paths": ["gl-container-scanning-report.json"]}
     assert scan["script"][0] == "docker run -d --name db arminc/clair-db:latest"
     # The merge key `<<: *k8s-deploy` brought image, services, before_script and script.
     for name, env, context in (
@@ -191,7 +192,7 @@ unit tests:
     )
     code, out, err = run_cli(capsys, path, "--root", tmp_path)
     assert code == 3, err
-    assert "needs:artifacts" not in err  # artifacts: false asks for nothing (issue 12, item 9)
+    assert "needs:artifacts" not in err  # kept (issue 13)
     assert "build:linux: retry:when: scheduler_failure" in err
     spec = yaml.safe_load(out)["spec"]
     assert spec["variables"] == {"GLOBAL": "g", "NUMBER": "15"}
@@ -205,6 +206,7 @@ unit tests:
     unit = jobs["unit tests"]
     assert unit["stage"] == "test"
     assert unit["needs"] == ["build:linux"] and unit["optionalNeeds"] == ["lint"]
+    assert unit["needsWithoutArtifacts"] == ["build:linux"]
     assert unit["allowFailureExitCodes"] == [1, 3]
     assert unit["rules"] == [
         {"if": '$CI_COMMIT_BRANCH == "main"', "when": "manual", "allowFailure": True},
@@ -241,12 +243,13 @@ def test_lossless_file_exits_zero_and_unsupported_keys_are_listed(tmp_path, caps
     for expected in (
         "include: remote: remote include https://x/y.yml not resolved",
         "include: template: template include Auto-DevOps.gitlab-ci.yml not resolved",
-        "(pipeline): cache:",
         "trig: trigger: downstream pipelines are not supported; job dropped",
     ):
         assert any(line.startswith(expected) for line in lines), expected
     assert not any(line.startswith("job: tags:") for line in lines)  # kept: mapped to nodes
     assert yaml.safe_load(out)["spec"]["jobs"][0]["tags"] == ["docker"]
+    # The legacy top-level cache is every job's default cache.
+    assert yaml.safe_load(out)["spec"]["jobs"][0]["cache"] == [{"paths": ["x"]}]
     assert [j["name"] for j in yaml.safe_load(out)["spec"]["jobs"]] == ["job"]
 
 
@@ -406,3 +409,124 @@ def test_auto_cancel_of_interruptible_jobs_only_is_approximated_and_said(tmp_pat
     code, out, err = run_cli(capsys, path, "--root", tmp_path)
     assert code == 3 and "runs as conservative" in err
     assert yaml.safe_load(out)["spec"]["autoCancel"] == "conservative"
+
+
+# Omissions over the conformance corpus before issue 13 (artifacts, cache and dependencies
+# dropped): 65, of which 43 were artifacts (29), cache (10) and dependencies (4).
+OMISSIONS_BEFORE_ARTIFACTS = 65
+
+
+def test_artifacts_cache_and_dependencies_are_no_longer_omissions_of_the_corpus():
+    from conveyor.gitlab.importer import import_file
+
+    omissions = []
+    for path in FILES:
+        result = import_file(path, repo="https://git.example/a.git", root=FIXTURES)
+        omissions += [str(o) for o in result.omissions]
+    assert len(omissions) <= OMISSIONS_BEFORE_ARTIFACTS - 42, omissions
+    lost = [o for o in omissions if ": artifacts:" in o or ": cache" in o or "dependencies" in o]
+    # What is left: a report kind Conveyor does not read (dependency_scanning), said.
+    assert lost == [
+        "container_scanning: artifacts:reports:dependency_scanning: Conveyor reads only junit "
+        "and container_scanning reports: this one is not kept (list it in artifacts:paths to "
+        "keep the file)"
+    ]
+
+
+def test_artifacts_cache_and_needs_map_onto_the_api(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        """
+stages: [build, test, deploy]
+default:
+  cache:
+    key: $CI_COMMIT_REF_SLUG
+    paths: [.npm/]
+    policy: pull
+build:
+  stage: build
+  parallel: 2
+  script: [make]
+  artifacts:
+    paths: [dist/]
+    exclude: [dist/*.map]
+    expire_in: 2 hrs 20 min
+    when: on_failure
+    name: build-$CI_COMMIT_REF_SLUG
+    reports:
+      junit: [junit.xml, more/*.xml]
+  cache:
+    - key: {files: [package-lock.json], prefix: npm}
+      paths: [node_modules/]
+      fallback_keys: [npm-main]
+      when: always
+      unprotect: true
+    - key: build
+      untracked: true
+      policy: push
+test:
+  stage: test
+  script: [make test]
+  dependencies: [build]
+  cache: []
+deploy:
+  stage: deploy
+  script: [deploy]
+  needs: [{job: test, artifacts: false}, build]
+  artifacts: {paths: [out], expire_in: never}
+""",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert (code, err) == (0, ""), err
+    manifest = yaml.safe_load(out)
+    jobs = {j["name"]: j for j in manifest["spec"]["jobs"]}
+    build = jobs["build 1/2"]
+    assert build["artifacts"] == {
+        "paths": ["dist/"],
+        "exclude": ["dist/*.map"],
+        "name": "build-$CI_COMMIT_REF_SLUG",
+        "when": "on_failure",
+        "expireIn": "2 hrs 20 min",
+        "reports": {"junit": ["junit.xml", "more/*.xml"]},
+    }
+    assert build["cache"] == [
+        {
+            "keyFiles": {"files": ["package-lock.json"], "prefix": "npm"},
+            "paths": ["node_modules/"],
+            "when": "always",
+            "fallbackKeys": ["npm-main"],
+        },
+        {"key": "build", "untracked": True, "policy": "push"},
+    ]
+    # dependencies on a parallel job: all its instances, as needs
+    assert jobs["test"]["dependencies"] == ["build 1/2", "build 2/2"]
+    assert "cache" not in jobs["test"]  # cache: [] turns default:cache off
+    assert jobs["deploy"]["cache"] == [
+        {"key": "$CI_COMMIT_REF_SLUG", "paths": [".npm/"], "policy": "pull"}
+    ]
+    assert jobs["deploy"]["needsWithoutArtifacts"] == ["test"]
+    assert jobs["deploy"]["artifacts"] == {"paths": ["out"], "expireIn": "never"}
+    check_schema(manifest["spec"], PIPELINE_SCHEMA["properties"]["spec"], "spec")
+    Pipeline.from_dict(manifest)
+
+
+@pytest.mark.parametrize(
+    ("job", "reason"),
+    [
+        ("  cache: {key: a/b, paths: [x]}\n", "must not contain '/'"),
+        ("  cache: {key: ., paths: [x]}\n", "must not be '.' or '..'"),
+        ("  artifacts: {paths: [x], expire_in: soon}\n", "artifacts:expire_in"),
+        ("  artifacts: {paths: [x], when: manual}\n", "artifacts:when must be one of"),
+        ("  cache: {paths: [x], when: sometimes}\n", "cache:when must be"),
+        ("  dependencies: build\n", "dependencies must be job names"),
+        ("  needs: [{job: b, artifacts: maybe}]\n", "needs:artifacts is true or false"),
+        (
+            "  cache: [{paths: [a]}, {paths: [b]}, {paths: [c]}, {paths: [d]}, {paths: [e]}]\n",
+            "at most 4 caches",
+        ),
+    ],
+)
+def test_bad_artifacts_and_cache_are_refused_naming_the_field(tmp_path, capsys, job, reason):
+    path = write(tmp_path, "b:\n  stage: build\n  script: [x]\njob:\n  script: [x]\n" + job)
+    code, _, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 2 and reason in err, err

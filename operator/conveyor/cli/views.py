@@ -12,9 +12,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conveyor.api.codec import parse_time
+from conveyor.api.codec import ModelError, from_dict, parse_time
 from conveyor.api.durations import format_duration
 from conveyor.api.meta import GROUP
+from conveyor.api.pipelinerun import JunitSummary
+from conveyor.engine.reports import merge_summaries, summary_text
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
 ANNOTATION_INITIATOR = "conveyor.dev/initiator"
@@ -103,14 +105,43 @@ def runs_table(
             row += [
                 spec.get("pipelineSource") or "api",
                 annotations.get(ANNOTATION_INITIATOR) or "-",
+                summary_text(run_tests(r)) or "-",
                 (succeeded_condition(r).get("message") or "-")[:80],
             ]
         rows.append(row)
     headers = ["NAMESPACE"] if namespaces else []
     headers += ["NAME", "PIPELINE", "REF", "SHA", "STATUS", "WAITING", "STAGE", "AGE", "DURATION"]
     if wide:
-        headers += ["SOURCE", "INITIATOR", "MESSAGE"]
+        headers += ["SOURCE", "INITIATOR", "TESTS", "MESSAGE"]
     return table(headers, rows)
+
+
+def job_tests(job: Mapping[str, Any]) -> JunitSummary | None:
+    """A job status' test summary (status.jobs[].tests), or None."""
+    tests = job.get("tests")
+    if not tests:
+        return None
+    try:
+        return from_dict(JunitSummary, tests)
+    except ModelError:
+        return None  # a status written by another version: not worth failing the command
+
+
+def run_tests(run: Mapping[str, Any]) -> JunitSummary | None:
+    """The test summary of the whole run: its jobs' summed; None when no job reported tests."""
+    summaries = [t for j in (run.get("status") or {}).get("jobs") or () if (t := job_tests(j))]
+    return merge_summaries(summaries) if summaries else None
+
+
+def _size(size: int) -> str:
+    if size < 1024:
+        return f"{size}B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f}{unit}"
 
 
 def _took(job: Mapping[str, Any], now: datetime.datetime | None) -> str:
@@ -126,7 +157,10 @@ def jobs_table(
     run: Mapping[str, Any], *, wide: bool = False, now: datetime.datetime | None = None
 ) -> str:
     rows = []
-    for j in (run.get("status") or {}).get("jobs") or []:
+    jobs = (run.get("status") or {}).get("jobs") or []
+    # The TESTS column only when some job has JUnit reports: other runs keep their layout.
+    with_tests = any(job_tests(j) for j in jobs)
+    for j in jobs:
         exit_code = j.get("exitCode")
         row = [
             j["name"],
@@ -138,10 +172,14 @@ def jobs_table(
             j.get("jobName") or "-",
             _took(j, now),
         ]
+        if with_tests:
+            row.append(summary_text(job_tests(j)) or "-")
         if wide:
             row += [j.get("environment") or "-", (j.get("message") or "-")[:80]]
         rows.append(row)
     headers = ["JOB", "STAGE", "STATUS", "ATTEMPT", "EXIT", "REASON", "K8S JOB", "DURATION"]
+    if with_tests:
+        headers.append("TESTS")
     if wide:
         headers += ["ENVIRONMENT", "MESSAGE"]
     return table(headers, rows)
@@ -156,9 +194,25 @@ def run_summary(run: Mapping[str, Any], *, wide: bool = False, now: datetime.dat
         lines.append(
             f"Reason:   {succeeded.get('reason', '')}: {succeeded.get('message') or ''}".rstrip()
         )
+    tests = run_tests(run)
+    if tests is not None:
+        lines.append(f"Tests:    {summary_text(tests)}")
     if status.get("jobs"):
         lines.append(jobs_table(run, wide=wide, now=now))
+    lines += _failed_tests(status.get("jobs") or ())
     return "\n".join(lines)
+
+
+def _failed_tests(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """`Failed tests:` then `  JOB: classname.name`, the first ones each job recorded."""
+    out = []
+    for j in jobs:
+        tests = job_tests(j)
+        if tests is None:
+            continue
+        out += [f"  {j['name']}: {name}" for name in tests.failed_tests]
+        out += [f"  {j['name']}: unreadable report {why}" for why in tests.unreadable]
+    return ["Failed tests:", *out] if out else []
 
 
 def names(objects: Sequence[Mapping[str, Any]], kind: str = "pipelinerun") -> str:
@@ -246,6 +300,24 @@ def describe(
                 lines.append(
                     f"  {j['name']} (attempt {j.get('attempt') or 1}{code}){allowed}: {why}"
                 )
+        failed_tests = _failed_tests(jobs)
+        if failed_tests:
+            lines += ["", *failed_tests]
+        kept = [(j["name"], a) for j in jobs for a in j.get("artifacts") or ()]
+        if kept:
+            lines += ["", "Artifacts:"]
+            rows = [
+                [
+                    name,
+                    a.get("name", "-"),
+                    a.get("kind") or "archive",
+                    _size(int(a.get("size") or 0)),
+                    (a.get("digest") or "-")[:19],
+                    a.get("expiresAt") or "never",
+                ]
+                for name, a in kept
+            ]
+            lines.append(_indent(table(["JOB", "FILE", "KIND", "SIZE", "DIGEST", "EXPIRES"], rows)))
     if approvals:
         lines += ["", "Approvals:"]
         rows = []

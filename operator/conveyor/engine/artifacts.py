@@ -41,7 +41,8 @@ Lookup = Callable[[str], str | None]
 
 
 class CacheKeyError(ValueError):
-    """A cache key GitLab refuses (`/` in it, `.` or `..`, empty after variables)."""
+    """A cache key GitLab refuses as written (`/` in it, `.` or `..`), or one that is empty
+    once its variables are expanded and it is sanitised as the runner does."""
 
 
 # --- which artifacts a job downloads -------------------------------------------------------
@@ -119,13 +120,12 @@ def validate_artifacts(spec: PipelineSpec) -> list[str]:
                 problems.append(f"job '{job.name}': artifacts.expireIn: {err}")
         for index, cache in enumerate(job.cache):
             where = f"job '{job.name}': cache[{index}]"
-            for key in (cache.key, *cache.fallback_keys):
-                # Keys with variables are checked once expanded, when the job starts.
-                if key is not None and "$" not in key:
-                    try:
-                        check_cache_key(key)
-                    except CacheKeyError as err:
-                        problems.append(f"{where}: key {key!r}: {err}")
+            if cache.key is not None:
+                # GitLab checks the key as written; once expanded, the runner sanitises it.
+                try:
+                    check_cache_key(cache.key)
+                except CacheKeyError as err:
+                    problems.append(f"{where}: key {cache.key!r}: {err}")
             if not cache.paths and not cache.untracked:
                 problems.append(f"{where}: paths: give paths or untracked: true")
     return problems
@@ -259,6 +259,25 @@ def check_cache_key(key: str) -> str:
     return key
 
 
+def sanitize_cache_key(key: str) -> str:
+    """An expanded key as GitLab's runner sanitises it (`sanitizeCacheKey`): `%2F`/`%2E` and
+    `\\` decoded to `/` and `.`, the path cleaned and rooted so it cannot climb out (`a/../b`
+    is `b`), trailing spaces of the last component dropped. Raises CacheKeyError when nothing is
+    left (the runner then skips that key)."""
+    decoded = key
+    for encoded, plain in (("%2f", "/"), ("%2F", "/"), ("%2e", "."), ("%2E", ".")):
+        decoded = decoded.replace(encoded, plain)
+    cleaned = posixpath.normpath("/" + decoded.replace("\\", "/").lstrip("/"))
+    while cleaned:
+        cut = cleaned.rfind("/")
+        folder, last = cleaned[: cut + 1], cleaned[cut + 1 :].rstrip()
+        if not last:
+            cleaned = folder[:-1]
+            continue
+        return posixpath.join(folder[1:], last) if folder[1:] else last
+    raise CacheKeyError(f"cache key {key!r} could not be sanitized")
+
+
 def files_digest(blob_ids: Sequence[str | None]) -> str:
     """GitLab's hash for `key:files`: SHA-1 of the files' git blob ids at the run's commit,
     sorted, unique, joined by `-`; `default` when none of the files exists."""
@@ -291,8 +310,10 @@ def cache_keys(
 
     `key` string: expanded. `keyFiles`: `PREFIX-HASH` with PREFIX the expanded prefix (default
     the index, as GitLab) and HASH `files_digest` of `blob_ids(files)` (the files' git blob ids
-    at the run's commit; globs expanded by the caller). No key: `default`. Raises
-    CacheKeyError for a key GitLab refuses; fallback keys GitLab would refuse are left out."""
+    at the run's commit; globs expanded by the caller). No key: `default`. Every key is then
+    sanitised as the runner does (`sanitize_cache_key`). Raises CacheKeyError when the key is
+    empty once sanitised (skip the cache, as the runner does); such fallback keys are left
+    out."""
     if cache.key_files is not None:
         if blob_ids is None:
             raise ValueError("keyFiles needs the files' blob ids")
@@ -303,7 +324,7 @@ def cache_keys(
         key = expand(cache.key, lookup)
     else:
         key = DEFAULT_CACHE_KEY
-    check_cache_key(key)
+    key = sanitize_cache_key(key)
     fallbacks: list[str] = []
     candidates = [expand(k, lookup) for k in cache.fallback_keys]
     global_fallback = lookup(CACHE_FALLBACK_KEY_VARIABLE)
@@ -313,7 +334,7 @@ def cache_keys(
         candidates.append(global_fallback)
     for candidate in candidates:
         try:
-            fallbacks.append(check_cache_key(candidate))
+            fallbacks.append(sanitize_cache_key(candidate))
         except CacheKeyError:
             continue
     return CacheKeys(key, tuple(k for k in dict.fromkeys(fallbacks) if k != key))

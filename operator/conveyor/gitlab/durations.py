@@ -12,6 +12,9 @@ for _names, _seconds in (
     (("h", "hr", "hrs", "hour", "hours"), 3600),
     (("d", "day", "days"), 86400),
     (("w", "wk", "wks", "week", "weeks"), 604800),
+    # ChronicDuration's month (30 days) and year (365.25 days), for artifacts:expire_in.
+    (("mo", "mos", "month", "months"), 2592000),
+    (("y", "yr", "yrs", "year", "years"), 31557600),
 ):
     for _name in _names:
         _UNITS[_name] = _seconds

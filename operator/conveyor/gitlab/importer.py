@@ -24,13 +24,19 @@ import yaml
 from conveyor.api.codec import ModelError
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
+    ARTIFACT_WHEN_VALUES,
     AUTO_CANCEL_VALUES,
+    CACHE_POLICIES,
     DEFAULT_STAGES,
+    MAX_CACHE_KEY_FILES,
+    MAX_CACHES,
+    MAX_FALLBACK_KEYS,
     MAX_JOBS,
     RETRY_WHEN_VALUES,
     START_IN_MAX_SECONDS,
     Pipeline,
 )
+from conveyor.engine.artifacts import CacheKeyError, check_cache_key
 from conveyor.engine.names import slug
 from conveyor.engine.validate import validate_pipeline
 from conveyor.gitlab.durations import parse_human_duration, to_compact
@@ -65,9 +71,6 @@ GLOBAL_KEYWORDS = frozenset(
 MAX_PARALLEL = 200  # GitLab's limit on the jobs of one parallel job
 
 UNSUPPORTED_JOB_KEYS: Mapping[str, str] = {
-    "artifacts": "artifacts are not supported yet; nothing is uploaded or passed on",
-    "cache": "caches are not supported; every job starts from a clean checkout",
-    "dependencies": "artifacts are not supported: no artifacts of the named jobs are passed on",
     "coverage": "coverage parsing is not supported",
     "release": "releases are not created",
     "secrets": "external secrets are not supported; use secretVariables",
@@ -114,10 +117,15 @@ MERGE_REQUEST_PREFIXES = ("CI_MERGE_REQUEST_", "CI_EXTERNAL_PULL_REQUEST_")
 
 DEFAULT_KEYS = (
     "image", "services", "before_script", "after_script", "retry", "timeout", "interruptible",
-    "tags",
+    "tags", "artifacts", "cache",
 )  # fmt: skip
-# GitLab's legacy top-level defaults: every default keyword but tags (a top-level `tags` is a job).
-LEGACY_DEFAULT_KEYS = tuple(k for k in DEFAULT_KEYS if k != "tags")
+# GitLab's legacy top-level defaults: every default keyword but tags and artifacts (a top-level
+# `tags` or `artifacts` is a job); the top-level `cache` is one (deprecated, still honoured).
+LEGACY_DEFAULT_KEYS = tuple(k for k in DEFAULT_KEYS if k not in ("tags", "artifacts"))
+# artifacts:reports kinds Conveyor reads; the others are said, and their files not kept.
+REPORT_KINDS = {"junit": "junit", "container_scanning": "containerScanning"}
+ARTIFACT_KEYS = ("paths", "exclude", "untracked", "name", "when", "expire_in", "reports")
+CACHE_KEYS = ("key", "paths", "policy", "when", "fallback_keys", "untracked", "unprotect")
 SERVICE_ALIAS_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
@@ -470,8 +478,6 @@ class Importer:
                 self.omit("default", key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit("default", key, "unknown default keyword, dropped")
-        if "cache" in config:
-            self.omit("(pipeline)", "cache", UNSUPPORTED_JOB_KEYS["cache"])
         out: dict[str, Any] = {}
         for key, value in raw.items():
             out[key] = self._field(key, value, "default", default or config)
@@ -565,7 +571,10 @@ class Importer:
                 self.default_image_jobs.add(name)
             elif "image" in defaults:
                 self.without_default_image = True
-        keys = ("image", "services", "variables", "before_script", "script", "after_script", "tags")
+        keys = (
+            "image", "services", "variables", "before_script", "script", "after_script", "tags",
+            "artifacts", "cache",
+        )  # fmt: skip
         for key in keys:
             value = job[key] if key in job else inherited.get(key)
             if key in job:
@@ -575,6 +584,8 @@ class Importer:
         if "script" not in out:
             raise self.fail(job, None, f"job {name}: a job needs a script (or a trigger)")
         self._needs(name, job, out)
+        if "dependencies" in job:
+            out["dependencies"] = self._dependencies(job["dependencies"], name, job)
         if "rules" in job:
             for legacy in ("only", "except"):
                 if legacy in job:
@@ -608,7 +619,7 @@ class Importer:
             "stage", "type", "image", "services", "variables", "before_script", "script",
             "after_script", "needs", "rules", "only", "except", "when", "allow_failure", "retry",
             "timeout", "environment", "resource_group", "inherit", "extends", "parallel",
-            "interruptible", "tags",
+            "interruptible", "tags", "artifacts", "cache", "dependencies",
         }  # fmt: skip
         for key in job:
             if key in handled:
@@ -616,8 +627,6 @@ class Importer:
             if key in UNSUPPORTED_JOB_KEYS:
                 if key == "start_in" and job.get("when") == "delayed":
                     continue  # converted with `when: delayed`
-                if key == "dependencies" and job[key] == []:
-                    continue  # no artifacts: exactly what Conveyor does
                 self.omit(name, key, UNSUPPORTED_JOB_KEYS[key])
             else:
                 self.omit(name, key, "unknown keyword, dropped")
@@ -687,6 +696,8 @@ class Importer:
             "timeout": self._timeout,
             "interruptible": self._interruptible,
             "tags": self._tags,
+            "artifacts": self._artifacts,
+            "cache": self._caches,
         }
         return converters[key](value, where, node)
 
@@ -870,6 +881,7 @@ class Importer:
             raise self.fail(job, "needs", f"job {name}: needs must be a list")
         required: set[str] = set()
         optional: set[str] = set()
+        without: set[str] = set()  # needs:artifacts: false
         for entry in needs:
             if isinstance(entry, str):
                 required.add(entry)
@@ -882,9 +894,11 @@ class Importer:
             target = entry.get("job")
             if not isinstance(target, str):
                 raise self.fail(job, "needs", f"job {name}: a needs entry needs a job name")
-            if entry.get("artifacts", False) is not False:
-                # artifacts: false asks for nothing, so nothing is lost
-                self.omit(name, "needs:artifacts", f"{target}: artifacts are not supported")
+            artifacts = entry.get("artifacts", True)
+            if not isinstance(artifacts, bool):
+                raise self.fail(job, "needs", f"job {name}: needs:artifacts is true or false")
+            if not artifacts:
+                without.add(target)
             if "parallel" in entry:
                 self.matrix_needs[(name, target)] = self._matrix_filter(
                     entry["parallel"], name, job
@@ -895,6 +909,156 @@ class Importer:
             out["optionalNeeds"] = sorted(optional - required)
             if not required:
                 del out["needs"]
+        if without:
+            out["needsWithoutArtifacts"] = sorted(without)
+
+    def _dependencies(self, value: Any, name: str, job: MarkedDict) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(d, str) for d in value):
+            raise self.fail(job, "dependencies", f"job {name}: dependencies must be job names")
+        return sorted(set(value))
+
+    def _artifacts(self, value: Any, where: str, node: Any) -> dict[str, Any] | None:
+        if not isinstance(value, dict):
+            raise self.fail(node, "artifacts", f"{where}: artifacts must be a mapping")
+        out: dict[str, Any] = {}
+        for key in ("paths", "exclude"):
+            if value.get(key) is not None:
+                out[key] = self._path_list(value[key], where, f"artifacts:{key}", node)
+        if value.get("untracked") is not None:
+            if not isinstance(value["untracked"], bool):
+                raise self.fail(node, "artifacts", f"{where}: artifacts:untracked is a boolean")
+            if value["untracked"]:
+                out["untracked"] = True
+        if value.get("name") is not None:
+            out["name"] = str(value["name"])
+        when = value.get("when")
+        if when is not None:
+            if when not in ARTIFACT_WHEN_VALUES:
+                raise self.fail(
+                    node,
+                    "artifacts",
+                    f"{where}: artifacts:when must be one of " + ", ".join(ARTIFACT_WHEN_VALUES),
+                )
+            if when != "on_success":
+                out["when"] = when
+        if value.get("expire_in") is not None:
+            out["expireIn"] = self._expire_in(value["expire_in"], where, node)
+        reports = value.get("reports")
+        if reports is not None:
+            if not isinstance(reports, dict):
+                raise self.fail(node, "artifacts", f"{where}: artifacts:reports must be a mapping")
+            kept: dict[str, list[str]] = {}
+            for kind, files in reports.items():
+                if kind in REPORT_KINDS:
+                    kept[REPORT_KINDS[kind]] = self._path_list(
+                        files, where, f"artifacts:reports:{kind}", node
+                    )
+                else:
+                    self.omit(
+                        where,
+                        f"artifacts:reports:{kind}",
+                        "Conveyor reads only junit and container_scanning reports: this one is "
+                        "not kept (list it in artifacts:paths to keep the file)",
+                    )
+            if kept:
+                out["reports"] = kept
+        for key in value:
+            if key not in ARTIFACT_KEYS:
+                self.omit(where, f"artifacts:{key}", "not supported, dropped")
+        return out or None
+
+    def _expire_in(self, value: Any, where: str, node: Any) -> str:
+        text = str(value).strip()
+        if text.lower() == "never":
+            return "never"
+        try:
+            seconds = parse_human_duration(value)
+        except ValueError as exc:
+            raise self.fail(node, "artifacts", f"{where}: artifacts:expire_in: {exc}") from exc
+        if seconds <= 0:
+            raise self.fail(node, "artifacts", f"{where}: artifacts:expire_in must be positive")
+        return text if isinstance(value, str) else f"{seconds} seconds"
+
+    def _path_list(self, value: Any, where: str, key: str, node: Any) -> list[str]:
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(p, str | int | float) and not isinstance(p, bool) for p in items):
+            raise self.fail(node, key.split(":")[0], f"{where}: {key} must be paths")
+        return [str(p) for p in items if str(p)]
+
+    def _caches(self, value: Any, where: str, node: Any) -> list[dict[str, Any]]:
+        """GitLab `cache`: one mapping or a list of at most 4; `[]` (or `{}`) means none, and
+        overrides `default:cache`."""
+        items = value if isinstance(value, list) else [value]
+        if len(items) > MAX_CACHES:
+            raise self.fail(node, "cache", f"{where}: at most {MAX_CACHES} caches per job")
+        out = []
+        for index, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise self.fail(node, "cache", f"{where}: a cache must be a mapping")
+            if not item:
+                continue
+            cache = self._cache(item, where, node, index)
+            if cache is not None:
+                out.append(cache)
+        return out
+
+    def _cache(self, item: dict[str, Any], where: str, node: Any, index: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        key = item.get("key")
+        if isinstance(key, dict):
+            files = key.get("files")
+            if not isinstance(files, list) or not 1 <= len(files) <= MAX_CACHE_KEY_FILES:
+                raise self.fail(
+                    node, "cache", f"{where}: cache:key:files must list one or two files"
+                )
+            out["keyFiles"] = {"files": [str(f) for f in files]}
+            if key.get("prefix") is not None:
+                out["keyFiles"]["prefix"] = str(key["prefix"])
+            for extra in key:
+                if extra not in ("files", "prefix"):
+                    self.omit(where, f"cache:key:{extra}", "not supported, dropped")
+        elif key is not None:
+            if not isinstance(key, str | int | float) or isinstance(key, bool):
+                raise self.fail(node, "cache", f"{where}: cache:key is a string or {{files}}")
+            text = str(key)
+            try:
+                check_cache_key(text)
+            except CacheKeyError as exc:
+                raise self.fail(node, "cache", f"{where}: cache:key {text!r}: {exc}") from exc
+            out["key"] = text
+        if item.get("paths") is not None:
+            out["paths"] = self._path_list(item["paths"], where, "cache:paths", node)
+        if item.get("untracked"):
+            out["untracked"] = True
+        if not out.get("paths") and not out.get("untracked"):
+            self.omit(where, "cache", f"cache {index} has no paths: nothing is cached")
+        policy = item.get("policy")
+        if policy is not None:
+            if policy not in CACHE_POLICIES:
+                # GitLab allows a variable here; Conveyor's policy is part of the spec.
+                self.omit(
+                    where, "cache:policy", f"{policy!r} is not pull, push or pull-push: pull-push"
+                )
+            elif policy != "pull-push":
+                out["policy"] = policy
+        when = item.get("when")
+        if when is not None:
+            if when not in ARTIFACT_WHEN_VALUES:
+                raise self.fail(
+                    node, "cache", f"{where}: cache:when must be on_success, on_failure or always"
+                )
+            if when != "on_success":
+                out["when"] = when
+        fallback = item.get("fallback_keys")
+        if fallback is not None:
+            if not isinstance(fallback, list) or len(fallback) > MAX_FALLBACK_KEYS:
+                raise self.fail(node, "cache", f"{where}: cache:fallback_keys lists at most 5 keys")
+            out["fallbackKeys"] = [str(k) for k in fallback]
+        for extra in item:
+            if extra not in CACHE_KEYS:
+                self.omit(where, f"cache:{extra}", "not supported, dropped")
+        # unprotect: Conveyor has no protected refs, every cache is shared as GitLab's unprotected
+        return out
 
     def _parallel(self, value: Any, name: str, job: MarkedDict) -> list[tuple[str, dict[str, str]]]:
         """GitLab's `parallel: N` (jobs `name 1/N` .. `name N/N`) or `parallel: matrix:` (one
@@ -950,7 +1114,7 @@ class Importer:
             return jobs
         out: list[dict[str, Any]] = []
         for job in jobs:
-            for key in ("needs", "optionalNeeds"):
+            for key in ("needs", "optionalNeeds", "dependencies", "needsWithoutArtifacts"):
                 if key in job:
                     job[key] = sorted(
                         {n for need in job[key] for n in self._needed(job["name"], need)}
@@ -991,7 +1155,7 @@ class Importer:
         return chosen
 
     def _drop_needs_on_dropped(self, job: dict[str, Any]) -> None:
-        for key in ("needs", "optionalNeeds"):
+        for key in ("needs", "optionalNeeds", "dependencies", "needsWithoutArtifacts"):
             if key in job:
                 gone = [n for n in job[key] if n in self.dropped_jobs]
                 for need in gone:
