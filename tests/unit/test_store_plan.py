@@ -302,3 +302,15 @@ def test_the_cli_finds_the_latest_attempts_archive_and_extracts_safely(tmp_path)
     with pytest.raises(tarfile.TarError):
         safe_extract(buf.getvalue(), tmp_path / "out")
     assert not (tmp_path / "escape").exists()
+
+
+def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
+    from conveyor.engine import attempts
+    from conveyor.engine.model import ObservedJob
+
+    seen = ObservedJob(
+        "j-1", "j", 1, "failed", exit_code=1, reason="ArtifactsFailed", message="too big"
+    )
+    assert attempts._from_observed(seen).reason == "ArtifactsFailed"
+    script = ObservedJob("j-1", "j", 1, "failed", exit_code=1, reason="BackoffLimitExceeded")
+    assert attempts._from_observed(script).reason == "ScriptFailure"

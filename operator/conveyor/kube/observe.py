@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.api.codec import parse_time
 from conveyor.engine import model
+from conveyor.engine.attempts import REASON_ARTIFACTS_FAILED
 from conveyor.engine.model import ObservedJob
 from conveyor.kube.jobspec import (
     ANNOTATION_ATTEMPT,
@@ -26,7 +27,6 @@ from conveyor.kube.script import (
 MESSAGE_MAX = 256
 # A job failed by its artifacts: the upload after the script (the size limit, the store), or
 # the download of its dependencies' artifacts before it.
-REASON_ARTIFACTS_FAILED = "ArtifactsFailed"
 REASON_ARTIFACTS_DOWNLOAD_FAILED = "ArtifactsDownloadFailed"
 
 
