@@ -95,6 +95,9 @@ def store_options(clusters: Clusters) -> tuple[str, ...]:
         info["bucket"],
         "--artifact-store-secret",
         STORE_SECRET,
+        # Often, so that tests see deleted runs' and expired artifacts go.
+        "--artifact-sweep-interval",
+        "5s",
     )
 
 

@@ -331,3 +331,64 @@ def test_an_artifact_over_the_limit_fails_its_job_saying_so(
         )
         is None
     )
+
+
+JUNIT = (
+    '<testsuite name="unit" tests="3">'
+    '<testcase classname="app" name="adds"/>'
+    '<testcase classname="app" name="divides"><failure message="by zero"/></testcase>'
+    '<testcase classname="app" name="later"><skipped/></testcase>'
+    "</testsuite>"
+)
+
+
+def test_junit_reports_show_in_get_and_objects_go_with_expiry_and_with_their_run(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "unit",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "script": [f"echo '{JUNIT}' > report.xml"],
+            "artifacts": {"reports": {"junit": ["report.xml"]}, "expireIn": "3 seconds"},
+        },
+        {
+            "name": "keep",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "script": ["echo kept > keep.txt"],
+            "artifacts": {"paths": ["keep.txt"]},
+        },
+    ]
+    conveyor.create(pipeline("rep", jobs, **real.placement()))
+    conveyor.create(run("rep-1", "rep"))
+    done = conveyor.wait_finished("rep-1", timeout=240)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+
+    def tests_recorded() -> Any:
+        return job_status(conveyor.get_run("rep-1"), "unit").get("tests")
+
+    tests = wait_until(tests_recorded, timeout=30, what="status.jobs[unit].tests")
+    assert (tests["total"], tests["passed"], tests["failed"], tests["skipped"]) == (3, 1, 1, 1)
+    assert tests["failedTests"] == ["app.divides"]
+    shown = conveyor_cli(clusters, "get", "rep-1", "-n", conveyor.ns)
+    assert shown.returncode == 0, shown.stderr
+    assert "1 passed, 1 failed, 1 skipped" in shown.stdout, shown.stdout
+
+    store = _store_client()
+    uid = done["metadata"]["uid"]
+    unit = f"artifacts/{conveyor.ns}/rep-1-{uid}/unit/1/archive.tar.gz"
+    keep = f"artifacts/{conveyor.ns}/rep-1-{uid}/keep/1/archive.tar.gz"
+    # `expireIn: 3 seconds`: the operator's sweep (every 5 s here) deletes it; `keep` stays.
+    wait_until(lambda: store.head(unit) is None, timeout=60, what="the expired archive gone")
+    assert store.head(keep) is not None
+    # The run deleted: its objects go too.
+    conveyor.api.delete_namespaced_custom_object(
+        "conveyor.dev", "v1alpha1", conveyor.ns, "pipelineruns", "rep-1"
+    )
+    wait_until(
+        lambda: not list(store.list(f"artifacts/{conveyor.ns}/rep-1-{uid}/")),
+        timeout=60,
+        what="the deleted run's objects gone",
+    )

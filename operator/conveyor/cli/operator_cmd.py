@@ -238,6 +238,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="expire_in of artifacts whose job gives none (GitLab's syntax; `never`)",
     )
     store.add_argument(
+        "--artifact-sweep-interval",
+        type=_duration,
+        default="5m",
+        metavar="DURATION",
+        help="how often the store is swept of deleted runs' and expired artifacts (5m)",
+    )
+    store.add_argument(
         "--transfer-image",
         default=DEFAULT_TRANSFER_IMAGE,
         help="image of the static transfer binary copied into job pods",
@@ -416,6 +423,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         approval_retention=args.approval_retention,
         tags=tag_map(args.tag_selector, args.tag_toleration),
         transfer_image=args.transfer_image,
+        artifact_sweep_interval=args.artifact_sweep_interval,
         artifact_store=store_config(args),
         artifacts_expire_in=None
         if args.artifacts_expire_in.strip().lower() == "never"

@@ -126,6 +126,8 @@ class JobOptions:
     artifact_store: StoreConfig | None = None
     # expire_in of artifacts whose job says none (GitLab.com: 30 days); None: never.
     artifacts_expire_in: str | None = "30 days"
+    # How often the operator deletes deleted runs' and expired artifacts from the store.
+    artifact_sweep_interval: datetime.timedelta = datetime.timedelta(minutes=5)
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:

@@ -18,9 +18,8 @@ import logging
 import posixpath
 import tarfile
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import unquote
 
 from conveyor.api.codec import to_dict
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
@@ -242,27 +241,37 @@ class ArtifactService:
         runs: Iterable[tuple[str, str, str]],
         statuses: Iterable[tuple[str, str, str, Mapping[str, Any]]],
         now: datetime.datetime,
+        run_exists: Callable[[str, str, str], bool],
     ) -> int:
-        """Deletes the objects of runs that no longer exist (`runs`: namespace, name, uid of
-        those that do) and of attempts whose artifacts expired (`statuses`: each run's status).
-        Returns how many objects went."""
+        """Deletes the objects of runs that no longer exist and of attempts whose artifacts
+        expired. `runs`: (namespace, name, uid) of the runs the operator sees; a run not among
+        them is asked for (`run_exists`) before its objects go, so a view still filling after a
+        start never costs a live run its artifacts. `statuses`: each run's status. Returns how
+        many objects went."""
         if self.config is None:
             return 0
         client = self.client()
-        alive = {(ns, f"{name}-{uid}" if uid else name) for ns, name, uid in runs}
-        gone = 0
-        for obj in list(client.list(rules.ARTIFACTS_ROOT + "/")):
+        alive = {(ns, f"{name}-{uid}") for ns, name, uid in runs}
+        owners: dict[tuple[str, str], list[str]] = {}
+        for obj in client.list(rules.ARTIFACTS_ROOT + "/"):
             parts = obj.key.split("/")
-            if len(parts) < 4:
+            if len(parts) >= 4 and (parts[1], parts[2]) not in alive:
+                owners.setdefault((parts[1], parts[2]), []).append(obj.key)
+        gone = 0
+        for (namespace, owner), keys in owners.items():
+            # RUN-UID: a UID is 36 characters (a UUID).
+            name, uid = owner[:-37], owner[-36:]
+            if len(owner) > 37 and run_exists(namespace, name, uid):
                 continue
-            if (parts[1], unquote(parts[2])) not in alive and (parts[1], parts[2]) not in alive:
-                client.delete(obj.key)
+            for key in keys:
+                client.delete(key)
                 gone += 1
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
         for namespace, name, uid, status in statuses:
             for entry in status.get("jobs") or ():
                 for record in entry.get("artifacts") or ():
                     expires = record.get("expiresAt")
-                    if not expires or expires > now.strftime("%Y-%m-%dT%H:%M:%SZ"):
+                    if not expires or expires > stamp:
                         continue
                     ref = plans.AttemptRef(namespace, name, uid, entry["name"], entry["attempt"])
                     gone += client.delete_prefix(ref.key(""))

@@ -124,7 +124,6 @@ RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
 NO_ARBITRATION = Arbitration({}, None)
 
 
-ARTIFACT_SWEEP_SECONDS = 300.0  # how often the store is swept of deleted runs' and expired objects
 ARTIFACT_RETRY_SECONDS = 5.0  # an attempt's manifest not readable yet: look again
 
 
@@ -388,11 +387,21 @@ class RunController:
         if self.options.artifact_store is None:
             return
         while True:
-            await asyncio.sleep(ARTIFACT_SWEEP_SECONDS)
+            await asyncio.sleep(self.options.artifact_sweep_interval.total_seconds())
             try:
                 await self.sweep_artifacts_once()
             except Exception:
                 log.exception("sweeping the artifact store failed; trying again later")
+
+    def _run_exists(self, namespace: str, name: str, uid: str) -> bool:
+        """Whether run `name` with this UID exists, asked of the API server (blocking)."""
+        try:
+            body = self.kube.get_run(namespace, name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return (body.get("metadata") or {}).get("uid") == uid
 
     async def sweep_artifacts_once(self) -> int:
         assert self.views is not None
@@ -406,7 +415,7 @@ class RunController:
             (ns, name, uid, b.get("status") or {})
             for (ns, name, uid), (_, _, b) in zip(runs, bodies, strict=True)
         ]
-        gone = await self.io(self.artifacts.sweep, runs, statuses, self.clock())
+        gone = await self.io(self.artifacts.sweep, runs, statuses, self.clock(), self._run_exists)
         if gone:
             log.info("artifact store: deleted %d object(s) of deleted runs or expired", gone)
         return gone
