@@ -392,3 +392,53 @@ def test_junit_reports_show_in_get_and_objects_go_with_expiry_and_with_their_run
         timeout=60,
         what="the deleted run's objects gone",
     )
+
+
+def test_a_trivy_scan_keeps_its_gitlab_report_as_an_artifact(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    from tests.e2e.test_scans import PLANTED, REPORT, by_digest
+
+    vulnerable = by_digest(real.registry, "library/debian", "bookworm-slim")
+    conveyor.create(
+        pipeline(
+            "scanned",
+            [
+                {
+                    "name": "scan",
+                    "stage": "scan",
+                    "scan": {"image": vulnerable},
+                    "allowFailure": True,
+                    "timeout": "10m",
+                }
+            ],
+            stages=["scan"],
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("scanned-1", "scanned"))
+    done = conveyor.wait_finished("scanned-1", timeout=600)
+    scan = job_status(done, "scan")
+    assert scan["phase"] == "Failed" and scan.get("findings", {}).get("HIGH") == 1, scan
+
+    def recorded() -> Any:
+        return job_status(conveyor.get_run("scanned-1"), "scan").get("artifacts")
+
+    wait_until(recorded, timeout=30, what="status.jobs[scan].artifacts")
+    info = store_info()
+    assert info
+    out = conveyor_cli(
+        clusters,
+        "artifacts",
+        "scanned-1",
+        "scan",
+        "-o",
+        str(tmp_path),
+        "-n",
+        conveyor.ns,
+        "--store-endpoint",
+        info["endpoint"],
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / REPORT).read_text())
+    assert PLANTED in {v["id"] for v in report["vulnerabilities"]}

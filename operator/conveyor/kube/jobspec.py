@@ -475,6 +475,7 @@ def build_job(
         _add_transfer(
             transfer, init_containers, script_container, volumes, workspace_mount, options
         )
+        transfer = None
     if refusal is not None:
         init_containers = [c for c in init_containers if c["name"] == CHECKOUT_CONTAINER]
         hostnames = []
@@ -487,6 +488,11 @@ def build_job(
             script_container = _scan_container(
                 job.scan, target, service_env, project_dir, volumes, workspace_mount, options
             )
+            if transfer is not None and refusal is None:
+                # The scan keeps its GitLab report as an artifact (SCAN_SCRIPT uploads it).
+                _add_transfer(
+                    transfer, init_containers, script_container, volumes, workspace_mount, options
+                )
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -831,12 +837,16 @@ mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")"
 trivy convert --format template --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" \
   --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json
 cat /tmp/findings
-# No artifact store yet: the report stays in the job's workspace, and is printed whole.
 echo "GitLab container scanning report, $CONVEYOR_SCAN_REPORT:"
 cat "$CONVEYOR_SCAN_REPORT"
 echo
 summary=$(cut -d' ' -f1 /tmp/findings | sort | uniq -c \
   | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
+# The report is kept as the job's artifact when the operator has a store (the transfer binary,
+# added by build_job); it is printed whole in the log either way.
+if [ -n "${CONVEYOR_TRANSFER:-}" ]; then
+  "$CONVEYOR_TRANSFER" upload "$([ -n "$summary" ] && echo failed || echo success)" || exit 1
+fi
 printf '%s' "${summary:-none}" > /dev/termination-log
 if [ -n "$summary" ]; then
   echo "$CONVEYOR_SCAN_IMAGE: $summary" >&2

@@ -207,8 +207,9 @@ class ArtifactService:
                         if isinstance(completion, str)
                         else datetime.datetime.now(datetime.UTC)
                     )
+                    kept = rules.effective_artifacts(job) if job is not None else None
                     expires = rules.expires_at(
-                        job.artifacts if job is not None else None,
+                        kept,
                         finished,
                         self.default_expire_in,
                     )
@@ -223,7 +224,7 @@ class ArtifactService:
                     if expires is not None:
                         record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
                     found["artifacts"] = [record]
-                    junit = rules.report_paths(job.artifacts if job else None).get("junit")
+                    junit = rules.report_paths(kept).get("junit")
                     if junit and head.size <= REPORTS_ARCHIVE_MAX_BYTES:
                         archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
                         if archive is not None:

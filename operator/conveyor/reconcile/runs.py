@@ -108,6 +108,7 @@ from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
+from conveyor.store.plan import keeps_artifacts
 
 log = logging.getLogger("conveyor.runs")
 
@@ -744,7 +745,7 @@ class RunController:
             spec_job = pipeline.job(entry.get("name", ""))
             if (
                 spec_job is None
-                or spec_job.artifacts is None
+                or not keeps_artifacts(spec_job)
                 or entry.get("phase") not in ("Succeeded", "Failed")
                 or not entry.get("attempt")
                 or not entry.get("jobName")

@@ -46,10 +46,20 @@ class AttemptRef:
         )
 
 
+def keeps_artifacts(job: PipelineJob) -> bool:
+    """A scripted job with artifacts, or a Trivy scan (its GitLab report; Clair's image has no
+    shell to run the upload from). Build jobs run the builder's image: none."""
+    if job.build is not None:
+        return False
+    if job.scan is not None:
+        return job.scan.scanner != "clair"
+    return rules.effective_artifacts(job) is not None
+
+
 def uses_store(spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None) -> bool:
     """Whether the job needs the artifact store: it keeps artifacts, has caches, or downloads
     artifacts of jobs that keep some."""
-    if rules.effective_artifacts(job) is not None and job.scan is None and job.build is None:
+    if keeps_artifacts(job):
         return True
     if job.cache and job.build is None and job.scan is None:
         return True
@@ -64,9 +74,7 @@ def downloads(
         return ()
     sources = rules.artifact_sources(spec, job.name, present)
     return tuple(
-        name
-        for name in sources
-        if (other := spec.job(name)) is not None and other.artifacts is not None
+        name for name in sources if (other := spec.job(name)) is not None and keeps_artifacts(other)
     )
 
 
@@ -99,7 +107,7 @@ def transfer_plan(
         ref = AttemptRef(attempt.namespace, attempt.run, attempt.run_uid, name, number)
         deps.append({"job": name, "url": presign("GET", ref.key(ARCHIVE_OBJECT), seconds)})
     plan["downloads"] = deps
-    artifacts = job.artifacts
+    artifacts = rules.effective_artifacts(job) if keeps_artifacts(job) else None
     if artifacts is not None and (artifacts.paths or artifacts.reports):
         report_paths = [p for paths in rules.report_paths(artifacts).values() for p in paths]
         plan["artifacts"] = {

@@ -13,6 +13,9 @@ import (
 // Download fetches the dependencies' artifacts, then each cache's first key that exists, into
 // the project directory.
 func Download(p *Plan, out io.Writer) error {
+	if len(p.Downloads) == 0 && len(p.Caches) == 0 {
+		return nil // nothing to fetch: the project directory is left to the job to make
+	}
 	if err := os.MkdirAll(p.ProjectDir, 0o755); err != nil {
 		return err
 	}
