@@ -72,6 +72,8 @@ def job_seconds(entry: dict[str, Any]) -> float:
 
 
 def transfer_line(clusters: Clusters, ns: str, run_name: str, job: str, word: str) -> str:
+    """The transfer binary's line in the job's log (downloads: the `artifacts` init container;
+    uploads: the script container, after the script)."""
     out = conveyor_cli(clusters, "logs", run_name, job, "-n", ns)
     for line in out.stdout.splitlines():
         if word in line and "MiB/s" in line:
