@@ -168,7 +168,7 @@ one presigned PUT; download = presigned GET, gunzip and extract.
 
 Cache: a job whose dependency step (400 files of 256 KiB of random data, each hashed: about
 100 MiB of work) runs unless its cache restored the directory. The same pipeline twice, the
-job's own duration (its Job's start to end):
+job's own duration (its Job's start to end, whole seconds as Kubernetes records them):
 
 | | job seconds |
 |---|---|
@@ -178,7 +178,8 @@ job's own duration (its Job's start to end):
 
 Run 2's restore: `{restore}`
 
-Last run: {date} on {machine}.
+Last run: {date} on {machine}. One round: figures to compare, taken on a 2-core machine that
+other work may load (the first run shared it with three other clusters and a cold CI build).
 {end}
 """
 
