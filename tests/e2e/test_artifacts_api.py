@@ -89,7 +89,6 @@ def test_a_pipeline_with_every_artifact_field_is_stored_whole(
         "paths": [".cache/"],
         "policy": "pull-push",
         "when": "on_success",
-        "fallbackKeys": [],
     }
     assert jobs["lint"].get("dependencies") is None  # absent stays absent
     assert jobs["none"]["dependencies"] == []  # distinct from absent
@@ -111,6 +110,7 @@ def test_a_pipeline_with_every_artifact_field_is_stored_whole(
         ({"cache": [{"keyFiles": {"files": ["a", "b", "c"]}, "paths": ["x"]}]}, "keyFiles.files"),
         ({"cache": [{"paths": ["x"], "policy": "sometimes"}]}, "policy"),
         ({"artifacts": {"paths": ["x"], "when": "manual"}}, "artifacts.when"),
+        ({"artifacts": {"paths": ["x"], "expireIn": "soon"}}, "artifacts.expireIn"),
         ({"cache": [{"paths": ["x"]}] * 5}, "cache"),
     ],
 )
@@ -132,7 +132,10 @@ def test_the_run_status_keeps_artifacts_and_tests(
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "PipelineRun",
         "metadata": {"name": "app-1"},
-        "spec": {"pipelineSpec": {"jobs": [{"name": "t", "script": ["x"]}]}},
+        "spec": {
+            "pipelineSpec": {"jobs": [{"name": "t", "script": ["x"]}]},
+            "revision": {"ref": "main"},
+        },
     }
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, "pipelineruns", run)
     job = {

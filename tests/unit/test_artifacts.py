@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import re
 
 import pytest
 
 from conveyor.api import ModelError, parse_pipeline_spec
-from conveyor.api.pipeline import Artifacts, Cache, CacheKeyFiles
+from conveyor.api.pipeline import (
+    EXPIRE_IN_PATTERN,
+    ArtifactReports,
+    Artifacts,
+    Cache,
+    CacheKeyFiles,
+)
 from conveyor.api.pipelinerun import JunitSummary, parse_run_status
 from conveyor.engine import validate_pipeline
 from conveyor.engine.artifacts import (
@@ -28,12 +35,14 @@ from conveyor.engine.artifacts import (
     expire_seconds,
     expires_at,
     files_digest,
+    has_archive,
     namespace_prefix,
     normalize_path,
     report_paths,
     run_prefix,
     sanitize_cache_key,
     should_upload,
+    should_upload_reports,
 )
 from conveyor.engine.reports import (
     ReportError,
@@ -230,6 +239,15 @@ def test_should_upload_follows_when(when, succeeded, upload):
 
 def test_no_artifacts_nothing_to_upload():
     assert should_upload(None, True) is False
+    assert should_upload_reports(None) is False and has_archive(None) is False
+
+
+def test_reports_are_kept_whatever_the_result_and_an_archive_needs_paths():
+    reports_only = Artifacts(reports=ArtifactReports(junit=("junit.xml",)))
+    assert should_upload_reports(reports_only) is True  # GitLab: reports are `when: always`
+    assert has_archive(reports_only) is False
+    assert has_archive(Artifacts(untracked=True)) and has_archive(Artifacts(paths=("x",)))
+    assert should_upload_reports(Artifacts(paths=("x",))) is False
 
 
 def test_a_scan_job_keeps_its_gitlab_report():
@@ -255,6 +273,12 @@ def test_a_scan_job_keeps_its_gitlab_report():
     assert effective_artifacts(script_job) is None and report_paths(None) == {}
 
 
+def test_the_report_is_the_file_the_scanners_write():
+    from conveyor.kube import clair, jobspec
+
+    assert CONTAINER_SCANNING_REPORT == jobspec.SCAN_REPORT == clair.REPORT
+
+
 def test_archive_name_expands_variables_and_stays_one_component():
     values = {"CI_JOB_NAME": "build/linux", "REF": "main"}.get
     assert archive_name(None) == "artifacts"
@@ -272,12 +296,26 @@ def test_archive_name_expands_variables_and_stays_one_component():
         ("2h20min", 8400),
         ("6 mos 1 day", 6 * 30 * 86400 + 86400),
         ("3 weeks and 2 days", 23 * 86400),
+        ("47 yrs 6 mos and 4d", 47 * 31557600 + 6 * 2592000 + 4 * 86400),
+        ("1 Week", 7 * 86400),
         ("never", None),
         ("Never", None),
     ],
 )
 def test_expire_in_takes_gitlabs_documented_examples(text, seconds):
     assert expire_seconds(text) == seconds
+    assert re.search(EXPIRE_IN_PATTERN, text), "the CRD's pattern refuses it"
+    assert Artifacts(expire_in=text).expire_in == text
+
+
+@pytest.mark.parametrize(
+    "text", ["soon", "1 week soon", "weeks", "1 weeks and", "-1h", "1 fortnight"]
+)
+def test_expire_in_refuses_what_gitlab_refuses(text):
+    with pytest.raises(ModelError, match="expireIn"):
+        Artifacts(expire_in=text)
+    if text != "1 fortnight":  # the units are Python's to check, the shape the schema's
+        assert not re.search(EXPIRE_IN_PATTERN, text)
 
 
 def test_expires_at():

@@ -530,3 +530,10 @@ def test_bad_artifacts_and_cache_are_refused_naming_the_field(tmp_path, capsys, 
     path = write(tmp_path, "b:\n  stage: build\n  script: [x]\njob:\n  script: [x]\n" + job)
     code, _, err = run_cli(capsys, path, "--root", tmp_path)
     assert code == 2 and reason in err, err
+
+
+def test_a_cache_without_paths_is_said_and_left_out(tmp_path, capsys):
+    path = write(tmp_path, "job:\n  script: [x]\n  cache: [{key: k}, {key: j, paths: [p]}]\n")
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 3 and "job: cache: cache 0 has no paths: nothing is cached" in err
+    assert yaml.safe_load(out)["spec"]["jobs"][0]["cache"] == [{"key": "j", "paths": ["p"]}]

@@ -12,6 +12,9 @@ GROUP = "conveyor.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# Git's all-zero object name: "no commit" (a branch's creation or deletion, a first push).
+ZERO_SHA = "0" * 40
+
 # Lengths Kubernetes itself enforces.
 DNS_SUBDOMAIN_MAX = 253
 DNS_LABEL_MAX = 63

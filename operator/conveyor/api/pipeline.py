@@ -441,6 +441,12 @@ MAX_CACHE_KEY_FILES = 2  # GitLab's limit on cache:key:files
 MAX_FALLBACK_KEYS = 5  # GitLab's limit on cache:fallback_keys
 CACHE_KEY_MAX = 255
 ARTIFACT_PATH_MAX = 1024
+# GitLab's human durations (`1 week`, `3 hrs 30 min`, `2h20min`, `3 weeks and 2 days`) or
+# `never`, for the API server; the units are checked by parse_human_duration.
+_NUMBER_UNIT = r"[0-9]+(\.[0-9]+)?\s*[A-Za-z]*"
+EXPIRE_IN_PATTERN = (
+    rf"^\s*([Nn][Ee][Vv][Ee][Rr]|{_NUMBER_UNIT}(\s*,?\s*([Aa][Nn][Dd]\s+)?{_NUMBER_UNIT})*)\s*$"
+)
 
 
 def _paths(description: str) -> Any:
@@ -497,6 +503,7 @@ class Artifacts:
         default=None,
         max_length=64,
         min_length=1,
+        pattern=EXPIRE_IN_PATTERN,
     )
     reports: ArtifactReports | None = spec_field("Report files the operator reads.", default=None)
 

@@ -161,15 +161,28 @@ def report_paths(artifacts: Artifacts | None) -> dict[str, tuple[str, ...]]:
 
 
 def should_upload(artifacts: Artifacts | None, succeeded: bool) -> bool:
-    """Whether the job's artifacts (and reports) are kept, given its script's result.
+    """Whether the job's archive (`paths`, `untracked`) is kept, given its script's result.
 
     GitLab: `when: on_success` (default) only for a successful job, `on_failure` only for a
-    failed one, `always` both. A job whose failure is allowed has failed for this purpose."""
+    failed one, `always` both. A job whose failure is allowed has failed for this purpose.
+    Reports do not follow `when`: see `should_upload_reports`."""
     if artifacts is None:
         return False
     if artifacts.when == "always":
         return True
     return succeeded == (artifacts.when == "on_success")
+
+
+def has_archive(artifacts: Artifacts | None) -> bool:
+    """Whether the job makes an archive: it has `paths` or `untracked` (GitLab makes none for a
+    job with reports only)."""
+    return artifacts is not None and (bool(artifacts.paths) or artifacts.untracked)
+
+
+def should_upload_reports(artifacts: Artifacts | None) -> bool:
+    """Whether the job's reports are kept: whenever it has some, whatever its result (GitLab
+    uploads reports with `when: always`, so a failed test job still shows its tests)."""
+    return bool(report_paths(artifacts))
 
 
 def archive_name(artifacts: Artifacts | None, lookup: Lookup = lambda _: None) -> str:

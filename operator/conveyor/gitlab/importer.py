@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from conveyor.api.codec import ModelError
+from conveyor.api.fields import camel
 from conveyor.api.meta import API_VERSION
 from conveyor.api.pipeline import (
     ARTIFACT_WHEN_VALUES,
@@ -580,7 +581,7 @@ class Importer:
             if key in job:
                 value = self._field(key, value, name, job)
             if value:
-                out[_camel(key)] = value
+                out[camel(key)] = value
         if "script" not in out:
             raise self.fail(job, None, f"job {name}: a job needs a script (or a trigger)")
         self._needs(name, job, out)
@@ -997,12 +998,15 @@ class Importer:
                 raise self.fail(node, "cache", f"{where}: a cache must be a mapping")
             if not item:
                 continue
-            cache = self._cache(item, where, node, index)
-            if cache is not None:
-                out.append(cache)
+            cache = self._cache(item, where, node)
+            if not cache.get("paths") and not cache.get("untracked"):
+                # GitLab's runner archives nothing for it either.
+                self.omit(where, "cache", f"cache {index} has no paths: nothing is cached")
+                continue
+            out.append(cache)
         return out
 
-    def _cache(self, item: dict[str, Any], where: str, node: Any, index: int) -> dict[str, Any]:
+    def _cache(self, item: dict[str, Any], where: str, node: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
         key = item.get("key")
         if isinstance(key, dict):
@@ -1030,8 +1034,6 @@ class Importer:
             out["paths"] = self._path_list(item["paths"], where, "cache:paths", node)
         if item.get("untracked"):
             out["untracked"] = True
-        if not out.get("paths") and not out.get("untracked"):
-            self.omit(where, "cache", f"cache {index} has no paths: nothing is cached")
         policy = item.get("policy")
         if policy is not None:
             if policy not in CACHE_POLICIES:
@@ -1347,11 +1349,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
-
-
-def _camel(key: str) -> str:
-    head, *rest = key.split("_")
-    return head + "".join(p.title() for p in rest)
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> MarkedDict:

@@ -11,9 +11,9 @@ import hashlib
 import re
 from urllib.parse import urlsplit
 
+from conveyor.api.meta import ZERO_SHA
 from conveyor.engine.names import ref_slug
 
-ZERO_SHA = "0" * 40
 ENVIRONMENT_SLUG_MAX = 24
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 

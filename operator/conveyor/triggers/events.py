@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ZERO_SHA = "0" * 40
+from conveyor.api.meta import ZERO_SHA
+
 BRANCH_PREFIX = "refs/heads/"
 TAG_PREFIX = "refs/tags/"
 REF_MAX = 255  # PipelineRun revision.ref maxLength

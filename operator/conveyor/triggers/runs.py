@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor.api.meta import API_VERSION
+from conveyor.api.meta import API_VERSION, ZERO_SHA
 from conveyor.engine.names import DNS_LABEL_MAX, label_value, short_hash, slug
 from conveyor.kube.jobspec import LABEL_PIPELINE
 from conveyor.triggers.events import PushEvent, known_sha, qualify, split_ref
@@ -23,9 +23,6 @@ TRIGGERS = ("poll", "webhook")
 PIPELINE_SOURCE_PUSH = "push"
 NAME_HASH_LENGTH = 10
 ANNOTATION_VALUE_MAX = 256  # annotations are for people; keep a hostile payload from bloating them
-
-
-ZERO_SHA = "0" * 40
 
 
 def run_name(pipeline_name: str, ref: str, sha: str, *, tag: bool = False) -> str:
