@@ -314,3 +314,17 @@ def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
     assert attempts._from_observed(seen).reason == "ArtifactsFailed"
     script = ObservedJob("j-1", "j", 1, "failed", exit_code=1, reason="BackoffLimitExceeded")
     assert attempts._from_observed(script).reason == "ScriptFailure"
+
+
+def test_a_cache_with_key_files_fails_its_job_saying_it_is_not_supported():
+    from conveyor.kube.jobspec import JobOptions
+    from conveyor.reconcile.artifacts import KEY_FILES_UNSUPPORTED, ArtifactService
+
+    spec = parse_pipeline_spec(
+        {"jobs": [{"name": "j", "script": ["true"],
+                   "cache": [{"keyFiles": {"files": ["go.sum"]}, "paths": [".go/"]}]}]}
+    )  # fmt: skip
+    service = ArtifactService(None, CONFIG, JobOptions())  # type: ignore[arg-type]
+    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, KEY_FILES_UNSUPPORTED)
+    unconfigured = ArtifactService(None, None, JobOptions())  # type: ignore[arg-type]
+    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, NOT_CONFIGURED)

@@ -36,6 +36,10 @@ from conveyor.store.sigv4 import Credentials
 log = logging.getLogger(__name__)
 
 FINISHED_JOB_PHASES = ("Succeeded", "Failed")
+KEY_FILES_UNSUPPORTED = (
+    "cache keyFiles (GitLab's cache:key:files) is not supported yet: the operator does not read "
+    "the files' git blob ids; give the cache a key instead"
+)
 # JUnit reports are read from the archive when it is at most this large (the operator holds it
 # in memory); a larger archive's reports are not summarised.
 REPORTS_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
@@ -127,6 +131,8 @@ class ArtifactService:
             return None, None
         if self.config is None:
             return None, NOT_CONFIGURED
+        if any(cache.key_files is not None for cache in job.cache):
+            return None, KEY_FILES_UNSUPPORTED
         variables = job_variables(pipeline, run, job, self.options)
         lookup = variables.raw.get
         attempts = {
