@@ -90,6 +90,7 @@ bench: venv control-plane ## benchmark against the local clusters; writes docs/b
 	$(PY) bench/run.py
 	$(PY) bench/replicas.py
 	$(PY) bench/builds.py
+	$(PY) bench/artifacts.py
 	$(PY) bench/push_to_prod.py
 
 .PHONY: demo

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import datetime
 import json
 import os
 import shutil
@@ -426,6 +427,8 @@ def component_ports(name: str) -> list[tuple[str, int]]:
     if name == "registry":
         host, port = LAYOUT.registry.rsplit(":", 1)
         return [(host, int(port))]
+    if name == "store":
+        return [(LAYOUT.host_ip, PORT_BASE + 61)]
     for prefix, port_of in (("kube-apiserver-", Ports.apiserver), ("kwok-", Ports.kubelet)):
         if name.startswith(prefix) and name[len(prefix) :] in CLUSTERS:
             return [("127.0.0.1", port_of(name[len(prefix) :]))]
@@ -822,6 +825,87 @@ def start_registry() -> None:
     wait_for("registry", lambda: http_ok(f"http://{LAYOUT.registry}/v2/"), "/v2/")
 
 
+# The artifact store: versitygw (hack/build-versitygw.sh), a real S3 server over a directory of
+# STATE, on the host address so that job pods (presigned URLs) and the operator both reach it.
+STORE_BUCKET = "conveyor"
+
+
+def store_endpoint() -> str:
+    return f"http://{LAYOUT.host_ip}:{PORT_BASE + 61}"
+
+
+def store_file() -> Path:
+    """Endpoint, bucket and root credentials of the local store (0600: tests and the demo make
+    the operator's Secret from it)."""
+    return STATE / "store.json"
+
+
+def build_store() -> Path:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "hack" / "build-versitygw.sh")],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise ClusterError(f"building the artifact store (versitygw) failed:\n{proc.stderr}")
+    return Path(proc.stdout.strip().splitlines()[-1]) / "bin" / "versitygw"
+
+
+def start_store(binary: Path) -> None:
+    sys.path.insert(0, str(ROOT / "operator"))
+    from conveyor.store import sigv4  # standard library only, as this script
+
+    info_path = store_file()
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+    else:
+        info = {
+            "endpoint": store_endpoint(),
+            "bucket": STORE_BUCKET,
+            "region": "us-east-1",
+            "accessKey": "conveyor-" + os.urandom(6).hex(),
+            "secretKey": base64.urlsafe_b64encode(os.urandom(30)).decode(),
+        }
+        info_path.touch(mode=0o600)
+        info_path.write_text(json.dumps(info, indent=1))
+    data = STATE / "store-data"
+    data.mkdir(exist_ok=True)
+    host = info["endpoint"].split("://", 1)[1]
+    # Credentials in the environment, not the command line (ps shows that to every user).
+    start(
+        "store",
+        [str(binary), "--port", host, "--quiet", "posix", str(data)],
+        env={"ROOT_ACCESS_KEY_ID": info["accessKey"], "ROOT_SECRET_ACCESS_KEY": info["secretKey"]},
+    )
+    creds = sigv4.Credentials(info["accessKey"], info["secretKey"])
+
+    def bucket_made() -> bool:
+        headers = sigv4.sign_headers(
+            method="PUT",
+            host=host,
+            path=f"/{info['bucket']}",
+            query=None,
+            headers={},
+            payload_sha256=sigv4.EMPTY_SHA256,
+            credentials=creds,
+            region=info["region"],
+            now=datetime.datetime.now(datetime.UTC),
+        )
+        req = urllib.request.Request(
+            f"{info['endpoint']}/{info['bucket']}", data=b"", method="PUT", headers=headers
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=2) as resp:
+                return resp.status == 200
+        except urllib.error.HTTPError as e:
+            return e.code == 409  # it exists already (a restart over the same data)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    wait_for("store", bucket_made, f"bucket {info['bucket']} at {info['endpoint']}")
+
+
 def images(*push: str) -> None:
     """Builds (or finds in the cache) the images of hack/images/; with push, also pushes them
     under their public names; containerd on the nodes mirrors those registries to this one."""
@@ -1065,7 +1149,7 @@ def component_names() -> list[str]:
             f"kwok-{c}",
         ]
     if REAL_NODES:
-        names.append("registry")
+        names += ["registry", "store"]
     for c in REAL_NODES:
         names += [
             f"netns-{c}",
@@ -1109,13 +1193,15 @@ def up() -> None:
             f"free them or choose other ports with CONVEYOR_PORT_BASE (now {PORT_BASE})"
         )
     bindir = build_binaries()
+    store = None
     if REAL_NODES:
         # Cold, this takes minutes: before any component starts, so no start waits on it.
         images()
+        store = build_store()
     ensure_pki()
     write_kubeconfigs()
     try:
-        start_components(bindir)
+        start_components(bindir, store)
     except BaseException:
         stop_all()  # leave no half-started cluster behind; the logs stay in .cluster/logs
         raise
@@ -1126,7 +1212,7 @@ def up() -> None:
     )
 
 
-def start_components(bindir: Path) -> None:
+def start_components(bindir: Path, store: Path | None = None) -> None:
     """Starts, in dependency order, each component that is not running."""
     if alive("etcd") is None:
         start_etcd(bindir)
@@ -1147,6 +1233,8 @@ def start_components(bindir: Path) -> None:
         if alive("registry") is None:
             start_registry()
             registry_started = True
+        if store is not None and alive("store") is None:
+            start_store(store)
 
     def nodes(cluster: str) -> None:
         create_nodes(cluster)

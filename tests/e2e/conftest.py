@@ -23,6 +23,7 @@ from tests.e2e.conveyor import (
     scanner_db_options,
     service_account_kubeconfig,
     stop_demo_operator,
+    store_options,
 )
 from tests.e2e.realnode import RealNodes, git_http_handler, serve
 from tests.e2e.support import ROOT, STATE, Clusters, wait_until
@@ -95,7 +96,12 @@ def operator(clusters: Clusters, tmp_path_factory: pytest.TempPathFactory) -> It
         webhook_port=_free_port(),
         metrics_port=_free_port(),
         # Docker daemons may run privileged: the seed's jobs all have a docker:dind service.
-        extra=(*TAG_OPTIONS, "--privileged-services", *_scanner_db_options()),
+        extra=(
+            *TAG_OPTIONS,
+            "--privileged-services",
+            *_scanner_db_options(),
+            *store_options(clusters),
+        ),
     )
     op.start()
     yield op

@@ -62,6 +62,45 @@ def platform_options(real: RealNodes) -> tuple[str, ...]:
     )
 
 
+STORE_SECRET = "artifact-store"
+
+
+def store_info() -> dict[str, str] | None:
+    """The local artifact store (hack/localcluster.py): endpoint, bucket, root credentials."""
+    path = STATE / "store.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def store_options(clusters: Clusters) -> tuple[str, ...]:
+    """The operator's artifact store options for the local store, its credentials put in a
+    Secret of the operator's namespace (where the operator reads them, by reference)."""
+    info = store_info()
+    if info is None:
+        return ()
+    core = client.CoreV1Api(clusters.api("ci"))
+    body = client.V1Secret(
+        metadata=client.V1ObjectMeta(name=STORE_SECRET),
+        string_data={"accessKey": info["accessKey"], "secretKey": info["secretKey"]},
+    )
+    try:
+        core.create_namespaced_secret(OPERATOR_NS, body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        core.replace_namespaced_secret(STORE_SECRET, OPERATOR_NS, body)
+    return (
+        "--artifact-store-endpoint",
+        info["endpoint"],
+        "--artifact-store-bucket",
+        info["bucket"],
+        "--artifact-store-secret",
+        STORE_SECRET,
+        # Often, so that tests see deleted runs' and expired artifacts go.
+        "--artifact-sweep-interval",
+        "5s",
+    )
+
+
 def conveyor_cli(
     clusters: Clusters, *args: str, context: str = "ci"
 ) -> subprocess.CompletedProcess:

@@ -260,7 +260,7 @@ def free_port_base() -> int:
     suite's own client connections come and go)."""
     for base in range(20000, 30000, 50):
         ports = [base, base + 1, *range(base + 43, base + 46), *range(base + 50, base + 53)]
-        ports.append(base + 60)  # the registry
+        ports += [base + 60, base + 61]  # the registry, the artifact store
         if all(_port_free(p) for p in ports):
             return base
     raise AssertionError("no free port range for a second cluster")

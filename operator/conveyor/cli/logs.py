@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, api_message, fail, kube_command
 from conveyor.engine.names import job_name
-from conveyor.kube.defaults import CHECKOUT_CONTAINER, SCRIPT_CONTAINER
+from conveyor.kube.defaults import CHECKOUT_CONTAINER, SCRIPT_CONTAINER, TRANSFER_CONTAINER
 
 if TYPE_CHECKING:
     from conveyor.kube.client import Kube
-# What a job's log is by default, as GitLab shows it: the checkout, then the script.
-DEFAULT_CONTAINERS = (CHECKOUT_CONTAINER, SCRIPT_CONTAINER)
+# What a job's log is by default, as GitLab shows it: the checkout, the artifacts and caches
+# downloaded (when the job has any), then the script (and the uploads after it).
+DEFAULT_CONTAINERS = (CHECKOUT_CONTAINER, TRANSFER_CONTAINER, SCRIPT_CONTAINER)
 
 
 class LogsError(Exception):
@@ -39,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="print what a run's jobs printed",
         description=(
             "Print the log of JOB of RUN (its latest attempt unless --attempt), or of every job "
-            "of RUN that ran, in order. A job's log is its checkout followed by its script; "
+            "of RUN that ran, in order. A job's log is its checkout, the artifacts and caches it "
+            "downloaded, then its script; "
             "logs live in the job's pod and go when its Job is deleted (with the run, beyond "
             "the pipeline's history)."
         ),

@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "operator_cmd",
     "runs",
     "logs",
+    "artifacts",
     "import_gitlab",
     "environments",
     "approvals",

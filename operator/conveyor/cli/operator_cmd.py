@@ -26,7 +26,9 @@ from conveyor.kube.defaults import (
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
+    DEFAULT_TRANSFER_IMAGE,
 )
+from conveyor.store.config import DEFAULT_MAX_ARTIFACT_BYTES, StoreConfig
 
 LEASE_NAME = "conveyor-operator"
 
@@ -199,8 +201,87 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the Lease of --leader-elect (default: conveyor-operator in the operator's own "
         "namespace in a cluster, else in conveyor-system)",
     )
+    store = p.add_argument_group(
+        "artifact store",
+        "S3-compatible object storage of artifacts and caches (README: Artifacts and caches). "
+        "Without an endpoint, jobs that use artifacts or caches fail, saying so.",
+    )
+    store.add_argument("--artifact-store-endpoint", metavar="URL", help="e.g. https://s3.example")
+    store.add_argument("--artifact-store-bucket", default="conveyor", help="bucket (conveyor)")
+    store.add_argument(
+        "--artifact-store-secret",
+        metavar="NAME",
+        help="Secret with the keys accessKey and secretKey, in --credentials-namespace (read "
+        "by reference; the credentials never reach a job pod, a log, an event or a status)",
+    )
+    store.add_argument("--artifact-store-region", default="us-east-1", help="SigV4 region")
+    store.add_argument(
+        "--artifact-store-virtual-hosted",
+        action="store_true",
+        help="address the bucket as BUCKET.host (default: path-style, host/BUCKET)",
+    )
+    store.add_argument("--artifact-store-ca-file", metavar="PEM", help="CA of the store's TLS")
+    store.add_argument(
+        "--artifact-store-insecure", action="store_true", help="do not verify the store's TLS"
+    )
+    store.add_argument(
+        "--artifact-max-size",
+        type=_size,
+        default=DEFAULT_MAX_ARTIFACT_BYTES,
+        metavar="SIZE",
+        help="largest artifacts archive of a job (e.g. 100Mi, 1Gi; default 1Gi): a larger one "
+        "fails its job",
+    )
+    store.add_argument(
+        "--artifacts-expire-in",
+        default="30 days",
+        help="expire_in of artifacts whose job gives none (GitLab's syntax; `never`)",
+    )
+    store.add_argument(
+        "--artifact-sweep-interval",
+        type=_duration,
+        default="5m",
+        metavar="DURATION",
+        help="how often the store is swept of deleted runs' and expired artifacts (5m)",
+    )
+    store.add_argument(
+        "--transfer-image",
+        default=DEFAULT_TRANSFER_IMAGE,
+        help="image of the static transfer binary copied into job pods",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.set_defaults(func=run_operator)
+
+
+_SIZE_UNITS = {"": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "Ki": 1024, "Mi": 1024**2}
+_SIZE_UNITS |= {"Gi": 1024**3}
+
+
+def _size(text: str) -> int:
+    """Bytes from a Kubernetes-style quantity: 1048576, 100Mi, 1Gi, 500M."""
+    number = text.rstrip("KMGi")
+    unit = text[len(number) :]
+    if not number.isdigit() or unit not in _SIZE_UNITS or int(number) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size such as 100Mi or 1Gi, not {text!r}")
+    return int(number) * _SIZE_UNITS[unit]
+
+
+def store_config(args: argparse.Namespace) -> StoreConfig | None:
+    if not args.artifact_store_endpoint:
+        return None
+    if not args.artifact_store_secret:
+        raise ValueError("--artifact-store-endpoint needs --artifact-store-secret")
+    return StoreConfig(
+        endpoint=args.artifact_store_endpoint.rstrip("/"),
+        bucket=args.artifact_store_bucket,
+        secret_namespace=args.credentials_namespace,
+        secret_name=args.artifact_store_secret,
+        region=args.artifact_store_region,
+        path_style=not args.artifact_store_virtual_hosted,
+        ca_file=args.artifact_store_ca_file,
+        insecure=args.artifact_store_insecure,
+        max_artifact_bytes=args.artifact_max_size,
+    )
 
 
 def _tag_option(parser: str) -> Any:
@@ -341,6 +422,12 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         credentials_namespace=args.credentials_namespace,
         approval_retention=args.approval_retention,
         tags=tag_map(args.tag_selector, args.tag_toleration),
+        transfer_image=args.transfer_image,
+        artifact_sweep_interval=args.artifact_sweep_interval,
+        artifact_store=store_config(args),
+        artifacts_expire_in=None
+        if args.artifacts_expire_in.strip().lower() == "never"
+        else args.artifacts_expire_in,
     )
 
 

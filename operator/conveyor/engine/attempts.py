@@ -19,6 +19,9 @@ from conveyor.engine.model import ObservedJob
 
 # Reasons written on failed jobs.
 REASON_SCRIPT_FAILURE = "ScriptFailure"
+# The script succeeded but its artifacts did not upload (over the size limit, the store): the
+# transfer binary's termination message says which (kube/observe.py reads it).
+REASON_ARTIFACTS_FAILED = "ArtifactsFailed"
 REASON_TIMEOUT = "Timeout"
 REASON_JOB_DELETED = "JobDeleted"
 REASON_UNKNOWN_FAILURE = "UnknownFailure"
@@ -94,6 +97,8 @@ def _from_observed(job: ObservedJob) -> Attempt:
         )
     if job.reason == observed_states.DEADLINE_EXCEEDED:
         reason = REASON_TIMEOUT
+    elif job.reason == REASON_ARTIFACTS_FAILED:
+        reason = job.reason
     elif job.exit_code is not None and job.exit_code != 0:
         reason = REASON_SCRIPT_FAILURE
     else:

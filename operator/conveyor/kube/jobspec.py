@@ -44,7 +44,9 @@ from conveyor.kube.defaults import (  # re-exported: the builder's defaults
     DEFAULT_CREDENTIALS_NAMESPACE,
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
+    DEFAULT_TRANSFER_IMAGE,
     SCRIPT_CONTAINER,
+    TRANSFER_CONTAINER,
 )
 from conveyor.kube.variables import (
     SECRET_VARIABLES_DIR,
@@ -52,6 +54,7 @@ from conveyor.kube.variables import (
     k8s_escape,
     reference_cycle,
 )
+from conveyor.store.config import StoreConfig
 
 BUILDER_HOME = "/home/user"  # the rootless image's user
 SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
@@ -71,6 +74,9 @@ REGISTRY_AUTH_VOLUME = "registry-auth"
 DOCKER_STORAGE_VOLUME = "docker-storage"
 WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
+TRANSFER_VOLUME = "conveyor-transfer"
+TRANSFER_DIR = "/conveyor/transfer"  # the transfer binary's copy, read-only for the script
+TRANSFER_PLAN_VARIABLE = "CONVEYOR_TRANSFER_PLAN"
 
 
 ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
@@ -114,6 +120,14 @@ class JobOptions:
     approval_retention: datetime.timedelta = datetime.timedelta(days=30)
     # GitLab runner tags -> node labels and tolerations (--tag-selector, --tag-toleration).
     tags: TagMap = field(default_factory=TagMap)
+    # The image whose static binary moves artifacts and caches (init container, then copied).
+    transfer_image: str = DEFAULT_TRANSFER_IMAGE
+    # The S3-compatible store of artifacts and caches; None: jobs that use them fail, saying so.
+    artifact_store: StoreConfig | None = None
+    # expire_in of artifacts whose job says none (GitLab.com: 30 days); None: never.
+    artifacts_expire_in: str | None = "30 days"
+    # How often the operator deletes deleted runs' and expired artifacts from the store.
+    artifact_sweep_interval: datetime.timedelta = datetime.timedelta(minutes=5)
 
 
 def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
@@ -376,9 +390,13 @@ def build_job(
     attempt: int,
     options: JobOptions | None = None,
     built: Mapping[str, str] | None = None,
+    transfer: str | None = None,
+    refusal: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job running `attempt` of pipeline job `job` for `run`. `built`: what the
-    run's build jobs pushed (image -> digest), for a scan of one of them."""
+    run's build jobs pushed (image -> digest), for a scan of one of them. `transfer`: the
+    attempt's transfer plan (JSON, store/plan.py) when it uses artifacts or caches; `refusal`:
+    why the job cannot run at all (its pod only says so, and fails)."""
     options = options or JobOptions()
     if run.spec is None:
         raise ValueError("the PipelineRun has no spec")
@@ -453,6 +471,15 @@ def build_job(
         script_container = _build_container(
             job.build, variables, service_env, project_dir, script_mounts, volumes, options
         )
+    if transfer is not None and scripted and refusal is None:
+        _add_transfer(
+            transfer, init_containers, script_container, volumes, workspace_mount, options
+        )
+        transfer = None
+    if refusal is not None:
+        init_containers = [c for c in init_containers if c["name"] == CHECKOUT_CONTAINER]
+        hostnames = []
+        script_container = _refusal_container(refusal, options)
     if job.scan is not None:
         target = scan_target(pipeline, job, variables, built or {})
         if job.scan.scanner == "clair":
@@ -461,6 +488,11 @@ def build_job(
             script_container = _scan_container(
                 job.scan, target, service_env, project_dir, volumes, workspace_mount, options
             )
+            if transfer is not None and refusal is None:
+                # The scan keeps its GitLab report as an artifact (SCAN_SCRIPT uploads it).
+                _add_transfer(
+                    transfer, init_containers, script_container, volumes, workspace_mount, options
+                )
     if job.resources is not None:
         resources = {
             k: dict(v)
@@ -541,6 +573,41 @@ def build_job(
             "template": {"metadata": template_metadata, "spec": pod_spec},
         },
     }
+
+
+def _add_transfer(
+    plan: str,
+    init_containers: list[dict[str, Any]],
+    script: dict[str, Any],
+    volumes: list[dict[str, Any]],
+    workspace_mount: dict[str, Any],
+    options: JobOptions,
+) -> None:
+    """The transfer binary, delivered as Tekton delivers its entrypoint: an init container of
+    its own small image copies it into an emptyDir (and downloads, after the checkout); the
+    script container runs that copy after the script, whatever its image holds."""
+    plan_env = {"name": TRANSFER_PLAN_VARIABLE, "value": k8s_escape(plan)}
+    volumes.append({"name": TRANSFER_VOLUME, "emptyDir": {}})
+    container = {
+        "name": TRANSFER_CONTAINER,
+        "image": options.transfer_image,
+        "command": ["/bin/conveyor-transfer", "init", TRANSFER_DIR],
+        "env": [plan_env],
+        "volumeMounts": [workspace_mount, {"name": TRANSFER_VOLUME, "mountPath": TRANSFER_DIR}],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    # After the checkout (it extracts into the checked-out tree), before the services.
+    at = 1 if init_containers and init_containers[0]["name"] == CHECKOUT_CONTAINER else 0
+    init_containers.insert(at, container)
+    script["env"] = [
+        *script.get("env", []),
+        plan_env,
+        {"name": scripts.TRANSFER_VARIABLE, "value": f"{TRANSFER_DIR}/conveyor-transfer"},
+    ]
+    script["volumeMounts"] = [
+        *script.get("volumeMounts", []),
+        {"name": TRANSFER_VOLUME, "mountPath": TRANSFER_DIR, "readOnly": True},
+    ]
 
 
 def toleration_dict(toleration: Toleration) -> dict[str, Any]:
@@ -770,12 +837,16 @@ mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")"
 trivy convert --format template --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" \
   --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json
 cat /tmp/findings
-# No artifact store yet: the report stays in the job's workspace, and is printed whole.
 echo "GitLab container scanning report, $CONVEYOR_SCAN_REPORT:"
 cat "$CONVEYOR_SCAN_REPORT"
 echo
 summary=$(cut -d' ' -f1 /tmp/findings | sort | uniq -c \
   | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
+# The report is kept as the job's artifact when the operator has a store (the transfer binary,
+# added by build_job); it is printed whole in the log either way.
+if [ -n "${CONVEYOR_TRANSFER:-}" ]; then
+  "$CONVEYOR_TRANSFER" upload "$([ -n "$summary" ] && echo failed || echo success)" || exit 1
+fi
 printf '%s' "${summary:-none}" > /dev/termination-log
 if [ -n "$summary" ]; then
   echo "$CONVEYOR_SCAN_IMAGE: $summary" >&2

@@ -9,16 +9,25 @@ from typing import Any
 
 from conveyor.api.codec import parse_time
 from conveyor.engine import model
+from conveyor.engine.attempts import REASON_ARTIFACTS_FAILED
 from conveyor.engine.model import ObservedJob
 from conveyor.kube.jobspec import (
     ANNOTATION_ATTEMPT,
     ANNOTATION_JOB,
     CHECKOUT_CONTAINER,
     SCRIPT_CONTAINER,
+    TRANSFER_CONTAINER,
 )
-from conveyor.kube.script import TIMEOUT_EXIT_CODE, TIMEOUT_MESSAGE_PREFIX
+from conveyor.kube.script import (
+    ARTIFACTS_MESSAGE_PREFIX,
+    TIMEOUT_EXIT_CODE,
+    TIMEOUT_MESSAGE_PREFIX,
+)
 
 MESSAGE_MAX = 256
+# A job failed by its artifacts: the upload after the script (the size limit, the store), or
+# the download of its dependencies' artifacts before it.
+REASON_ARTIFACTS_DOWNLOAD_FAILED = "ArtifactsDownloadFailed"
 
 
 def _condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
@@ -63,6 +72,7 @@ def observe_job(
     for pod in pods:
         script = _terminated(pod, "containerStatuses", SCRIPT_CONTAINER)
         checkout = _terminated(pod, "initContainerStatuses", CHECKOUT_CONTAINER)
+        transfer = _terminated(pod, "initContainerStatuses", TRANSFER_CONTAINER)
         if script is not None:
             exit_code = script.get("exitCode")
             message = script.get("message")
@@ -75,8 +85,14 @@ def observe_job(
                 # like the Job's own deadline, with the message GitLab's runner prints.
                 exit_code, reason = None, model.DEADLINE_EXCEEDED
                 message = message.removeprefix(TIMEOUT_MESSAGE_PREFIX)
+            elif isinstance(message, str) and message.startswith(ARTIFACTS_MESSAGE_PREFIX):
+                # The transfer binary failed the job after its script (an upload, the size
+                # limit): say so rather than "ScriptFailure".
+                reason = REASON_ARTIFACTS_FAILED
         elif checkout is not None and checkout.get("exitCode"):
             reason, message = "CheckoutFailed", checkout.get("message")
+        elif transfer is not None and transfer.get("exitCode"):
+            reason, message = REASON_ARTIFACTS_DOWNLOAD_FAILED, transfer.get("message")
     if complete is not None:
         state = model.SUCCEEDED
         completion = _time(status.get("completionTime")) or _time(
@@ -168,6 +184,7 @@ def pod_ended(pod: Mapping[str, Any]) -> bool:
     return bool(
         _terminated(pod, "containerStatuses", SCRIPT_CONTAINER)
         or _terminated(pod, "initContainerStatuses", CHECKOUT_CONTAINER)
+        or _terminated(pod, "initContainerStatuses", TRANSFER_CONTAINER)
     )
 
 

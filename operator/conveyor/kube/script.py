@@ -29,6 +29,11 @@ from collections.abc import Sequence
 TIMEOUT_MESSAGE_PREFIX = "conveyor: job execution timeout:"
 # The exit code of a job stopped at its timeout (the code `timeout(1)` uses).
 TIMEOUT_EXIT_CODE = 124
+# The termination message of an artifacts transfer that failed (the transfer binary writes it);
+# the operator reads it as the job's reason (kube/observe.py).
+ARTIFACTS_MESSAGE_PREFIX = "conveyor: artifacts:"
+# Set in job pods that use artifacts or caches: the transfer binary's path (kube/jobspec.py).
+TRANSFER_VARIABLE = "CONVEYOR_TRANSFER"
 # How long the script's processes get to end after SIGTERM before SIGKILL.
 STOP_SECONDS = 5
 
@@ -96,6 +101,14 @@ if [ -n "$after" ]; then
   printf '%s\\n' "Running after_script"
   if ! "$shell" -c "$after" conveyor-after-script; then
     printf '%s\\n' 'after_script failed; the job result is unchanged' >&2
+  fi
+fi
+# Artifacts and caches go up after after_script, as GitLab's runner does (not when cancelled);
+# a failed upload fails a job that had succeeded (its message says why).
+if [ -n "${{{TRANSFER_VARIABLE}:-}}" ] && [ "$stop" != canceled ]; then
+  if [ "$code" -eq 0 ]; then result=success; else result=failed; fi
+  if ! "${{{TRANSFER_VARIABLE}}}" upload "$result"; then
+    if [ "$code" -eq 0 ]; then code=1; fi
   fi
 fi
 exit "$code"

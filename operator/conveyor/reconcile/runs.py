@@ -70,12 +70,14 @@ from conveyor.kube.jobspec import (
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.approvals import ApprovalGates, Gates
+from conveyor.reconcile.artifacts import ArtifactService
 from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.locks import NO_ARBITRATION, DeployLocks
 from conveyor.reconcile.observed import ObservedJobs
 from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
+from conveyor.store.plan import keeps_artifacts
 
 log = logging.getLogger("conveyor.runs")
 
@@ -88,6 +90,9 @@ HELD_RECHECK_SECONDS = 30.0
 APPROVAL_SWEEP_SECONDS = 300.0
 # What a run records of itself at its start (engine.record), with the rules' outcome.
 RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
+
+
+ARTIFACT_RETRY_SECONDS = 5.0  # an attempt's manifest not readable yet: look again
 
 
 def utcnow() -> datetime.datetime:
@@ -231,6 +236,10 @@ class RunController:
         self._backoff, self._quiet = Backoff(), Quiet()
         # What each run's build jobs pushed (image -> digest), from its status: deploys pin it.
         self._built: dict[Key, dict[str, str]] = {}
+        # Artifacts and caches: plans before Jobs, records after, the store's sweeps.
+        self.artifacts = ArtifactService(
+            kube, options.artifact_store, options, options.artifacts_expire_in
+        )
         self.deploys = DeployExecutor(
             kube,
             sources,
@@ -349,7 +358,50 @@ class RunController:
 
     # -- workers
     async def work(self, workers: int) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(workers)), self._sweep_approvals())
+        await asyncio.gather(
+            *(self._worker() for _ in range(workers)),
+            self._sweep_approvals(),
+            self._sweep_artifacts(),
+        )
+
+    async def _sweep_artifacts(self) -> None:
+        """The store keeps no run's artifacts past the run (deleted by hand or by the history
+        limit) and no attempt's past its expiry (expire_in)."""
+        if self.options.artifact_store is None:
+            return
+        while True:
+            await asyncio.sleep(self.options.artifact_sweep_interval.total_seconds())
+            try:
+                await self.sweep_artifacts_once()
+            except Exception:
+                log.exception("sweeping the artifact store failed; trying again later")
+
+    def _run_exists(self, namespace: str, name: str, uid: str) -> bool:
+        """Whether run `name` with this UID exists, asked of the API server (blocking)."""
+        try:
+            body = self.kube.get_run(namespace, name)
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+        return (body.get("metadata") or {}).get("uid") == uid
+
+    async def sweep_artifacts_once(self) -> int:
+        assert self.views is not None
+        bodies = [
+            (ns, name, body)
+            for (ns, name), values in list(self.views.runs.items())
+            for body in values
+        ]
+        runs = [(ns, name, (b.get("metadata") or {}).get("uid") or "") for ns, name, b in bodies]
+        statuses = [
+            (ns, name, uid, b.get("status") or {})
+            for (ns, name, uid), (_, _, b) in zip(runs, bodies, strict=True)
+        ]
+        gone = await self.io(self.artifacts.sweep, runs, statuses, self.clock(), self._run_exists)
+        if gone:
+            log.info("artifact store: deleted %d object(s) of deleted runs or expired", gone)
+        return gone
 
     async def _sweep_approvals(self) -> None:
         """Approvals outlive their runs (they are the record of who approved what): those of
@@ -547,6 +599,7 @@ class RunController:
                 self.queue.add_after(key, HELD_RECHECK_SECONDS)
         self.locks.claim(key[0], run, decided)
         status = self._with_deployments(key, body, decided.status)
+        status = await self._with_artifacts(key, body, run, pipeline, status)
         status, noticed = _with_targets(status, self.deploys.unreachable(key), now)
         decided = dataclasses.replace(decided, status=status, events=[*decided.events, *noticed])
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
@@ -560,6 +613,48 @@ class RunController:
         if decided.wake_at is not None and self._wakeups.get(key) != decided.wake_at:
             self._wakeups[key] = decided.wake_at  # one timer per start, not one per pass
             self.queue.add_after(key, (decided.wake_at - now).total_seconds() + 0.1)
+
+    async def _with_artifacts(
+        self,
+        key: Key,
+        body: Mapping[str, Any],
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        status: dict[str, Any],
+    ) -> dict[str, Any]:
+        """status.jobs[].artifacts and .tests of finished attempts that keep artifacts, read
+        from the store once (what the run's status already records is kept as it is)."""
+        if self.options.artifact_store is None:
+            return status
+        recorded = {
+            (e.get("name"), e.get("attempt")): {k: e[k] for k in ("artifacts", "tests") if k in e}
+            for e in (body.get("status") or {}).get("jobs") or ()
+            if "artifacts" in e
+        }
+        jobs = []
+        changed = False
+        for entry in status.get("jobs") or ():
+            spec_job = pipeline.job(entry.get("name", ""))
+            if (
+                spec_job is None
+                or not keeps_artifacts(spec_job)
+                or entry.get("phase") not in ("Succeeded", "Failed")
+                or not entry.get("attempt")
+                or not entry.get("jobName")
+                or "artifacts" in entry
+            ):
+                jobs.append(entry)
+                continue
+            fields = recorded.get((entry["name"], entry["attempt"]))
+            if fields is None:
+                fields = await self.io(self.artifacts.records, run, pipeline, entry)
+                if fields is None:
+                    self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
+            if fields:
+                entry = {**entry, **fields}
+                changed = True
+            jobs.append(entry)
+        return {**status, "jobs": jobs} if changed else status
 
     def _redundant(
         self, key: Key, body: Mapping[str, Any], run: PipelineRun, pipeline: PipelineSpec
@@ -675,6 +770,9 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
+            transfer, refusal = await self.io(
+                self.artifacts.prepare, run, pipeline, spec_job, create.attempt, decided.status
+            )
             try:
                 job = build_job(
                     run=run,
@@ -685,6 +783,8 @@ class RunController:
                     attempt=create.attempt,
                     options=self.options,
                     built=self._built_by(key),
+                    transfer=transfer,
+                    refusal=refusal,
                 )
             except TagError as e:
                 self._unplaced.setdefault(key, {})[create.job_name] = ObservedJob(

@@ -1,0 +1,289 @@
+"""The operator's side of artifacts and caches: per-attempt transfer plans (presigned URLs),
+the records of what an attempt kept (status.jobs[].artifacts), and the store's garbage
+collection (deleted runs, expired artifacts). Blocking calls: the controller runs them on its
+I/O threads.
+
+The store's credentials are read once from their Secret (by reference, --artifact-store-secret)
+and never leave the operator: job pods get presigned URLs for exactly their attempt's objects,
+valid for the job's lifetime.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import io
+import json
+import logging
+import posixpath
+import tarfile
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from conveyor.api.codec import to_dict
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine import artifacts as rules
+from conveyor.engine import reports
+from conveyor.kube.client import Kube
+from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions, job_variables
+from conveyor.store import plan as plans
+from conveyor.store.client import StoreClient, StoreError
+from conveyor.store.config import ACCESS_KEY, NOT_CONFIGURED, SECRET_KEY, StoreConfig
+from conveyor.store.sigv4 import Credentials
+
+log = logging.getLogger(__name__)
+
+FINISHED_JOB_PHASES = ("Succeeded", "Failed")
+KEY_FILES_UNSUPPORTED = (
+    "cache keyFiles (GitLab's cache:key:files) is not supported yet: the operator does not read "
+    "the files' git blob ids; give the cache a key instead"
+)
+# JUnit reports are read from the archive when it is at most this large (the operator holds it
+# in memory); a larger archive's reports are not summarised.
+REPORTS_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
+
+
+def junit_summary(archive: bytes, globs: Sequence[str]) -> Any:
+    """The merged JUnit summary of the archive's files that match `globs` (GitLab's paths)."""
+    files: list[tuple[str, bytes]] = []
+    with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+        for member in tar.getmembers():
+            if member.isfile() and any(glob_match(g, member.name) for g in globs):
+                data = tar.extractfile(member)
+                if data is not None:
+                    files.append((member.name, data.read(reports.JUNIT_MAX_BYTES + 1)))
+    return reports.summarize_junit_files(files)
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """GitLab's artifact globs, as the transfer binary matches them: `*` within a segment, `**`
+    across any number of segments."""
+    pat = posixpath.normpath(pattern.removeprefix("./")).strip("/").split("/")
+    parts = name.strip("/").split("/")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(pat):
+            return j == len(parts)
+        if pat[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(parts) + 1))
+        return j < len(parts) and fnmatch.fnmatchcase(parts[j], pat[i]) and match(i + 1, j + 1)
+
+    return match(0, 0)
+
+
+class ArtifactService:
+    def __init__(
+        self,
+        kube: Kube,
+        config: StoreConfig | None,
+        options: JobOptions,
+        default_expire_in: str | None = rules.DEFAULT_EXPIRE_IN,
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self.options = options
+        self.default_expire_in = default_expire_in
+        self._client: StoreClient | None = None
+        self._lock = threading.Lock()
+        # Records read from the store, by (namespace, Job name): a finished attempt's never change.
+        self._records: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def client(self) -> StoreClient:
+        assert self.config is not None
+        with self._lock:
+            if self._client is None:
+                data = self.kube.read_secret_data(
+                    self.config.secret_namespace, self.config.secret_name
+                )
+                try:
+                    creds = Credentials(data[ACCESS_KEY].decode(), data[SECRET_KEY].decode())
+                except KeyError:
+                    raise StoreError(
+                        f"the artifact store Secret {self.config.secret_namespace}/"
+                        f"{self.config.secret_name} needs the keys {ACCESS_KEY} and {SECRET_KEY}"
+                    ) from None
+                self._client = StoreClient(self.config, creds)
+            return self._client
+
+    def _ca_pem(self) -> str | None:
+        if self.config is None or not self.config.ca_file:
+            return None
+        with open(self.config.ca_file) as f:
+            return f.read()
+
+    # -- before a Job: its plan
+
+    def prepare(
+        self,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        job: PipelineJob,
+        attempt: int,
+        status: Mapping[str, Any],
+    ) -> tuple[str | None, str | None]:
+        """(the attempt's transfer plan as JSON, or None when it uses no artifacts; a refusal
+        message when it does but the job cannot have them)."""
+        entries = [e for e in status.get("jobs") or () if isinstance(e, Mapping)]
+        present = [e["name"] for e in entries if e.get("name")] or None
+        if not plans.uses_store(pipeline, job, present):
+            return None, None
+        if self.config is None:
+            return None, NOT_CONFIGURED
+        if any(cache.key_files is not None for cache in job.cache):
+            return None, KEY_FILES_UNSUPPORTED
+        variables = job_variables(pipeline, run, job, self.options)
+        lookup = variables.raw.get
+        attempts = {
+            e["name"]: int(e["attempt"]) for e in entries if e.get("name") and e.get("attempt")
+        }
+        seconds = job.timeout_seconds() + SCRIPT_START_ALLOWANCE_SECONDS + plans.URL_SLACK_SECONDS
+        try:
+            client = self.client()
+            plan = plans.transfer_plan(
+                spec=pipeline,
+                job=job,
+                attempt=plans.AttemptRef(
+                    run.metadata.namespace or "",
+                    run.name,
+                    run.metadata.uid or "",
+                    job.name,
+                    attempt,
+                ),
+                attempts=attempts,
+                pipeline_name=run.pipeline_name or "default",
+                present=present,
+                project_dir=variables.raw["CI_PROJECT_DIR"],
+                lookup=lookup,
+                presign=client.presign,
+                seconds=seconds,
+                max_bytes=self.config.max_artifact_bytes,
+                ca_pem=self._ca_pem(),
+                insecure=self.config.insecure,
+            )
+        except rules.CacheKeyError as e:
+            return None, f"cache key refused: {e}"
+        except (StoreError, OSError) as e:
+            return None, f"the artifact store cannot be used: {e}"
+        except Exception as e:  # the Secret unreadable (ApiException), keyFiles without blobs
+            return None, f"the artifact store cannot be used: {type(e).__name__}: {e}"
+        return plans.plan_json(plan), None
+
+    # -- after a Job: what it kept
+
+    def records(
+        self,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        entry: Mapping[str, Any],
+    ) -> dict[str, Any] | None:
+        """The status fields of a finished attempt: `artifacts` (from its manifest) and `tests`
+        (its JUnit reports, read from its archive). None: not readable now, try again later."""
+        if self.config is None:
+            return {}
+        namespace = run.metadata.namespace or ""
+        job_name = entry.get("jobName") or ""
+        cached = self._records.get((namespace, job_name))
+        if cached is not None:
+            return cached
+        ref = plans.AttemptRef(
+            namespace, run.name, run.metadata.uid or "", entry["name"], int(entry["attempt"])
+        )
+        try:
+            client = self.client()
+            raw = client.get(ref.key(plans.MANIFEST_OBJECT))
+            found: dict[str, Any] = {}
+            if raw is None:
+                pass
+            else:
+                manifest = json.loads(raw)
+                head = client.head(ref.key(plans.ARCHIVE_OBJECT))
+                if head is None:
+                    pass
+                elif head.size > self.config.max_artifact_bytes:
+                    # The binary refuses such archives; one that got here anyway does not stay.
+                    log.warning("deleting %s: over the artifact size limit", ref.key(""))
+                    client.delete_prefix(ref.key(""))
+                else:
+                    job = pipeline.job(entry["name"])
+                    completion = entry.get("completionTime")
+                    finished = (
+                        datetime.datetime.fromisoformat(completion.replace("Z", "+00:00"))
+                        if isinstance(completion, str)
+                        else datetime.datetime.now(datetime.UTC)
+                    )
+                    kept = rules.effective_artifacts(job) if job is not None else None
+                    expires = rules.expires_at(
+                        kept,
+                        finished,
+                        self.default_expire_in,
+                    )
+                    record: dict[str, Any] = {
+                        "name": str(manifest.get("name") or "artifacts.tar.gz")[:255],
+                        "kind": "archive",
+                        "size": head.size,
+                    }
+                    digest = str(manifest.get("sha256") or "")
+                    if len(digest) == 64:
+                        record["digest"] = "sha256:" + digest
+                    if expires is not None:
+                        record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    found["artifacts"] = [record]
+                    junit = rules.report_paths(kept).get("junit")
+                    if junit and head.size <= REPORTS_ARCHIVE_MAX_BYTES:
+                        archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
+                        if archive is not None:
+                            found["tests"] = to_dict(junit_summary(archive, junit))
+        except (StoreError, ValueError, OSError, tarfile.TarError) as e:
+            log.warning("artifacts of %s/%s not readable yet: %s", namespace, job_name, e)
+            return None
+        self._records[(namespace, job_name)] = found
+        return found
+
+    # -- garbage collection
+
+    def sweep(
+        self,
+        runs: Iterable[tuple[str, str, str]],
+        statuses: Iterable[tuple[str, str, str, Mapping[str, Any]]],
+        now: datetime.datetime,
+        run_exists: Callable[[str, str, str], bool],
+    ) -> int:
+        """Deletes the objects of runs that no longer exist and of attempts whose artifacts
+        expired. `runs`: (namespace, name, uid) of the runs the operator sees; a run not among
+        them is asked for (`run_exists`) before its objects go, so a view still filling after a
+        start never costs a live run its artifacts. `statuses`: each run's status. Returns how
+        many objects went."""
+        if self.config is None:
+            return 0
+        client = self.client()
+        alive = {(ns, f"{name}-{uid}") for ns, name, uid in runs}
+        owners: dict[tuple[str, str], list[str]] = {}
+        for obj in client.list(rules.ARTIFACTS_ROOT + "/"):
+            parts = obj.key.split("/")
+            if len(parts) >= 4 and (parts[1], parts[2]) not in alive:
+                owners.setdefault((parts[1], parts[2]), []).append(obj.key)
+        gone = 0
+        for (namespace, owner), keys in owners.items():
+            # RUN-UID: a UID is 36 characters (a UUID).
+            name, uid = owner[:-37], owner[-36:]
+            if len(owner) > 37 and run_exists(namespace, name, uid):
+                continue
+            for key in keys:
+                client.delete(key)
+                gone += 1
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        for namespace, name, uid, status in statuses:
+            for entry in status.get("jobs") or ():
+                for record in entry.get("artifacts") or ():
+                    expires = record.get("expiresAt")
+                    if not expires or expires > stamp:
+                        continue
+                    ref = plans.AttemptRef(namespace, name, uid, entry["name"], entry["attempt"])
+                    gone += client.delete_prefix(ref.key(""))
+        return gone
+
+
+def attempt_entries(status: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
+    return [e for e in status.get("jobs") or () if isinstance(e, Mapping)]

@@ -1,0 +1,1 @@
+"""The artifact store: S3-compatible object storage (SigV4 signer, client, per-job plans)."""

@@ -1,0 +1,153 @@
+"""The transfer plan of one job attempt: what its pod downloads before the script and uploads
+after, as presigned URLs for exactly that attempt's objects, valid for the job's lifetime.
+
+Pure: the presigner is passed in. Which jobs' artifacts, the cache keys and the object names
+come from conveyor.engine.artifacts (GitLab's rules); this module only turns them into URLs for
+the transfer binary (transfer/cmd/conveyor-transfer, whose Plan type this JSON is).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.engine import artifacts as rules
+
+# The objects of one attempt: the archive (a gzipped tar) and the manifest the binary writes
+# after it (size, sha256, files), which the operator reads into status.jobs[].artifacts.
+ARCHIVE_OBJECT = "archive.tar.gz"
+MANIFEST_OBJECT = "manifest.json"
+ARCHIVE_SUFFIX = ".tar.gz"
+# Where the binary stages archives (S3 wants a length first): the workspace volume, always
+# writable, never the image's /tmp (a read-only or absent /tmp must not break uploads).
+TEMP_DIR = "/builds/.conveyor-transfer"
+# URLs outlive the job's timeout by this much: image pulls and the checkout come first.
+URL_SLACK_SECONDS = 15 * 60
+
+Presign = Callable[[str, str, int], str]  # (method, object key, seconds) -> URL
+
+
+@dataclass(frozen=True)
+class AttemptRef:
+    """Where an attempt's objects are."""
+
+    namespace: str
+    run: str
+    run_uid: str
+    job: str
+    attempt: int
+
+    def key(self, file_name: str) -> str:
+        return rules.artifact_object(
+            self.namespace, self.run, self.job, self.attempt, file_name, self.run_uid
+        )
+
+
+def keeps_artifacts(job: PipelineJob) -> bool:
+    """A scripted job with artifacts, or a Trivy scan (its GitLab report; Clair's image has no
+    shell to run the upload from). Build jobs run the builder's image: none."""
+    if job.build is not None:
+        return False
+    if job.scan is not None:
+        return job.scan.scanner != "clair"
+    return rules.effective_artifacts(job) is not None
+
+
+def uses_store(spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None) -> bool:
+    """Whether the job needs the artifact store: it keeps artifacts, has caches, or downloads
+    artifacts of jobs that keep some."""
+    if keeps_artifacts(job):
+        return True
+    if job.cache and job.build is None and job.scan is None:
+        return True
+    return bool(downloads(spec, job, present))
+
+
+def downloads(
+    spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None
+) -> tuple[str, ...]:
+    """The earlier jobs whose artifacts this job downloads and that keep artifacts at all."""
+    if job.build is not None or job.scan is not None:
+        return ()
+    sources = rules.artifact_sources(spec, job.name, present)
+    return tuple(
+        name for name in sources if (other := spec.job(name)) is not None and keeps_artifacts(other)
+    )
+
+
+def transfer_plan(
+    *,
+    spec: PipelineSpec,
+    job: PipelineJob,
+    attempt: AttemptRef,
+    attempts: Mapping[str, int],
+    pipeline_name: str,
+    present: Sequence[str] | None,
+    project_dir: str,
+    lookup: rules.Lookup,
+    presign: Presign,
+    seconds: int,
+    max_bytes: int,
+    ca_pem: str | None = None,
+    insecure: bool = False,
+    blob_ids: Callable[[Sequence[str]], Sequence[str | None]] | None = None,
+) -> dict[str, Any]:
+    """The plan (the binary's JSON). `attempts`: each earlier job's attempt whose artifacts
+    count (its latest); `pipeline_name`: the caches' scope in the namespace (GitLab: the
+    project); `seconds`: how long the URLs last."""
+    plan: dict[str, Any] = {"projectDir": project_dir, "tempDir": TEMP_DIR}
+    deps = []
+    for name in downloads(spec, job, present):
+        number = attempts.get(name)
+        if number is None:
+            continue  # it never ran in this run (skipped by rules, manual not played)
+        ref = AttemptRef(attempt.namespace, attempt.run, attempt.run_uid, name, number)
+        deps.append({"job": name, "url": presign("GET", ref.key(ARCHIVE_OBJECT), seconds)})
+    plan["downloads"] = deps
+    artifacts = rules.effective_artifacts(job) if keeps_artifacts(job) else None
+    if artifacts is not None and (artifacts.paths or artifacts.reports):
+        report_paths = [p for paths in rules.report_paths(artifacts).values() for p in paths]
+        plan["artifacts"] = {
+            "name": rules.archive_name(artifacts, lookup) + ARCHIVE_SUFFIX,
+            "paths": [*artifacts.paths, *report_paths],
+            "exclude": list(artifacts.exclude),
+            "when": artifacts.when,
+            "url": presign("PUT", attempt.key(ARCHIVE_OBJECT), seconds),
+            "manifestUrl": presign("PUT", attempt.key(MANIFEST_OBJECT), seconds),
+            "maxBytes": max_bytes,
+        }
+    caches = []
+    for index, cache in enumerate(job.cache):
+        keys = rules.cache_keys(cache, index, lookup, blob_ids)
+        entry: dict[str, Any] = {"paths": list(cache.paths), "when": cache.when, "pull": []}
+        if rules.cache_restores(cache):
+            entry["pull"] = [
+                {
+                    "key": k,
+                    "url": presign(
+                        "GET", rules.cache_object(attempt.namespace, pipeline_name, k), seconds
+                    ),
+                }
+                for k in keys.restore_order
+            ]
+        if cache.policy != "pull":  # `policy: pull` never uploads: no URL to do it with
+            entry["push"] = {
+                "key": keys.key,
+                "url": presign(
+                    "PUT", rules.cache_object(attempt.namespace, pipeline_name, keys.key), seconds
+                ),
+            }
+        caches.append(entry)
+    plan["caches"] = caches
+    if ca_pem:
+        plan["ca"] = ca_pem
+    if insecure:
+        plan["insecure"] = True
+    return plan
+
+
+def plan_json(plan: Mapping[str, Any]) -> str:
+    return json.dumps(plan, separators=(",", ":"), sort_keys=True)

@@ -1,0 +1,444 @@
+"""Artifacts and caches on the real nodes, through the local S3 store (versitygw, built from the
+Go module proxy): files a job keeps reach exactly the jobs GitLab's rules say, a job image with
+no tar/curl uploads them, `conveyor artifacts` downloads them byte for byte, one namespace's
+presigned URLs never open another's objects, and caches carry over between runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from tests.e2e.conveyor import (
+    STORE_SECRET,
+    Conveyor,
+    Operator,
+    bind,
+    conveyor_cli,
+    job_status,
+    operator_with,
+    pipeline,
+    run,
+    store_info,
+)
+from tests.e2e.realnode import RealNodes
+from tests.e2e.support import Clusters, wait_until
+
+NO_TOOLS = "conveyor-test/shell-only:1"  # dash, cat and sleep only (hack/images/shell-only.sh)
+
+
+def _store_client() -> Any:
+    from conveyor.store.client import StoreClient
+    from conveyor.store.config import StoreConfig
+    from conveyor.store.sigv4 import Credentials
+
+    info = store_info()
+    assert info, "the local clusters run no artifact store (.cluster/store.json)"
+    config = StoreConfig(info["endpoint"], info["bucket"], "conveyor-system", STORE_SECRET)
+    return StoreClient(config, Credentials(info["accessKey"], info["secretKey"]))
+
+
+def _logs(clusters: Clusters, ns: str, run_name: str, job: str) -> list[str]:
+    out = conveyor_cli(clusters, "logs", run_name, job, "-n", ns)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()
+
+
+def _plan_of(conveyor: Conveyor, run_name: str, job: str) -> dict[str, Any]:
+    """The transfer plan a job's pod holds (its presigned URLs), as the pod sees it."""
+    for item in conveyor.jobs(run_name):
+        if item.metadata.annotations.get("conveyor.dev/job") == job:
+            script = item.spec.template.spec.containers[0]
+            env = {e.name: e.value for e in script.env}
+            return json.loads(env["CONVEYOR_TRANSFER_PLAN"])
+    raise AssertionError(f"no Job for {job} of {run_name}")
+
+
+def _http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            resp.read()
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+ARTIFACT_JOBS = [
+    {
+        # No tar, gzip, curl or wget in its image: the transfer binary uploads.
+        "name": "build",
+        "stage": "build",
+        "image": NO_TOOLS,
+        "script": [
+            "for t in tar gzip curl wget busybox; do "
+            'if command -v "$t"; then echo "the image has $t"; exit 9; fi; done',
+            "echo built-by-build > app.txt",
+            "echo not-kept > notes.txt",
+        ],
+        "artifacts": {"paths": ["app.txt"], "expireIn": "2 hours"},
+    },
+    {
+        "name": "docs",
+        "stage": "build",
+        "image": "busybox:1.36",
+        "script": ["mkdir -p site/deep", "echo docs > site/deep/index.html", "echo x > site/x.log"],
+        "artifacts": {"paths": ["site/"], "exclude": ["site/*.log"]},
+    },
+    {
+        "name": "data",
+        "stage": "build",
+        "image": "busybox:1.36",
+        "script": [
+            "head -c 300000 /dev/urandom > blob.bin",
+            "sha256sum blob.bin | cut -d' ' -f1 > blob.sha256",
+        ],
+        "artifacts": {"paths": ["blob.*"]},
+    },
+    {
+        "name": "test",
+        "stage": "test",
+        "image": "busybox:1.36",
+        "script": [
+            'test "$(cat app.txt)" = built-by-build',
+            "test -f site/deep/index.html",
+            "test ! -e site/x.log",  # excluded
+            "test ! -e notes.txt",  # not in paths
+            "test -f blob.bin",
+        ],
+    },
+    {
+        "name": "isolated",
+        "stage": "test",
+        "image": "busybox:1.36",
+        "dependencies": [],
+        "script": ["test ! -e app.txt", "test ! -e site", "test ! -e blob.bin"],
+    },
+    {
+        "name": "deploy",
+        "stage": "deploy",
+        "image": NO_TOOLS,
+        "needs": ["build"],
+        "script": [
+            'test "$(cat app.txt)" = built-by-build',
+            "test ! -e site",
+            "test ! -e blob.bin",
+        ],
+    },
+]
+
+
+def test_artifacts_reach_later_jobs_by_gitlabs_rules_and_download_byte_identical(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    conveyor.create(
+        pipeline("arts", ARTIFACT_JOBS, stages=["build", "test", "deploy"], **real.placement())
+    )
+    conveyor.create(run("arts-1", "arts"))
+    done = conveyor.wait_finished("arts-1", timeout=300)
+    for job in ("build", "docs", "data", "test", "isolated", "deploy"):
+        assert job_status(done, job)["phase"] == "Succeeded", (job, done["status"]["jobs"])
+    assert done["status"]["phase"] == "Succeeded"
+    # What the script container ran in the job without tools: the binary's copy, not a tar.
+    assert "Uploading artifacts..." in _logs(clusters, conveyor.ns, "arts-1", "build")
+
+    # The record: name, size, digest, expiry (expireIn: 2 hours), after the upload.
+    def recorded() -> Any:
+        entry = job_status(conveyor.get_run("arts-1"), "data")
+        return entry.get("artifacts")
+
+    (record,) = wait_until(recorded, timeout=30, what="status.jobs[data].artifacts")
+    assert record["name"] == "artifacts.tar.gz" and record["kind"] == "archive"
+    assert record["size"] > 300000 and record["digest"].startswith("sha256:")
+    (build_record,) = job_status(conveyor.get_run("arts-1"), "build")["artifacts"]
+    assert "expiresAt" in build_record
+    assert job_status(done, "test").get("artifacts") is None  # it keeps none
+
+    # `conveyor artifacts` downloads what the pod wrote, byte for byte (the pod's own sha256).
+    info = store_info()
+    assert info
+    out = conveyor_cli(
+        clusters,
+        "artifacts",
+        "arts-1",
+        "data",
+        "-o",
+        str(tmp_path / "dl"),
+        "-n",
+        conveyor.ns,
+        "--store-endpoint",
+        info["endpoint"],
+        "--store-bucket",
+        info["bucket"],
+        "--store-secret",
+        f"conveyor-system/{STORE_SECRET}",
+    )
+    assert out.returncode == 0, out.stderr
+    blob = (tmp_path / "dl" / "blob.bin").read_bytes()
+    assert len(blob) == 300000
+    assert hashlib.sha256(blob).hexdigest() == (tmp_path / "dl" / "blob.sha256").read_text().strip()
+    assert record["digest"] in out.stdout
+
+    # A developer who may edit the namespace (runs, Jobs, its Secrets) but not read the store's
+    # Secret cannot download directly: the CLI authorises with the user's kubeconfig.
+    bind(clusters, conveyor.ns, [("developer", "edit"), ("developer", "conveyor-edit")])
+    denied = conveyor_cli(
+        clusters,
+        "artifacts",
+        "arts-1",
+        "data",
+        "-o",
+        str(tmp_path / "no"),
+        "-n",
+        conveyor.ns,
+        "--store-endpoint",
+        info["endpoint"],
+        context="ci-as-developer",
+    )
+    assert denied.returncode != 0
+    assert "artifact-store" in denied.stderr or "forbidden" in denied.stderr.lower(), denied.stderr
+    assert not (tmp_path / "no" / "blob.bin").exists()
+
+
+def test_one_namespaces_job_cannot_fetch_anothers_artifacts(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "make",
+            "stage": "build",
+            "image": "busybox:1.36",
+            "script": ["echo mine > mine.txt"],
+            "artifacts": {"paths": ["mine.txt"]},
+        },
+        {"name": "use", "stage": "test", "image": "busybox:1.36", "script": ["cat mine.txt"]},
+    ]
+    conveyor.create(pipeline("iso", jobs, **real.placement()))
+    conveyor.create(run("iso-1", "iso"))
+    done = conveyor.wait_finished("iso-1", timeout=240)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    victim = done["metadata"]
+
+    other = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(clusters.api("ci"))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
+    try:
+        wait_until(
+            lambda: core.read_namespaced_service_account("default", other),
+            what=f"serviceaccount default in {other}",
+        )
+        thief = Conveyor(clusters, other)
+        thief.create(pipeline("iso", jobs, **real.placement()))
+        thief.create(run("iso-1", "iso"))
+        stolen = thief.wait_finished("iso-1", timeout=240)
+        assert stolen["status"]["phase"] == "Succeeded", stolen["status"]
+        # Everything the other namespace's `use` job held: presigned URLs of its own objects.
+        plan = _plan_of(thief, "iso-1", "use")
+        (own,) = plan["downloads"]
+        assert _http_status(own["url"]) == 200  # the URL works for what it was made for
+        mine = urllib.parse.urlsplit(own["url"])
+        target = (
+            f"/{store_info()['bucket']}/artifacts/{conveyor.ns}/"  # type: ignore[index]
+            f"iso-1-{victim['uid']}/make/1/archive.tar.gz"
+        )
+        assert _store_client().head(target.split("/", 2)[2]) is not None  # it is there
+        # The same signature on the victim's object, its own prefix rewritten: refused.
+        forged = urllib.parse.urlunsplit(mine._replace(path=target))
+        assert _http_status(forged) == 403
+        # And with no signature at all.
+        bare = urllib.parse.urlunsplit(mine._replace(path=target, query=""))
+        assert _http_status(bare) == 403
+        # No credential of the store anywhere in the Jobs the namespace holds.
+        specs = json.dumps([j.to_dict() for j in thief.jobs()], default=str)
+        assert store_info()["secretKey"] not in specs  # type: ignore[index]
+    finally:
+        core.delete_namespace(other)
+
+
+def test_a_cache_written_by_one_run_is_read_by_the_next(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "fill",
+            "stage": "build",
+            "image": "busybox:1.36",
+            "cache": [{"key": "deps", "paths": ["vendor/"]}],
+            "script": [
+                "if [ -f vendor/stamp ]; then echo HIT $(cat vendor/stamp); "
+                "else echo MISS; mkdir -p vendor; echo $CI_PIPELINE_ID > vendor/stamp; fi"
+            ],
+        },
+        {
+            "name": "read",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "cache": [
+                {
+                    "key": "fresh",
+                    "fallbackKeys": ["absent", "deps"],
+                    "paths": ["vendor/"],
+                    "policy": "pull",
+                }
+            ],
+            "script": ["test -f vendor/stamp", "echo changed > vendor/stamp"],
+        },
+    ]
+    conveyor.create(pipeline("cached", jobs, **real.placement()))
+    conveyor.create(run("cached-1", "cached"))
+    first = conveyor.wait_finished("cached-1", timeout=240)
+    assert first["status"]["phase"] == "Succeeded", first["status"]
+    assert "MISS" in _logs(clusters, conveyor.ns, "cached-1", "fill")
+    conveyor.create(run("cached-2", "cached"))
+    second = conveyor.wait_finished("cached-2", timeout=240)
+    assert second["status"]["phase"] == "Succeeded", second["status"]
+    hit = [line for line in _logs(clusters, conveyor.ns, "cached-2", "fill") if "HIT" in line]
+    assert hit, "run 2 did not read the cache run 1 wrote"
+    # `read` found `deps` through its fallback keys, and with policy pull uploaded nothing.
+    store = _store_client()
+    assert store.head(f"caches/{conveyor.ns}/cached/deps") is not None
+    assert store.head(f"caches/{conveyor.ns}/cached/fresh") is None
+
+
+def test_an_artifact_over_the_limit_fails_its_job_saying_so(
+    operator: Operator, conveyor: Conveyor, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "big",
+            "stage": "build",
+            "image": "busybox:1.36",
+            "script": ["head -c 200000 /dev/urandom > big.bin"],
+            "artifacts": {"paths": ["big.bin"]},
+        }
+    ]
+    with operator_with(operator, "--artifact-max-size", "100Ki"):
+        conveyor.create(pipeline("limited", jobs, **real.placement()))
+        conveyor.create(run("limited-1", "limited"))
+        done = conveyor.wait_finished("limited-1", timeout=240)
+    big = job_status(done, "big")
+    assert big["phase"] == "Failed" and big["reason"] == "ArtifactsFailed", big
+    assert "over the limit of 102400 bytes" in big["message"], big
+    assert (
+        _store_client().head(
+            f"artifacts/{conveyor.ns}/limited-1-{done['metadata']['uid']}/big/1/archive.tar.gz"
+        )
+        is None
+    )
+
+
+JUNIT = (
+    '<testsuite name="unit" tests="3">'
+    '<testcase classname="app" name="adds"/>'
+    '<testcase classname="app" name="divides"><failure message="by zero"/></testcase>'
+    '<testcase classname="app" name="later"><skipped/></testcase>'
+    "</testsuite>"
+)
+
+
+def test_junit_reports_show_in_get_and_objects_go_with_expiry_and_with_their_run(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    jobs = [
+        {
+            "name": "unit",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "script": [f"echo '{JUNIT}' > report.xml"],
+            "artifacts": {"reports": {"junit": ["report.xml"]}, "expireIn": "3 seconds"},
+        },
+        {
+            "name": "keep",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "script": ["echo kept > keep.txt"],
+            "artifacts": {"paths": ["keep.txt"]},
+        },
+    ]
+    conveyor.create(pipeline("rep", jobs, **real.placement()))
+    conveyor.create(run("rep-1", "rep"))
+    done = conveyor.wait_finished("rep-1", timeout=240)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+
+    def tests_recorded() -> Any:
+        return job_status(conveyor.get_run("rep-1"), "unit").get("tests")
+
+    tests = wait_until(tests_recorded, timeout=30, what="status.jobs[unit].tests")
+    assert (tests["total"], tests["passed"], tests["failed"], tests["skipped"]) == (3, 1, 1, 1)
+    assert tests["failedTests"] == ["app.divides"]
+    shown = conveyor_cli(clusters, "get", "rep-1", "-n", conveyor.ns)
+    assert shown.returncode == 0, shown.stderr
+    assert "1 passed, 1 failed, 1 skipped" in shown.stdout, shown.stdout
+
+    store = _store_client()
+    uid = done["metadata"]["uid"]
+    unit = f"artifacts/{conveyor.ns}/rep-1-{uid}/unit/1/archive.tar.gz"
+    keep = f"artifacts/{conveyor.ns}/rep-1-{uid}/keep/1/archive.tar.gz"
+    # `expireIn: 3 seconds`: the operator's sweep (every 5 s here) deletes it; `keep` stays.
+    wait_until(lambda: store.head(unit) is None, timeout=60, what="the expired archive gone")
+    assert store.head(keep) is not None
+    # The run deleted: its objects go too.
+    conveyor.api.delete_namespaced_custom_object(
+        "conveyor.dev", "v1alpha1", conveyor.ns, "pipelineruns", "rep-1"
+    )
+    wait_until(
+        lambda: not list(store.list(f"artifacts/{conveyor.ns}/rep-1-{uid}/")),
+        timeout=60,
+        what="the deleted run's objects gone",
+    )
+
+
+def test_a_trivy_scan_keeps_its_gitlab_report_as_an_artifact(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    from tests.e2e.test_scans import PLANTED, REPORT, by_digest
+
+    vulnerable = by_digest(real.registry, "library/debian", "bookworm-slim")
+    conveyor.create(
+        pipeline(
+            "scanned",
+            [
+                {
+                    "name": "scan",
+                    "stage": "scan",
+                    "scan": {"image": vulnerable},
+                    "allowFailure": True,
+                    "timeout": "10m",
+                }
+            ],
+            stages=["scan"],
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("scanned-1", "scanned"))
+    done = conveyor.wait_finished("scanned-1", timeout=600)
+    scan = job_status(done, "scan")
+    assert scan["phase"] == "Failed" and scan.get("findings", {}).get("HIGH") == 1, scan
+
+    def recorded() -> Any:
+        return job_status(conveyor.get_run("scanned-1"), "scan").get("artifacts")
+
+    wait_until(recorded, timeout=30, what="status.jobs[scan].artifacts")
+    info = store_info()
+    assert info
+    out = conveyor_cli(
+        clusters,
+        "artifacts",
+        "scanned-1",
+        "scan",
+        "-o",
+        str(tmp_path),
+        "-n",
+        conveyor.ns,
+        "--store-endpoint",
+        info["endpoint"],
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / REPORT).read_text())
+    assert PLANTED in {v["id"] for v in report["vulnerabilities"]}

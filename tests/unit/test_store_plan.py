@@ -1,0 +1,330 @@
+"""Per-attempt transfer plans (presigned URLs for exactly the attempt's objects), the job pod
+they shape, the supervisor's upload step (run for real with /bin/sh), the observer's reasons and
+the operator's store options."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import subprocess
+import urllib.parse
+
+import pytest
+
+from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.cli.main import build_parser
+from conveyor.cli.operator_cmd import job_options
+from conveyor.kube import script as scripts
+from conveyor.kube.jobspec import TRANSFER_DIR, build_job
+from conveyor.kube.observe import observe_job
+from conveyor.store import plan as plans
+from conveyor.store.client import StoreClient
+from conveyor.store.config import NOT_CONFIGURED, StoreConfig
+from conveyor.store.sigv4 import Credentials
+
+NOW = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC)
+CONFIG = StoreConfig("http://10.0.0.1:9000", "conveyor", "conveyor-system", "store")
+CLIENT = StoreClient(CONFIG, Credentials("AK", "SK"), now=lambda: NOW)
+
+SPEC = parse_pipeline_spec(
+    {
+        "stages": ["build", "test", "deploy"],
+        "jobs": [
+            {
+                "name": "build",
+                "stage": "build",
+                "script": ["make"],
+                "artifacts": {"paths": ["bin/"], "exclude": ["bin/*.log"]},
+            },
+            {
+                "name": "docs",
+                "stage": "build",
+                "script": ["make docs"],
+                "artifacts": {"paths": ["site/"]},
+            },
+            {"name": "lint", "stage": "build", "script": ["make lint"]},
+            {
+                "name": "test",
+                "stage": "test",
+                "script": ["make test"],
+                "cache": [
+                    {
+                        "key": "deps-$CI_COMMIT_REF_SLUG",
+                        "paths": ["vendor/"],
+                        "fallbackKeys": ["deps-main"],
+                    }
+                ],
+            },
+            {"name": "isolated", "stage": "test", "script": ["true"], "dependencies": []},
+            {"name": "deploy", "stage": "deploy", "script": ["./deploy"], "needs": ["build"]},
+            {
+                "name": "readonly",
+                "stage": "test",
+                "script": ["true"],
+                "cache": [{"key": "k", "paths": ["x"], "policy": "pull"}],
+            },
+        ],
+    }
+)
+RUN = PipelineRun.from_dict(
+    {
+        "metadata": {"name": "app-1", "namespace": "team-a", "uid": "u1"},
+        "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
+    }
+)
+ATTEMPTS = {"build": 2, "docs": 1, "lint": 1}
+
+
+def plan_of(job_name, attempts=ATTEMPTS, lookup=lambda _: None):
+    job = SPEC.job(job_name)
+    return plans.transfer_plan(
+        spec=SPEC,
+        job=job,
+        attempt=plans.AttemptRef("team-a", "app-1", "u1", job_name, 1),
+        attempts=attempts,
+        pipeline_name="app",
+        present=None,
+        project_dir="/builds/team-a/app",
+        lookup=lookup,
+        presign=CLIENT.presign,
+        seconds=3600,
+        max_bytes=1000,
+    )
+
+
+def path_of(url):
+    return urllib.parse.urlsplit(url).path
+
+
+def query_of(url):
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+def test_a_later_stage_downloads_earlier_artifacts_of_their_latest_attempt():
+    plan = plan_of("test")
+    assert [d["job"] for d in plan["downloads"]] == ["build", "docs"]  # lint keeps none
+    assert path_of(plan["downloads"][0]["url"]) == (
+        "/conveyor/artifacts/team-a/app-1-u1/build/2/archive.tar.gz"
+    )
+    assert query_of(plan["downloads"][0]["url"])["X-Amz-Expires"] == "3600"
+    assert "artifacts" not in plan  # test keeps none
+
+
+def test_dependencies_empty_and_needs_narrow_the_downloads():
+    assert plan_of("isolated")["downloads"] == []
+    assert [d["job"] for d in plan_of("deploy")["downloads"]] == ["build"]
+
+
+def test_uploads_are_presigned_puts_of_the_attempts_own_objects():
+    plan = plan_of("build")
+    up = plan["artifacts"]
+    assert up["paths"] == ["bin/"] and up["exclude"] == ["bin/*.log"]
+    assert up["maxBytes"] == 1000 and up["when"] == "on_success"
+    assert path_of(up["url"]) == "/conveyor/artifacts/team-a/app-1-u1/build/1/archive.tar.gz"
+    assert path_of(up["manifestUrl"]).endswith("/build/1/manifest.json")
+    # Presigned with the store's key id, never its secret.
+    assert "SK" not in json.dumps(plan).replace("SignedHeaders", "")
+    assert query_of(up["url"])["X-Amz-Credential"].startswith("AK/")
+
+
+def test_caches_are_tried_in_order_and_pull_policy_gets_no_upload_url():
+    plan = plan_of("test", lookup={"CI_COMMIT_REF_SLUG": "feature"}.get)
+    (cache,) = plan["caches"]
+    assert [k["key"] for k in cache["pull"]] == ["deps-feature", "deps-main"]
+    assert path_of(cache["push"]["url"]) == "/conveyor/caches/team-a/app/deps-feature"
+    (readonly,) = plan_of("readonly")["caches"]
+    assert "push" not in readonly and [k["key"] for k in readonly["pull"]] == ["k"]
+
+
+def _run_and_job(job_fields):
+    spec = parse_pipeline_spec({"jobs": [{"name": "j", "script": ["true"], **job_fields}]})
+    return spec, spec.jobs[0]
+
+
+def test_the_pod_gets_the_binary_from_an_init_container_and_the_plan_by_env():
+    spec, job = _run_and_job({"artifacts": {"paths": ["out"]}})
+    built = build_job(run=RUN, pipeline=spec, job=job, attempt=1, transfer='{"projectDir":"/b"}')
+    pod = built["spec"]["template"]["spec"]
+    init = {c["name"]: c for c in pod.get("initContainers", [])}
+    assert init["artifacts"]["command"] == ["/bin/conveyor-transfer", "init", TRANSFER_DIR]
+    script = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in script["env"]}
+    assert env["CONVEYOR_TRANSFER"] == f"{TRANSFER_DIR}/conveyor-transfer"
+    assert json.loads(env["CONVEYOR_TRANSFER_PLAN"]) == {"projectDir": "/b"}
+    mount = next(m for m in script["volumeMounts"] if m["mountPath"] == TRANSFER_DIR)
+    assert mount["readOnly"] is True
+    # No store credentials anywhere in the Job: only the plan's presigned URLs.
+    assert "secretKeyRef" not in json.dumps(built)
+
+
+def test_without_a_store_the_job_fails_naming_what_is_missing():
+    spec, job = _run_and_job({"artifacts": {"paths": ["out"]}})
+    built = build_job(run=RUN, pipeline=spec, job=job, attempt=1, refusal=NOT_CONFIGURED)
+    script = built["spec"]["template"]["spec"]["containers"][0]
+    assert script["args"] == [NOT_CONFIGURED]
+    assert "--artifact-store-endpoint" in NOT_CONFIGURED
+
+
+def _supervise(tmp_path, main, transfer_exit):
+    fake = tmp_path / "transfer"
+    log = tmp_path / "calls"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit {transfer_exit}\n')
+    fake.chmod(0o755)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", scripts.SUPERVISOR, "x", "/bin/sh", main, "", ""],
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CONVEYOR_TRANSFER": str(fake),
+            "CONVEYOR_TERMINATION_LOG": str(tmp_path / "term"),
+        },
+        capture_output=True,
+        text=True,
+    )
+    return proc.returncode, log.read_text() if log.exists() else ""
+
+
+def test_the_supervisor_uploads_after_the_script_with_its_result(tmp_path):
+    assert _supervise(tmp_path, "true", 0) == (0, "upload success\n")
+    (tmp_path / "calls").unlink()
+    assert _supervise(tmp_path, "exit 3", 0) == (3, "upload failed\n")
+    (tmp_path / "calls").unlink()
+    # A failed upload fails a job that had succeeded.
+    assert _supervise(tmp_path, "true", 1)[0] == 1
+
+
+def test_the_observer_names_artifact_failures():
+    def job_with(pod):
+        return observe_job(
+            {
+                "metadata": {
+                    "name": "j",
+                    "annotations": {"conveyor.dev/job": "j", "conveyor.dev/attempt": "1"},
+                },
+                "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+            },
+            [pod],
+        )
+
+    upload = job_with(
+        {
+            "status": {
+                "containerStatuses": [
+                    {
+                        "name": "script",
+                        "state": {
+                            "terminated": {"exitCode": 1, "message": "conveyor: artifacts: too big"}
+                        },
+                    }
+                ]
+            }
+        }
+    )
+    assert upload.reason == "ArtifactsFailed" and "too big" in upload.message
+    download = job_with(
+        {
+            "status": {
+                "initContainerStatuses": [
+                    {
+                        "name": "artifacts",
+                        "state": {
+                            "terminated": {
+                                "exitCode": 1,
+                                "message": "conveyor: artifacts: HTTP 403",
+                            }
+                        },
+                    }
+                ]
+            }
+        }
+    )
+    assert download.reason == "ArtifactsDownloadFailed"
+
+
+def test_operator_store_options():
+    parser = build_parser()
+    args = parser.parse_args(
+        [
+            "operator",
+            "--artifact-store-endpoint",
+            "http://s3:9000/",
+            "--artifact-store-secret",
+            "store",
+            "--artifact-max-size",
+            "100Mi",
+        ]
+    )
+    options = job_options(args)
+    assert options.artifact_store == StoreConfig(
+        "http://s3:9000", "conveyor", "conveyor-system", "store", max_artifact_bytes=100 << 20
+    )
+    assert job_options(parser.parse_args(["operator"])).artifact_store is None
+    with pytest.raises(ValueError, match="--artifact-store-secret"):
+        job_options(parser.parse_args(["operator", "--artifact-store-endpoint", "http://s3"]))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["operator", "--artifact-max-size", "lots"])
+
+
+def test_the_transfer_binary_go_tests():
+    """transfer/: globs, archive round trip, no extraction outside the project directory,
+    `when`, the size limit, cache fallback order (go test)."""
+    import shutil
+    from pathlib import Path
+
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    proc = subprocess.run(
+        [go, "test", "-count=1", "./..."],
+        cwd=Path(__file__).resolve().parents[2] / "transfer",
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": "-mod=mod",
+             "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_cli_finds_the_latest_attempts_archive_and_extracts_safely(tmp_path):
+    import io
+    import tarfile
+
+    from conveyor.cli.artifacts import attempt_record, safe_extract
+
+    run_obj = {
+        "metadata": {"name": "r"},
+        "status": {"jobs": [{"name": "b", "attempt": 2, "artifacts": [{"name": "a.tar.gz"}]}]},
+    }
+    assert attempt_record(run_obj, "b", None) == (2, {"name": "a.tar.gz"})
+    with pytest.raises(ValueError, match="no job 'x'"):
+        attempt_record(run_obj, "x", None)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escape")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(tarfile.TarError):
+        safe_extract(buf.getvalue(), tmp_path / "out")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
+    from conveyor.engine import attempts
+    from conveyor.engine.model import ObservedJob
+
+    seen = ObservedJob(
+        "j-1", "j", 1, "failed", exit_code=1, reason="ArtifactsFailed", message="too big"
+    )
+    assert attempts._from_observed(seen).reason == "ArtifactsFailed"
+    script = ObservedJob("j-1", "j", 1, "failed", exit_code=1, reason="BackoffLimitExceeded")
+    assert attempts._from_observed(script).reason == "ScriptFailure"
+
+
+def test_a_cache_with_key_files_fails_its_job_saying_it_is_not_supported():
+    from conveyor.kube.jobspec import JobOptions
+    from conveyor.reconcile.artifacts import KEY_FILES_UNSUPPORTED, ArtifactService
+
+    spec = parse_pipeline_spec(
+        {"jobs": [{"name": "j", "script": ["true"],
+                   "cache": [{"keyFiles": {"files": ["go.sum"]}, "paths": [".go/"]}]}]}
+    )  # fmt: skip
+    service = ArtifactService(None, CONFIG, JobOptions())  # type: ignore[arg-type]
+    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, KEY_FILES_UNSUPPORTED)
+    unconfigured = ArtifactService(None, None, JobOptions())  # type: ignore[arg-type]
+    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, NOT_CONFIGURED)

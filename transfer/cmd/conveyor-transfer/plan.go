@@ -1,0 +1,90 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+)
+
+// Plan is what the operator tells one job attempt (operator/conveyor/store/plan.py writes it).
+type Plan struct {
+	ProjectDir string       `json:"projectDir"`
+	TempDir    string       `json:"tempDir"`
+	Downloads  []Dependency `json:"downloads"`
+	Artifacts  *Artifacts   `json:"artifacts"`
+	Caches     []Cache      `json:"caches"`
+	CA         string       `json:"ca"`       // PEM of the store's CA, when not a public one
+	Insecure   bool         `json:"insecure"` // skip TLS verification (the operator's option)
+	client     *http.Client
+}
+
+// Dependency is one earlier job's artifacts archive.
+type Dependency struct {
+	Job string `json:"job"`
+	URL string `json:"url"`
+}
+
+// Artifacts is this job's own archive: what goes in it and where it goes.
+type Artifacts struct {
+	Name        string   `json:"name"`
+	Paths       []string `json:"paths"`
+	Exclude     []string `json:"exclude"`
+	When        string   `json:"when"`
+	URL         string   `json:"url"`         // presigned PUT of the archive
+	ManifestURL string   `json:"manifestUrl"` // presigned PUT of its manifest
+	MaxBytes    int64    `json:"maxBytes"`
+}
+
+// Cache is one of the job's caches: keys to try in order, and the key to push.
+type Cache struct {
+	Paths []string   `json:"paths"`
+	Pull  []CacheKey `json:"pull"`
+	Push  *CacheKey  `json:"push"`
+	When  string     `json:"when"`
+}
+
+type CacheKey struct {
+	Key string `json:"key"`
+	URL string `json:"url"`
+}
+
+// Manifest is what the operator reads back after the job: the archive's size and digest.
+type Manifest struct {
+	Name   string `json:"name"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	Files  int    `json:"files"`
+}
+
+func ParsePlan(text string) (*Plan, error) {
+	if text == "" {
+		return nil, fmt.Errorf("no transfer plan: $%s is empty", PlanVariable)
+	}
+	var p Plan
+	if err := json.Unmarshal([]byte(text), &p); err != nil {
+		return nil, fmt.Errorf("the transfer plan is not valid JSON: %w", err)
+	}
+	if p.ProjectDir == "" {
+		return nil, fmt.Errorf("the transfer plan has no projectDir")
+	}
+	if p.TempDir == "" {
+		p.TempDir = os.TempDir()
+	}
+	tlsConfig := &tls.Config{InsecureSkipVerify: p.Insecure} //nolint:gosec // the operator's choice
+	if p.CA != "" {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM([]byte(p.CA)) {
+			return nil, fmt.Errorf("the transfer plan's CA is not PEM")
+		}
+		tlsConfig.RootCAs = pool
+	}
+	p.client = &http.Client{
+		Timeout:   30 * time.Minute,
+		Transport: &http.Transport{TLSClientConfig: tlsConfig, Proxy: http.ProxyFromEnvironment},
+	}
+	return &p, nil
+}

@@ -1,0 +1,3 @@
+module conveyor.dev/transfer
+
+go 1.24
