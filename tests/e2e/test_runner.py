@@ -601,3 +601,69 @@ def test_logs_follow_a_running_job_and_end_with_it(
     assert follower.returncode == 0, follower.stderr.read() if follower.stderr else ""
     assert seen[-1] == "last-line", seen
     assert phase(finished(conveyor, "follow-1")) == "Succeeded"
+
+
+# --- services --------------------------------------------------------------------------------
+
+
+def test_a_service_with_a_healthcheck_port_is_listening_when_the_script_starts(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes
+) -> None:
+    """A web server that takes seconds to listen, reached by its alias from the script: the
+    script starts once it listens (HEALTHCHECK_TCP_PORT), as in GitLab; without the variable
+    the same script meets a refused connection. A service that never listens delays the script
+    by the operator's wait (30 s) and leaves GitLab's warning in the job's log."""
+    slow_web = {
+        "name": "python:3.11-slim",
+        "alias": "web",
+        "entrypoint": ["sh", "-c", "sleep 8; exec python3 -m http.server 8080"],
+    }
+    fetch = ["wget -q -O- http://web:8080/ >/dev/null", "echo served"]
+    jobs = [
+        {
+            "name": "waited",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "services": [{**slow_web, "variables": {"HEALTHCHECK_TCP_PORT": "8080"}}],
+            "script": fetch,
+        },
+        {
+            "name": "not-waited",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "services": [slow_web],
+            "script": fetch,
+        },
+        {
+            "name": "never-listens",
+            "stage": "test",
+            "image": "busybox:1.36",
+            "services": [
+                {
+                    "name": "busybox:1.36",
+                    "alias": "mute",
+                    "entrypoint": ["sleep", "3600"],
+                    "variables": {"HEALTHCHECK_TCP_PORT": "9999"},
+                }
+            ],
+            "script": ["echo ran anyway"],
+        },
+    ]
+    conveyor.create(pipeline("services", jobs, **real.placement()))
+    conveyor.create(run("services-1", "services"))
+    done = finished(conveyor, "services-1")
+    phases = {j["name"]: j["phase"] for j in done["status"]["jobs"]}
+    assert phases == {"waited": "Succeeded", "not-waited": "Failed", "never-listens": "Succeeded"}
+
+    waited = logs(clusters, conveyor.ns, "services-1", "waited")
+    assert "Waiting for services to be up and running (timeout 30 seconds)..." in waited
+    assert "Service web is listening on port 8080" in waited
+    assert waited.index("Service web is listening on port 8080") < waited.index("served")
+    not_waited = logs(clusters, conveyor.ns, "services-1", "not-waited")
+    assert "served" not in not_waited
+    assert not any("Waiting for services" in line for line in not_waited)
+    mute = logs(clusters, conveyor.ns, "services-1", "never-listens")
+    assert "*** WARNING: Service mute probably didn't start properly." in mute, mute
+    assert mute.index("*** WARNING: Service mute probably didn't start properly.") < mute.index(
+        "ran anyway"
+    )

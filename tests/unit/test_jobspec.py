@@ -401,6 +401,49 @@ def test_checkout_then_services_as_native_sidecars():
     assert script_container(job)["workingDir"] == "/builds/web-app"
 
 
+def test_services_with_a_healthcheck_port_are_waited_for_after_they_start():
+    """GitLab's Kubernetes executor waits for a service's HEALTHCHECK_TCP_PORT (its own variable
+    or the job's) before the script: an init container after the services, the transfer binary
+    dialling each port for at most the operator's wait (default GitLab's 30 s)."""
+    job = build(
+        {
+            "services": [
+                {"name": "postgres:16", "alias": "db", "variables": {"HEALTHCHECK_TCP_PORT": "5432"}},
+                {"name": "redis:7"},  # the job's HEALTHCHECK_TCP_PORT: services get job variables
+                {"name": "docker:27-dind", "alias": "docker"},  # its startup probe waits already
+                {"name": "web:1", "variables": {"HEALTHCHECK_TCP_PORT": "${WEB_PORT}"}},
+            ],
+            "variables": {"HEALTHCHECK_TCP_PORT": "6379", "WEB_PORT": "8080"},
+        },
+        options=JobOptions(privileged_services=True, wait_for_services_seconds=45),
+    )
+    inits = job["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["db", "redis-7", "docker", "web-1", "wait-for-services"]
+    wait = inits[-1]
+    assert "restartPolicy" not in wait  # runs to its end before the script starts
+    assert wait["image"] == "conveyor-transfer:0.2.0"
+    assert wait["command"] == [
+        "/bin/conveyor-transfer", "wait-services", "45", "db=5432", "redis-7=6379", "web-1=8080",
+    ]  # fmt: skip
+
+
+def test_no_healthcheck_port_no_wait_and_a_service_may_not_take_conveyors_names():
+    pod = build({"services": [{"name": "postgres:16", "alias": "artifacts"}]})
+    inits = pod["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in inits] == ["artifacts-2"]
+    named = build({"services": [{"name": "x:1", "alias": "wait-for-services"}]})
+    assert [c["name"] for c in named["spec"]["template"]["spec"]["initContainers"]] == [
+        "wait-for-services-2"
+    ]
+
+
+def test_the_operator_option_sets_the_wait():
+    args = build_parser().parse_args(["operator", "--wait-for-services-timeout", "2m"])
+    assert job_options(args).wait_for_services_seconds == 120
+    default = build_parser().parse_args(["operator"])
+    assert job_options(default).wait_for_services_seconds == 30
+
+
 def test_services_get_no_secrets_and_no_privilege_unless_the_operator_allows_it():
     fields = {
         "services": [{"name": "postgres:16"}, {"name": "redis:7"}],

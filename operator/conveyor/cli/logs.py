@@ -11,13 +11,24 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, api_message, fail, kube_command
 from conveyor.engine.names import job_name
-from conveyor.kube.defaults import CHECKOUT_CONTAINER, SCRIPT_CONTAINER, TRANSFER_CONTAINER
+from conveyor.kube.defaults import (
+    CHECKOUT_CONTAINER,
+    SCRIPT_CONTAINER,
+    SERVICES_WAIT_CONTAINER,
+    TRANSFER_CONTAINER,
+)
 
 if TYPE_CHECKING:
     from conveyor.kube.client import Kube
 # What a job's log is by default, as GitLab shows it: the checkout, the artifacts and caches
-# downloaded (when the job has any), then the script (and the uploads after it).
-DEFAULT_CONTAINERS = (CHECKOUT_CONTAINER, TRANSFER_CONTAINER, SCRIPT_CONTAINER)
+# downloaded (when the job has any), the wait for its services (when they set
+# HEALTHCHECK_TCP_PORT), then the script (and the uploads after it).
+DEFAULT_CONTAINERS = (
+    CHECKOUT_CONTAINER,
+    TRANSFER_CONTAINER,
+    SERVICES_WAIT_CONTAINER,
+    SCRIPT_CONTAINER,
+)
 
 
 class LogsError(Exception):

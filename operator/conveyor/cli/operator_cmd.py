@@ -27,6 +27,7 @@ from conveyor.kube.defaults import (
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
     DEFAULT_TRANSFER_IMAGE,
+    DEFAULT_WAIT_FOR_SERVICES_SECONDS,
 )
 from conveyor.store.config import DEFAULT_MAX_ARTIFACT_BYTES, StoreConfig
 
@@ -111,6 +112,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run jobs' service containers (docker:dind) privileged, as GitLab's runner "
         "`privileged = true` does; never the script container. Job namespaces must then allow "
         "privileged pods (Pod Security level `privileged`). Off: a Docker daemon cannot start",
+    )
+    p.add_argument(
+        "--wait-for-services-timeout",
+        type=_duration,
+        default=f"{DEFAULT_WAIT_FOR_SERVICES_SECONDS}s",
+        metavar="DURATION",
+        help="how long a job waits for the services that set HEALTHCHECK_TCP_PORT to listen "
+        "before its script starts anyway, with a warning (GitLab runner's "
+        f"wait_for_services_timeout; {DEFAULT_WAIT_FOR_SERVICES_SECONDS}s)",
     )
     p.add_argument(
         "--tag-selector",
@@ -423,6 +433,7 @@ def job_options(args: argparse.Namespace) -> JobOptions:
         approval_retention=args.approval_retention,
         tags=tag_map(args.tag_selector, args.tag_toleration),
         transfer_image=args.transfer_image,
+        wait_for_services_seconds=max(1, int(args.wait_for_services_timeout.total_seconds())),
         artifact_sweep_interval=args.artifact_sweep_interval,
         artifact_store=store_config(args),
         artifacts_expire_in=None

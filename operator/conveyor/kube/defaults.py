@@ -15,10 +15,14 @@ DEFAULT_CLAIR_SCANNER_IMAGE = "conveyor-clair-scan:0.1.0"
 DEFAULT_CLAIR_URL = "http://clair.clair.svc:6060"
 # Conveyor's artifact transfer binary (transfer/, hack/images/conveyor-transfer.sh), copied
 # into job pods that use artifacts or caches.
-DEFAULT_TRANSFER_IMAGE = "conveyor-transfer:0.1.0"
+DEFAULT_TRANSFER_IMAGE = "conveyor-transfer:0.2.0"
 DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
 # The job pod's containers: the checkout (an init container), then the script.
 CHECKOUT_CONTAINER = "checkout"
 SCRIPT_CONTAINER = "script"
 # The init container that installs the transfer binary and downloads artifacts and caches.
 TRANSFER_CONTAINER = "artifacts"
+# The init container, after the services, that waits until they listen (HEALTHCHECK_TCP_PORT).
+SERVICES_WAIT_CONTAINER = "wait-for-services"
+# GitLab runner's wait_for_services_timeout default.
+DEFAULT_WAIT_FOR_SERVICES_SECONDS = 30

@@ -45,7 +45,9 @@ from conveyor.kube.defaults import (  # re-exported: the builder's defaults
     DEFAULT_IMAGE,
     DEFAULT_SCANNER_IMAGE,
     DEFAULT_TRANSFER_IMAGE,
+    DEFAULT_WAIT_FOR_SERVICES_SECONDS,
     SCRIPT_CONTAINER,
+    SERVICES_WAIT_CONTAINER,
     TRANSFER_CONTAINER,
 )
 from conveyor.kube.variables import (
@@ -122,6 +124,9 @@ class JobOptions:
     tags: TagMap = field(default_factory=TagMap)
     # The image whose static binary moves artifacts and caches (init container, then copied).
     transfer_image: str = DEFAULT_TRANSFER_IMAGE
+    # How long a job waits for its services' HEALTHCHECK_TCP_PORTs (GitLab runner's
+    # wait_for_services_timeout) before its script starts anyway.
+    wait_for_services_seconds: int = DEFAULT_WAIT_FOR_SERVICES_SECONDS
     # The S3-compatible store of artifacts and caches; None: jobs that use them fail, saying so.
     artifact_store: StoreConfig | None = None
     # expire_in of artifacts whose job says none (GitLab.com: 30 days); None: never.
@@ -353,7 +358,7 @@ def _secret_volumes(
 
 def service_container_names(services: Sequence[Service]) -> list[str]:
     """Container names of services: the alias or a slug of the image, made unique."""
-    taken = {CHECKOUT_CONTAINER, SCRIPT_CONTAINER}
+    taken = {CHECKOUT_CONTAINER, SCRIPT_CONTAINER, TRANSFER_CONTAINER, SERVICES_WAIT_CONTAINER}
     names: list[str] = []
     for service in services:
         base = service.alias or slug(service.name, 50) or "service"
@@ -443,6 +448,9 @@ def build_job(
             ]
         init_containers.append(container)
         hostnames += [h for h in service_hostnames(service, name) if h not in hostnames]
+    waited = health_checked_services(job.services, names, variables)
+    if waited:
+        init_containers.append(_services_wait_container(waited, options))
 
     image = variables.expand_raw(job.image or pipeline.image or "") or options.default_image
     script_container: dict[str, Any] = {
@@ -1009,6 +1017,45 @@ def _as_docker_daemon(
         "exec": {"command": ["/bin/sh", "-c", DOCKER_READY]},
         "periodSeconds": 2,
         "failureThreshold": 90,  # three minutes to start
+    }
+
+
+HEALTHCHECK_VARIABLE = "HEALTHCHECK_TCP_PORT"
+
+
+def health_checked_services(
+    services: Sequence[Service], names: Sequence[str], variables: Variables
+) -> list[tuple[str, str]]:
+    """(container name, port) of the services to wait for before the script: those whose
+    HEALTHCHECK_TCP_PORT is set, as a service variable or a job's (services get the job's
+    variables), as GitLab's Kubernetes executor does. Docker daemons are waited for by their
+    startup probe already."""
+    job_port = variables.raw.get(HEALTHCHECK_VARIABLE)
+    out = []
+    for service, name in zip(services, names, strict=True):
+        own = service.variables.get(HEALTHCHECK_VARIABLE)
+        port = variables.expand_raw(own) if own is not None else job_port
+        if port and not is_docker_daemon(service):
+            out.append((name, port))
+    return out
+
+
+def _services_wait_container(
+    waited: Sequence[tuple[str, str]], options: JobOptions
+) -> dict[str, Any]:
+    """An init container after the services (so it starts once they have started): the
+    transfer binary dials each port until it answers or the time is up, then the script starts,
+    with a warning in the job's log for a service that never listened (GitLab's behaviour)."""
+    return {
+        "name": SERVICES_WAIT_CONTAINER,
+        "image": options.transfer_image,
+        "command": [
+            "/bin/conveyor-transfer",
+            "wait-services",
+            str(options.wait_for_services_seconds),
+            *(k8s_escape(f"{name}={port}") for name, port in waited),
+        ],
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
 
 

@@ -6,6 +6,9 @@
 //	                                  artifacts and the caches (the init container)
 //	conveyor-transfer upload STATUS   artifacts and caches after the script (STATUS: success
 //	                                  or failed, for `when`)
+//	conveyor-transfer wait-services SECONDS NAME=PORT...
+//	                                  wait until the services listen (GitLab's
+//	                                  HEALTHCHECK_TCP_PORT), warning about those that do not
 //
 // The plan is the JSON the operator wrote for this job attempt, in $CONVEYOR_TRANSFER_PLAN:
 // presigned URLs for exactly this attempt's objects, expiring with the job. The binary holds
@@ -17,7 +20,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // MessagePrefix starts the termination message of a failed transfer; the operator reads it as
@@ -42,9 +47,21 @@ func main() {
 
 func run(args []string, out io.Writer) error {
 	if len(args) < 2 {
-		return fmt.Errorf("usage: conveyor-transfer init DIR | upload STATUS")
+		return fmt.Errorf("usage: conveyor-transfer init DIR | upload STATUS | " +
+			"wait-services SECONDS NAME=PORT...")
 	}
 	switch args[0] {
+	case "wait-services":
+		seconds, err := strconv.Atoi(args[1])
+		if err != nil || seconds < 1 {
+			return fmt.Errorf("wait-services: not a number of seconds: %q", args[1])
+		}
+		services, err := parseServices(args[2:])
+		if err != nil {
+			return fmt.Errorf("wait-services: %w", err)
+		}
+		waitForServices(services, time.Duration(seconds)*time.Second, out)
+		return nil
 	case "install":
 		return install(args[1])
 	case "init":
