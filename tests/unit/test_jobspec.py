@@ -408,7 +408,11 @@ def test_services_with_a_healthcheck_port_are_waited_for_after_they_start():
     job = build(
         {
             "services": [
-                {"name": "postgres:16", "alias": "db", "variables": {"HEALTHCHECK_TCP_PORT": "5432"}},
+                {
+                    "name": "postgres:16",
+                    "alias": "db",
+                    "variables": {"HEALTHCHECK_TCP_PORT": "5432"},
+                },
                 {"name": "redis:7"},  # the job's HEALTHCHECK_TCP_PORT: services get job variables
                 {"name": "docker:27-dind", "alias": "docker"},  # its startup probe waits already
                 {"name": "web:1", "variables": {"HEALTHCHECK_TCP_PORT": "${WEB_PORT}"}},

@@ -506,3 +506,39 @@ def test_a_status_written_from_a_stale_view_never_lands_on_a_new_run_of_the_same
     assert h.status == {"phase": "Pending"}
     h.reconcile()  # on a view that has caught up, the new run is reconciled as itself
     assert h.status["pipelineSpec"]["jobs"] and h.status["evaluation"]["sha"] == SHA
+
+
+def test_the_watch_may_change_the_jobs_while_a_pass_reads_an_ended_jobs_pods():
+    """The run's Jobs come from the watch's live view; an event that lands while a failed Job's
+    pods are read (an await) must not break the pass ("dictionary changed size")."""
+    from conveyor.reconcile.observed import ObservedJobs
+
+    failed = {
+        "metadata": {
+            "name": "r-build-1",
+            "uid": "job-1",
+            "labels": {LABEL_RUN: "r"},
+            "annotations": {"conveyor.dev/job": "build", "conveyor.dev/attempt": "1"},
+        },
+        "status": {
+            "failed": 1,
+            "startTime": "2026-11-30T10:00:01Z",
+            "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+        },
+    }
+    live = {"r-build-1": compact_job(failed)}
+
+    class Kube:
+        def list_job_pods(self, namespace: str, job: str, uid: str | None) -> list[dict]:
+            live["r-lint-1"] = compact_job(
+                {**failed, "metadata": {**failed["metadata"], "name": "r-lint-1"}}
+            )
+            return []
+
+    async def io(call: Any, *args: Any) -> Any:
+        return call(*args)
+
+    observed, _ = asyncio.run(
+        ObservedJobs(Kube(), io).of(KEY, live.values(), T0, frozenset(), None)
+    )
+    assert [o.job_name for o in observed] == ["r-build-1"]

@@ -60,7 +60,8 @@ class ObservedJobs:
         (a digest, findings)."""
         observed: list[ObservedJob] = []
         awaiting = False
-        for job in jobs:
+        # A copy: `jobs` may be the watch's live view, which events change while pods are read.
+        for job in list(jobs):
             if run_uid and controller_uid(job) != run_uid:
                 continue  # labelled as the run's, but not made by the operator for it
             seen = observe_job(job)
