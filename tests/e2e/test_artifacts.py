@@ -5,8 +5,11 @@ presigned URLs never open another's objects, and caches carry over between runs.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
+import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -14,16 +17,19 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from tests.e2e.conveyor import (
     STORE_SECRET,
     Conveyor,
     Operator,
+    add_environment,
     bind,
     conveyor_cli,
     job_status,
     operator_with,
+    phase,
     pipeline,
     run,
     store_info,
@@ -52,12 +58,16 @@ def _logs(clusters: Clusters, ns: str, run_name: str, job: str) -> list[str]:
 
 
 def _plan_of(conveyor: Conveyor, run_name: str, job: str) -> dict[str, Any]:
-    """The transfer plan a job's pod holds (its presigned URLs), as the pod sees it."""
+    """The transfer plan a job's pod holds (its presigned URLs), read from the Secret its pod
+    mounts (as the cluster's admin: `view` may not read it)."""
     for item in conveyor.jobs(run_name):
         if item.metadata.annotations.get("conveyor.dev/job") == job:
-            script = item.spec.template.spec.containers[0]
-            env = {e.name: e.value for e in script.env}
-            return json.loads(env["CONVEYOR_TRANSFER_PLAN"])
+            (volume,) = [v for v in item.spec.template.spec.volumes if v.secret is not None
+                         and v.name == "conveyor-transfer-plan"]  # fmt: skip
+            secret = client.CoreV1Api(conveyor.api.api_client).read_namespaced_secret(
+                volume.secret.secret_name, conveyor.ns
+            )
+            return json.loads(base64.b64decode(secret.data["plan.json"]))
     raise AssertionError(f"no Job for {job} of {run_name}")
 
 
@@ -442,3 +452,101 @@ def test_a_trivy_scan_keeps_its_gitlab_report_as_an_artifact(
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / REPORT).read_text())
     assert PLANTED in {v["id"] for v in report["vulnerabilities"]}
+
+
+def _archive(files: dict[str, str]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def test_an_archive_replaced_in_the_store_never_reaches_an_approved_job(
+    conveyor: Conveyor,
+    clusters: Clusters,
+    real: RealNodes,
+    targets: None,
+    target_namespace: str,
+) -> None:
+    """The production gate with artifacts. A `view` user finds no upload URL in any Job or pod
+    (the plan is a Secret's, and `view` reads no Secret); whoever holds one anyway (an `edit`
+    user who read the Secret, a leaked log) and replaces a build's archive after its job ended
+    gets nothing into the approved prod job: it checks the digest recorded when the build
+    ended (which its Approval covers), refuses the archive and fails, its script never run."""
+    ns = conveyor.ns
+    grants = [("outsider", "view"), ("approver1", "view"), ("approver1", "conveyor-approver")]
+    bind(clusters, ns, grants)
+    add_environment(clusters, ns, "prod", "prod", target_namespace, "--approvers", "approver1")
+    jobs = [
+        {
+            "name": "build",
+            "stage": "build",
+            "image": NO_TOOLS,
+            "script": ["echo built-by-build > app.txt"],
+            "artifacts": {"paths": ["app.txt"]},
+        },
+        {
+            "name": "ship",
+            "stage": "deploy",
+            "image": NO_TOOLS,
+            "environment": {"name": "prod"},
+            "script": ['echo "SHIPPING $(cat app.txt)"'],
+        },
+    ]
+    conveyor.create(pipeline("gated", jobs, stages=["build", "deploy"], **real.placement()))
+    conveyor.create(run("gated-1", "gated"))
+    waiting = conveyor.wait_run("gated-1", lambda r: phase(r) == "WaitingForApproval", timeout=240)
+    # The Approval is asked for once the build's archive is recorded: it covers that digest.
+    (record,) = job_status(waiting, "build")["artifacts"]
+    assert record["digest"].startswith("sha256:")
+
+    # `view` sees the Jobs and pods, with no URL in them, and cannot read the plan's Secret.
+    viewer = clusters.api("ci-as-outsider")
+    seen = json.dumps(
+        [
+            *(j.to_dict() for j in client.BatchV1Api(viewer).list_namespaced_job(ns).items),
+            *(p.to_dict() for p in client.CoreV1Api(viewer).list_namespaced_pod(ns).items),
+        ],
+        default=str,
+    )
+    assert "conveyor-transfer-plan" in seen and "X-Amz-Signature" not in seen
+    with pytest.raises(client.ApiException) as denied:
+        client.CoreV1Api(viewer).list_namespaced_secret(ns)
+    assert denied.value.status == 403
+
+    # Whoever holds the build's upload URL replaces its archive, after its record.
+    upload = _plan_of(conveyor, "gated-1", "build")["artifacts"]["url"]
+    evil = _archive({"app.txt": "replaced\n", "planted.sh": "echo owned\n"})
+    request = urllib.request.Request(upload, data=evil, method="PUT")
+    with urllib.request.urlopen(request, timeout=10) as resp:
+        assert resp.status == 200  # the store took it: only the digest check stands between
+
+    gate = wait_until(
+        lambda: next(
+            (
+                a
+                for a in conveyor.api.list_namespaced_custom_object(
+                    "conveyor.dev", "v1alpha1", ns, "approvals"
+                )["items"]
+                if a["spec"]["pipelineRun"] == "gated-1"
+            ),
+            None,
+        ),
+        what="the approval of gated-1",
+    )
+    approved = conveyor_cli(
+        clusters, "approve", gate["metadata"]["name"], "-n", ns, context="ci-as-approver1"
+    )
+    assert approved.returncode == 0, approved.stderr
+    done = conveyor.wait_finished("gated-1", timeout=240)
+    ship = job_status(done, "ship")
+    assert ship["phase"] == "Failed", ship
+    assert ship.get("reason") == "ArtifactsDownloadFailed", ship
+    assert "not the one its job uploaded" in ship.get("message", ""), ship
+    assert record["digest"].removeprefix("sha256:") in ship["message"]
+    out = conveyor_cli(clusters, "logs", "gated-1", "ship", "-n", ns)
+    assert "SHIPPING" not in out.stdout and "owned" not in out.stdout

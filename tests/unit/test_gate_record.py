@@ -64,8 +64,50 @@ def test_the_digest_changes_with_everything_the_job_would_do():
         gate_digest(PIPELINE, "deploy", {}, "staging", ENV_SPEC, SHA),
         gate_digest(PIPELINE, "deploy", {}, "prod", {**ENV_SPEC, "namespace": "b"}, SHA),
         gate_digest(PIPELINE, "deploy", {}, "prod", ENV_SPEC, "b" * 40),
+        gate_digest(
+            PIPELINE, "deploy", {}, "prod", ENV_SPEC, SHA, {"build#1": "sha256:" + "1" * 64}
+        ),
     ):
         assert changed != base
+    # A job that downloads no artifacts keeps the digest it had before artifacts existed.
+    assert gate_digest(PIPELINE, "deploy", {}, "prod", ENV_SPEC, SHA, {}) == base
+
+
+ARTIFACT_PIPELINE = parse_pipeline_spec(
+    {
+        "stages": ["build", "deploy"],
+        "jobs": [
+            {"name": "build", "stage": "build", "script": ["make"], "artifacts": {"paths": ["a"]}},
+            {"name": "deploy", "stage": "deploy", "script": ["./deploy"],
+             "environment": {"name": "prod"}},
+        ],
+    }
+)  # fmt: skip
+
+
+def test_the_approval_covers_the_artifacts_the_gated_job_downloads():
+    """The digest an Approval must carry names the recorded digest of each archive the gated job
+    downloads: an approval holds for exactly those bytes, and none is asked for (nothing
+    matches) while one is not recorded yet."""
+    from conveyor.reconcile.approvals import ApprovalGates
+
+    gates = ApprovalGates(None, None, lambda ns, name: {"spec": ENV_SPEC}, None, None, None, "i",
+                          artifacts_recorded=True)  # type: ignore[arg-type]  # fmt: skip
+    the_run = run()
+
+    def expected(artifacts):
+        jobs = [{"name": "build", "phase": "Succeeded", "attempt": 1, **artifacts},
+                {"name": "deploy", "phase": "Manual"}]  # fmt: skip
+        return gates.expected_of("ns", the_run, ARTIFACT_PIPELINE, "deploy", jobs)
+
+    one = {"artifacts": [{"kind": "archive", "digest": "sha256:" + "1" * 64}]}
+    other = {"artifacts": [{"kind": "archive", "digest": "sha256:" + "2" * 64}]}
+    assert expected(one).digest != expected(other).digest
+    assert expected(one).digest == expected(dict(one)).digest and not expected(one).pending
+    unread = expected({})
+    assert unread.pending and not unread.digest.startswith("sha256:")
+    without = gate_digest(ARTIFACT_PIPELINE, "deploy", {}, "prod", ENV_SPEC, SHA)
+    assert expected({"artifacts": []}).digest == without  # it kept nothing
 
 
 def approval(name: str, uid: str, digest: str, env: str = "prod", sha: str = SHA) -> dict:

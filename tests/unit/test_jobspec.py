@@ -425,7 +425,7 @@ def test_services_with_a_healthcheck_port_are_waited_for_after_they_start():
     assert [c["name"] for c in inits] == ["db", "redis-7", "docker", "web-1", "wait-for-services"]
     wait = inits[-1]
     assert "restartPolicy" not in wait  # runs to its end before the script starts
-    assert wait["image"] == "conveyor-transfer:0.2.0"
+    assert wait["image"] == "conveyor-transfer:0.3.0"
     assert wait["command"] == [
         "/bin/conveyor-transfer", "wait-services", "45", "db=5432", "redis-7=6379", "web-1=8080",
     ]  # fmt: skip

@@ -15,7 +15,7 @@ from conveyor.api import PipelineRun, parse_pipeline_spec
 from conveyor.cli.main import build_parser
 from conveyor.cli.operator_cmd import job_options
 from conveyor.kube import script as scripts
-from conveyor.kube.jobspec import TRANSFER_DIR, build_job
+from conveyor.kube.jobspec import TRANSFER_DIR, build_job, transfer_plan_secret
 from conveyor.kube.observe import observe_job
 from conveyor.store import plan as plans
 from conveyor.store.client import StoreClient
@@ -72,18 +72,37 @@ RUN = PipelineRun.from_dict(
         "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
     }
 )
-ATTEMPTS = {"build": 2, "docs": 1, "lint": 1}
+D = "sha256:" + "ab" * 32
+E = "sha256:" + "cd" * 32
+# The run's status.jobs as the operator records them: build's second attempt kept an archive,
+# docs' first too, lint keeps none (no `artifacts`).
+JOBS = [
+    {
+        "name": "build",
+        "phase": "Succeeded",
+        "attempt": 2,
+        "artifacts": [{"name": "a.tar.gz", "kind": "archive", "size": 3, "digest": D}],
+    },
+    {
+        "name": "docs",
+        "phase": "Succeeded",
+        "attempt": 1,
+        "artifacts": [{"name": "a.tar.gz", "kind": "archive", "size": 3, "digest": E}],
+    },
+    {"name": "lint", "phase": "Succeeded", "attempt": 1},
+]
 
 
-def plan_of(job_name, attempts=ATTEMPTS, lookup=lambda _: None):
+def plan_of(job_name, jobs=JOBS, lookup=lambda _: None):
     job = SPEC.job(job_name)
+    sources = plans.dependencies(SPEC, job, jobs)
+    assert sources is not None
     return plans.transfer_plan(
         spec=SPEC,
         job=job,
         attempt=plans.AttemptRef("team-a", "app-1", "u1", job_name, 1),
-        attempts=attempts,
+        sources=sources,
         pipeline_name="app",
-        present=None,
         project_dir="/builds/team-a/app",
         lookup=lookup,
         presign=CLIENT.presign,
@@ -107,7 +126,42 @@ def test_a_later_stage_downloads_earlier_artifacts_of_their_latest_attempt():
         "/conveyor/artifacts/team-a/app-1-u1/build/2/archive.tar.gz"
     )
     assert query_of(plan["downloads"][0]["url"])["X-Amz-Expires"] == "3600"
+    # Each download carries the digest recorded when its job ended: the binary checks it.
+    assert [d["sha256"] for d in plan["downloads"]] == ["ab" * 32, "cd" * 32]
     assert "artifacts" not in plan  # test keeps none
+
+
+def test_a_download_waits_for_its_sources_record_and_skips_what_kept_nothing():
+    test = SPEC.job("test")
+    unread = [{**JOBS[0], "artifacts": None}, JOBS[1]]
+    unread[0].pop("artifacts")
+    # build finished but its record is not read yet: nothing may start on a guess.
+    assert plans.dependencies(SPEC, test, unread) is None
+    # Read, and it kept nothing: nothing to download from it.
+    kept_nothing = [{**JOBS[0], "artifacts": []}, JOBS[1]]
+    assert [d.job for d in plans.dependencies(SPEC, test, kept_nothing)] == ["docs"]
+    # Still running (a needs job can start before an earlier stage ends): not waited for here.
+    running = [{"name": "build", "phase": "Running", "attempt": 3}, JOBS[1]]
+    assert [d.job for d in plans.dependencies(SPEC, test, running)] == ["docs"]
+    # A record without a valid digest is not downloaded (nothing to check it against).
+    odd = [{**JOBS[0], "artifacts": [{"kind": "archive", "digest": "sha256:zz"}]}, JOBS[1]]
+    assert [d.job for d in plans.dependencies(SPEC, test, odd)] == ["docs"]
+    # The latest attempt's archive, with its digest.
+    (build, _docs) = plans.dependencies(SPEC, test, JOBS)
+    assert (build.job, build.attempt, build.digest) == ("build", 2, D)
+
+
+def test_native_deploys_builds_and_scans_download_nothing():
+    spec = parse_pipeline_spec(
+        {
+            "stages": ["build", "deploy"],
+            "jobs": [
+                {"name": "build", "stage": "build", "script": ["x"], "artifacts": {"paths": ["a"]}},
+                {"name": "prod", "stage": "deploy", "deploy": {}, "environment": {"name": "prod"}},
+            ],
+        }
+    )
+    assert plans.dependencies(spec, spec.job("prod"), JOBS) == ()
 
 
 def test_dependencies_empty_and_needs_narrow_the_downloads():
@@ -141,20 +195,41 @@ def _run_and_job(job_fields):
     return spec, spec.jobs[0]
 
 
-def test_the_pod_gets_the_binary_from_an_init_container_and_the_plan_by_env():
+def test_the_pod_gets_the_binary_from_an_init_container_and_the_plan_from_its_secret():
     spec, job = _run_and_job({"artifacts": {"paths": ["out"]}})
-    built = build_job(run=RUN, pipeline=spec, job=job, attempt=1, transfer='{"projectDir":"/b"}')
+    built = build_job(run=RUN, pipeline=spec, job=job, attempt=1, transfer="app-1-j-1-plan-x7k2p")
     pod = built["spec"]["template"]["spec"]
     init = {c["name"]: c for c in pod.get("initContainers", [])}
     assert init["artifacts"]["command"] == ["/bin/conveyor-transfer", "init", TRANSFER_DIR]
     script = pod["containers"][0]
     env = {e["name"]: e.get("value") for e in script["env"]}
     assert env["CONVEYOR_TRANSFER"] == f"{TRANSFER_DIR}/conveyor-transfer"
-    assert json.loads(env["CONVEYOR_TRANSFER_PLAN"]) == {"projectDir": "/b"}
+    assert env["CONVEYOR_TRANSFER_PLAN_FILE"] == "/conveyor/plan/plan.json"
+    volume = next(
+        v for v in pod["volumes"] if "secret" in v and v["name"] == "conveyor-transfer-plan"
+    )
+    assert volume["secret"]["secretName"] == "app-1-j-1-plan-x7k2p"
+    for container in (init["artifacts"], script):
+        mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+        assert mounts["/conveyor/plan"]["readOnly"] is True
     mount = next(m for m in script["volumeMounts"] if m["mountPath"] == TRANSFER_DIR)
     assert mount["readOnly"] is True
-    # No store credentials anywhere in the Job: only the plan's presigned URLs.
+    # No store credentials anywhere in the Job, and no URL: the plan is only in its Secret.
     assert "secretKeyRef" not in json.dumps(built)
+    assert "X-Amz" not in json.dumps(built)
+
+
+def test_the_plan_secret_is_named_by_the_server_and_goes_with_its_run():
+    _spec, job = _run_and_job({"artifacts": {"paths": ["out"]}})
+    secret = transfer_plan_secret(RUN, job, 2, '{"projectDir":"/b"}')
+    meta = secret["metadata"]
+    # generateName: nobody can create it before the operator and have a job pod read theirs.
+    assert "name" not in meta and meta["generateName"].endswith("-plan-")
+    assert len(meta["generateName"]) + 5 <= 63
+    assert meta["namespace"] == "team-a"
+    assert meta["ownerReferences"][0]["uid"] == "u1"
+    assert meta["labels"]["conveyor.dev/transfer-plan"] == "true"
+    assert secret["stringData"] == {"plan.json": '{"projectDir":"/b"}'}
 
 
 def test_without_a_store_the_job_fails_naming_what_is_missing():
@@ -318,13 +393,15 @@ def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
 
 def test_a_cache_with_key_files_fails_its_job_saying_it_is_not_supported():
     from conveyor.kube.jobspec import JobOptions
-    from conveyor.reconcile.artifacts import KEY_FILES_UNSUPPORTED, ArtifactService
+    from conveyor.reconcile.artifacts import KEY_FILES_UNSUPPORTED, ArtifactService, Prepared
 
     spec = parse_pipeline_spec(
         {"jobs": [{"name": "j", "script": ["true"],
                    "cache": [{"keyFiles": {"files": ["go.sum"]}, "paths": [".go/"]}]}]}
     )  # fmt: skip
     service = ArtifactService(None, CONFIG, JobOptions())  # type: ignore[arg-type]
-    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, KEY_FILES_UNSUPPORTED)
+    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(
+        refusal=KEY_FILES_UNSUPPORTED
+    )
     unconfigured = ArtifactService(None, None, JobOptions())  # type: ignore[arg-type]
-    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == (None, NOT_CONFIGURED)
+    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(refusal=NOT_CONFIGURED)

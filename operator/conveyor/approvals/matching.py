@@ -28,10 +28,13 @@ def gate_digest(
     environment: str,
     environment_spec: Mapping[str, Any],
     sha: str | None,
+    artifacts: Mapping[str, str] | None = None,
 ) -> str:
     """`sha256:<hex>` of what gated `job` would do: the run's pipeline (names expanded), its run
-    variables, the environment's name and spec, and the commit."""
-    facts = {
+    variables, the environment's name and spec, the commit, and the digests of the artifacts it
+    downloads (`artifacts`: job -> recorded digest; a job downloading none has the digest it
+    had before artifacts existed)."""
+    facts: dict[str, Any] = {
         "pipeline": to_dict(pipeline),
         "job": job,
         "variables": dict(variables),
@@ -39,6 +42,8 @@ def gate_digest(
         "environmentSpec": dict(environment_spec),
         "sha": sha,
     }
+    if artifacts:
+        facts["artifacts"] = dict(artifacts)
     canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -49,6 +54,7 @@ class Expected:
 
     environment: str
     digest: str
+    pending: bool = False  # an artifact the job downloads is not recorded yet
 
 
 @dataclass

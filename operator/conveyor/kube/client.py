@@ -337,6 +337,11 @@ class Kube:
     def create_event(self, namespace: str, body: dict[str, Any]) -> None:
         self.core.create_namespaced_event(namespace, body)
 
+    def create_secret(self, namespace: str, body: dict[str, Any]) -> str:
+        """Creates a Secret (named by the server: `generateName`); returns its name."""
+        created = self.core.create_namespaced_secret(namespace, body)
+        return str(created.metadata.name)
+
     def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes]:
         """A Secret's decoded data. Callers pass it on and never log it."""
         secret = self.core.read_namespaced_secret(name, namespace)

@@ -15,7 +15,7 @@ DEFAULT_CLAIR_SCANNER_IMAGE = "conveyor-clair-scan:0.1.0"
 DEFAULT_CLAIR_URL = "http://clair.clair.svc:6060"
 # Conveyor's artifact transfer binary (transfer/, hack/images/conveyor-transfer.sh), copied
 # into job pods that use artifacts or caches.
-DEFAULT_TRANSFER_IMAGE = "conveyor-transfer:0.2.0"
+DEFAULT_TRANSFER_IMAGE = "conveyor-transfer:0.3.0"
 DEFAULT_CREDENTIALS_NAMESPACE = "conveyor-system"
 # The job pod's containers: the checkout (an init container), then the script.
 CHECKOUT_CONTAINER = "checkout"

@@ -78,7 +78,13 @@ WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
 TRANSFER_VOLUME = "conveyor-transfer"
 TRANSFER_DIR = "/conveyor/transfer"  # the transfer binary's copy, read-only for the script
-TRANSFER_PLAN_VARIABLE = "CONVEYOR_TRANSFER_PLAN"
+# The plan (presigned URLs) is a Secret's file, never in the pod's spec: `view` reads pods and
+# Jobs, not Secrets (the transfer binary reads $CONVEYOR_TRANSFER_PLAN_FILE).
+TRANSFER_PLAN_VARIABLE = "CONVEYOR_TRANSFER_PLAN_FILE"
+TRANSFER_PLAN_VOLUME = "conveyor-transfer-plan"
+TRANSFER_PLAN_DIR = "/conveyor/plan"
+TRANSFER_PLAN_KEY = "plan.json"
+LABEL_TRANSFER_PLAN = "conveyor.dev/transfer-plan"
 
 
 ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
@@ -399,8 +405,9 @@ def build_job(
     refusal: str | None = None,
 ) -> dict[str, Any]:
     """The batch/v1 Job running `attempt` of pipeline job `job` for `run`. `built`: what the
-    run's build jobs pushed (image -> digest), for a scan of one of them. `transfer`: the
-    attempt's transfer plan (JSON, store/plan.py) when it uses artifacts or caches; `refusal`:
+    run's build jobs pushed (image -> digest), for a scan of one of them. `transfer`: the name
+    of the Secret holding the attempt's transfer plan (`transfer_plan_secret`) when it uses
+    artifacts or caches; `refusal`:
     why the job cannot run at all (its pod only says so, and fails)."""
     options = options or JobOptions()
     if run.spec is None:
@@ -584,7 +591,7 @@ def build_job(
 
 
 def _add_transfer(
-    plan: str,
+    plan_secret: str,
     init_containers: list[dict[str, Any]],
     script: dict[str, Any],
     volumes: list[dict[str, Any]],
@@ -593,15 +600,24 @@ def _add_transfer(
 ) -> None:
     """The transfer binary, delivered as Tekton delivers its entrypoint: an init container of
     its own small image copies it into an emptyDir (and downloads, after the checkout); the
-    script container runs that copy after the script, whatever its image holds."""
-    plan_env = {"name": TRANSFER_PLAN_VARIABLE, "value": k8s_escape(plan)}
+    script container runs that copy after the script, whatever its image holds. Both read the
+    plan from its Secret, mounted read-only."""
+    plan_env = {"name": TRANSFER_PLAN_VARIABLE, "value": f"{TRANSFER_PLAN_DIR}/{TRANSFER_PLAN_KEY}"}
+    plan_mount = {"name": TRANSFER_PLAN_VOLUME, "mountPath": TRANSFER_PLAN_DIR, "readOnly": True}
     volumes.append({"name": TRANSFER_VOLUME, "emptyDir": {}})
+    volumes.append(
+        {"name": TRANSFER_PLAN_VOLUME, "secret": {"secretName": plan_secret, "defaultMode": 0o444}}
+    )
     container = {
         "name": TRANSFER_CONTAINER,
         "image": options.transfer_image,
         "command": ["/bin/conveyor-transfer", "init", TRANSFER_DIR],
         "env": [plan_env],
-        "volumeMounts": [workspace_mount, {"name": TRANSFER_VOLUME, "mountPath": TRANSFER_DIR}],
+        "volumeMounts": [
+            workspace_mount,
+            {"name": TRANSFER_VOLUME, "mountPath": TRANSFER_DIR},
+            plan_mount,
+        ],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     # After the checkout (it extracts into the checked-out tree), before the services.
@@ -615,7 +631,38 @@ def _add_transfer(
     script["volumeMounts"] = [
         *script.get("volumeMounts", []),
         {"name": TRANSFER_VOLUME, "mountPath": TRANSFER_DIR, "readOnly": True},
+        plan_mount,
     ]
+
+
+def transfer_plan_secret(
+    run: PipelineRun, job: PipelineJob, attempt: int, plan: str
+) -> dict[str, Any]:
+    """The Secret holding an attempt's transfer plan. Its name is generated: nobody can create
+    it first. Owned by the run, it goes with it; its URLs expire with the job anyway."""
+    base = job_name(run.name, job.name, attempt, run.metadata.uid or "")
+    metadata: dict[str, Any] = {
+        "generateName": base[: 63 - 6 - len("-plan-")] + "-plan-",
+        "labels": {**run_labels(run), LABEL_TRANSFER_PLAN: "true"},
+        "annotations": {ANNOTATION_JOB: job.name, ANNOTATION_ATTEMPT: str(attempt)},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "PipelineRun",
+                "name": run.name,
+                "uid": run.metadata.uid or "",
+            }
+        ],
+    }
+    if run.metadata.namespace:
+        metadata["namespace"] = run.metadata.namespace
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata,
+        "type": "Opaque",
+        "stringData": {TRANSFER_PLAN_KEY: plan},
+    }
 
 
 def toleration_dict(toleration: Toleration) -> dict[str, Any]:

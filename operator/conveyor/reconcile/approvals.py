@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from conveyor.api import PipelineRun, parse_time
 from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
+from conveyor.api.codec import to_dict
 from conveyor.api.conditions import find_condition
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import CONDITION_SUCCEEDED
@@ -41,6 +42,7 @@ from conveyor.kube.events import event_body
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.workqueue import WorkQueue
+from conveyor.store.plan import dependencies
 
 log = logging.getLogger("conveyor.runs")
 
@@ -122,8 +124,11 @@ class ApprovalGates:
         queue: WorkQueue[Key],
         metrics: OperatorMetrics,
         instance: str,
+        artifacts_recorded: bool = False,
     ) -> None:
         self.kube, self.io, self.environment, self.images = kube, io, environment, images
+        # The operator has an artifact store: gated jobs' digests cover what they download.
+        self.artifacts_recorded = artifacts_recorded
         self.queue, self.metrics, self.instance = queue, metrics, instance
         # Gated native deploys whose templates did not render when their Approval was due:
         # no approval can be asked, and the job fails saying why (in memory: a restart tries
@@ -165,20 +170,46 @@ class ApprovalGates:
         """What each gated job's Approval must say to release it: its environment as expanded
         for this run, and the digest of what it would do now."""
         assert run.spec is not None
+        jobs = to_dict(run.status).get("jobs") or []
         expected: dict[str, Expected] = {}
         for name in sorted(gated):
-            environment = _environment_of(pipeline, name)
-            env = self.environment(namespace, environment) or {}
-            digest = gate_digest(
-                pipeline,
-                name,
-                run.spec.variables,
-                environment,
-                env.get("spec") or {},
-                run.spec.revision.sha,
-            )
-            expected[name] = Expected(environment, digest)
+            expected[name] = self.expected_of(namespace, run, pipeline, name, jobs)
         return expected
+
+    def expected_of(
+        self,
+        namespace: str,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        name: str,
+        jobs: Sequence[Mapping[str, Any]],
+    ) -> Expected:
+        """What gated job `name`'s Approval must say, with the run's status.jobs `jobs`: the
+        digest covers the artifacts it will download (`pending` while one is not recorded: no
+        Approval is asked for, none matches)."""
+        assert run.spec is not None
+        environment = _environment_of(pipeline, name)
+        env = self.environment(namespace, environment) or {}
+        artifacts: dict[str, str] = {}
+        pending = False
+        if self.artifacts_recorded:
+            job = pipeline.job(name)
+            assert job is not None  # gated: one of the pipeline's jobs
+            sources = dependencies(pipeline, job, jobs)
+            pending = sources is None
+            artifacts = {f"{s.job}#{s.attempt}": s.digest for s in sources or ()}
+        digest = gate_digest(
+            pipeline,
+            name,
+            run.spec.variables,
+            environment,
+            env.get("spec") or {},
+            run.spec.revision.sha,
+            artifacts,
+        )
+        if pending:
+            return Expected(environment, "pending:" + digest, pending=True)  # matches nothing
+        return Expected(environment, digest)
 
     async def sync(
         self,
@@ -204,6 +235,11 @@ class ApprovalGates:
             env = self.environment(namespace, job.environment.name)
             if env is None:
                 continue  # an unprotected manual deployment whose environment is not declared
+            # What it would do with this pass's status (artifacts recorded in this pass
+            # included): the Approval asked for is the one the next pass matches.
+            expected = self.expected_of(namespace, run, pipeline, job_name, list(jobs))
+            if expected.pending:
+                continue  # an artifact it downloads is not recorded yet: asked for later
             try:
                 images = await self._images(namespace, run, pipeline, job)
             except (RenderError, DeployError) as e:
@@ -223,7 +259,7 @@ class ApprovalGates:
                 images,
                 annotations.get(ANNOTATION_INITIATOR),
                 now,
-                digest=gates.expected[job_name].digest,
+                digest=expected.digest,
                 pusher=pusher_of(
                     annotations,
                     run.spec.pipeline_source,

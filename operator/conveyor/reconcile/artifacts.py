@@ -19,6 +19,7 @@ import posixpath
 import tarfile
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api.codec import to_dict
@@ -73,6 +74,15 @@ def glob_match(pattern: str, name: str) -> bool:
     return match(0, 0)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What a job attempt's pod gets for artifacts and caches (ArtifactService.prepare)."""
+
+    plan: str | None = None  # the transfer plan (JSON), for the attempt's plan Secret
+    refusal: str | None = None  # why the job fails before it runs
+    waiting: bool = False  # an artifact it downloads is not recorded yet: not created this pass
+
+
 class ArtifactService:
     def __init__(
         self,
@@ -122,22 +132,22 @@ class ArtifactService:
         job: PipelineJob,
         attempt: int,
         status: Mapping[str, Any],
-    ) -> tuple[str | None, str | None]:
-        """(the attempt's transfer plan as JSON, or None when it uses no artifacts; a refusal
-        message when it does but the job cannot have them)."""
-        entries = [e for e in status.get("jobs") or () if isinstance(e, Mapping)]
+    ) -> Prepared:
+        """The attempt's transfer plan: none when it uses no artifacts, a refusal when it does
+        but cannot have them, `waiting` while an artifact it downloads is not recorded yet."""
+        entries = attempt_entries(status)
         present = [e["name"] for e in entries if e.get("name")] or None
         if not plans.uses_store(pipeline, job, present):
-            return None, None
+            return Prepared()
         if self.config is None:
-            return None, NOT_CONFIGURED
+            return Prepared(refusal=NOT_CONFIGURED)
         if any(cache.key_files is not None for cache in job.cache):
-            return None, KEY_FILES_UNSUPPORTED
+            return Prepared(refusal=KEY_FILES_UNSUPPORTED)
+        sources = plans.dependencies(pipeline, job, entries)
+        if sources is None:
+            return Prepared(waiting=True)
         variables = job_variables(pipeline, run, job, self.options)
         lookup = variables.raw.get
-        attempts = {
-            e["name"]: int(e["attempt"]) for e in entries if e.get("name") and e.get("attempt")
-        }
         seconds = job.timeout_seconds() + SCRIPT_START_ALLOWANCE_SECONDS + plans.URL_SLACK_SECONDS
         try:
             client = self.client()
@@ -151,9 +161,8 @@ class ArtifactService:
                     job.name,
                     attempt,
                 ),
-                attempts=attempts,
+                sources=sources,
                 pipeline_name=run.pipeline_name or "default",
-                present=present,
                 project_dir=variables.raw["CI_PROJECT_DIR"],
                 lookup=lookup,
                 presign=client.presign,
@@ -163,12 +172,12 @@ class ArtifactService:
                 insecure=self.config.insecure,
             )
         except rules.CacheKeyError as e:
-            return None, f"cache key refused: {e}"
+            return Prepared(refusal=f"cache key refused: {e}")
         except (StoreError, OSError) as e:
-            return None, f"the artifact store cannot be used: {e}"
+            return Prepared(refusal=f"the artifact store cannot be used: {e}")
         except Exception as e:  # the Secret unreadable (ApiException), keyFiles without blobs
-            return None, f"the artifact store cannot be used: {type(e).__name__}: {e}"
-        return plans.plan_json(plan), None
+            return Prepared(refusal=f"the artifact store cannot be used: {type(e).__name__}: {e}")
+        return Prepared(plan=plans.plan_json(plan))
 
     # -- after a Job: what it kept
 
@@ -193,7 +202,9 @@ class ArtifactService:
         try:
             client = self.client()
             raw = client.get(ref.key(plans.MANIFEST_OBJECT))
-            found: dict[str, Any] = {}
+            # `artifacts: []`: read, nothing kept (absent: not read yet; a job that downloads
+            # this one's artifacts waits for the record, store.plan.dependencies).
+            found: dict[str, Any] = {"artifacts": []}
             if raw is None:
                 pass
             else:
@@ -224,9 +235,13 @@ class ArtifactService:
                         "kind": "archive",
                         "size": head.size,
                     }
-                    digest = str(manifest.get("sha256") or "")
-                    if len(digest) == 64:
-                        record["digest"] = "sha256:" + digest
+                    digest = "sha256:" + str(manifest.get("sha256") or "")
+                    if not plans.is_digest(digest):
+                        # The transfer binary always writes one: this archive is not its.
+                        log.warning("ignoring %s: its manifest has no digest", ref.key(""))
+                        self._records[(namespace, job_name)] = found
+                        return found
+                    record["digest"] = digest
                     if expires is not None:
                         record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
                     found["artifacts"] = [record]

@@ -65,6 +65,7 @@ from conveyor.kube.jobspec import (
     JobOptions,
     build_job,
     project_name,
+    transfer_plan_secret,
     with_names_expanded,
 )
 from conveyor.kube.patch import merge_patch
@@ -258,6 +259,7 @@ class RunController:
             self.queue,
             self.metrics,
             self.instance,
+            artifacts_recorded=options.artifact_store is not None,
         )
         # Attempts whose runner tags the operator does not map (--tag-selector): no Job is
         # made, and the attempt fails naming the tag (in memory: a restart finds it again).
@@ -770,9 +772,17 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            transfer, refusal = await self.io(
+            prepared = await self.io(
                 self.artifacts.prepare, run, pipeline, spec_job, create.attempt, decided.status
             )
+            if prepared.waiting:
+                # An artifact it downloads is not recorded yet: planned again next pass.
+                self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
+                continue
+            transfer = None
+            if prepared.plan is not None:
+                secret = transfer_plan_secret(run, spec_job, create.attempt, prepared.plan)
+                transfer = await self.io(self.kube.create_secret, namespace, secret)
             try:
                 job = build_job(
                     run=run,
@@ -784,7 +794,7 @@ class RunController:
                     options=self.options,
                     built=self._built_by(key),
                     transfer=transfer,
-                    refusal=refusal,
+                    refusal=prepared.refusal,
                 )
             except TagError as e:
                 self._unplaced.setdefault(key, {})[create.job_name] = ObservedJob(

@@ -69,12 +69,59 @@ def uses_store(spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | No
 def downloads(
     spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None
 ) -> tuple[str, ...]:
-    """The earlier jobs whose artifacts this job downloads and that keep artifacts at all."""
-    if job.build is not None or job.scan is not None:
+    """The earlier jobs whose artifacts this job downloads and that keep artifacts at all.
+    Builds and scans run their tool's image, native deploys run in the operator: none."""
+    if job.build is not None or job.scan is not None or job.deploy is not None:
         return ()
     sources = rules.artifact_sources(spec, job.name, present)
     return tuple(
         name for name in sources if (other := spec.job(name)) is not None and keeps_artifacts(other)
+    )
+
+
+@dataclass(frozen=True)
+class Dependency:
+    """The artifacts archive of an earlier job's attempt that this job downloads, and the
+    digest the operator recorded for it (status.jobs[].artifacts): the download must match."""
+
+    job: str
+    attempt: int
+    digest: str  # sha256:<hex>
+
+
+def dependencies(
+    spec: PipelineSpec,
+    job: PipelineJob,
+    jobs: Sequence[Mapping[str, Any]],
+) -> tuple[Dependency, ...] | None:
+    """The archives `job` downloads, from the run's status.jobs: each source job's latest attempt
+    whose record names a digest. None while a finished source's record is not read yet (the
+    job must not start, nor its approval be asked, before it is: what it gets is what was
+    approved). A source that never ran, or kept nothing, gives nothing."""
+    entries = {e["name"]: e for e in jobs if isinstance(e, Mapping) and e.get("name")}
+    present = list(entries) or None
+    out = []
+    for name in downloads(spec, job, present):
+        entry = entries.get(name)
+        if entry is None or not entry.get("attempt"):
+            continue  # it never ran in this run (skipped by rules, manual not played)
+        if "artifacts" not in entry:
+            if entry.get("phase") in ("Succeeded", "Failed"):
+                return None
+            continue  # still running or never started: a later stage waits for it anyway
+        for record in entry["artifacts"] or ():
+            digest = str(record.get("digest") or "")
+            if record.get("kind", "archive") == "archive" and is_digest(digest):
+                out.append(Dependency(name, int(entry["attempt"]), digest))
+    return tuple(out)
+
+
+def is_digest(value: str) -> bool:
+    hexpart = value.removeprefix("sha256:")
+    return (
+        value.startswith("sha256:")
+        and len(hexpart) == 64
+        and all(c in "0123456789abcdef" for c in hexpart)
     )
 
 
@@ -83,9 +130,8 @@ def transfer_plan(
     spec: PipelineSpec,
     job: PipelineJob,
     attempt: AttemptRef,
-    attempts: Mapping[str, int],
+    sources: Sequence[Dependency],
     pipeline_name: str,
-    present: Sequence[str] | None,
     project_dir: str,
     lookup: rules.Lookup,
     presign: Presign,
@@ -95,17 +141,22 @@ def transfer_plan(
     insecure: bool = False,
     blob_ids: Callable[[Sequence[str]], Sequence[str | None]] | None = None,
 ) -> dict[str, Any]:
-    """The plan (the binary's JSON). `attempts`: each earlier job's attempt whose artifacts
-    count (its latest); `pipeline_name`: the caches' scope in the namespace (GitLab: the
-    project); `seconds`: how long the URLs last."""
+    """The plan (the binary's JSON). `sources`: the archives to download (`dependencies`),
+    each checked against its recorded digest before it is extracted; `pipeline_name`: the
+    caches' scope in the namespace (GitLab: the project); `seconds`: how long the URLs last."""
     plan: dict[str, Any] = {"projectDir": project_dir, "tempDir": TEMP_DIR}
     deps = []
-    for name in downloads(spec, job, present):
-        number = attempts.get(name)
-        if number is None:
-            continue  # it never ran in this run (skipped by rules, manual not played)
-        ref = AttemptRef(attempt.namespace, attempt.run, attempt.run_uid, name, number)
-        deps.append({"job": name, "url": presign("GET", ref.key(ARCHIVE_OBJECT), seconds)})
+    for source in sources:
+        ref = AttemptRef(
+            attempt.namespace, attempt.run, attempt.run_uid, source.job, source.attempt
+        )
+        deps.append(
+            {
+                "job": source.job,
+                "url": presign("GET", ref.key(ARCHIVE_OBJECT), seconds),
+                "sha256": source.digest.removeprefix("sha256:"),
+            }
+        )
     plan["downloads"] = deps
     artifacts = rules.effective_artifacts(job) if keeps_artifacts(job) else None
     if artifacts is not None and (artifacts.paths or artifacts.reports):

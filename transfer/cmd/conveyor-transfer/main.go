@@ -10,8 +10,9 @@
 //	                                  wait until the services listen (GitLab's
 //	                                  HEALTHCHECK_TCP_PORT), warning about those that do not
 //
-// The plan is the JSON the operator wrote for this job attempt, in $CONVEYOR_TRANSFER_PLAN:
-// presigned URLs for exactly this attempt's objects, expiring with the job. The binary holds
+// The plan is the JSON the operator wrote for this job attempt, in the file
+// $CONVEYOR_TRANSFER_PLAN_FILE (a Secret's, mounted): presigned URLs for exactly this attempt's
+// objects, expiring with the job, and the sha256 of each archive it downloads. The binary holds
 // no store credentials.
 package main
 
@@ -29,8 +30,8 @@ import (
 // the reason the job failed (kube/observe.py).
 const MessagePrefix = "conveyor: artifacts: "
 
-// PlanVariable holds the plan (JSON).
-const PlanVariable = "CONVEYOR_TRANSFER_PLAN"
+// PlanVariable names the file holding the plan (JSON).
+const PlanVariable = "CONVEYOR_TRANSFER_PLAN_FILE"
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
@@ -68,13 +69,13 @@ func run(args []string, out io.Writer) error {
 		if err := install(args[1]); err != nil {
 			return fmt.Errorf("installing the transfer binary: %w", err)
 		}
-		plan, err := ParsePlan(os.Getenv(PlanVariable))
+		plan, err := ReadPlan()
 		if err != nil {
 			return err
 		}
 		return Download(plan, out)
 	case "upload":
-		plan, err := ParsePlan(os.Getenv(PlanVariable))
+		plan, err := ReadPlan()
 		if err != nil {
 			return err
 		}

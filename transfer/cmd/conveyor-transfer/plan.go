@@ -22,10 +22,12 @@ type Plan struct {
 	client     *http.Client
 }
 
-// Dependency is one earlier job's artifacts archive.
+// Dependency is one earlier job's artifacts archive and the sha256 the operator recorded for
+// it: an archive that does not match is not extracted, and fails the job.
 type Dependency struct {
-	Job string `json:"job"`
-	URL string `json:"url"`
+	Job    string `json:"job"`
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
 }
 
 // Artifacts is this job's own archive: what goes in it and where it goes.
@@ -60,9 +62,23 @@ type Manifest struct {
 	Files  int    `json:"files"`
 }
 
+// ReadPlan reads the plan from the file $CONVEYOR_TRANSFER_PLAN_FILE names (a Secret's key,
+// mounted: the plan's URLs are never in the pod's spec).
+func ReadPlan() (*Plan, error) {
+	file := os.Getenv(PlanVariable)
+	if file == "" {
+		return nil, fmt.Errorf("no transfer plan: $%s is empty", PlanVariable)
+	}
+	text, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("no transfer plan: %w", err)
+	}
+	return ParsePlan(string(text))
+}
+
 func ParsePlan(text string) (*Plan, error) {
 	if text == "" {
-		return nil, fmt.Errorf("no transfer plan: $%s is empty", PlanVariable)
+		return nil, fmt.Errorf("no transfer plan: the plan is empty")
 	}
 	var p Plan
 	if err := json.Unmarshal([]byte(text), &p); err != nil {
@@ -70,6 +86,11 @@ func ParsePlan(text string) (*Plan, error) {
 	}
 	if p.ProjectDir == "" {
 		return nil, fmt.Errorf("the transfer plan has no projectDir")
+	}
+	for _, d := range p.Downloads {
+		if len(d.SHA256) != 64 {
+			return nil, fmt.Errorf("the transfer plan gives no sha256 for the artifacts of job %s", d.Job)
+		}
 	}
 	if p.TempDir == "" {
 		p.TempDir = os.TempDir()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -22,7 +23,7 @@ func Download(p *Plan, out io.Writer) error {
 	for _, d := range p.Downloads {
 		fmt.Fprintf(out, "Downloading artifacts for %s...\n", d.Job)
 		start := time.Now()
-		n, size, found, err := fetch(p, d.URL)
+		n, size, found, err := fetchVerified(p, d.URL, d.SHA256)
 		if err != nil {
 			return fmt.Errorf("downloading the artifacts of job %s: %w", d.Job, err)
 		}
@@ -72,6 +73,46 @@ func fetch(p *Plan, url string) (int, int64, bool, error) {
 	counter := &countingReader{r: resp.Body}
 	n, err := Extract(counter, p.ProjectDir)
 	return n, counter.n, true, err
+}
+
+// fetchVerified downloads an archive into the temporary directory, checks its sha256 against
+// the digest the operator recorded when its job ended, and only then extracts it: an archive
+// replaced in the store since is refused, and nothing of it reaches the project directory.
+func fetchVerified(p *Plan, url, want string) (int, int64, bool, error) {
+	resp, err := p.client.Get(url)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("%s", redact(err.Error(), url))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return 0, 0, false, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
+	}
+	if err := os.MkdirAll(p.TempDir, 0o700); err != nil {
+		return 0, 0, false, err
+	}
+	tmp, err := os.CreateTemp(p.TempDir, "download-*.tar.gz")
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	hw, digest := newHashingWriter(tmp)
+	if _, err := io.Copy(hw, resp.Body); err != nil {
+		return 0, 0, false, err
+	}
+	if got := digest(); got != strings.ToLower(want) {
+		return 0, 0, false, fmt.Errorf(
+			"the archive in the store is not the one its job uploaded (sha256:%s, recorded sha256:%s): "+
+				"nothing extracted", got, want)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return 0, 0, false, err
+	}
+	n, err := Extract(tmp, p.ProjectDir)
+	return n, hw.size, true, err
 }
 
 type countingReader struct {

@@ -154,8 +154,9 @@ func TestUploadThenDownload(t *testing.T) {
 		m.Size != int64(len(s.objects["/a.tgz"])) {
 		t.Fatalf("manifest %+v (%v)", m, err)
 	}
-	down := &Plan{ProjectDir: next, client: srv.Client(),
-		Downloads: []Dependency{{Job: "build", URL: srv.URL + "/a.tgz"}, {Job: "none", URL: srv.URL + "/missing"}}}
+	down := &Plan{ProjectDir: next, TempDir: t.TempDir(), client: srv.Client(),
+		Downloads: []Dependency{{Job: "build", URL: srv.URL + "/a.tgz", SHA256: m.SHA256},
+			{Job: "none", URL: srv.URL + "/missing", SHA256: m.SHA256}}}
 	if err := Download(down, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +165,67 @@ func TestUploadThenDownload(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(next, "notes.txt")); err == nil {
 		t.Fatal("a file outside the artifacts' paths was uploaded")
+	}
+}
+
+// An archive replaced in the store after its job recorded it is refused, and nothing of it is
+// extracted: what a later (approved) job gets is what the earlier job uploaded.
+func TestDownloadRefusesAnArchiveReplacedSinceItsRecord(t *testing.T) {
+	s := &store{objects: map[string][]byte{}}
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	build, evil, next := t.TempDir(), t.TempDir(), t.TempDir()
+	writeFiles(t, build, map[string]string{"app": "built"})
+	writeFiles(t, evil, map[string]string{"app": "replaced", "extra": "planted"})
+	var out bytes.Buffer
+	up := &Plan{ProjectDir: build, TempDir: t.TempDir(), client: srv.Client(),
+		Artifacts: &Artifacts{Paths: []string{"app"}, URL: srv.URL + "/a.tgz",
+			ManifestURL: srv.URL + "/a.json"}}
+	if err := Upload(up, "success", &out); err != nil {
+		t.Fatal(err)
+	}
+	var m Manifest
+	if err := json.Unmarshal(s.objects["/a.json"], &m); err != nil {
+		t.Fatal(err)
+	}
+	var replaced bytes.Buffer
+	if _, err := WriteArchive(&replaced, evil, []string{"app", "extra"}); err != nil {
+		t.Fatal(err)
+	}
+	s.objects["/a.tgz"] = replaced.Bytes()
+	down := &Plan{ProjectDir: next, TempDir: t.TempDir(), client: srv.Client(),
+		Downloads: []Dependency{{Job: "build", URL: srv.URL + "/a.tgz", SHA256: m.SHA256}}}
+	err := Download(down, &out)
+	if err == nil || !strings.Contains(err.Error(), "not the one its job uploaded") {
+		t.Fatalf("a replaced archive was accepted: %v", err)
+	}
+	for _, name := range []string{"app", "extra"} {
+		if _, err := os.Stat(filepath.Join(next, name)); err == nil {
+			t.Fatalf("%s of the replaced archive was extracted", name)
+		}
+	}
+}
+
+func TestAPlanWithoutADownloadsDigestIsRefused(t *testing.T) {
+	_, err := ParsePlan(`{"projectDir":"/b","downloads":[{"job":"build","url":"http://x/a"}]}`)
+	if err == nil || !strings.Contains(err.Error(), "no sha256 for the artifacts of job build") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestThePlanIsReadFromItsFile(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "plan.json")
+	if err := os.WriteFile(file, []byte(`{"projectDir":"/b"}`), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(PlanVariable, file)
+	p, err := ReadPlan()
+	if err != nil || p.ProjectDir != "/b" {
+		t.Fatalf("plan %+v, %v", p, err)
+	}
+	t.Setenv(PlanVariable, filepath.Join(t.TempDir(), "absent"))
+	if _, err := ReadPlan(); err == nil || !strings.Contains(err.Error(), "no transfer plan") {
+		t.Fatalf("a missing plan file: %v", err)
 	}
 }
 
