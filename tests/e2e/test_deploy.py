@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from conveyor.gitlab.predefined import environment_slug
+from conveyor.engine.variables.predefined import environment_slug
 from tests.e2e.conveyor import (
     GROUP,
     OPERATOR_NS,

@@ -8,7 +8,7 @@ from conveyor.engine.environments import (
     resolve_environment,
     target_namespace,
 )
-from conveyor.gitlab.predefined import environment_slug
+from conveyor.engine.variables.predefined import environment_slug
 
 
 def env(name: str, *patterns: str) -> dict:

@@ -20,11 +20,12 @@ import pytest
 from conveyor.api import PipelineRun, parse_pipeline_spec
 from conveyor.engine.artifacts import artifact_sources, cache_keys
 from conveyor.engine.evaluation import effective_job, with_evaluation
+from conveyor.engine.variables.job import job_variables
 from conveyor.gitlab.context import GitFacts, rule_context
 from conveyor.gitlab.importer import import_file
 from conveyor.gitlab.rules import evaluate
 from conveyor.gitlab.yamlload import LoadError
-from conveyor.kube.jobspec import JobOptions, job_variables
+from conveyor.kube.jobspec import JobOptions
 
 REPO = "https://gitlab.example.com/group/app.git"
 # Git blob ids of the repository's files at the run's commit (cache:key:files hashes them).

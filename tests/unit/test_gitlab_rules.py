@@ -6,8 +6,8 @@ import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
 from conveyor.api.evaluation import Evaluation
+from conveyor.engine.variables.predefined import commit_title, git_variables
 from conveyor.gitlab.context import GitFacts, RuleContext, compare_to_refs, rule_context
-from conveyor.gitlab.predefined import commit_title, git_variables
 from conveyor.gitlab.refs import ref_matches
 from conveyor.gitlab.rules import evaluate, skip_ci_marker
 

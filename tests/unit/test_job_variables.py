@@ -8,9 +8,10 @@ import pytest
 
 from conveyor.api import ModelError, PipelineRun
 from conveyor.api.pipeline import SecretVariable
-from conveyor.gitlab.predefined import environment_slug
-from conveyor.kube.jobspec import JobOptions, job_variables, with_names_expanded
-from conveyor.kube.variables import Variables, literal_value, reference_cycle
+from conveyor.engine.variables.expand import Variables, literal_value, reference_cycle
+from conveyor.engine.variables.job import job_variables, with_names_expanded
+from conveyor.engine.variables.predefined import environment_slug
+from conveyor.kube.jobspec import JobOptions
 from tests.unit.test_jobspec import make
 
 
@@ -220,7 +221,7 @@ def test_project_server_job_and_commit_variables():
     ],
 )
 def test_project_variables_from_the_repository_url(url, path, server):
-    from conveyor.gitlab.predefined import project_variables
+    from conveyor.engine.variables.predefined import project_variables
 
     out = project_variables(url, "app", "ns/app")
     assert out["CI_PROJECT_PATH"] == path

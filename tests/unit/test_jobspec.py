@@ -16,6 +16,8 @@ from conveyor.cli.main import build_parser
 from conveyor.cli.operator_cmd import job_options
 from conveyor.engine import job_name, label_value, ref_slug
 from conveyor.engine.attempts import parse_findings
+from conveyor.engine.variables.expand import expand
+from conveyor.engine.variables.job import with_names_expanded
 from conveyor.kube.jobspec import (
     BUILD_SCRIPT,
     DOCKER_READY,
@@ -27,10 +29,8 @@ from conveyor.kube.jobspec import (
     JobOptions,
     build_job,
     is_docker_daemon,
-    with_names_expanded,
 )
 from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
-from conveyor.kube.variables import expand
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

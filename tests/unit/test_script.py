@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conveyor.engine.variables.expand import k8s_escape
 from conveyor.kube.jobspec import AFTER_SCRIPT_GRACE_SECONDS, SCRIPT_START_ALLOWANCE_SECONDS
 from conveyor.kube.observe import observe_job
 from conveyor.kube.script import (
@@ -20,7 +21,6 @@ from conveyor.kube.script import (
     TIMEOUT_MESSAGE_PREFIX,
     job_command,
 )
-from conveyor.kube.variables import k8s_escape
 from tests.unit.test_jobspec import build, script_container
 
 SHELLS = ["bash", "dash", "busybox"]

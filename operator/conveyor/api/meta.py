@@ -15,6 +15,28 @@ API_VERSION = f"{GROUP}/{VERSION}"
 # Git's all-zero object name: "no commit" (a branch's creation or deletion, a first push).
 ZERO_SHA = "0" * 40
 
+# Labels and annotations Conveyor sets, read and guards (deploy/30-admission.yaml names them too).
+LABEL_RUN = "conveyor.dev/pipelinerun"  # on a run's Jobs, pods, plan Secrets and Approvals
+LABEL_PIPELINE = "conveyor.dev/pipeline"
+LABEL_ENVIRONMENT = "conveyor.dev/environment"
+LABEL_ENVIRONMENT_NAMESPACE = "conveyor.dev/environment-namespace"
+LABEL_TRANSFER_PLAN = "conveyor.dev/transfer-plan"  # a job attempt's artifact transfer plan
+LABEL_TRIGGER = "conveyor.dev/trigger"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "conveyor"  # LABEL_MANAGED_BY's value on what the operator makes
+ANNOTATION_JOB = "conveyor.dev/job"
+ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
+# Stamped on every PipelineRun at admission from request.userInfo.username.
+ANNOTATION_INITIATOR = "conveyor.dev/initiator"
+# Stamped at admission on the run on whoever set `spec.status: Cancelled`.
+ANNOTATION_CANCELLED_BY = "conveyor.dev/cancelled-by"
+ANNOTATION_RERUN_OF = "conveyor.dev/rerun-of"
+ANNOTATION_TRIGGER_PREFIX = "conveyor.dev/trigger-"
+# Who pushed the commit of a push run (from the webhook's payload); only the operator may set it,
+# so an Approval can hold the pusher to the initiator's rule.
+ANNOTATION_PUSHER = "conveyor.dev/trigger-pusher"
+ANNOTATION_REF_TYPE = "conveyor.dev/ref-type"
+
 # Lengths Kubernetes itself enforces.
 DNS_SUBDOMAIN_MAX = 253
 DNS_LABEL_MAX = 63

@@ -11,20 +11,12 @@ from conveyor.approvals.decision import (
     why_not_allowed,
 )
 from conveyor.approvals.manifest import (
-    ANNOTATION_INITIATOR,
-    ANNOTATION_PUSHER,
-    LABEL_ENVIRONMENT,
-    LABEL_RUN,
     approval_manifest,
     approval_name,
     pusher_of,
 )
 
 __all__ = [
-    "ANNOTATION_INITIATOR",
-    "ANNOTATION_PUSHER",
-    "LABEL_ENVIRONMENT",
-    "LABEL_RUN",
     "Decision",
     "IgnoredVote",
     "approval_manifest",

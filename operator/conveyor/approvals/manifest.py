@@ -20,17 +20,15 @@ from conveyor.api.approval import (
 )
 from conveyor.api.codec import from_dict, to_dict
 from conveyor.api.environment import Environment
-from conveyor.api.meta import API_VERSION, DNS_LABEL_MAX
+from conveyor.api.meta import (
+    ANNOTATION_JOB,
+    ANNOTATION_PUSHER,
+    API_VERSION,
+    DNS_LABEL_MAX,
+    LABEL_ENVIRONMENT,
+    LABEL_RUN,
+)
 from conveyor.engine.names import label_value, short_hash, slug
-
-LABEL_RUN = "conveyor.dev/pipelinerun"
-LABEL_ENVIRONMENT = "conveyor.dev/environment"
-ANNOTATION_JOB = "conveyor.dev/job"
-# Stamped on every PipelineRun at admission from request.userInfo.username (30-admission.yaml).
-ANNOTATION_INITIATOR = "conveyor.dev/initiator"
-# Who pushed the commit of a push run (from the webhook's payload); only the operator may set it
-# (30-admission.yaml), so an Approval can hold the pusher to the initiator's rule.
-ANNOTATION_PUSHER = "conveyor.dev/trigger-pusher"
 
 
 def approval_name(run_name: str, run_uid: str, job: str, digest: str = "") -> str:

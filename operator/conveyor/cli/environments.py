@@ -26,7 +26,7 @@ from conveyor.api.environment import (
     MAX_REQUIRED_APPROVALS,
     EnvironmentSpec,
 )
-from conveyor.api.meta import DNS_SUBDOMAIN_MAX
+from conveyor.api.meta import DNS_SUBDOMAIN_MAX, LABEL_ENVIRONMENT, LABEL_ENVIRONMENT_NAMESPACE
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, cluster_errors, fail, target
 from conveyor.engine.names import short_hash
 from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
@@ -42,8 +42,6 @@ PATH_FIELDS = {
     "users": ("client-certificate", "client-key", "tokenFile"),
     "clusters": ("certificate-authority",),
 }
-LABEL_ENVIRONMENT = "conveyor.dev/environment"
-LABEL_ENVIRONMENT_NAMESPACE = "conveyor.dev/environment-namespace"
 
 
 class KubeconfigRefused(ValueError):

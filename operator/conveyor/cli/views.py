@@ -14,14 +14,16 @@ from typing import Any
 
 from conveyor.api.codec import ModelError, from_dict, parse_time
 from conveyor.api.durations import format_duration
-from conveyor.api.meta import GROUP
+from conveyor.api.meta import (
+    ANNOTATION_CANCELLED_BY,
+    ANNOTATION_INITIATOR,
+    ANNOTATION_RERUN_OF,
+    GROUP,
+)
 from conveyor.api.pipelinerun import JunitSummary
 from conveyor.engine.reports import merge_summaries, summary_text
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
-ANNOTATION_INITIATOR = "conveyor.dev/initiator"
-ANNOTATION_CANCELLED_BY = "conveyor.dev/cancelled-by"
-ANNOTATION_RERUN_OF = "conveyor.dev/rerun-of"
 FINISHED = frozenset({"Succeeded", "Failed", "Cancelled", "Skipped"})
 # Reasons of a run that is not simply running: what it waits for (the Succeeded condition's).
 WAITING_REASONS = frozenset(

@@ -24,7 +24,7 @@ from conveyor.api.pipeline import (
     PipelineJob,
     PipelineSpec,
 )
-from conveyor.kube.variables import expand
+from conveyor.engine.variables.expand import expand
 
 DEFAULT_ARCHIVE_NAME = "artifacts"  # GitLab's default artifacts:name
 DEFAULT_CACHE_KEY = "default"  # GitLab's key when none is given

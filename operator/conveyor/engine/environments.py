@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX, DNS_SUBDOMAIN_PATTERN
-from conveyor.gitlab.predefined import environment_slug
+from conveyor.engine.variables.predefined import environment_slug
 
 
 def object_name(name: str) -> str:

@@ -19,6 +19,7 @@ from conveyor.api.codec import format_time, to_dict
 from conveyor.api.conditions import Condition, find_condition, set_condition
 from conveyor.api.durations import format_duration, parse_duration
 from conveyor.api.evaluation import Evaluation
+from conveyor.api.meta import ANNOTATION_CANCELLED_BY
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine.attempts import Attempt, latest_attempts, should_retry
@@ -249,7 +250,6 @@ def reopened(run: PipelineRun) -> list[str]:
 
 
 # Who set spec.status: Cancelled, stamped by the API server (deploy/30-admission.yaml).
-ANNOTATION_CANCELLED_BY = "conveyor.dev/cancelled-by"
 
 
 def cancelled_message(run: PipelineRun) -> str:

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from conveyor.api import pipelinerun as prs
+from conveyor.api.meta import LABEL_MANAGED_BY as MANAGED_BY
 
 # Runs a GitOps tool manages are never deleted by history pruning: the tool would recreate them
 # (or report drift), and deleting its objects is its decision.
 GITOPS_MANAGERS = frozenset({"argocd", "Helm", "flux", "kustomize-controller"})
 GITOPS_LABELS = ("argocd.argoproj.io/instance", "kustomize.toolkit.fluxcd.io/name")
-MANAGED_BY = "app.kubernetes.io/managed-by"
 
 
 @dataclass(frozen=True)

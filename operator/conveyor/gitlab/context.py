@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from conveyor.api.pipeline import PipelineSpec, Rule, WorkflowRule
 from conveyor.api.pipelinerun import PipelineRun
-from conveyor.gitlab.predefined import git_variables
-from conveyor.kube.variables import expand
+from conveyor.engine.variables.expand import expand
+from conveyor.engine.variables.predefined import git_variables
 
 
 @dataclass(frozen=True)

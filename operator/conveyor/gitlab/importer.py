@@ -41,10 +41,10 @@ from conveyor.api.pipeline import (
 from conveyor.engine.artifacts import CacheKeyError, check_cache_key
 from conveyor.engine.names import slug
 from conveyor.engine.validate import validate_pipeline
+from conveyor.engine.variables.expand import literal_value, reference_cycle, references
 from conveyor.gitlab.expressions import check_expression
 from conveyor.gitlab.globs import compile_glob
 from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml, read_file
-from conveyor.kube.variables import literal_value, reference_cycle, references
 
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10

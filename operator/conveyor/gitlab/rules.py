@@ -30,11 +30,11 @@ from conveyor.api.evaluation import (
     JobEvaluation,
 )
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, Rule, WorkflowRule
+from conveyor.engine.variables.expand import expand
 from conveyor.gitlab.context import RuleContext
 from conveyor.gitlab.expressions import ExpressionError, evaluate_expression
 from conveyor.gitlab.globs import GlobError, match_any
 from conveyor.gitlab.refs import DEFAULT_ONLY, changes_match, describe, policy_holds
-from conveyor.kube.variables import expand
 
 SKIP_CI = re.compile(r"\[(ci[ _-]skip|skip[ _-]ci)\]", re.IGNORECASE)
 # Sources whose pipelines GitLab creates with `ignore_skip_ci: true`.

@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from conveyor.api.pipeline import Scan
+from conveyor.engine.variables.expand import k8s_escape
 from conveyor.kube.defaults import SCRIPT_CONTAINER
-from conveyor.kube.variables import k8s_escape
 
 CLAIR_SCANNER_USER = 65532  # the client needs no root: it only speaks HTTP
 REPORT = "gl-container-scanning-report.json"  # GitLab's container scanning report

@@ -7,17 +7,23 @@ clean it up (an owner reference to the PipelineRun). Secrets appear only as refe
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.api import ModelError
-from conveyor.api.meta import API_VERSION
+from conveyor.api.meta import (
+    ANNOTATION_ATTEMPT,
+    ANNOTATION_JOB,
+    API_VERSION,
+    LABEL_MANAGED_BY,
+    LABEL_PIPELINE,
+    LABEL_RUN,
+    LABEL_TRANSFER_PLAN,
+    MANAGED_BY,
+)
 from conveyor.api.pipeline import (
-    RESOURCE_GROUP_MAX,
     Build,
     BuildCache,
     PipelineJob,
@@ -28,11 +34,11 @@ from conveyor.api.pipeline import (
     Toleration,
 )
 from conveyor.api.pipelinerun import PipelineRun
-from conveyor.engine.evaluation import effective_job
 from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
 from conveyor.engine.tags import TagMap, placement
-from conveyor.gitlab.predefined import ZERO_SHA as ZERO_SHA  # re-exported
-from conveyor.gitlab.predefined import environment_slug, git_variables, project_variables
+from conveyor.engine.variables.expand import SECRET_VARIABLES_DIR, Variables, k8s_escape
+from conveyor.engine.variables.job import job_variables, merged_secret_variables
+from conveyor.engine.variables.predefined import BUILDS_DIR
 from conveyor.kube import script as scripts
 from conveyor.kube.clair import clair_scan_container
 from conveyor.kube.defaults import (  # re-exported: the builder's defaults
@@ -50,24 +56,11 @@ from conveyor.kube.defaults import (  # re-exported: the builder's defaults
     SERVICES_WAIT_CONTAINER,
     TRANSFER_CONTAINER,
 )
-from conveyor.kube.variables import (
-    SECRET_VARIABLES_DIR,
-    Variables,
-    k8s_escape,
-    reference_cycle,
-)
 from conveyor.store.config import StoreConfig
 
 BUILDER_HOME = "/home/user"  # the rootless image's user
 SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
-BUILDS_DIR = "/builds"
 
-LABEL_RUN = "conveyor.dev/pipelinerun"
-LABEL_PIPELINE = "conveyor.dev/pipeline"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGED_BY = "conveyor"
-ANNOTATION_JOB = "conveyor.dev/job"
-ANNOTATION_ATTEMPT = "conveyor.dev/attempt"
 
 DOCKER_CERTS_DIR = "/certs"  # GitLab's DOCKER_TLS_CERTDIR; clients read <dir>/client
 DOCKER_CERTS_VOLUME = "docker-certs"
@@ -84,10 +77,7 @@ TRANSFER_PLAN_VARIABLE = "CONVEYOR_TRANSFER_PLAN_FILE"
 TRANSFER_PLAN_VOLUME = "conveyor-transfer-plan"
 TRANSFER_PLAN_DIR = "/conveyor/plan"
 TRANSFER_PLAN_KEY = "plan.json"
-LABEL_TRANSFER_PLAN = "conveyor.dev/transfer-plan"
 
-
-ENVIRONMENT_NAME_MAX = 255  # GitLab's limit
 
 # GitLab's variables that shape the checkout; the checkout container gets their values.
 GIT_VARIABLES = ("GIT_STRATEGY", "GIT_DEPTH", "GIT_SUBMODULE_STRATEGY", "GIT_SUBMODULE_DEPTH")
@@ -141,201 +131,12 @@ class JobOptions:
     artifact_sweep_interval: datetime.timedelta = datetime.timedelta(minutes=5)
 
 
-def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
-    """CI_PROJECT_NAME: the repository's name, else the pipeline's, else the run's."""
-    if pipeline.source is not None:
-        base = posixpath.basename(pipeline.source.url.rstrip("/").split(":")[-1])
-        base = base.removesuffix(".git")
-        cleaned = slug(base)
-        if cleaned:
-            return cleaned
-    return slug(run.pipeline_name or "") or slug(run.name) or "project"
-
-
 def run_labels(run: PipelineRun) -> dict[str, str]:
     """Labels on every Job and pod of the run (the operator's watch selector uses them)."""
     labels = {LABEL_RUN: label_value(run.name), LABEL_MANAGED_BY: MANAGED_BY}
     if run.pipeline_name:
         labels[LABEL_PIPELINE] = label_value(run.pipeline_name)
     return labels
-
-
-def predefined_variables(
-    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
-) -> dict[str, str]:
-    """GitLab's predefined variables. The git facts (CI_COMMIT_MESSAGE/TITLE/DESCRIPTION,
-    CI_COMMIT_BRANCH or CI_COMMIT_TAG, CI_DEFAULT_BRANCH) come from the run's
-    `status.evaluation`, written when the run started; without it they are not set."""
-    assert run.spec is not None
-    revision = run.spec.revision
-    project = project_name(pipeline, run)
-    evaluation = run.status.evaluation
-    git = git_variables(
-        ref=revision.ref,
-        ref_is_tag=evaluation.ref_is_tag if evaluation is not None else None,
-        sha=revision.sha,
-        before_sha=revision.before_sha,
-        commit_message=evaluation.commit_message if evaluation is not None else None,
-        default_branch=evaluation.default_branch if evaluation is not None else None,
-        pipeline_source=run.spec.pipeline_source,
-        commit_author=evaluation.commit_author if evaluation is not None else None,
-        commit_timestamp=evaluation.commit_timestamp if evaluation is not None else None,
-    )
-    fallback_path = f"{run.metadata.namespace or 'default'}/{project}"
-    out = {
-        "CI": "true",
-        "GITLAB_CI": "true",  # scripts test it to know they run under GitLab CI
-        "CI_SERVER": "yes",
-        "CONVEYOR": "true",
-        **git,
-        # Conveyor has no protected branches (Environments carry the protection).
-        "CI_COMMIT_REF_PROTECTED": "false",
-        "CI_PIPELINE_ID": run.metadata.uid or "",
-        "CI_JOB_NAME": job.name,
-        "CI_JOB_STAGE": job.stage,
-        "CI_NODE_TOTAL": "1",  # parallel jobs carry their own
-        "CI_PROJECT_NAME": project,
-        "CI_BUILDS_DIR": BUILDS_DIR,
-        "CI_PROJECT_DIR": f"{BUILDS_DIR}/{project}",
-        **project_variables(
-            pipeline.source.url if pipeline.source else None, project, fallback_path
-        ),
-    }
-    if run.metadata.creation_timestamp is not None:
-        created = run.metadata.creation_timestamp.astimezone(datetime.UTC)
-        out["CI_PIPELINE_CREATED_AT"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
-    if job.when == "manual":
-        out["CI_JOB_MANUAL"] = "true"  # it runs because someone played it
-    if options.registry:
-        out["CI_REGISTRY"] = options.registry
-    if options.registry_image:
-        out["CI_REGISTRY_IMAGE"] = options.registry_image
-    return out
-
-
-def job_variables(
-    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: JobOptions
-) -> Variables:
-    """All variables of the job with GitLab's precedence (highest last): predefined, pipeline,
-    the matching workflow rule's, job, the matching job rule's, Secret-backed (like GitLab
-    project variables), run. Rule variables come from the run's `status.evaluation`. Values
-    are expanded against the whole set (see `Variables`), predefined ones never."""
-    assert run.spec is not None
-    evaluation = run.status.evaluation
-    job = effective_job(job, evaluation)  # idempotent: rule variables merged over the job's
-    variables = Variables()
-    for name, value in predefined_variables(pipeline, run, job, options).items():
-        variables.define_literal(name, value)
-    for secret in merged_secret_variables(pipeline, job):
-        variables.define_secret(secret)
-    *yaml_layers, run_layer = user_variables(pipeline, run, job)
-    for layer in yaml_layers:
-        variables.define_all(layer, under_secrets=True)
-    variables.define_all(run_layer)  # run variables rank above Secret-backed ones too
-    if job.environment is not None:
-        # GitLab expands the environment's name with the job's variables (not CI_ENVIRONMENT_*),
-        # then its URL with those and CI_ENVIRONMENT_NAME/SLUG; job variables may use all three
-        # (docs.gitlab.com/ci/variables/where_variables_can_be_used). A name the job defines
-        # itself wins, as before.
-        env_name = variables.expand_raw(job.environment.name)
-        variables.define_default("CI_ENVIRONMENT_NAME", env_name)
-        variables.define_default("CI_ENVIRONMENT_SLUG", environment_slug(env_name))
-        if job.environment.url:
-            url = variables.expand_raw(job.environment.url)
-            variables.define_default("CI_ENVIRONMENT_URL", url)
-    return variables
-
-
-def user_variables(
-    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob
-) -> list[Mapping[str, str]]:
-    """The variable layers the pipeline and the run define for `job` (its rule's variables
-    merged in), lowest precedence first."""
-    assert run.spec is not None
-    evaluation = run.status.evaluation
-    job = effective_job(job, evaluation)
-    layers: list[Mapping[str, str]] = [pipeline.variables]
-    if evaluation is not None:
-        layers.append(evaluation.variables)
-    return [*layers, job.variables, run.spec.variables]
-
-
-def variable_cycle(pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob) -> str | None:
-    """GitLab refuses a job whose variables refer to each other in a cycle; the message, or
-    None."""
-    merged: dict[str, str] = {}
-    for layer in user_variables(pipeline, run, job):
-        merged.update(layer)
-    cycle = reference_cycle(merged)
-    return f"circular variable reference: {' -> '.join(cycle)}" if cycle else None
-
-
-def with_names_expanded(
-    pipeline: PipelineSpec,
-    run: PipelineRun,
-    options: JobOptions,
-    excluded: frozenset[str] = frozenset(),
-) -> PipelineSpec:
-    """GitLab expands the job's variables in environment names and resource groups: the run's
-    jobs are gated, locked and deployed under the expanded names (and a build's image under
-    the name its deploys will render). Jobs in `excluded` (the rules leave them out) are left
-    as they are. Raises ModelError, naming
-    the job, when a name expands to one that cannot be, or when the job's variables refer to
-    each other in a cycle (GitLab refuses such a pipeline)."""
-    jobs = []
-    for job in pipeline.jobs:
-        if job.name in excluded:  # a job the rules leave out never fails the run
-            jobs.append(job)
-            continue
-        cycle = variable_cycle(pipeline, run, job)
-        if cycle:
-            raise ModelError(f"jobs[{job.name}].variables", cycle)
-        env, group, build = job.environment, job.resource_group, job.build
-        if (
-            not (env is not None and "$" in env.name)
-            and not (group and "$" in group)
-            and not (build is not None and "$" in build.image)
-        ):
-            jobs.append(job)
-            continue
-        variables = job_variables(pipeline, run, job, options)
-        if build is not None and "$" in build.image:
-            image = variables.expand_raw(build.image)
-            if not image or image.startswith((":", "@")):
-                raise ModelError(
-                    f"jobs[{job.name}].build.image",
-                    f"{build.image!r} expands to {image!r}, which names no image",
-                )
-            job = dataclasses.replace(job, build=dataclasses.replace(build, image=image))
-        if env is not None and "$" in env.name:
-            # GitLab's names are free-form (review/$CI_COMMIT_REF_NAME); the Environment that
-            # serves one is found by name, slug or pattern (engine.environments).
-            name = variables.expand_raw(env.name).strip()
-            if not name or len(name) > ENVIRONMENT_NAME_MAX:
-                raise ModelError(
-                    f"jobs[{job.name}].environment.name",
-                    f"{env.name!r} expands to {name!r}: an environment name needs 1-"
-                    f"{ENVIRONMENT_NAME_MAX} characters",
-                )
-            job = dataclasses.replace(job, environment=dataclasses.replace(env, name=name))
-        if group and "$" in group:
-            name = variables.expand_raw(group).strip()
-            if not name or len(name) > RESOURCE_GROUP_MAX:
-                raise ModelError(
-                    f"jobs[{job.name}].resourceGroup",
-                    f"{group!r} expands to {name!r}: a resource group needs 1-"
-                    f"{RESOURCE_GROUP_MAX} characters",
-                )
-            job = dataclasses.replace(job, resource_group=name)
-        jobs.append(job)
-    return dataclasses.replace(pipeline, jobs=tuple(jobs))
-
-
-def merged_secret_variables(pipeline: PipelineSpec, job: PipelineJob) -> list[SecretVariable]:
-    """Pipeline Secret variables overridden by the job's of the same name."""
-    merged = {s.name: s for s in pipeline.secret_variables}
-    merged.update({s.name: s for s in job.secret_variables})
-    return list(merged.values())
 
 
 def _secret_volumes(

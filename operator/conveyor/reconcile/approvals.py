@@ -18,10 +18,10 @@ from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
 from conveyor.api.codec import to_dict
 from conveyor.api.conditions import find_condition
+from conveyor.api.meta import ANNOTATION_INITIATOR
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import CONDITION_SUCCEEDED
 from conveyor.approvals import (
-    ANNOTATION_INITIATOR,
     Decision,
     approval_manifest,
     approval_status,

@@ -27,8 +27,9 @@ from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 from conveyor.engine import artifacts as rules
 from conveyor.engine import reports
+from conveyor.engine.variables.job import job_variables
 from conveyor.kube.client import Kube
-from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions, job_variables
+from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions
 from conveyor.store import plan as plans
 from conveyor.store.client import StoreClient, StoreError
 from conveyor.store.config import ACCESS_KEY, NOT_CONFIGURED, SECRET_KEY, StoreConfig

@@ -26,7 +26,7 @@ from conveyor.api.pipelinerun import PipelineRun
 from conveyor.deploy.errors import DeployError, KubeconfigError, RenderError, TargetUnavailable
 from conveyor.engine.environments import object_name, target_namespace
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
-from conveyor.gitlab.predefined import environment_slug
+from conveyor.engine.variables.predefined import environment_slug
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.release import (

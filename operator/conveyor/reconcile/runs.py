@@ -57,17 +57,13 @@ from conveyor.engine.planner import failed_status, reopened, retry_due
 from conveyor.engine.record import as_recorded, recorded_pipeline, with_record
 from conveyor.engine.tags import REASON_UNMAPPED_TAG, TagError
 from conveyor.engine.targets import with_target_condition
+from conveyor.engine.variables.job import with_names_expanded
+from conveyor.engine.variables.predefined import project_name
 from conveyor.gitlab.context import rule_context
 from conveyor.gitlab.rules import evaluate
 from conveyor.kube.client import Kube
 from conveyor.kube.events import event_body
-from conveyor.kube.jobspec import (
-    JobOptions,
-    build_job,
-    project_name,
-    transfer_plan_secret,
-    with_names_expanded,
-)
+from conveyor.kube.jobspec import JobOptions, build_job, transfer_plan_secret
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.approvals import ApprovalGates, Gates

@@ -11,14 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from conveyor.api.meta import API_VERSION, ZERO_SHA
+from conveyor.api.meta import ANNOTATION_REF_TYPE, API_VERSION, LABEL_TRIGGER, ZERO_SHA
+from conveyor.api.meta import ANNOTATION_TRIGGER_PREFIX as ANNOTATION_PREFIX
 from conveyor.engine.names import DNS_LABEL_MAX, label_value, short_hash, slug
 from conveyor.kube.jobspec import LABEL_PIPELINE
 from conveyor.triggers.events import PushEvent, known_sha, qualify, split_ref
 
-LABEL_TRIGGER = "conveyor.dev/trigger"
-ANNOTATION_PREFIX = "conveyor.dev/trigger-"
-ANNOTATION_REF_TYPE = "conveyor.dev/ref-type"
 TRIGGERS = ("poll", "webhook")
 PIPELINE_SOURCE_PUSH = "push"
 NAME_HASH_LENGTH = 10

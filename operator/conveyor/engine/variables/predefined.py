@@ -1,18 +1,37 @@
-"""GitLab's predefined variables that come from git data (commit message, ref kind, before SHA).
+"""GitLab's predefined variables: those of git data (commit message, ref kind, before SHA), the
+project's, the environment's slug, and a job's whole predefined set.
 
-Pure helpers: the operator reads git once when a run starts, keeps the facts in the run's
+Pure: the operator reads git once when a run starts, keeps the facts in the run's
 `status.evaluation` (`refIsTag`, `commitMessage`, `defaultBranch`), and both the rule evaluator
 and the Job builder derive the variables from them with these functions.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import posixpath
 import re
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from conveyor.api.meta import ZERO_SHA
-from conveyor.engine.names import ref_slug
+from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine.names import ref_slug, slug
+
+BUILDS_DIR = "/builds"  # CI_BUILDS_DIR: where job pods check out
+
+
+class RegistryNames(Protocol):
+    """The operator's registry, for CI_REGISTRY and CI_REGISTRY_IMAGE (kube.jobspec.JobOptions
+    has them)."""
+
+    @property
+    def registry(self) -> str | None: ...
+    @property
+    def registry_image(self) -> str | None: ...
+
 
 ENVIRONMENT_SLUG_MAX = 24
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -139,4 +158,68 @@ def project_variables(source_url: str | None, project: str, fallback_path: str) 
             "CI_SERVER_PROTOCOL": protocol,
             "CI_PROJECT_URL": f"{server}/{path}",
         }
+    return out
+
+
+def project_name(pipeline: PipelineSpec, run: PipelineRun) -> str:
+    """CI_PROJECT_NAME: the repository's name, else the pipeline's, else the run's."""
+    if pipeline.source is not None:
+        base = posixpath.basename(pipeline.source.url.rstrip("/").split(":")[-1])
+        base = base.removesuffix(".git")
+        cleaned = slug(base)
+        if cleaned:
+            return cleaned
+    return slug(run.pipeline_name or "") or slug(run.name) or "project"
+
+
+def predefined_variables(
+    pipeline: PipelineSpec, run: PipelineRun, job: PipelineJob, options: RegistryNames
+) -> dict[str, str]:
+    """GitLab's predefined variables. The git facts (CI_COMMIT_MESSAGE/TITLE/DESCRIPTION,
+    CI_COMMIT_BRANCH or CI_COMMIT_TAG, CI_DEFAULT_BRANCH) come from the run's
+    `status.evaluation`, written when the run started; without it they are not set."""
+    assert run.spec is not None
+    revision = run.spec.revision
+    project = project_name(pipeline, run)
+    evaluation = run.status.evaluation
+    git = git_variables(
+        ref=revision.ref,
+        ref_is_tag=evaluation.ref_is_tag if evaluation is not None else None,
+        sha=revision.sha,
+        before_sha=revision.before_sha,
+        commit_message=evaluation.commit_message if evaluation is not None else None,
+        default_branch=evaluation.default_branch if evaluation is not None else None,
+        pipeline_source=run.spec.pipeline_source,
+        commit_author=evaluation.commit_author if evaluation is not None else None,
+        commit_timestamp=evaluation.commit_timestamp if evaluation is not None else None,
+    )
+    fallback_path = f"{run.metadata.namespace or 'default'}/{project}"
+    out = {
+        "CI": "true",
+        "GITLAB_CI": "true",  # scripts test it to know they run under GitLab CI
+        "CI_SERVER": "yes",
+        "CONVEYOR": "true",
+        **git,
+        # Conveyor has no protected branches (Environments carry the protection).
+        "CI_COMMIT_REF_PROTECTED": "false",
+        "CI_PIPELINE_ID": run.metadata.uid or "",
+        "CI_JOB_NAME": job.name,
+        "CI_JOB_STAGE": job.stage,
+        "CI_NODE_TOTAL": "1",  # parallel jobs carry their own
+        "CI_PROJECT_NAME": project,
+        "CI_BUILDS_DIR": BUILDS_DIR,
+        "CI_PROJECT_DIR": f"{BUILDS_DIR}/{project}",
+        **project_variables(
+            pipeline.source.url if pipeline.source else None, project, fallback_path
+        ),
+    }
+    if run.metadata.creation_timestamp is not None:
+        created = run.metadata.creation_timestamp.astimezone(datetime.UTC)
+        out["CI_PIPELINE_CREATED_AT"] = created.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if job.when == "manual":
+        out["CI_JOB_MANUAL"] = "true"  # it runs because someone played it
+    if options.registry:
+        out["CI_REGISTRY"] = options.registry
+    if options.registry_image:
+        out["CI_REGISTRY_IMAGE"] = options.registry_image
     return out
