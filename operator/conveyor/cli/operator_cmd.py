@@ -447,7 +447,7 @@ def run_operator(args: argparse.Namespace) -> int:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from conveyor.handlers.registration import RUNTIME  # registers the handlers
+    from conveyor.handlers.registration import Runtime  # registers the handlers
     from conveyor.kube import fence
     from conveyor.kube.client import Kube, KubeConfigError
     from conveyor.kube.identity import IdentityMismatch, verify_identity
@@ -502,19 +502,22 @@ def run_operator(args: argparse.Namespace) -> int:
     fence.guard(api)
     if args.leader_elect:
         lead(args, cfg, identity)
-    RUNTIME.connection = connection_info(cfg)
-    RUNTIME.kube = Kube(api)
-    RUNTIME.workers = args.workers
+    runtime = Runtime(
+        connection=connection_info(cfg),
+        kube=Kube(api),
+        options=options,
+        allow_local_repositories=args.allow_local_repositories,
+        webhook_address=args.webhook,
+        metrics_address=args.metrics,
+        workers=args.workers,
+    )
     if args.git_cache is not None:
-        RUNTIME.git_cache = args.git_cache
-    RUNTIME.allow_local_repositories = args.allow_local_repositories
-    RUNTIME.webhook_address = args.webhook
-    RUNTIME.metrics_address = args.metrics
-    RUNTIME.options = options
+        runtime.git_cache = args.git_cache
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,
         namespaces=args.namespaces or (),
         liveness_endpoint=args.liveness,
+        memo=runtime,
     )
     return 0

@@ -33,7 +33,10 @@ OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 
 @dataclass
 class Runtime:
-    """What `conveyor operator` hands the handlers before Kopf starts."""
+    """What `conveyor operator` hands the handlers: Kopf's operator-level `memo`
+    (`kopf.run(memo=...)`). Resource handlers get a shallow copy of it, taken after the startup
+    handlers ran, so the objects startup makes (controller, triggers, the task and server
+    lists) are the same ones in every copy."""
 
     connection: kopf.ConnectionInfo | None = None
     kube: Kube | None = None
@@ -49,69 +52,66 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-RUNTIME = Runtime()
-
-
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
-    if RUNTIME.connection is None:
+def login(memo: Runtime, **_: Any) -> kopf.ConnectionInfo:
+    if memo.connection is None:
         raise kopf.PermanentError("the operator was started without cluster credentials")
-    return RUNTIME.connection
+    return memo.connection
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) -> None:
     settings.peering.standalone = True  # one replica (Recreate); no peering objects to write
     settings.posting.enabled = False  # Conveyor posts its own events; Kopf's would be writes
     settings.scanning.disabled = True  # least privilege: no watch on CRDs or namespaces
     # Server-side selector: only Conveyor's Jobs reach the operator. Pods are not watched:
     # a failed Job's pods are read when it fails (they alone say how the script ended).
     settings.watching.label_selectors["batch", "jobs"] = OURS
-    assert RUNTIME.kube is not None
-    sources = Sources(RUNTIME.kube, RUNTIME.git_cache, local=RUNTIME.allow_local_repositories)
-    controller = RunController(RUNTIME.kube, RUNTIME.options, sources)
-    RUNTIME.controller = controller
-    RUNTIME.triggers = TriggerManager(
-        RUNTIME.kube,
+    assert memo.kube is not None
+    sources = Sources(memo.kube, memo.git_cache, local=memo.allow_local_repositories)
+    controller = RunController(memo.kube, memo.options, sources)
+    memo.controller = controller
+    memo.triggers = TriggerManager(
+        memo.kube,
         sources,
         controller.pipeline_body,
         controller.io,
         utcnow,
-        RUNTIME.options.credentials_namespace,
+        memo.options.credentials_namespace,
     )
-    if RUNTIME.webhook_address is not None:
-        app = webhook_app(RUNTIME.triggers.webhook_lookup, RUNTIME.triggers.create_run)
-        await _serve(app, RUNTIME.webhook_address)
-        host, port = RUNTIME.webhook_address
+    if memo.webhook_address is not None:
+        app = webhook_app(memo.triggers.webhook_lookup, memo.triggers.create_run)
+        await _serve(memo, app, memo.webhook_address)
+        host, port = memo.webhook_address
         log.info("push webhooks served at http://%s:%d/hooks/<namespace>/<pipeline>", host, port)
-    if RUNTIME.metrics_address is not None:
-        await _serve(metrics_app(controller.metrics), RUNTIME.metrics_address)
-        host, port = RUNTIME.metrics_address
+    if memo.metrics_address is not None:
+        await _serve(memo, metrics_app(controller.metrics), memo.metrics_address)
+        host, port = memo.metrics_address
         log.info("Prometheus metrics served at http://%s:%d/metrics", host, port)
 
 
-async def _serve(app: web.Application, address: tuple[str, int]) -> None:
+async def _serve(memo: Runtime, app: web.Application, address: tuple[str, int]) -> None:
     # On the event loop's thread: the metrics read Kopf's indices, which only it changes.
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    RUNTIME.servers.append(runner)
+    memo.servers.append(runner)
     await web.TCPSite(runner, *address).start()
 
 
 @kopf.on.cleanup()
-async def stop_workers(**_: Any) -> None:
-    for task in RUNTIME.tasks:
+async def stop_workers(memo: Runtime, **_: Any) -> None:
+    for task in memo.tasks:
         task.cancel()
-    if RUNTIME.triggers is not None:
-        RUNTIME.triggers.stop()
-    for runner in RUNTIME.servers:
+    if memo.triggers is not None:
+        memo.triggers.stop()
+    for runner in memo.servers:
         await runner.cleanup()
 
 
-def _controller(**indices: Any) -> RunController:
+def _controller(memo: Runtime, **indices: Any) -> RunController:
     """The controller, bound to Kopf's indices on first use (handlers run only once every index
     has its initial listing, so no pass ever plans from a partial view)."""
-    controller = RUNTIME.controller
+    controller = memo.controller
     assert controller is not None
     if controller.views is None:
         controller.bind(
@@ -125,7 +125,7 @@ def _controller(**indices: Any) -> RunController:
                 deploy_claims=indices["deploy_claims"],
             )
         )
-        RUNTIME.tasks.append(asyncio.create_task(controller.work(RUNTIME.workers)))
+        memo.tasks.append(asyncio.create_task(controller.work(memo.workers)))
     return controller
 
 
@@ -193,11 +193,12 @@ async def pipeline_event(
     namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
 ) -> None:
     controller = _controller(**kwargs)
-    assert RUNTIME.triggers is not None
+    triggers = kwargs["memo"].triggers
+    assert triggers is not None
     if type == "DELETED":
-        RUNTIME.triggers.pipeline_changed((namespace, name), None)
+        triggers.pipeline_changed((namespace, name), None)
         return
-    RUNTIME.triggers.pipeline_changed((namespace, name), dict(body))
+    triggers.pipeline_changed((namespace, name), dict(body))
     controller.pipeline_changed(namespace, name)
     desired = pipeline_status(body, utcnow())
     # Only the keys this handler owns: status.triggers is the trigger manager's.
