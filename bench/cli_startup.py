@@ -110,7 +110,7 @@ average {load:.1f} then: on an idle machine every number is lower), Python
 
 Why it got faster: the subcommand modules no longer import the Kubernetes client, Kopf, the
 importer or the job builder when the parser is built; each command imports what it uses when it
-runs (`tests/unit/test_cli.py` checks that `--help` loads none of them). What is left is
+runs (`tests/unit/cli/test_cli.py` checks that `--help` loads none of them). What is left is
 Python's own start and the API models' import.
 {END}
 """

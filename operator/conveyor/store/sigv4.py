@@ -1,6 +1,6 @@
 """AWS Signature Version 4 for S3, pure: header signing (the operator's own calls) and presigned
 URLs (what a job pod gets, one per object it may touch). Standard library only, checked against
-AWS's published examples (tests/unit/test_store_sigv4.py).
+AWS's published examples (tests/unit/store/test_store_sigv4.py).
 
 S3's flavour: the path is encoded once (not twice as other services), and the payload hash may be
 UNSIGNED-PAYLOAD (presigned URLs always use it: the job's bytes are not known when the URL is made).

@@ -12,9 +12,9 @@ import pytest
 from conveyor.api import ModelError
 from conveyor.api.pipeline import parse_pipeline_spec
 from conveyor.kube.jobspec import JobOptions, build_job
-from tests.unit.test_jobspec import env_of, make
+from tests.unit.kube.test_jobspec import env_of, make
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def clair_pod(scan, options=None, built=None):

@@ -11,7 +11,7 @@ import yaml
 from conveyor.api import crdgen
 from conveyor.api.crd import all_crds
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 CRDS = REPO / "crds"
 
 

@@ -386,7 +386,7 @@ def test_the_page_ships_in_the_wheel() -> None:
     import tomllib
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
         "package-data"
     ]["conveyor"]

@@ -19,7 +19,7 @@ from conveyor.source import RepoCache, SourceUnavailable, parse_credentials, par
 from conveyor.source import errors as reasons
 from conveyor.source.credentials import remote_env
 from conveyor.source.errors import scrub, strip_userinfo
-from tests.unit.test_source import Origin
+from tests.unit.source.test_source import Origin
 
 TOKEN = "glpat-S3cr3tT0kenValue"
 KEY = (

@@ -21,7 +21,7 @@ from conveyor.kube.script import (
     TIMEOUT_MESSAGE_PREFIX,
     job_command,
 )
-from tests.unit.test_jobspec import build, script_container
+from tests.unit.kube.test_jobspec import build, script_container
 
 SHELLS = ["bash", "dash", "busybox"]
 

@@ -8,7 +8,7 @@ import pytest
 
 from conveyor.deploy import RenderError, deploy_variables, render_templates
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 GO_APP = ROOT / "examples" / "go-app" / "templates"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

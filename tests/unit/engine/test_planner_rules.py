@@ -8,7 +8,7 @@ from conveyor.engine.evaluation import apply_evaluation
 from conveyor.gitlab.context import RuleContext
 from conveyor.gitlab.rules import evaluate
 from conveyor.kube.jobspec import build_job
-from tests.unit.test_engine import World, job, pipeline
+from tests.unit.engine.test_engine import World, job, pipeline
 
 
 def excluded(*names):

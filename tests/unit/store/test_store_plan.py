@@ -348,7 +348,7 @@ def test_the_transfer_binary_go_tests():
     go = shutil.which("go") or "/usr/local/go/bin/go"
     proc = subprocess.run(
         [go, "test", "-count=1", "./..."],
-        cwd=Path(__file__).resolve().parents[2] / "transfer",
+        cwd=Path(__file__).resolve().parents[3] / "transfer",
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", "HOME": str(Path.home()), "GOFLAGS": "-mod=mod",

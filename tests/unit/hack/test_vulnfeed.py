@@ -8,7 +8,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 spec = importlib.util.spec_from_file_location("trivydb", ROOT / "hack" / "vulnfeed" / "trivydb.py")
 assert spec is not None and spec.loader is not None
 trivydb = importlib.util.module_from_spec(spec)

@@ -873,7 +873,7 @@ REFERENCE_KEYWORDS = (
 
 
 def test_the_readmes_keyword_table_lists_every_keyword_of_the_reference() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
     section = readme[readme.index("### From `.gitlab-ci.yml`") : readme.index("### Deploys")]
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     listed = {kw for row in rows for kw in row.split("|")[1].replace("`", " ").split()}

@@ -17,7 +17,7 @@ from kubernetes import client
 
 from conveyor.deploy import KubeconfigError, target_client
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 LOCAL_KUBECONFIG = ROOT / ".cluster" / "kubeconfig"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXZhbHVl.c2lnbmF0dXJlLXNlY3JldA"
 

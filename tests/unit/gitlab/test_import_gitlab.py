@@ -13,7 +13,7 @@ from conveyor.api.crd import all_crds
 from conveyor.cli.main import main
 from conveyor.engine import validate_pipeline
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab-ci"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "gitlab-ci"
 FILES = sorted(FIXTURES.glob("*.yml"))
 SEED = FIXTURES / "seed-go-app.gitlab-ci.yml"
 

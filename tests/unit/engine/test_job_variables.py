@@ -12,7 +12,7 @@ from conveyor.engine.variables.expand import Variables, literal_value, reference
 from conveyor.engine.variables.job import job_variables, with_names_expanded
 from conveyor.engine.variables.predefined import environment_slug
 from conveyor.kube.jobspec import JobOptions
-from tests.unit.test_jobspec import make
+from tests.unit.kube.test_jobspec import make
 
 
 def values(job_fields=None, spec_fields=None, run_fields=None):
@@ -178,7 +178,7 @@ def test_project_server_job_and_commit_variables():
     from conveyor.api.evaluation import Evaluation
     from conveyor.engine.evaluation import with_evaluation
     from conveyor.kube.jobspec import build_job
-    from tests.unit.test_jobspec import env_of, script_container
+    from tests.unit.kube.test_jobspec import env_of, script_container
 
     run, spec, job = make(
         {"when": "manual"},

@@ -16,7 +16,7 @@ from conveyor.cli.approvals import is_pending, vote_patch
 from conveyor.cli.main import build_parser
 from conveyor.kube.identity import exempted
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 ADMISSION = REPO / "deploy" / "30-admission.yaml"
 OPERATOR = "system:serviceaccount:conveyor-system:conveyor-operator"
 
