@@ -134,6 +134,16 @@ def validate_artifacts(spec: PipelineSpec) -> list[str]:
 # --- artifacts: what is kept, under which name, until when ----------------------------------
 
 
+def keeps_artifacts(job: PipelineJob) -> bool:
+    """A scripted job with artifacts, or a Trivy scan (its GitLab report; Clair's image has no
+    shell to run the upload from). Build jobs run the builder's image: none."""
+    if job.build is not None:
+        return False
+    if job.scan is not None:
+        return job.scan.scanner != "clair"
+    return effective_artifacts(job) is not None
+
+
 def effective_artifacts(job: PipelineJob) -> Artifacts | None:
     """The job's artifacts, with what Conveyor adds: a `scan` job keeps its GitLab container
     scanning report (`gl-container-scanning-report.json`) as a `container_scanning` report."""

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from conveyor.api import pipelinerun as prs
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
-from conveyor.api.pipelinerun import JobStatus, PipelineRunStatus
+from conveyor.api.pipelinerun import JobStatus, PipelineRun, PipelineRunStatus
 from conveyor.engine import model as observed_states
 from conveyor.engine.model import ObservedJob
+from conveyor.engine.names import job_name as attempt_job_name
 
 # Reasons written on failed jobs.
 REASON_SCRIPT_FAILURE = "ScriptFailure"
@@ -167,3 +168,17 @@ def latest_attempts(
         elif record is not None:
             out[job.name] = _from_record(record, now)
     return out
+
+
+def is_attempt_of(pipeline: PipelineSpec, run: PipelineRun, seen: ObservedJob) -> bool:
+    """Whether a Job the run owns is one the operator made for it: a job of the pipeline that
+    runs as a Job (a native deploy never does), under the name of its attempt (or the name it
+    had before names held the run's UID)."""
+    job = pipeline.job(seen.pipeline_job)
+    if job is None or job.deploy is not None:
+        return False
+    names = {
+        attempt_job_name(run.name, job.name, seen.attempt, run.metadata.uid or ""),
+        attempt_job_name(run.name, job.name, seen.attempt),
+    }
+    return seen.job_name in names

@@ -9,7 +9,10 @@ waits. The record lives in the status, which only the operator writes.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
+from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineSpec
 from conveyor.api.pipelinerun import PipelineRun
 
@@ -38,3 +41,21 @@ def as_recorded(run: PipelineRun) -> PipelineRun:
 def recorded_pipeline(run: PipelineRun) -> PipelineSpec | None:
     """The pipeline the run started with (None before it started)."""
     return run.status.pipeline_spec
+
+
+def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str, str]:
+    """Image -> digest for the build jobs of the run that pushed one (status.jobs[])."""
+    digests = {j.get("name"): j.get("imageDigest") for j in status.get("jobs") or ()}
+    return {
+        job.build.image: digests[job.name]
+        for job in pipeline.jobs
+        if job.build is not None and digests.get(job.name)
+    }
+
+
+def with_sha(run: PipelineRun, evaluation: Evaluation | None) -> PipelineRun:
+    """The run as it builds: a run given only a ref builds the commit resolved at its start."""
+    if run.spec is None or run.spec.revision.sha or evaluation is None or not evaluation.sha:
+        return run
+    revision = dataclasses.replace(run.spec.revision, sha=evaluation.sha)
+    return dataclasses.replace(run, spec=dataclasses.replace(run.spec, revision=revision))

@@ -22,9 +22,10 @@ from conveyor.kube.observe import compact_job, observe_job
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import metrics_app
 from conveyor.reconcile.pipelines import pipeline_status
-from conveyor.reconcile.runs import RunController, Views, run_summary, utcnow
+from conveyor.reconcile.runs import RunController
 from conveyor.reconcile.sources import Sources
 from conveyor.reconcile.triggers import TriggerManager
+from conveyor.reconcile.views import Views, run_summary, utcnow
 from conveyor.triggers import webhook_app
 
 log = logging.getLogger("conveyor.handlers")

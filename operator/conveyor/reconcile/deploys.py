@@ -118,6 +118,30 @@ class DeployExecutor:
             if deployment.task is not None:
                 deployment.task.cancel()
 
+    def resume(
+        self,
+        key: Key,
+        run: PipelineRun,
+        pipeline: PipelineSpec,
+        gated: frozenset[str],
+        approved_images: Mapping[str, tuple[str, ...]],
+    ) -> None:
+        """A deploy the status says was running, that this process is not running: the
+        operator restarted mid-deploy. Deploying again is safe (server-side apply)."""
+        if run.status.finished:
+            return
+        for entry in run.status.jobs:
+            if entry.phase != "Running" or not entry.job_name or not entry.attempt:
+                continue
+            job = pipeline.job(entry.name)
+            if job is None or job.deploy is None:
+                continue
+            if job.name in gated and job.name not in approved_images:
+                continue  # a gated deploy starts on its Approval only, never by resuming
+            if not self.running(key, entry.job_name):
+                images = approved_images.get(job.name)
+                self.start(key, run, pipeline, job, entry.attempt, entry.job_name, images)
+
     def running(self, key: Key, job_name: str) -> bool:
         return job_name in self._runs.get(key, {})
 

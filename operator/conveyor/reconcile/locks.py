@@ -1,8 +1,9 @@
 """Locks on environments and resource groups, as the operator keeps them: one deploy at a time
 per environment (newest first: a newer run of the same Pipeline supersedes an older one), one
-job at a time per resource group. The decision is `engine.deploy_order.arbitrate` (pure); this
-module gathers every run's claims for it, from the runs' status (the watch's view), the Jobs
-that exist, and the deploys this process started that the watch has not shown yet."""
+job at a time per resource group. The decision is `engine.pass_decision.arbitrate_locks`
+(pure); this module gathers every run's claims for it, from the runs' status (the watch's
+view), the Jobs that exist, and the deploys this process started that the watch has not shown
+yet."""
 
 from __future__ import annotations
 
@@ -11,21 +12,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from conveyor.api import PipelineRun, parse_time
-from conveyor.engine import ObservedJob, Plan
-from conveyor.engine.deploy_order import (
-    DEPLOYING,
-    Arbitration,
-    Claim,
-    Lock,
-    arbitrate,
-    locks_of,
-)
-from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL
+from conveyor.engine import Plan
+from conveyor.engine.deploy_order import DEPLOYING, Claim, Lock, locks_of
 from conveyor.kube.jobspec import ANNOTATION_JOB
 
 # How long a deploy this process started counts as started without the watch showing it.
 CREATED_OVERLAY_TTL = datetime.timedelta(seconds=30)
-NO_ARBITRATION = Arbitration({}, None)
 Lookup = Mapping[Any, Iterable[Any]]  # Kopf's indices: key -> stored values
 
 
@@ -44,28 +36,9 @@ class DeployLocks:
     def bind(self, claim_entries: Lookup, jobs: Lookup) -> None:
         self._claim_entries, self._jobs = claim_entries, jobs
 
-    def arbitrate(
-        self, namespace: str, run: PipelineRun, decided: Plan, observed: Iterable[ObservedJob]
-    ) -> Arbitration:
-        """May the run's deploys start (one per environment at a time, newest first; one job per
-        resource group)?"""
-        started = {o.pipeline_job for o in observed}
-        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
-        wanting: dict[str, tuple[tuple[Lock, ...], bool]] = {}
-        for create in decided.create:
-            locks = locks_of(entries.get(create.pipeline_job) or {})
-            if locks and create.pipeline_job not in started:
-                wanting[create.pipeline_job] = (locks, True)
-        for entry in entries.values():
-            if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and locks_of(entry):
-                wanting[entry["name"]] = (locks_of(entry), False)
-        if not wanting:
-            return NO_ARBITRATION
-        claims = {
-            lock: self._claims(namespace, lock) for locks, _ in wanting.values() for lock in locks
-        }
-        created = run.metadata.creation_timestamp or self.clock()
-        return arbitrate(run.name, created, wanting, claims, run.pipeline_name)
+    def claims(self, namespace: str, locks: Iterable[Lock]) -> dict[Lock, list[Claim]]:
+        """Every run's claims on each of `locks` (engine.pass_decision arbitrates with them)."""
+        return {lock: self._claims(namespace, lock) for lock in locks}
 
     def _claims(self, namespace: str, lock: Lock) -> list[Claim]:
         """Every run's claim on a lock: from the runs' status, the Jobs that exist, and the

@@ -15,6 +15,7 @@ from typing import Any
 
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
 from conveyor.engine import artifacts as rules
+from conveyor.engine.artifacts import keeps_artifacts
 
 # The objects of one attempt: the archive (a gzipped tar) and the manifest the binary writes
 # after it (size, sha256, files), which the operator reads into status.jobs[].artifacts.
@@ -44,16 +45,6 @@ class AttemptRef:
         return rules.artifact_object(
             self.namespace, self.run, self.job, self.attempt, file_name, self.run_uid
         )
-
-
-def keeps_artifacts(job: PipelineJob) -> bool:
-    """A scripted job with artifacts, or a Trivy scan (its GitLab report; Clair's image has no
-    shell to run the upload from). Build jobs run the builder's image: none."""
-    if job.build is not None:
-        return False
-    if job.scan is not None:
-        return job.scan.scanner != "clair"
-    return rules.effective_artifacts(job) is not None
 
 
 def uses_store(spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None) -> bool:

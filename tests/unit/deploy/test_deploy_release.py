@@ -4,6 +4,7 @@ import pytest
 
 from conveyor.api import parse_pipeline_spec
 from conveyor.deploy import DeployError
+from conveyor.engine.record import built_images
 from conveyor.reconcile.release import (
     DeployRequest,
     images_of,
@@ -11,7 +12,6 @@ from conveyor.reconcile.release import (
     preview_images,
     run_deploy,
 )
-from conveyor.reconcile.runs import built_images
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 DEPLOYMENT = b"""apiVersion: apps/v1

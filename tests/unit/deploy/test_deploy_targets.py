@@ -47,7 +47,7 @@ def test_the_observed_generation_is_kept():
 
 
 def test_the_status_json_keeps_its_other_conditions_as_they_were():
-    from conveyor.reconcile.runs import _with_targets
+    from conveyor.engine.pass_decision import with_targets as _with_targets
 
     succeeded = {
         "type": "Succeeded",

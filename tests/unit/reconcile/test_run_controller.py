@@ -17,8 +17,9 @@ from kubernetes.client.rest import ApiException
 from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.jobspec import LABEL_RUN, JobOptions
 from conveyor.kube.observe import compact_job
-from conveyor.reconcile.runs import RunController, Views, run_summary
+from conveyor.reconcile.runs import RunController
 from conveyor.reconcile.sources import Sources
+from conveyor.reconcile.views import Views, run_summary
 
 NS = "team"
 KEY = (NS, "r")

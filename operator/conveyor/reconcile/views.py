@@ -1,0 +1,77 @@
+"""The operator's in-memory view of the cluster (Kopf's indices) and what is read from it."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.api import parse_time
+from conveyor.engine import RunSummary
+from conveyor.engine.environments import resolve_environment
+
+Key = tuple[str, str]  # (namespace, name)
+Lookup = Mapping[Any, Iterable[dict[str, Any]]]  # Kopf's indices: key -> stored values
+
+
+def utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def first(lookup: Lookup, key: Any) -> dict[str, Any] | None:
+    try:
+        return next(iter(lookup[key]), None)
+    except KeyError:
+        return None
+
+
+@dataclass
+class Views:
+    """The operator's in-memory view of the cluster, kept by the watches (Kopf indices)."""
+
+    runs: Lookup  # (ns, run name) -> [PipelineRun]
+    runs_by_pipeline: Lookup  # (ns, pipeline name) -> [run summary]
+    pipelines: Lookup  # (ns, pipeline name) -> [Pipeline]
+    jobs: Lookup  # (ns, run name) -> [compact Job]
+    environments: Lookup  # (ns, environment name) -> [Environment]
+    approvals: Lookup  # (ns, run name) -> [Approval]
+    deploy_claims: Mapping[Any, Iterable[list[dict[str, Any]]]]  # (ns, lock) -> [[claim entry]]
+
+
+def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What concurrency and history decisions need of a run."""
+    metadata = body["metadata"]
+    return {
+        "name": metadata["name"],
+        "creationTimestamp": metadata.get("creationTimestamp"),
+        "phase": (body.get("status") or {}).get("phase"),
+        "labels": metadata.get("labels") or {},
+        "ref": ((body.get("spec") or {}).get("revision") or {}).get("ref"),
+    }
+
+
+def summaries(values: Iterable[Mapping[str, Any]]) -> list[RunSummary]:
+    return [
+        RunSummary(
+            name=v["name"],
+            creation_timestamp=parse_time(v["creationTimestamp"]),
+            phase=v.get("phase"),
+            labels=v.get("labels") or {},
+            ref=v.get("ref"),
+        )
+        for v in values
+        if v.get("creationTimestamp")
+    ]
+
+
+def serving_environment(views: Views, namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The Environment that serves environment `name` in `namespace` (by name, slug or
+    pattern), from the watch's view."""
+    bodies = [
+        body
+        for (ns, _), values in list(views.environments.items())
+        if ns == namespace
+        for body in values
+    ]
+    return resolve_environment(name, bodies)
