@@ -550,3 +550,63 @@ def test_an_archive_replaced_in_the_store_never_reaches_an_approved_job(
     assert record["digest"].removeprefix("sha256:") in ship["message"]
     out = conveyor_cli(clusters, "logs", "gated-1", "ship", "-n", ns)
     assert "SHIPPING" not in out.stdout and "owned" not in out.stdout
+
+
+NON_ROOT = "conveyor-test/nonroot-shell:1"  # dash, cat and sleep, run as user 1000
+
+
+def test_a_job_image_that_is_not_root_writes_its_checkout_and_downloaded_artifacts(
+    conveyor: Conveyor,
+    clusters: Clusters,
+    real: RealNodes,
+    git_server: tuple[Path, str],
+    tmp_path: Path,
+) -> None:
+    """As with GitLab's Kubernetes executor (its helper's umask 0000): the checkout and the
+    artifacts are written by root in init containers, and a job image that runs as another user
+    still edits checked-out files, adds files beside them, and adds and replaces files in the
+    directories its artifacts came in."""
+    from tests.e2e.gitrepo import new_repo
+    from tests.e2e.test_runner import publish
+
+    root, base = git_server
+    publish(new_repo(tmp_path / "app", {"README.md": "app\n", "src/main.txt": "v1\n"}), root, "app")
+    jobs = [
+        {
+            "name": "build",
+            "stage": "build",
+            "image": "busybox:1.36",  # as root
+            "script": ["mkdir -p out/deep", "echo built > out/deep/app.txt"],
+            "artifacts": {"paths": ["out/"]},
+        },
+        {
+            "name": "edit",
+            "stage": "test",
+            "image": NON_ROOT,
+            "script": [
+                # The script's own user id, from /proc (the image has no `id`).
+                "while read -r k v _; do case $k in Uid:) echo uid=$v;; esac; done"
+                " </proc/self/status",
+                "echo edited >> README.md",  # a checked-out file
+                "echo new > src/new.txt",  # a checked-out directory
+                "echo more > out/deep/more.txt",  # a downloaded directory
+                'test "$(cat out/deep/app.txt)" = built',
+                "echo OK-AS-NON-ROOT",
+            ],
+        },
+    ]
+    conveyor.create(
+        pipeline(
+            "nonroot",
+            jobs,
+            stages=["build", "test"],
+            source={"url": f"{base}/app.git"},
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("nonroot-1", "nonroot", ref="main"))
+    done = conveyor.wait_finished("nonroot-1", timeout=300)
+    log = "\n".join(_logs(clusters, conveyor.ns, "nonroot-1", "edit"))
+    assert job_status(done, "edit")["phase"] == "Succeeded", (done["status"], log)
+    assert "OK-AS-NON-ROOT" in log
+    assert "uid=1000" in log  # the script did not run as root

@@ -158,9 +158,12 @@ def job_command(
 # shell code. GitLab's GIT_STRATEGY (clone, fetch, none or empty), GIT_DEPTH and
 # GIT_SUBMODULE_STRATEGY (none, normal, recursive) are honoured; every pod starts from an empty
 # directory, so fetch has no working copy to reuse and does what clone does (as with GitLab's
-# Kubernetes executor); none and empty leave the project directory empty.
+# Kubernetes executor); none and empty leave the project directory empty. `umask 0000`, as
+# GitLab's helper does for the Kubernetes executor: the checkout runs as root, and a job image
+# that runs as another user must still write in the project directory.
 CHECKOUT_SCRIPT = """\
 set -eu
+umask 0000
 strategy=${GIT_STRATEGY:-clone} depth=${GIT_DEPTH:-} submodules=${GIT_SUBMODULE_STRATEGY:-none}
 case "$strategy" in
   none|empty)

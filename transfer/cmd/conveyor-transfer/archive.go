@@ -160,7 +160,9 @@ func Extract(r io.Reader, root string) (int, error) {
 			return files, fmt.Errorf("archive entry %q is outside the project directory", hdr.Name)
 		}
 		target := filepath.Join(root, filepath.FromSlash(name))
-		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		// Directories open to every user (with the init container's umask 0000, as GitLab's
+		// helper): a job image running as another user adds and replaces files in them.
+		if err := os.MkdirAll(filepath.Dir(target), 0o777); err != nil {
 			return files, err
 		}
 		if err := insideNoSymlink(root, filepath.Dir(target)); err != nil {
@@ -168,7 +170,7 @@ func Extract(r io.Reader, root string) (int, error) {
 		}
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(target, hdr.FileInfo().Mode().Perm()|0o700); err != nil {
+			if err := os.MkdirAll(target, 0o777); err != nil {
 				return files, err
 			}
 		case tar.TypeSymlink:

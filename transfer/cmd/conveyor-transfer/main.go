@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -66,6 +67,10 @@ func run(args []string, out io.Writer) error {
 	case "install":
 		return install(args[1])
 	case "init":
+		// GitLab's helper extracts under umask 0000 (Kubernetes executor): this init container
+		// runs as root, and a job image that runs as another user must be able to add and
+		// replace files in the directories it extracts.
+		syscall.Umask(0)
 		if err := install(args[1]); err != nil {
 			return fmt.Errorf("installing the transfer binary: %w", err)
 		}

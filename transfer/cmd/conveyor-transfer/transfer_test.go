@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -77,6 +78,35 @@ func TestArchiveRoundTrip(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(dst, "a/b.txt")); string(b) != "hello" {
 		t.Fatalf("a/b.txt = %q", b)
+	}
+}
+
+// As GitLab's helper under umask 0000: the directories extracted are open to a job image that
+// runs as another user; files keep the mode they were archived with.
+func TestExtractOpensDirectoriesUnderUmaskZero(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	src, dst := t.TempDir(), t.TempDir()
+	writeFiles(t, src, map[string]string{"out/deep/app.txt": "built"})
+	if err := os.Chmod(filepath.Join(src, "out/deep/app.txt"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	names, _ := Select(src, []string{"out"}, nil)
+	var buf bytes.Buffer
+	if _, err := WriteArchive(&buf, src, names); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extract(&buf, dst); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{"out", "out/deep"} {
+		info, err := os.Stat(filepath.Join(dst, dir))
+		if err != nil || info.Mode().Perm() != 0o777 {
+			t.Fatalf("%s: %v, %v", dir, info.Mode(), err)
+		}
+	}
+	if info, _ := os.Stat(filepath.Join(dst, "out/deep/app.txt")); info.Mode().Perm() != 0o644 {
+		t.Fatalf("app.txt mode %v", info.Mode())
 	}
 }
 
