@@ -16,6 +16,6 @@ build_rootfs() {
   for lib in $(ldd /bin/dash /bin/cat /bin/sleep | grep -o '/lib[^ ]*' | sort -u); do
     cp -L "$lib" "$1$lib"
   done
-  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$1/etc/passwd"
-  printf 'root:x:0:\n' >"$1/etc/group"
+  printf 'root:x:0:0:root:/root:/bin/sh\nci:x:1000:1000:ci:/tmp:/bin/sh\n' >"$1/etc/passwd"
+  printf 'root:x:0:\nci:x:1000:\n' >"$1/etc/group"
 }

@@ -131,6 +131,16 @@ class JobOptions:
     artifact_sweep_interval: datetime.timedelta = datetime.timedelta(minutes=5)
 
 
+def run_owner(run: PipelineRun) -> dict[str, Any]:
+    """An owner reference to the run: what it owns goes with it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "PipelineRun",
+        "name": run.name,
+        "uid": run.metadata.uid or "",
+    }
+
+
 def run_labels(run: PipelineRun) -> dict[str, str]:
     """Labels on every Job and pod of the run (the operator's watch selector uses them)."""
     labels = {LABEL_RUN: label_value(run.name), LABEL_MANAGED_BY: MANAGED_BY}
@@ -363,16 +373,7 @@ def build_job(
         "name": job_name(run.name, job.name, attempt, run.metadata.uid or ""),
         "labels": dict(labels),
         "annotations": {ANNOTATION_JOB: job.name, ANNOTATION_ATTEMPT: str(attempt)},
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "PipelineRun",
-                "name": run.name,
-                "uid": run.metadata.uid or "",
-                "controller": True,
-                "blockOwnerDeletion": True,
-            }
-        ],
+        "ownerReferences": [{**run_owner(run), "controller": True, "blockOwnerDeletion": True}],
     }
     if run.metadata.namespace:
         metadata["namespace"] = run.metadata.namespace
@@ -446,14 +447,7 @@ def transfer_plan_secret(
         "generateName": base[: 63 - 6 - len("-plan-")] + "-plan-",
         "labels": {**run_labels(run), LABEL_TRANSFER_PLAN: "true"},
         "annotations": {ANNOTATION_JOB: job.name, ANNOTATION_ATTEMPT: str(attempt)},
-        "ownerReferences": [
-            {
-                "apiVersion": API_VERSION,
-                "kind": "PipelineRun",
-                "name": run.name,
-                "uid": run.metadata.uid or "",
-            }
-        ],
+        "ownerReferences": [run_owner(run)],
     }
     if run.metadata.namespace:
         metadata["namespace"] = run.metadata.namespace

@@ -59,37 +59,42 @@ func Download(p *Plan, out io.Writer) error {
 
 // fetch downloads and extracts one archive: (files, archive bytes, found, error).
 func fetch(p *Plan, url string) (int, int64, bool, error) {
-	resp, err := p.client.Get(url)
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("%s", redact(err.Error(), url))
+	body, found, err := get(p, url)
+	if err != nil || !found {
+		return 0, 0, false, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return 0, 0, false, nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
-	}
-	counter := &countingReader{r: resp.Body}
+	defer body.Close()
+	counter := &countingReader{r: body}
 	n, err := Extract(counter, p.ProjectDir)
 	return n, counter.n, true, err
+}
+
+// get opens an object of the store: (body, found, error); a missing object is not an error.
+func get(p *Plan, url string) (io.ReadCloser, bool, error) {
+	resp, err := p.client.Get(url)
+	if err != nil {
+		return nil, false, fmt.Errorf("%s", redact(err.Error(), url))
+	}
+	if resp.StatusCode == http.StatusNotFound {
+		resp.Body.Close()
+		return nil, false, nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
+	}
+	return resp.Body, true, nil
 }
 
 // fetchVerified downloads an archive into the temporary directory, checks its sha256 against
 // the digest the operator recorded when its job ended, and only then extracts it: an archive
 // replaced in the store since is refused, and nothing of it reaches the project directory.
 func fetchVerified(p *Plan, url, want string) (int, int64, bool, error) {
-	resp, err := p.client.Get(url)
-	if err != nil {
-		return 0, 0, false, fmt.Errorf("%s", redact(err.Error(), url))
+	body, found, err := get(p, url)
+	if err != nil || !found {
+		return 0, 0, false, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return 0, 0, false, nil
-	}
-	if resp.StatusCode != http.StatusOK {
-		return 0, 0, false, fmt.Errorf("the store answered HTTP %d", resp.StatusCode)
-	}
+	defer body.Close()
 	if err := os.MkdirAll(p.TempDir, 0o700); err != nil {
 		return 0, 0, false, err
 	}
@@ -100,7 +105,7 @@ func fetchVerified(p *Plan, url, want string) (int, int64, bool, error) {
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	hw, digest := newHashingWriter(tmp)
-	if _, err := io.Copy(hw, resp.Body); err != nil {
+	if _, err := io.Copy(hw, body); err != nil {
 		return 0, 0, false, err
 	}
 	if got := digest(); got != strings.ToLower(want) {
