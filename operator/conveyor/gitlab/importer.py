@@ -1,7 +1,8 @@
 """Convert a `.gitlab-ci.yml` into a Conveyor Pipeline manifest.
 
 The steps follow GitLab's own (`Gitlab::Ci::Config#build_config`): load YAML (anchors, aliases,
-merge keys), merge local `include`s under the main file, resolve `extends` (hashes deep-merged,
+merge keys), merge local `include`s under the main file (`reading.py`: the only part that reads
+files), resolve `extends` (hashes deep-merged,
 arrays replaced, at most 11 levels, no cycles), then `!reference` tags, then read globals
 (`default`, `variables`, `stages`, `workflow`) and jobs. Everything Conveyor cannot honour yet is
 reported as an `Omission` (never dropped silently); anything that makes the file unusable raises
@@ -11,9 +12,7 @@ reported as an `Omission` (never dropped silently); anything that makes the file
 from __future__ import annotations
 
 import itertools
-import os
 import re
-import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,12 +42,11 @@ from conveyor.engine.names import slug
 from conveyor.engine.validate import validate_pipeline
 from conveyor.engine.variables.expand import literal_value, reference_cycle, references
 from conveyor.gitlab.expressions import check_expression
-from conveyor.gitlab.globs import compile_glob
+from conveyor.gitlab.reading import IncludeReader, deep_merge, project_root
 from conveyor.gitlab.yamlload import LoadError, MarkedDict, Reference, load_yaml, read_file
 
 MAX_EXTENDS_DEPTH = 11
 MAX_REFERENCE_DEPTH = 10
-MAX_INCLUDES = 150
 MAX_SCRIPT_NESTING = 10
 
 # Top-level keys that are GitLab keywords, not jobs.
@@ -151,26 +149,6 @@ class ImportResult:
         return dump_manifest(self.manifest)
 
 
-def project_root(path: Path) -> Path:
-    """The git work tree holding `path`, else its folder."""
-    folder = path.resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--show-toplevel"],
-            cwd=folder,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        )
-        top = out.stdout.strip()
-        if top:
-            return Path(top)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return folder
-
-
 def import_file(
     path: Path, *, name: str | None = None, repo: str | None = None, root: Path | None = None
 ) -> ImportResult:
@@ -219,7 +197,7 @@ class Importer:
             raise LoadError(self.display, 1, "the file is empty")
         if not isinstance(main, MarkedDict):
             raise LoadError(self.display, 1, "the top level must be a mapping of jobs and keywords")
-        self.config = self._with_includes(main, [self.display], 0)
+        self.config = IncludeReader(self.root, self.omit, self.fail).merged(main, self.display)
         # Refused before the costly steps: a 2 MiB file of thousands of jobs must not take
         # seconds to be told it has too many (parallel only adds jobs).
         jobs = [k for k in self.config if k not in GLOBAL_KEYWORDS and not str(k).startswith(".")]
@@ -232,79 +210,6 @@ class Importer:
         manifest = self._manifest(name, repo)
         self._validate(manifest)
         return ImportResult(manifest, sorted(set(self.omissions)))
-
-    def _with_includes(self, config: MarkedDict, chain: list[str], count: int) -> MarkedDict:
-        includes = config.get("include")
-        if includes is None:
-            return config
-        entries = includes if isinstance(includes, list) else [includes]
-        merged = MarkedDict()
-        for entry in entries:
-            local = self._local_include(config, entry)
-            for rel in local:
-                if rel in chain:
-                    raise self.fail(config, "include", f"include cycle: {' -> '.join(chain)}")
-                count += 1
-                if count > MAX_INCLUDES:
-                    raise self.fail(config, "include", f"more than {MAX_INCLUDES} includes")
-                file_path = self.root / rel
-                try:
-                    text = read_file(file_path, rel)
-                except LoadError as exc:
-                    if exc.reason.startswith("cannot read"):
-                        why = exc.reason.removeprefix("cannot read: ")
-                        raise self.fail(
-                            config, "include", f"local include `{rel}` cannot be read: {why}"
-                        ) from exc
-                    raise
-                loaded = load_yaml(text, rel)
-                if loaded is None:
-                    continue
-                if not isinstance(loaded, MarkedDict):
-                    raise LoadError(rel, 1, "an included file must be a mapping")
-                loaded = self._with_includes(loaded, [*chain, rel], count)
-                merged = deep_merge(merged, loaded)
-        body = MarkedDict({k: v for k, v in config.items() if k != "include"}).copy_marks(config)
-        return deep_merge(merged, body)
-
-    def _local_include(self, config: MarkedDict, entry: Any) -> list[str]:
-        """Paths (relative to the root) of one include entry; other kinds are reported."""
-        if isinstance(entry, str):
-            if entry.startswith(("http://", "https://")):
-                self.omit("include", "remote", f"remote include {entry} not fetched")
-                return []
-            entry = MarkedDict({"local": entry})
-        if not isinstance(entry, dict):
-            raise self.fail(config, "include", "include entries must be strings or mappings")
-        for kind in ("remote", "template", "project", "component", "artifact"):
-            if kind in entry:
-                detail = entry[kind]
-                if kind == "project":
-                    detail = f"{entry[kind]} {entry.get('file')}"
-                self.omit("include", kind, f"{kind} include {detail} not resolved")
-                return []
-        local = entry.get("local")
-        if not isinstance(local, str) or not local:
-            raise self.fail(config, "include", f"unsupported include entry {dict(entry)!r}")
-        for extra in ("rules", "inputs"):
-            if extra in entry:
-                self.omit("include", extra, f"include:{extra} of {local} ignored; always included")
-        rel = local.lstrip("/")
-        if any(c in rel for c in "*?[{"):
-            glob = compile_glob(rel)
-            matches = sorted(p for p in self._repo_files() if glob.match(p))
-            return [m for m in matches if m.endswith((".yml", ".yaml"))]
-        if not (self.root / rel).is_file():
-            raise self.fail(config, "include", f"local include `{local}` does not exist")
-        return [rel]
-
-    def _repo_files(self) -> list[str]:
-        files = []
-        for folder, dirs, names in os.walk(self.root):
-            dirs[:] = [d for d in dirs if d != ".git"]
-            for file_name in names:
-                files.append(os.path.relpath(os.path.join(folder, file_name), self.root))
-        return [f.replace(os.sep, "/") for f in files]
 
     def _resolve_extends(self) -> None:
         resolved: dict[str, MarkedDict] = {}
@@ -1349,23 +1254,6 @@ def _strings(value: Any) -> list[str]:
     if isinstance(value, list):
         return [s for v in value for s in _strings(v)]
     return []
-
-
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> MarkedDict:
-    """GitLab's deep merge: mappings merge key by key, everything else (lists too) is replaced;
-    the result keeps `override`'s marks."""
-    out = MarkedDict(base)
-    if isinstance(base, MarkedDict):
-        out.copy_marks(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = value
-    if isinstance(override, MarkedDict):
-        out.file, out.line = override.file, override.line
-        out.key_lines = {**out.key_lines, **override.key_lines}
-    return out
 
 
 class _Dumper(yaml.SafeDumper):
