@@ -1,4 +1,6 @@
-"""Pure builder of the batch/v1 Job for one attempt of one pipeline job.
+"""Pure builder of the batch/v1 Job for one attempt of one pipeline job: the pod's checkout,
+artifact transfer, services (`services.py`), and its main container: the script, a build
+(`builds.py`) or a scan (`scans.py`); the operator's settings are `options.py`'s JobOptions.
 
 The result is a plain dict ready for the API. It carries everything needed to find the Job again
 (labels for the watch selector, annotations with the exact pipeline job name and attempt) and to
@@ -7,10 +9,7 @@ clean it up (an owner reference to the PipelineRun). Secrets appear only as refe
 
 from __future__ import annotations
 
-import datetime
-import posixpath
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.api.meta import (
@@ -23,50 +22,29 @@ from conveyor.api.meta import (
     LABEL_TRANSFER_PLAN,
     MANAGED_BY,
 )
-from conveyor.api.pipeline import (
-    Build,
-    BuildCache,
-    PipelineJob,
-    PipelineSpec,
-    Scan,
-    SecretVariable,
-    Service,
-    Toleration,
-)
+from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Toleration
 from conveyor.api.pipelinerun import PipelineRun
-from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
-from conveyor.engine.tags import TagMap, placement
-from conveyor.engine.variables.expand import SECRET_VARIABLES_DIR, Variables, k8s_escape
+from conveyor.engine.names import job_name, label_value, short_hash, slug
+from conveyor.engine.tags import placement
+from conveyor.engine.variables.expand import SECRET_VARIABLES_DIR, k8s_escape
 from conveyor.engine.variables.job import job_variables, merged_secret_variables
 from conveyor.engine.variables.predefined import BUILDS_DIR
 from conveyor.kube import script as scripts
-from conveyor.kube.clair import clair_scan_container
-from conveyor.kube.defaults import (  # re-exported: the builder's defaults
-    CHECKOUT_CONTAINER,
-    DEFAULT_BUILDER_IMAGE,
-    DEFAULT_CHECKOUT_IMAGE,
-    DEFAULT_CLAIR_SCANNER_IMAGE,
-    DEFAULT_CLAIR_URL,
-    DEFAULT_CREDENTIALS_NAMESPACE,
-    DEFAULT_IMAGE,
-    DEFAULT_SCANNER_IMAGE,
-    DEFAULT_TRANSFER_IMAGE,
-    DEFAULT_WAIT_FOR_SERVICES_SECONDS,
-    SCRIPT_CONTAINER,
-    SERVICES_WAIT_CONTAINER,
-    TRANSFER_CONTAINER,
+from conveyor.kube.builds import build_container, registry_env
+from conveyor.kube.defaults import CHECKOUT_CONTAINER, SCRIPT_CONTAINER, TRANSFER_CONTAINER
+from conveyor.kube.options import JobOptions
+from conveyor.kube.scans import clair_container, scan_container, scan_target
+from conveyor.kube.services import (
+    as_docker_daemon,
+    health_checked_services,
+    is_docker_daemon,
+    service_container,
+    service_container_names,
+    service_hostnames,
+    services_wait_container,
+    unprivileged_daemon_message,
 )
-from conveyor.store.config import StoreConfig
 
-BUILDER_HOME = "/home/user"  # the rootless image's user
-SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
-
-
-DOCKER_CERTS_DIR = "/certs"  # GitLab's DOCKER_TLS_CERTDIR; clients read <dir>/client
-DOCKER_CERTS_VOLUME = "docker-certs"
-BUILDKIT_VOLUME = "buildkit"
-REGISTRY_AUTH_VOLUME = "registry-auth"
-DOCKER_STORAGE_VOLUME = "docker-storage"
 WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
 TRANSFER_VOLUME = "conveyor-transfer"
@@ -83,52 +61,6 @@ TRANSFER_PLAN_KEY = "plan.json"
 GIT_VARIABLES = ("GIT_STRATEGY", "GIT_DEPTH", "GIT_SUBMODULE_STRATEGY", "GIT_SUBMODULE_DEPTH")
 AFTER_SCRIPT_GRACE_SECONDS = 300
 SCRIPT_START_ALLOWANCE_SECONDS = 30
-
-
-@dataclass(frozen=True)
-class JobOptions:
-    """Operator-level settings of job pods."""
-
-    checkout_image: str = DEFAULT_CHECKOUT_IMAGE
-    default_image: str = DEFAULT_IMAGE
-    registry: str | None = None  # CI_REGISTRY
-    registry_image: str | None = None  # CI_REGISTRY_IMAGE
-    # GitLab's runner `privileged = true`, for service containers only (a Docker daemon needs
-    # it): the platform's decision, never the pipeline's; the script container never is.
-    privileged_services: bool = False
-    builder_image: str = DEFAULT_BUILDER_IMAGE  # the image `build` jobs run
-    # A plain-HTTP registry holding the public images under their paths (docker.io, gcr.io,
-    # quay.io...): the builder's BuildKit and Docker-in-Docker services pull through it, as the
-    # nodes' containerd does. None: they pull from the public registries.
-    registry_mirror: str | None = None
-    # Registries (HOST:PORT) that builders and Docker daemons speak plain HTTP to.
-    insecure_registries: tuple[str, ...] = ()
-    scanner_image: str = DEFAULT_SCANNER_IMAGE  # the image `scan` jobs run
-    clair_scanner_image: str = DEFAULT_CLAIR_SCANNER_IMAGE  # the image Clair `scan` jobs run
-    clair_url: str | None = DEFAULT_CLAIR_URL  # the platform's Clair v4 (indexer and matcher)
-    # Where scan jobs' Trivy gets its vulnerability database (TRIVY_DB_REPOSITORY) and, for
-    # Java scans only, its Java index (TRIVY_JAVA_DB_REPOSITORY): a platform's own registry
-    # instead of Aqua's public ones. A job's own TRIVY_* variables still win.
-    scanner_db_repository: str | None = None
-    scanner_java_db_repository: str | None = None
-    # Where Environments' kubeconfig Secrets live: a namespace only the platform and the
-    # operator can read, never a team's. No job pod ever gets them; native deploys use them.
-    credentials_namespace: str = DEFAULT_CREDENTIALS_NAMESPACE
-    # How long an Approval is kept once its run is gone: the record of who approved what.
-    approval_retention: datetime.timedelta = datetime.timedelta(days=30)
-    # GitLab runner tags -> node labels and tolerations (--tag-selector, --tag-toleration).
-    tags: TagMap = field(default_factory=TagMap)
-    # The image whose static binary moves artifacts and caches (init container, then copied).
-    transfer_image: str = DEFAULT_TRANSFER_IMAGE
-    # How long a job waits for its services' HEALTHCHECK_TCP_PORTs (GitLab runner's
-    # wait_for_services_timeout) before its script starts anyway.
-    wait_for_services_seconds: int = DEFAULT_WAIT_FOR_SERVICES_SECONDS
-    # The S3-compatible store of artifacts and caches; None: jobs that use them fail, saying so.
-    artifact_store: StoreConfig | None = None
-    # expire_in of artifacts whose job says none (GitLab.com: 30 days); None: never.
-    artifacts_expire_in: str | None = "30 days"
-    # How often the operator deletes deleted runs' and expired artifacts from the store.
-    artifact_sweep_interval: datetime.timedelta = datetime.timedelta(minutes=5)
 
 
 def run_owner(run: PipelineRun) -> dict[str, Any]:
@@ -171,37 +103,6 @@ def _secret_volumes(
             {"name": name, "mountPath": f"{SECRET_VARIABLES_DIR}/{secret.name}", "readOnly": True}
         )
     return volumes, mounts
-
-
-def service_container_names(services: Sequence[Service]) -> list[str]:
-    """Container names of services: the alias or a slug of the image, made unique."""
-    taken = {CHECKOUT_CONTAINER, SCRIPT_CONTAINER, TRANSFER_CONTAINER, SERVICES_WAIT_CONTAINER}
-    names: list[str] = []
-    for service in services:
-        base = service.alias or slug(service.name, 50) or "service"
-        name, n = base, 2
-        while name in taken:
-            name = f"{base[:58]}-{n}"
-            n += 1
-        taken.add(name)
-        names.append(name)
-    return names
-
-
-def service_hostnames(service: Service, container_name: str) -> list[str]:
-    """Host names a service answers to: GitLab's alias, else the image name without its tag."""
-    if service.alias:
-        return [service.alias]
-    image = service.name.split("@")[0]
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        image = image[: len(image) - len(last)] + last.split(":")[0]
-    candidates = [image.replace("/", "-").lower(), container_name]
-    return list(dict.fromkeys(c for c in candidates if _valid_hostname(c)))
-
-
-def _valid_hostname(name: str) -> bool:
-    return 0 < len(name) <= 253 and all(DNS_LABEL.match(part) for part in name.split("."))
 
 
 def build_job(
@@ -255,11 +156,11 @@ def build_job(
     service_env = [e for e in env if e["name"] not in secret_names]
     script_mounts = [workspace_mount, *secret_mounts]
     for service, name in zip(job.services, names, strict=True):
-        container = _service_container(service, name, variables, service_env, workspace_mount)
+        container = service_container(service, name, variables, service_env, workspace_mount)
         if options.privileged_services:
             container["securityContext"] = {"privileged": True}
         if is_docker_daemon(service):
-            _as_docker_daemon(container, volumes, script_mounts)
+            as_docker_daemon(container, volumes, script_mounts)
             container["env"] = [
                 *container.get("env", []),
                 *({"name": k, "value": v} for k, v in registry_env(options).items()),
@@ -268,7 +169,7 @@ def build_job(
         hostnames += [h for h in service_hostnames(service, name) if h not in hostnames]
     waited = health_checked_services(job.services, names, variables)
     if waited:
-        init_containers.append(_services_wait_container(waited, options))
+        init_containers.append(services_wait_container(waited, options))
 
     image = variables.expand_raw(job.image or pipeline.image or "") or options.default_image
     script_container: dict[str, Any] = {
@@ -294,7 +195,7 @@ def build_job(
         hostnames = []
         script_container = _refusal_container(unprivileged_daemon_message(daemon), options)
     elif job.build is not None:
-        script_container = _build_container(
+        script_container = build_container(
             job.build, variables, service_env, project_dir, script_mounts, volumes, options
         )
     if transfer is not None and scripted and refusal is None:
@@ -309,9 +210,9 @@ def build_job(
     if job.scan is not None:
         target = scan_target(pipeline, job, variables, built or {})
         if job.scan.scanner == "clair":
-            script_container = _clair_container(job.scan, target, service_env, volumes, options)
+            script_container = clair_container(job.scan, target, service_env, volumes, options)
         else:
-            script_container = _scan_container(
+            script_container = scan_container(
                 job.scan, target, service_env, project_dir, volumes, workspace_mount, options
             )
             if transfer is not None and refusal is None:
@@ -521,281 +422,6 @@ def _checkout_container(
     }
 
 
-# Parameters come in the environment and build arguments as "$@": nothing the pipeline wrote is
-# ever parsed by the shell. The digest buildctl reports is the container's termination message,
-# which the operator records in the job's status.
-BUILD_SCRIPT = r"""set -eu
-buildctl-daemonless.sh build --frontend dockerfile.v0 \
-  --local "context=$CONVEYOR_BUILD_CONTEXT" --local "dockerfile=$CONVEYOR_BUILD_DOCKERFILE_DIR" \
-  --opt "filename=$CONVEYOR_BUILD_DOCKERFILE" \
-  --output "type=image,name=$CONVEYOR_BUILD_IMAGE,push=$CONVEYOR_BUILD_PUSH" \
-  --metadata-file /tmp/build-metadata.json "$@"
-digest=$(sed -n 's/.*"containerimage.digest": *"\(sha256:[0-9a-f]*\)".*/\1/p' \
-  /tmp/build-metadata.json | head -n 1)
-printf '%s' "$digest" > /dev/termination-log
-echo "built $CONVEYOR_BUILD_IMAGE@$digest"
-"""
-
-
-def _build_container(
-    build: Build,
-    variables: Variables,
-    env: list[dict[str, Any]],
-    project_dir: str,
-    mounts: list[dict[str, Any]],
-    volumes: list[dict[str, Any]],
-    options: JobOptions,
-) -> dict[str, Any]:
-    """The job's container for a `build` job: BuildKit without a daemon, without privilege.
-    Rootless BuildKit needs seccomp and AppArmor unconfined (its user namespaces and mounts):
-    the namespace must allow that (Pod Security level `privileged`), though the container
-    runs as a plain user."""
-    context = posixpath.normpath(posixpath.join(project_dir, build.context))
-    dockerfile_dir, dockerfile = posixpath.split(posixpath.join(context, build.dockerfile))
-    image = variables.expand_raw(build.image)
-    own = {
-        "CONVEYOR_BUILD_IMAGE": image,
-        "CONVEYOR_BUILD_CONTEXT": context,
-        "CONVEYOR_BUILD_DOCKERFILE_DIR": posixpath.normpath(dockerfile_dir),
-        "CONVEYOR_BUILD_DOCKERFILE": dockerfile,
-        "CONVEYOR_BUILD_PUSH": "true" if build.push else "false",
-        # Kubernetes has no equivalent of Docker's systempaths=unconfined (BuildKit's docs).
-        "BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox",
-        **registry_env(options),
-    }
-    volumes.append({"name": BUILDKIT_VOLUME, "emptyDir": {}})
-    mounts = [
-        *mounts,
-        {"name": BUILDKIT_VOLUME, "mountPath": f"{BUILDER_HOME}/.local/share/buildkit"},
-    ]
-    if build.registry_secret:
-        own["DOCKER_CONFIG"] = _registry_auth(
-            build.registry_secret, volumes, mounts, f"{BUILDER_HOME}/.docker"
-        )
-    args: list[str] = []
-    for name, value in build.build_args.items():
-        args += ["--opt", k8s_escape(f"build-arg:{name}={variables.expand_raw(value)}")]
-    args += [k8s_escape(a) for a in cache_args(build.cache, variables)]
-    return {
-        "name": SCRIPT_CONTAINER,
-        "image": options.builder_image,
-        "command": ["/bin/sh", "-c", BUILD_SCRIPT, "build"],
-        "args": args,
-        "workingDir": project_dir,
-        "env": [e for e in env if e["name"] not in own]
-        + [{"name": k, "value": k8s_escape(v)} for k, v in own.items()],
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "seccompProfile": {"type": "Unconfined"},
-            "appArmorProfile": {"type": "Unconfined"},
-        },
-    }
-
-
-def registry_env(options: JobOptions) -> dict[str, str]:
-    """What the builder image and the Docker daemon images read to reach the platform's
-    registries: the mirror of the public ones, and those spoken to over plain HTTP."""
-    out: dict[str, str] = {}
-    if options.registry_mirror:
-        out["CONVEYOR_REGISTRY_MIRROR"] = options.registry_mirror
-    if options.insecure_registries:
-        out["CONVEYOR_INSECURE_REGISTRIES"] = " ".join(options.insecure_registries)
-    return out
-
-
-def cache_args(cache: BuildCache | None, variables: Variables) -> list[str]:
-    """buildctl's flags for a build cache kept in a registry."""
-    if cache is None:
-        return []
-    ref = variables.expand_raw(cache.image)
-    out = ["--import-cache", f"type=registry,ref={ref}"]
-    if cache.export:
-        out += ["--export-cache", f"type=registry,ref={ref},mode={cache.mode}"]
-    return out
-
-
-def _registry_auth(
-    secret: str, volumes: list[dict[str, Any]], mounts: list[dict[str, Any]], directory: str
-) -> str:
-    """A dockerconfigjson Secret as the config.json of the one container that needs it: the
-    directory for DOCKER_CONFIG."""
-    volumes.append(
-        {
-            "name": REGISTRY_AUTH_VOLUME,
-            "secret": {
-                "secretName": secret,
-                "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
-            },
-        }
-    )
-    mounts.append({"name": REGISTRY_AUTH_VOLUME, "mountPath": directory, "readOnly": True})
-    return directory
-
-
-def scan_target(
-    pipeline: PipelineSpec, job: PipelineJob, variables: Variables, built: Mapping[str, str]
-) -> str:
-    """The image a scan job scans: its own, or what its build job pushed in this run, by
-    digest when the build reported one."""
-    assert job.scan is not None
-    if job.scan.image is not None:
-        return variables.expand_raw(job.scan.image)
-    build = pipeline.job(job.scan.build or "")
-    if build is None or build.build is None:
-        raise ValueError(f"job {job.name} scans {job.scan.build!r}, which is not a build job")
-    image = build.build.image
-    digest = built.get(image)
-    return f"{image}@{digest}" if digest else image
-
-
-# Trivy scans once, every severity, into its JSON; the findings (one per line, the job's
-# severities) and GitLab's container scanning report (every severity) are rendered from it
-# with `trivy convert`. The count per severity is the termination message, which the operator
-# records in the job's status. Exit 1: findings; 2: the scan could not run (the termination
-# message then says why, from Trivy's error).
-SCAN_TEMPLATE = (
-    "{{ range . }}{{ $target := .Target }}{{ range .Vulnerabilities }}{{ .Severity }} "
-    "{{ .VulnerabilityID }} {{ .PkgName }} {{ .InstalledVersion }}"
-    "{{ if .FixedVersion }} (fixed in {{ .FixedVersion }}){{ end }} in {{ $target }}"
-    '{{ "\\n" }}{{ end }}{{ end }}'
-)
-SCAN_REPORT = "gl-container-scanning-report.json"  # GitLab's name, in CI_PROJECT_DIR
-GITLAB_TEMPLATE = "@/contrib/gitlab.tpl"  # shipped in Trivy's image (and hack/images/trivy.sh)
-SCAN_SCRIPT = r"""set -u
-cannot_run() {
-  reason=$(grep -m1 -E 'FATAL|ERROR' /tmp/trivy.err | sed -E 's/^.*(FATAL|ERROR)[[:space:]]+//' \
-    | cut -c1-220)  # the operator keeps 256 characters of a termination message
-  printf 'the scanner could not run: %s' "${reason:-trivy $1 failed}" > /dev/termination-log
-  echo "the scan of $CONVEYOR_SCAN_IMAGE could not run" >&2
-  exit 2
-}
-# trivy: Trivy's log (not --quiet, which silences its errors too) goes to the job's log.
-trivy() {
-  rc=0
-  command trivy "$@" 2>/tmp/trivy.err || rc=$?
-  cat /tmp/trivy.err >&2
-  [ "$rc" -eq 0 ] || cannot_run "$1"
-}
-trivy image --no-progress --scanners vuln --format json --output /tmp/scan.json \
-  "$@" "$CONVEYOR_SCAN_IMAGE"
-trivy convert --severity "$CONVEYOR_SCAN_SEVERITIES" --format template \
-  --template "$CONVEYOR_SCAN_TEMPLATE" --output /tmp/findings /tmp/scan.json
-mkdir -p "$(dirname "$CONVEYOR_SCAN_REPORT")"
-trivy convert --format template --template "$CONVEYOR_SCAN_REPORT_TEMPLATE" \
-  --output "$CONVEYOR_SCAN_REPORT" /tmp/scan.json
-cat /tmp/findings
-echo "GitLab container scanning report, $CONVEYOR_SCAN_REPORT:"
-cat "$CONVEYOR_SCAN_REPORT"
-echo
-summary=$(cut -d' ' -f1 /tmp/findings | sort | uniq -c \
-  | awk '{ printf "%s%s=%s", sep, $2, $1; sep = " " }')
-# The report is kept as the job's artifact when the operator has a store (the transfer binary,
-# added by build_job); it is printed whole in the log either way.
-if [ -n "${CONVEYOR_TRANSFER:-}" ]; then
-  "$CONVEYOR_TRANSFER" upload "$([ -n "$summary" ] && echo failed || echo success)" || exit 1
-fi
-printf '%s' "${summary:-none}" > /dev/termination-log
-if [ -n "$summary" ]; then
-  echo "$CONVEYOR_SCAN_IMAGE: $summary" >&2
-  exit 1
-fi
-echo "$CONVEYOR_SCAN_IMAGE: no $CONVEYOR_SCAN_SEVERITIES vulnerabilities"
-"""
-
-
-def _scan_container(
-    scan: Scan,
-    image: str,
-    env: list[dict[str, Any]],
-    project_dir: str,
-    volumes: list[dict[str, Any]],
-    workspace_mount: dict[str, Any],
-    options: JobOptions,
-) -> dict[str, Any]:
-    """The job's container for a `scan` job: Trivy, as a plain user, nothing privileged,
-    downloading nothing but the image and its databases."""
-    own = {
-        "CONVEYOR_SCAN_IMAGE": image,
-        "CONVEYOR_SCAN_SEVERITIES": ",".join(scan.severities),
-        "CONVEYOR_SCAN_TEMPLATE": SCAN_TEMPLATE,
-        "CONVEYOR_SCAN_REPORT": f"{project_dir}/{SCAN_REPORT}",
-        "CONVEYOR_SCAN_REPORT_TEMPLATE": GITLAB_TEMPLATE,
-        "TRIVY_CACHE_DIR": "/tmp/trivy-cache",
-        # No notices, no usage data sent to Aqua: nothing but registry reads.
-        "TRIVY_SKIP_VERSION_CHECK": "true",
-        "TRIVY_DISABLE_TELEMETRY": "true",
-        "HOME": "/tmp",
-    }
-    names = {e["name"] for e in env}
-    # The platform's databases, unless the job names its own (as GitLab's scanning variables).
-    defaults = {
-        k: v
-        for k, v in (
-            ("TRIVY_DB_REPOSITORY", options.scanner_db_repository),
-            ("TRIVY_JAVA_DB_REPOSITORY", options.scanner_java_db_repository),
-        )
-        if v and k not in names
-    }
-    mounts: list[dict[str, Any]] = [workspace_mount]
-    if scan.registry_secret:
-        own["DOCKER_CONFIG"] = _registry_auth(
-            scan.registry_secret, volumes, mounts, "/conveyor/registry-auth"
-        )
-    return {
-        "name": SCRIPT_CONTAINER,
-        "image": options.scanner_image,
-        "command": ["/bin/sh", "-c", SCAN_SCRIPT, "scan"],
-        "args": ["--ignore-unfixed"] if scan.ignore_unfixed else [],
-        "workingDir": "/tmp",
-        "env": [e for e in env if e["name"] not in own]
-        + [{"name": k, "value": k8s_escape(v)} for k, v in {**defaults, **own}.items()],
-        "volumeMounts": mounts,
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": SCANNER_USER,
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
-
-
-def _clair_container(
-    scan: Scan,
-    image: str,
-    env: list[dict[str, Any]],
-    volumes: list[dict[str, Any]],
-    options: JobOptions,
-) -> dict[str, Any]:
-    """A Clair scan (kube/clair.py), with the registry's credentials as a Trivy scan gets them."""
-    mounts: list[dict[str, Any]] = []
-    docker_config = (
-        _registry_auth(scan.registry_secret, volumes, mounts, "/conveyor/registry-auth")
-        if scan.registry_secret
-        else None
-    )
-    return clair_scan_container(
-        scan,
-        image,
-        env,
-        scanner_image=options.clair_scanner_image,
-        clair_url=options.clair_url,
-        docker_config=docker_config,
-        mounts=mounts,
-    )
-
-
-def unprivileged_daemon_message(image: str) -> str:
-    return (
-        f"service {image} is a Docker daemon, which needs a privileged container: this "
-        "operator runs without --privileged-services (GitLab's privileged = true), so it "
-        "cannot start; use a build job (rootless BuildKit) instead"
-    )
-
-
 def _refusal_container(message: str, options: JobOptions) -> dict[str, Any]:
     """A script container that only says why the job cannot run, and fails."""
     return {
@@ -806,120 +432,3 @@ def _refusal_container(message: str, options: JobOptions) -> dict[str, Any]:
         "args": [message],
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
-
-
-def is_docker_daemon(service: Service) -> bool:
-    """Docker-in-Docker: the `docker` images whose tag says dind (docker:27-dind,
-    docker:dind-rootless, docker:stable-dind)."""
-    image = service.name.split("@")[0]
-    repository, _, tag = (
-        image.rpartition(":") if ":" in image.rsplit("/", 1)[-1] else (image, "", "")
-    )
-    return repository.removeprefix("docker.io/").removeprefix("library/") == "docker" and (
-        "dind" in tag
-    )
-
-
-# dockerd is ready when it answers on its TLS port with the certificates it made (the default
-# since Docker 19.03, DOCKER_TLS_CERTDIR=/certs), or on the plain port when TLS is off.
-DOCKER_READY = (
-    'if [ -n "${DOCKER_TLS_CERTDIR:-}" ]; then '
-    f"test -s {DOCKER_CERTS_DIR}/client/ca.pem && docker --host=tcp://127.0.0.1:2376 --tlsverify "
-    f"--tlscacert={DOCKER_CERTS_DIR}/client/ca.pem --tlscert={DOCKER_CERTS_DIR}/client/cert.pem "
-    f"--tlskey={DOCKER_CERTS_DIR}/client/key.pem info; "
-    "else docker --host=tcp://127.0.0.1:2375 info; fi >/dev/null 2>&1"
-)
-
-
-def _as_docker_daemon(
-    container: dict[str, Any], volumes: list[dict[str, Any]], script_mounts: list[dict[str, Any]]
-) -> None:
-    """A Docker daemon sidecar as GitLab's Kubernetes executor runs one: its client
-    certificates shared with the script (in memory), its storage on a volume of its own, and
-    the script started only once the daemon answers: the script's first `docker` command
-    would otherwise race the daemon's start and its certificates."""
-    if not any(v["name"] == DOCKER_CERTS_VOLUME for v in volumes):
-        volumes += [
-            {"name": DOCKER_CERTS_VOLUME, "emptyDir": {"medium": "Memory"}},
-            {"name": DOCKER_STORAGE_VOLUME, "emptyDir": {}},
-        ]
-        script_mounts.append(
-            {
-                "name": DOCKER_CERTS_VOLUME,
-                "mountPath": f"{DOCKER_CERTS_DIR}/client",
-                "readOnly": True,
-            }
-        )
-    container["volumeMounts"] = [
-        *container["volumeMounts"],
-        {"name": DOCKER_CERTS_VOLUME, "mountPath": f"{DOCKER_CERTS_DIR}/client"},
-        {"name": DOCKER_STORAGE_VOLUME, "mountPath": "/var/lib/docker"},
-    ]
-    container["startupProbe"] = {
-        "exec": {"command": ["/bin/sh", "-c", DOCKER_READY]},
-        "periodSeconds": 2,
-        "failureThreshold": 90,  # three minutes to start
-    }
-
-
-HEALTHCHECK_VARIABLE = "HEALTHCHECK_TCP_PORT"
-
-
-def health_checked_services(
-    services: Sequence[Service], names: Sequence[str], variables: Variables
-) -> list[tuple[str, str]]:
-    """(container name, port) of the services to wait for before the script: those whose
-    HEALTHCHECK_TCP_PORT is set, as a service variable or a job's (services get the job's
-    variables), as GitLab's Kubernetes executor does. Docker daemons are waited for by their
-    startup probe already."""
-    job_port = variables.raw.get(HEALTHCHECK_VARIABLE)
-    out = []
-    for service, name in zip(services, names, strict=True):
-        own = service.variables.get(HEALTHCHECK_VARIABLE)
-        port = variables.expand_raw(own) if own is not None else job_port
-        if port and not is_docker_daemon(service):
-            out.append((name, port))
-    return out
-
-
-def _services_wait_container(
-    waited: Sequence[tuple[str, str]], options: JobOptions
-) -> dict[str, Any]:
-    """An init container after the services (so it starts once they have started): the
-    transfer binary dials each port until it answers or the time is up, then the script starts,
-    with a warning in the job's log for a service that never listened (GitLab's behaviour)."""
-    return {
-        "name": SERVICES_WAIT_CONTAINER,
-        "image": options.transfer_image,
-        "command": [
-            "/bin/conveyor-transfer",
-            "wait-services",
-            str(options.wait_for_services_seconds),
-            *(k8s_escape(f"{name}={port}") for name, port in waited),
-        ],
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-    }
-
-
-def _service_container(
-    service: Service,
-    name: str,
-    variables: Variables,
-    env: list[dict[str, Any]],
-    workspace_mount: dict[str, Any],
-) -> dict[str, Any]:
-    own = [{"name": k, "value": variables.expand_env(v)} for k, v in service.variables.items()]
-    overridden = {e["name"] for e in own}
-    container: dict[str, Any] = {
-        "name": name,
-        "image": variables.expand_raw(service.name),
-        # A native sidecar: an init container that keeps running, stopped when the script ends.
-        "restartPolicy": "Always",
-        "env": [e for e in env if e["name"] not in overridden] + own,
-        "volumeMounts": [workspace_mount],
-    }
-    if service.entrypoint is not None:
-        container["command"] = list(service.entrypoint)
-    if service.command is not None:
-        container["args"] = list(service.command)
-    return container

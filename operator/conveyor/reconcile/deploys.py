@@ -28,7 +28,7 @@ from conveyor.engine.environments import object_name, target_namespace
 from conveyor.engine.model import ACTIVE, FAILED, SUCCEEDED, ObservedJob
 from conveyor.engine.variables.predefined import environment_slug
 from conveyor.kube.client import Kube
-from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
+from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.release import (
     DeployRequest,
     DeployResult,

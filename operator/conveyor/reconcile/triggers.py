@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 from conveyor.api import ModelError, Pipeline, format_time
 from conveyor.api.pipeline import PipelineSpec, PollStatus, PollTrigger, WebhookTrigger
 from conveyor.kube.client import Kube
-from conveyor.kube.jobspec import DEFAULT_CREDENTIALS_NAMESPACE
+from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.triggers import (
     CREATED,

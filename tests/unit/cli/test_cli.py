@@ -114,7 +114,7 @@ def test_help_and_version_do_not_load_the_kubernetes_client_or_kopf():
 
 def test_the_cli_and_the_job_builder_agree_on_defaults():
     assert jobspec.CHECKOUT_CONTAINER == defaults.CHECKOUT_CONTAINER == "checkout"
-    assert jobspec.DEFAULT_CREDENTIALS_NAMESPACE == defaults.DEFAULT_CREDENTIALS_NAMESPACE
+    assert jobspec.JobOptions().credentials_namespace == defaults.DEFAULT_CREDENTIALS_NAMESPACE
 
 
 # --- logs: a job the run does not have ----------------------------------------------------

@@ -274,9 +274,9 @@ def test_a_scan_job_keeps_its_gitlab_report():
 
 
 def test_the_report_is_the_file_the_scanners_write():
-    from conveyor.kube import clair, jobspec
+    from conveyor.kube import clair, scans
 
-    assert CONTAINER_SCANNING_REPORT == jobspec.SCAN_REPORT == clair.REPORT
+    assert CONTAINER_SCANNING_REPORT == scans.SCAN_REPORT == clair.REPORT
 
 
 def test_archive_name_expands_variables_and_stays_one_component():

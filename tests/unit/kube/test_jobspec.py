@@ -18,19 +18,11 @@ from conveyor.engine import job_name, label_value, ref_slug
 from conveyor.engine.attempts import parse_findings
 from conveyor.engine.variables.expand import expand
 from conveyor.engine.variables.job import with_names_expanded
-from conveyor.kube.jobspec import (
-    BUILD_SCRIPT,
-    DOCKER_READY,
-    GITLAB_TEMPLATE,
-    SCAN_REPORT,
-    SCAN_SCRIPT,
-    SCAN_TEMPLATE,
-    SCRIPT_START_ALLOWANCE_SECONDS,
-    JobOptions,
-    build_job,
-    is_docker_daemon,
-)
+from conveyor.kube.builds import BUILD_SCRIPT
+from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions, build_job
 from conveyor.kube.observe import needs_pod_details, observe_job, pod_ended
+from conveyor.kube.scans import GITLAB_TEMPLATE, SCAN_REPORT, SCAN_SCRIPT, SCAN_TEMPLATE
+from conveyor.kube.services import DOCKER_READY, is_docker_daemon
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
