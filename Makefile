@@ -41,8 +41,10 @@ cluster-up: venv node-deps ## start the local clusters ci, test and prod; after 
 	$(CLUSTER) up
 
 .PHONY: cluster-down
-cluster-down: venv ## stop the local clusters, exactly the processes cluster-up started
+cluster-down: venv ## stop the local clusters, exactly the processes cluster-up started (the test workers' too)
 	$(CLUSTER) down
+	@for d in .cluster-gw*; do [ -d "$$d" ] || continue; n=$${d#.cluster-gw}; \
+	  CONVEYOR_CLUSTER_DIR=$$d CONVEYOR_PORT_BASE=$$(( $${CONVEYOR_PORT_BASE:-16400} + 3000 * n )) $(CLUSTER) down; done
 
 .PHONY: cluster-status
 cluster-status: venv ## show which local cluster processes run
@@ -78,12 +80,23 @@ unit: venv ## unit tests (no cluster)
 	$(VENV)/bin/pytest tests/unit
 
 .PHONY: e2e
-e2e: venv node-deps control-plane ## end-to-end tests against the local clusters (started if needed)
-	$(VENV)/bin/pytest tests/e2e
+# The test workers: each has local clusters of its own (tests/e2e/support.py), built from the
+# same caches; what every worker's clusters use is built once, before they start side by side.
+WORKERS ?= 2
+PYTEST_WORKERS = $(if $(filter-out 1,$(WORKERS)),-n $(WORKERS) --dist loadfile)
+
+.PHONY: prebuilt
+prebuilt: node-deps control-plane ## the job images, the artifact store and the operator image (cached outside the clone)
+	bash hack/images/build.sh >/dev/null
+	bash hack/build-versitygw.sh >/dev/null
+	bash hack/operator-image.sh >/dev/null
+
+e2e: venv node-deps control-plane prebuilt ## end-to-end tests against the local clusters (started if needed; WORKERS=1 for one set)
+	$(VENV)/bin/pytest $(PYTEST_WORKERS) tests/e2e
 
 .PHONY: test
-test: venv node-deps control-plane lint ## lint, unit and end-to-end tests: what CI runs
-	$(VENV)/bin/pytest tests/unit tests/e2e
+test: venv node-deps control-plane lint prebuilt ## lint, unit and end-to-end tests: what CI runs
+	$(VENV)/bin/pytest $(PYTEST_WORKERS) tests/unit tests/e2e
 
 .PHONY: bench
 bench: venv control-plane ## benchmark against the local clusters; writes docs/benchmarks.md

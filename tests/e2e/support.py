@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -13,7 +14,15 @@ from typing import Any
 from kubernetes import client, config, watch
 
 ROOT = Path(__file__).resolve().parents[2]
-STATE = ROOT / ".cluster"
+# Each pytest-xdist worker (make test runs two) has local clusters of its own: its own state
+# folder, ports and real-node network, so no test ever sees another's clusters or faults.
+# Worker gw0 has the checkout's (.cluster, CONVEYOR_PORT_BASE); gwN those 3000 ports above.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+if WORKER != "gw0":
+    _base = int(os.environ.get("CONVEYOR_PORT_BASE", "16400")) + 3000 * int(WORKER[2:])
+    os.environ["CONVEYOR_PORT_BASE"] = str(_base)  # what localcluster.py and its tests read
+    os.environ["CONVEYOR_CLUSTER_DIR"] = str(ROOT / f".cluster-{WORKER}")
+STATE = Path(os.environ.get("CONVEYOR_CLUSTER_DIR", ROOT / ".cluster"))
 
 
 @dataclass(frozen=True)
