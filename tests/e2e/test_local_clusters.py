@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -352,11 +354,13 @@ def _host_state(base: int, state: Path) -> dict[str, list[str]]:
     }
 
 
-def test_cluster_down_leaves_nothing_of_a_real_node_behind(tmp_path: Path) -> None:
+def test_cluster_down_leaves_nothing_of_a_real_node_behind() -> None:
     """A second set of clusters (own state dir and ports, a real node on ci only) runs a pod on
     its real node; `down` must leave no process, mount, cgroup, interface or address behind."""
     base = free_port_base()
-    state = tmp_path / "c"
+    # A short state folder: the kubelet's sockets live under it, and a Unix socket's path has
+    # at most 107 bytes (pytest's tmp_path under a test worker is too deep for them).
+    state = Path(tempfile.mkdtemp(prefix="cv-", dir="/tmp"))
     env = {
         **os.environ,
         "CONVEYOR_CLUSTER_DIR": str(state),
@@ -404,6 +408,7 @@ def test_cluster_down_leaves_nothing_of_a_real_node_behind(tmp_path: Path) -> No
         down = subprocess.run([*script, "down"], capture_output=True, text=True, env=env)
     assert down.returncode == 0, down.stdout + down.stderr
     after = _host_state(base, state)
+    shutil.rmtree(state, ignore_errors=True)
     assert not any(after.values()), after
 
 
