@@ -28,6 +28,7 @@ from conveyor.api.pipeline import (
     Toleration,
 )
 from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine.artifacts import uses_untracked
 from conveyor.engine.evaluation import effective_job
 from conveyor.engine.names import DNS_LABEL, job_name, label_value, short_hash, slug
 from conveyor.engine.tags import TagMap, placement
@@ -57,6 +58,7 @@ from conveyor.kube.variables import (
     reference_cycle,
 )
 from conveyor.store.config import StoreConfig
+from conveyor.store.plan import TRACKED_FILE
 
 BUILDER_HOME = "/home/user"  # the rootless image's user
 SCANNER_USER = 65532  # Trivy needs no root: it reads the image from the registry
@@ -433,7 +435,15 @@ def build_job(
     if pipeline.source is not None and job.scan is None:
         git = {name: variables.raw[name] for name in GIT_VARIABLES if name in variables.raw}
         init_containers.append(
-            _checkout_container(run, pipeline, project_dir, options, volumes, git)
+            _checkout_container(
+                run,
+                pipeline,
+                project_dir,
+                options,
+                volumes,
+                git,
+                tracked_file=TRACKED_FILE if transfer and uses_untracked(job) else None,
+            )
         )
 
     names = service_container_names(job.services)
@@ -686,7 +696,10 @@ def _checkout_container(
     options: JobOptions,
     volumes: list[dict[str, Any]],
     git: Mapping[str, str] | None = None,
+    tracked_file: str | None = None,
 ) -> dict[str, Any]:
+    """The checkout init container; `tracked_file`: where it lists the files git tracks, for a
+    job that archives untracked files."""
     assert pipeline.source is not None and run.spec is not None
     revision = run.spec.revision
     env: list[dict[str, Any]] = [
@@ -696,6 +709,7 @@ def _checkout_container(
         {"name": "CI_PROJECT_DIR", "value": project_dir.replace("$", "$$")},
         {"name": "HOME", "value": "/tmp"},
         *({"name": k, "value": k8s_escape(v)} for k, v in (git or {}).items()),
+        *([{"name": "CONVEYOR_TRACKED_FILE", "value": tracked_file}] if tracked_file else []),
     ]
     mounts: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}]
     if pipeline.source.credentials_secret:

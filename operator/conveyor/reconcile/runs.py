@@ -71,13 +71,14 @@ from conveyor.kube.jobspec import (
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.approvals import ApprovalGates, Gates
-from conveyor.reconcile.artifacts import ArtifactService
+from conveyor.reconcile.artifacts import ArtifactService, Prepared
 from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.locks import NO_ARBITRATION, DeployLocks
 from conveyor.reconcile.observed import ObservedJobs
 from conveyor.reconcile.retry import Backoff, Quiet
 from conveyor.reconcile.sources import Sources, SourceUnavailable
 from conveyor.reconcile.workqueue import WorkQueue
+from conveyor.source import errors as source_errors
 from conveyor.store.plan import keeps_artifacts
 
 log = logging.getLogger("conveyor.runs")
@@ -93,7 +94,15 @@ APPROVAL_SWEEP_SECONDS = 300.0
 RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
 
 
+KEY_FILES_WAIT: Mapping[str, tuple[str, ...]] = {}  # a marker: not read yet, try again
 ARTIFACT_RETRY_SECONDS = 5.0  # an attempt's manifest not readable yet: look again
+# cache:key:files needs the files' blob ids: a repository that cannot be read for a reason that
+# may pass (unreachable, a timeout, git failing) is tried again this often, for this long, before
+# the job fails naming the cause; others (authentication, a commit gone) fail it at once.
+KEY_FILES_RETRY_SECONDS = 10.0
+KEY_FILES_PATIENCE_SECONDS = 300.0
+KEY_FILES_TRANSIENT = frozenset({source_errors.UNREACHABLE, source_errors.TIMEOUT,
+                                 source_errors.GIT_FAILED})  # fmt: skip
 
 
 def utcnow() -> datetime.datetime:
@@ -264,6 +273,8 @@ class RunController:
         # Attempts whose runner tags the operator does not map (--tag-selector): no Job is
         # made, and the attempt fails naming the tag (in memory: a restart finds it again).
         self._unplaced: dict[Key, dict[str, ObservedJob]] = {}
+        # Since when each attempt's cache:key:files blob ids could not be read (monotonic).
+        self._key_files_failing: dict[tuple[Key, str, int], float] = {}
         # Events are a best-effort record: posted on threads of their own, behind nothing else.
         self._events_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="events")
         # Job creates and deletes are the pipeline's critical path: never queued behind status
@@ -478,6 +489,8 @@ class RunController:
             self._built.pop(key, None)
             self.approvals.forget(key)
             self._unplaced.pop(key, None)
+            for failing in [f for f in self._key_files_failing if f[0] == key]:
+                del self._key_files_failing[failing]
             return None
         if written is not None:
             older, newer = written
@@ -772,9 +785,22 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            prepared = await self.io(
-                self.artifacts.prepare, run, pipeline, spec_job, create.attempt, decided.status
-            )
+            key_files, refusal = await self._key_file_blobs(key, run, pipeline, spec_job, create)
+            if refusal is not None:
+                prepared = Prepared(refusal=refusal)
+            elif key_files is KEY_FILES_WAIT:
+                self.queue.add_after(key, KEY_FILES_RETRY_SECONDS)
+                continue
+            else:
+                prepared = await self.io(
+                    self.artifacts.prepare,
+                    run,
+                    pipeline,
+                    spec_job,
+                    create.attempt,
+                    decided.status,
+                    key_files,
+                )
             if prepared.waiting:
                 # An artifact it downloads is not recorded yet: planned again next pass.
                 self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
@@ -833,6 +859,35 @@ class RunController:
         if not was_finished and decided.status.get("phase") in FINISHED_PHASES:
             self._settling.add(key)
             await self._after_finish(namespace, run)
+
+    async def _key_file_blobs(
+        self, key: Key, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob, create: Any
+    ) -> tuple[Mapping[str, tuple[str, ...]] | None, str | None]:
+        """For a scripted job with `keyFiles` caches, each of their entries -> the blob ids at
+        the run's commit of the files it names: (blobs, None); (KEY_FILES_WAIT, None) while the
+        repository cannot be read for a reason that may pass; (None, why) when the job fails.
+        (None, None) for a job without `keyFiles`."""
+        patterns = [f for c in job.cache if c.key_files is not None for f in c.key_files.files]
+        if not patterns or job.build is not None or job.scan is not None:
+            return None, None
+        assert run.spec is not None
+        failing = (key, job.name, int(create.attempt))
+        try:
+            blobs = await self.sources.key_file_blobs(
+                key[0], pipeline, run.spec.revision.sha, patterns
+            )
+        except SourceUnavailable as e:
+            now = time.monotonic()
+            since = self._key_files_failing.setdefault(failing, now)
+            if e.reason in KEY_FILES_TRANSIENT and now - since < KEY_FILES_PATIENCE_SECONDS:
+                log.warning(
+                    "%s/%s: job %s waits for its cache:key:files blob ids: %s", *key, job.name, e
+                )
+                return KEY_FILES_WAIT, None
+            self._key_files_failing.pop(failing, None)
+            return None, f"cache keyFiles: the files' git blob ids could not be read: {e}"
+        self._key_files_failing.pop(failing, None)
+        return blobs, None
 
     async def _post_events(self, namespace: str, bodies: list[dict[str, Any]]) -> None:
         loop = asyncio.get_running_loop()
