@@ -574,17 +574,14 @@ def test_key_file_blobs_wait_for_a_repository_that_may_come_back_then_fail_namin
          "spec": {"pipelineRef": {"name": "p"}, "revision": {"ref": "main", "sha": SHA}}}
     )  # fmt: skip
 
-    class Create:
-        attempt = 1
-
     pipeline = spec(gone)
     blobs, refusal = asyncio.run(
-        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], Create())
+        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1)
     )
     assert blobs is runs.KEY_FILES_WAIT and refusal is None
     monkeypatch.setattr(runs, "KEY_FILES_PATIENCE_SECONDS", 0.0)
     blobs, refusal = asyncio.run(
-        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], Create())
+        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1)
     )
     assert blobs is None and refusal is not None
     assert refusal.startswith("cache keyFiles: the files' git blob ids could not be read: ")
@@ -597,12 +594,12 @@ def test_key_file_blobs_wait_for_a_repository_that_may_come_back_then_fail_namin
     subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "c"], cwd=origin, check=True)
     pipeline = spec(origin.as_uri())
     blobs, refusal = asyncio.run(
-        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], Create())
+        controller._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1)
     )
     assert blobs is None and refusal is not None and f"sha {SHA} not found" in refusal
     # A job without keyFiles reads nothing.
     plain = parse_pipeline_spec({"jobs": [{"name": "j", "script": ["x"]}]})
-    assert asyncio.run(controller._key_file_blobs(KEY, run, plain, plain.jobs[0], Create())) == (
+    assert asyncio.run(controller._key_file_blobs(KEY, run, plain, plain.jobs[0], 1)) == (
         None,
         None,
     )

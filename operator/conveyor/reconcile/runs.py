@@ -785,7 +785,9 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            key_files, refusal = await self._key_file_blobs(key, run, pipeline, spec_job, create)
+            key_files, refusal = await self._key_file_blobs(
+                key, run, pipeline, spec_job, create.attempt
+            )
             if refusal is not None:
                 prepared = Prepared(refusal=refusal)
             elif key_files is KEY_FILES_WAIT:
@@ -861,7 +863,7 @@ class RunController:
             await self._after_finish(namespace, run)
 
     async def _key_file_blobs(
-        self, key: Key, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob, create: Any
+        self, key: Key, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob, attempt: int
     ) -> tuple[Mapping[str, tuple[str, ...]] | None, str | None]:
         """For a scripted job with `keyFiles` caches, each of their entries -> the blob ids at
         the run's commit of the files it names: (blobs, None); (KEY_FILES_WAIT, None) while the
@@ -871,7 +873,7 @@ class RunController:
         if not patterns or job.build is not None or job.scan is not None:
             return None, None
         assert run.spec is not None
-        failing = (key, job.name, int(create.attempt))
+        failing = (key, job.name, attempt)
         try:
             blobs = await self.sources.key_file_blobs(
                 key[0], pipeline, run.spec.revision.sha, patterns
