@@ -528,8 +528,9 @@ class CacheKeyFiles:
         item_min_length=1,
     )
     prefix: str | None = spec_field(
-        "Put before the files' hash (`PREFIX-HASH`); default: the cache's index in the job's "
-        "caches. May contain variables.",
+        "Put before the files' hash (`PREFIX-HASH`); default (GitLab's): the cache's index in "
+        "the job's caches and the files' names up to their first `.`, e.g. `0_Gemfile`. May "
+        "contain variables.",
         default=None,
         max_length=CACHE_KEY_MAX,
         min_length=1,

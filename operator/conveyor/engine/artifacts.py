@@ -3,8 +3,9 @@ the cache keys it tries, where objects live in the store, when they expire and w
 kept. No I/O: the data plane (store, transfer binary, status) calls these.
 
 GitLab sources: `doc/ci/yaml` (`artifacts`, `dependencies`, `needs:artifacts`, `cache`),
-`lib/gitlab/ci/pipeline/seed/build/cache.rb` (keys from files), `Ci::Build#cache` and the runner's
-key handling (fallback keys, CACHE_FALLBACK_KEY).
+`lib/gitlab/ci/pipeline/seed/build/cache.rb` (keys from files: the files' blob ids since GitLab
+18.4, `hash_of_file_contents`), `lib/gitlab/ci/build/cache.rb` (the default prefix, `cache_prefix`),
+`Ci::Build#cache` and the runner's key handling (fallback keys, CACHE_FALLBACK_KEY).
 """
 
 from __future__ import annotations
@@ -303,7 +304,8 @@ def sanitize_cache_key(key: str) -> str:
 
 def files_digest(blob_ids: Sequence[str | None]) -> str:
     """GitLab's hash for `key:files`: SHA-1 of the files' git blob ids at the run's commit,
-    sorted, unique, joined by `-`; `default` when none of the files exists."""
+    sorted, unique, joined by `-`; `default` when none of the files exists (GitLab's
+    `digest_from_hashes`)."""
     ids = sorted({b for b in blob_ids if b})
     if not ids:
         return DEFAULT_CACHE_KEY
@@ -332,15 +334,19 @@ def cache_keys(
     """The keys of the `index`-th cache of a job, variables expanded with `lookup` (the job's).
 
     `key` string: expanded. `keyFiles`: `PREFIX-HASH` with PREFIX the expanded prefix (default
-    the index, as GitLab) and HASH `files_digest` of `blob_ids(files)` (the files' git blob ids
-    at the run's commit; globs expanded by the caller). No key: `default`. Every key is then
-    sanitised as the runner does (`sanitize_cache_key`). Raises CacheKeyError when the key is
-    empty once sanitised (skip the cache, as the runner does); such fallback keys are left
-    out."""
+    `key_files_prefix`) and HASH `files_digest` of `blob_ids(files)` (the blob ids at the run's
+    commit of the files each pattern names; see `conveyor.gitlab.globs.key_file_match`). No
+    key: `default`. Every key is then sanitised as the runner does (`sanitize_cache_key`).
+    Raises CacheKeyError when the key is empty once sanitised (skip the cache, as the runner
+    does); such fallback keys are left out."""
     if cache.key_files is not None:
         if blob_ids is None:
             raise ValueError("keyFiles needs the files' blob ids")
-        prefix = expand(cache.key_files.prefix, lookup) if cache.key_files.prefix else str(index)
+        prefix = (
+            expand(cache.key_files.prefix, lookup)
+            if cache.key_files.prefix
+            else key_files_prefix(index, cache.key_files.files)
+        )
         digest = files_digest(blob_ids(cache.key_files.files))
         key = "-".join(p for p in (prefix, digest) if p)
     elif cache.key is not None:
@@ -361,6 +367,24 @@ def cache_keys(
         except CacheKeyError:
             continue
     return CacheKeys(key, tuple(k for k in dict.fromkeys(fallbacks) if k != key))
+
+
+def key_files_prefix(index: int, files: Sequence[str]) -> str:
+    """GitLab's prefix of a `key:files` key without `prefix`: the cache's index, `_`, and each
+    file's name up to its first `.`, joined by `_` (`[deps.lock]` at index 0: `0_deps`), so two
+    caches keyed by different files never share a key (GitLab issue 388374)."""
+    if not files:
+        return str(index)
+    return f"{index}_" + "_".join(f.split(".")[0] for f in files)
+
+
+def uses_untracked(job: PipelineJob) -> bool:
+    """Whether the job archives git's untracked files (`artifacts:untracked` or a cache's
+    `untracked`): its checkout then records which files git tracks."""
+    artifacts = effective_artifacts(job)
+    return bool(artifacts is not None and artifacts.untracked) or any(
+        c.untracked for c in job.cache
+    )
 
 
 def cache_restores(cache: Cache) -> bool:

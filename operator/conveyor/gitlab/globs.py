@@ -229,3 +229,49 @@ def _match_segments(segments: tuple[tuple[Token, ...] | None, ...], parts: tuple
         return result
 
     return walk(0, 0)
+
+
+# --- cache:key:files patterns ---------------------------------------------------------------
+# GitLab expands them with Repository#search_files_by_wildcard_path, not File.fnmatch?: the
+# pattern is escaped whole, then `**` becomes `.*?` (anything, `/` included) and `*` becomes
+# `[^/]*?`, and the regex must match the whole path. So `**/a.json` needs a `/` before
+# `a.json` (it never matches the root's `a.json`), and `?`, `[`, `{` are literal. Matched here
+# by dynamic programming over (pattern token, path position): linear in their product, where a
+# backtracking regex engine could take exponential time on a hostile pattern.
+
+
+def is_key_file_pattern(pattern: str) -> bool:
+    """Whether GitLab expands the `key:files` entry as a pattern (it holds a `*`); other
+    entries name one file, as written."""
+    return "*" in pattern
+
+
+def key_file_match(pattern: str, path: str) -> bool:
+    """Whether a repository path matches a `cache:key:files` pattern as GitLab matches it."""
+    tokens: list[str] = []  # a character, or "*" (no `/`), or "**" (anything)
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            tokens.append("**")
+            i += 2
+        elif pattern[i] == "*":
+            tokens.append("*")
+            i += 1
+        else:
+            tokens.append(pattern[i])
+            i += 1
+    # reach[j]: the tokens so far can match path[:j].
+    reach = [True] + [False] * len(path)
+    for token in tokens:
+        nxt = [False] * (len(path) + 1)
+        if token in ("*", "**"):
+            for j in range(len(path) + 1):
+                # Zero more characters, or one more (not a `/` for `*`) after a match.
+                nxt[j] = reach[j] or (
+                    j > 0 and nxt[j - 1] and (token == "**" or path[j - 1] != "/")
+                )
+        else:
+            for j in range(1, len(path) + 1):
+                nxt[j] = reach[j - 1] and path[j - 1] == token
+        reach = nxt
+    return reach[len(path)]

@@ -916,6 +916,15 @@ class Importer:
         key = item.get("key")
         if isinstance(key, dict):
             files = key.get("files")
+            if files is None and key.get("files_commits") is not None:
+                # GitLab 18.4's key from the files' last commits: the key from their content
+                # changes no more often, and only when a cache made for them could be wrong.
+                files = key["files_commits"]
+                self.omit(
+                    where,
+                    "cache:key:files_commits",
+                    "approximated as cache:key:files (the files' content, not their last commits)",
+                )
             if not isinstance(files, list) or not 1 <= len(files) <= MAX_CACHE_KEY_FILES:
                 raise self.fail(
                     node, "cache", f"{where}: cache:key:files must list one or two files"
@@ -924,7 +933,7 @@ class Importer:
             if key.get("prefix") is not None:
                 out["keyFiles"]["prefix"] = str(key["prefix"])
             for extra in key:
-                if extra not in ("files", "prefix"):
+                if extra not in ("files", "files_commits", "prefix"):
                     self.omit(where, f"cache:key:{extra}", "not supported, dropped")
         elif key is not None:
             if not isinstance(key, str | int | float) or isinstance(key, bool):

@@ -24,6 +24,7 @@ from conveyor.api.meta import (
 )
 from conveyor.api.pipeline import PipelineJob, PipelineSpec, SecretVariable, Toleration
 from conveyor.api.pipelinerun import PipelineRun
+from conveyor.engine.artifacts import uses_untracked
 from conveyor.engine.names import job_name, label_value, short_hash, slug
 from conveyor.engine.tags import placement
 from conveyor.engine.variables.expand import SECRET_VARIABLES_DIR, k8s_escape
@@ -44,6 +45,7 @@ from conveyor.kube.services import (
     services_wait_container,
     unprivileged_daemon_message,
 )
+from conveyor.store.plan import TRACKED_FILE
 
 WORKSPACE_VOLUME = "workspace"
 CREDENTIALS_VOLUME = "git-credentials"
@@ -145,7 +147,15 @@ def build_job(
     if pipeline.source is not None and job.scan is None:
         git = {name: variables.raw[name] for name in GIT_VARIABLES if name in variables.raw}
         init_containers.append(
-            _checkout_container(run, pipeline, project_dir, options, volumes, git)
+            _checkout_container(
+                run,
+                pipeline,
+                project_dir,
+                options,
+                volumes,
+                git,
+                tracked_file=TRACKED_FILE if transfer and uses_untracked(job) else None,
+            )
         )
 
     names = service_container_names(job.services)
@@ -382,7 +392,10 @@ def _checkout_container(
     options: JobOptions,
     volumes: list[dict[str, Any]],
     git: Mapping[str, str] | None = None,
+    tracked_file: str | None = None,
 ) -> dict[str, Any]:
+    """The checkout init container; `tracked_file`: where it lists the files git tracks, for a
+    job that archives untracked files."""
     assert pipeline.source is not None and run.spec is not None
     revision = run.spec.revision
     env: list[dict[str, Any]] = [
@@ -392,6 +405,7 @@ def _checkout_container(
         {"name": "CI_PROJECT_DIR", "value": project_dir.replace("$", "$$")},
         {"name": "HOME", "value": "/tmp"},
         *({"name": k, "value": k8s_escape(v)} for k, v in (git or {}).items()),
+        *([{"name": "CONVEYOR_TRACKED_FILE", "value": tracked_file}] if tracked_file else []),
     ]
     mounts: list[dict[str, Any]] = [{"name": WORKSPACE_VOLUME, "mountPath": BUILDS_DIR}]
     if pipeline.source.credentials_secret:

@@ -169,6 +169,8 @@ case "$strategy" in
   none|empty)
     mkdir -p "$CI_PROJECT_DIR"
     echo "Skipping Git repository setup (GIT_STRATEGY=$strategy)"
+    # No repository: git tracks nothing, every file is untracked.
+    if [ -n "${CONVEYOR_TRACKED_FILE:-}" ]; then : > "$CONVEYOR_TRACKED_FILE"; fi
     exit 0 ;;
   clone|fetch) ;;
   *) echo "unknown GIT_STRATEGY '$strategy' (clone, fetch, none or empty)" >&2; exit 1 ;;
@@ -221,6 +223,11 @@ else
   git submodule sync "$@"
   if [ -n "$sub_depth" ] && [ "$sub_depth" != 0 ]; then set -- "$@" --depth "$sub_depth"; fi
   git submodule update --init "$@"
+fi
+if [ -n "${CONVEYOR_TRACKED_FILE:-}" ]; then
+  # What git tracks, for `untracked: true`: the job's image may have no git (a submodule is one
+  # entry, so nothing under it is untracked, as with git ls-files --others).
+  git ls-files -z > "$CONVEYOR_TRACKED_FILE"
 fi
 """
 

@@ -38,10 +38,7 @@ from conveyor.store.sigv4 import Credentials
 log = logging.getLogger(__name__)
 
 FINISHED_JOB_PHASES = ("Succeeded", "Failed")
-KEY_FILES_UNSUPPORTED = (
-    "cache keyFiles (GitLab's cache:key:files) is not supported yet: the operator does not read "
-    "the files' git blob ids; give the cache a key instead"
-)
+KEY_FILES_UNREAD = "cache keyFiles: the files' git blob ids were not read"
 # JUnit reports are read from the archive when it is at most this large (the operator holds it
 # in memory); a larger archive's reports are not summarised.
 REPORTS_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
@@ -133,17 +130,21 @@ class ArtifactService:
         job: PipelineJob,
         attempt: int,
         status: Mapping[str, Any],
+        key_files: Mapping[str, Sequence[str]] | None = None,
     ) -> Prepared:
         """The attempt's transfer plan: none when it uses no artifacts, a refusal when it does
-        but cannot have them, `waiting` while an artifact it downloads is not recorded yet."""
+        but cannot have them, `waiting` while an artifact it downloads is not recorded yet.
+        `key_files`: for a job with `keyFiles` caches, each of their entries -> the blob ids
+        at the run's commit of the files it names (`Sources.key_file_blobs`)."""
         entries = attempt_entries(status)
         present = [e["name"] for e in entries if e.get("name")] or None
         if not plans.uses_store(pipeline, job, present):
             return Prepared()
         if self.config is None:
             return Prepared(refusal=NOT_CONFIGURED)
-        if any(cache.key_files is not None for cache in job.cache):
-            return Prepared(refusal=KEY_FILES_UNSUPPORTED)
+        if key_files is None and any(cache.key_files is not None for cache in job.cache):
+            return Prepared(refusal=KEY_FILES_UNREAD)
+        found = key_files or {}
         sources = plans.dependencies(pipeline, job, entries)
         if sources is None:
             return Prepared(waiting=True)
@@ -171,12 +172,14 @@ class ArtifactService:
                 max_bytes=self.config.max_artifact_bytes,
                 ca_pem=self._ca_pem(),
                 insecure=self.config.insecure,
+                blob_ids=lambda files: [b for f in files for b in found.get(f, ())],
+                checkout=pipeline.source is not None,
             )
         except rules.CacheKeyError as e:
             return Prepared(refusal=f"cache key refused: {e}")
         except (StoreError, OSError) as e:
             return Prepared(refusal=f"the artifact store cannot be used: {e}")
-        except Exception as e:  # the Secret unreadable (ApiException), keyFiles without blobs
+        except Exception as e:  # the Secret unreadable (ApiException)
             return Prepared(refusal=f"the artifact store cannot be used: {type(e).__name__}: {e}")
         return Prepared(plan=plans.plan_json(plan))
 

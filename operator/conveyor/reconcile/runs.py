@@ -36,7 +36,7 @@ from conveyor.reconcile.deploys import DeployExecutor
 from conveyor.reconcile.eventpost import EventPoster
 from conveyor.reconcile.facts import FactGatherer, Unplannable
 from conveyor.reconcile.failures import FailedPasses
-from conveyor.reconcile.launch import JobLauncher
+from conveyor.reconcile.launch import ARTIFACT_RETRY_SECONDS, JobLauncher
 from conveyor.reconcile.locks import DeployLocks
 from conveyor.reconcile.observed import ObservedJobs
 from conveyor.reconcile.pipelines import RunPipelines
@@ -56,7 +56,6 @@ DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch eve
 HELD_RECHECK_SECONDS = 30.0
 # What a run records of itself at its start (engine.record), with the rules' outcome.
 RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
-ARTIFACT_RETRY_SECONDS = 5.0  # an attempt's manifest not readable yet: look again
 
 
 def _job(pipeline: PipelineSpec, name: str) -> PipelineJob:
@@ -138,7 +137,15 @@ class RunController:
         self.pipelines = RunPipelines(sources, options)
         self.locks = DeployLocks(clock)
         self.launcher = JobLauncher(
-            kube, self.io, options, self.artifacts, self.observed, self._built_by, clock, io_threads
+            kube,
+            self.io,
+            options,
+            self.artifacts,
+            self.observed,
+            sources,
+            self._built_by,
+            clock,
+            io_threads,
         )
         self.facts = FactGatherer(
             options=options,
@@ -347,10 +354,11 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            made = await self.launcher.create(key, run, pipeline, spec_job, create, decided.status)
-            if not made:
-                # An artifact it downloads is not recorded yet: planned again next pass.
-                self.queue.add_after(key, ARTIFACT_RETRY_SECONDS)
+            later = await self.launcher.create(key, run, pipeline, spec_job, create, decided.status)
+            if later is not None:
+                # Not made in this pass (an artifact it downloads is not recorded yet, or its
+                # cache:key:files not read yet): planned again then.
+                self.queue.add_after(key, later)
         await self.launcher.delete(namespace, decided.delete)
         await self.launcher.stop(namespace, decided.stop)
         if any(_job(pipeline, c.pipeline_job).deploy is None for c in decided.create):

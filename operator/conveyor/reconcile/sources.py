@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,19 @@ class Sources:
             # `changes` rule as true. (No beforeSha at all diffs against the parent instead.)
             facts = dataclasses.replace(facts, changed_paths=None)
         return sha, facts
+
+    async def key_file_blobs(
+        self, namespace: str, pipeline: PipelineSpec, sha: str | None, patterns: Sequence[str]
+    ) -> dict[str, tuple[str, ...]]:
+        """`cache:key:files` entry -> the blob ids at the run's commit of the files it names.
+        Without a source (or a commit) no file exists: GitLab's key is then PREFIX-default."""
+        if pipeline.source is None or not sha or not patterns:
+            return {p: () for p in patterns}
+        creds = await self.credentials(namespace, pipeline.source.credentials_secret)
+        found: dict[str, tuple[str, ...]] = await self._run(
+            self.cache.blob_ids, pipeline.source.url, creds, sha, list(patterns)
+        )
+        return found
 
     async def remote_head(self, namespace: str, pipeline: PipelineSpec, ref: str) -> str:
         """What `ref` points to on the remote now. Asked of the remote, not the cache: a cache

@@ -169,6 +169,14 @@ class RepoCache:
         with self._session(url, credentials, [sha]) as repo:
             return repo.read_tree(sha, prefix)
 
+    def blob_ids(
+        self, url: str, credentials: SecretData | None, sha: str, patterns: Sequence[str]
+    ) -> dict[str, tuple[str, ...]]:
+        """`cache:key:files` entry -> the blob ids at `sha` of the files it names
+        (`LocalRepo.blob_ids`)."""
+        with self._session(url, credentials, [sha]) as repo:
+            return repo.blob_ids(sha, patterns)
+
     def branch_heads(self, url: str, credentials: SecretData | None) -> dict[str, str]:
         """Remote branches -> sha, asked of the remote itself (no clone, no fetch)."""
         target = self._target(url, credentials)

@@ -4,10 +4,12 @@ around every use. Plumbing commands (config-independent) for lists, GitPython fo
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import git
 
+from conveyor.gitlab.globs import is_key_file_pattern, key_file_match
 from conveyor.source.credentials import local_env
 from conveyor.source.errors import (
     INVALID,
@@ -193,6 +195,27 @@ class LocalRepo:
             if path and meta.split(b" ")[1:2] == [b"blob"]:
                 files.add(path.decode("utf-8", "surrogateescape"))
         return frozenset(files)
+
+    def blob_ids(self, sha: str, patterns: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """For each `cache:key:files` entry, the blob ids at `sha` of the files it names, as
+        GitLab finds them: a pattern (with `*`) every file it matches, any other entry the file
+        of exactly that path. Blobs only (symlinks too, as GitLab's `blobs_at`): a folder or a
+        submodule names none."""
+        commit = self.require_commit(sha)
+        out = self._git("ls-tree", "-r", "-z", "--full-tree", commit)
+        blobs: dict[str, str] = {}
+        for entry in out.split(b"\0"):
+            meta, _, path = entry.partition(b"\t")
+            fields = meta.split(b" ")
+            if path and fields[1:2] == [b"blob"] and len(fields) == 3:
+                blobs[path.decode("utf-8", "surrogateescape")] = fields[2].decode()
+        found: dict[str, tuple[str, ...]] = {}
+        for pattern in dict.fromkeys(patterns):
+            if is_key_file_pattern(pattern):
+                found[pattern] = tuple(b for p, b in blobs.items() if key_file_match(pattern, p))
+            else:
+                found[pattern] = (blobs[pattern],) if pattern in blobs else ()
+        return found
 
     def _tree_item(self, sha: str, path: str) -> git.objects.base.IndexObject | None:
         tree = self.repo.commit(self.require_commit(sha)).tree

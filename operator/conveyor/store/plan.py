@@ -25,6 +25,10 @@ ARCHIVE_SUFFIX = ".tar.gz"
 # Where the binary stages archives (S3 wants a length first): the workspace volume, always
 # writable, never the image's /tmp (a read-only or absent /tmp must not break uploads).
 TEMP_DIR = "/builds/.conveyor-transfer"
+# The list of the files git tracks (`git ls-files -z`), written by the checkout of a job that
+# archives untracked files: in the workspace volume, outside the project directory (so never
+# archived itself), read by the binary at upload time. The job's image needs no git.
+TRACKED_FILE = "/builds/.conveyor-tracked"
 # URLs outlive the job's timeout by this much: image pulls and the checkout come first.
 URL_SLACK_SECONDS = 15 * 60
 
@@ -131,11 +135,17 @@ def transfer_plan(
     ca_pem: str | None = None,
     insecure: bool = False,
     blob_ids: Callable[[Sequence[str]], Sequence[str | None]] | None = None,
+    checkout: bool = True,
 ) -> dict[str, Any]:
     """The plan (the binary's JSON). `sources`: the archives to download (`dependencies`),
     each checked against its recorded digest before it is extracted; `pipeline_name`: the
-    caches' scope in the namespace (GitLab: the project); `seconds`: how long the URLs last."""
+    caches' scope in the namespace (GitLab: the project); `seconds`: how long the URLs last;
+    `blob_ids`: for `keyFiles`, the blob ids of the files their entries name; `checkout`:
+    whether the pod checks out the pipeline's source (else every file is untracked)."""
     plan: dict[str, Any] = {"projectDir": project_dir, "tempDir": TEMP_DIR}
+    if checkout and job.scan is None and rules.uses_untracked(job):
+        # The checkout writes it (kube/script.py); without one git tracks nothing.
+        plan["trackedFile"] = TRACKED_FILE
     deps = []
     for source in sources:
         ref = AttemptRef(
@@ -150,11 +160,12 @@ def transfer_plan(
         )
     plan["downloads"] = deps
     artifacts = rules.effective_artifacts(job) if keeps_artifacts(job) else None
-    if artifacts is not None and (artifacts.paths or artifacts.reports):
+    if artifacts is not None and (artifacts.paths or artifacts.untracked or artifacts.reports):
         report_paths = [p for paths in rules.report_paths(artifacts).values() for p in paths]
         plan["artifacts"] = {
             "name": rules.archive_name(artifacts, lookup) + ARCHIVE_SUFFIX,
             "paths": [*artifacts.paths, *report_paths],
+            "untracked": artifacts.untracked,
             "exclude": list(artifacts.exclude),
             "when": artifacts.when,
             "url": presign("PUT", attempt.key(ARCHIVE_OBJECT), seconds),
@@ -164,7 +175,12 @@ def transfer_plan(
     caches = []
     for index, cache in enumerate(job.cache):
         keys = rules.cache_keys(cache, index, lookup, blob_ids)
-        entry: dict[str, Any] = {"paths": list(cache.paths), "when": cache.when, "pull": []}
+        entry: dict[str, Any] = {
+            "paths": list(cache.paths),
+            "untracked": cache.untracked,
+            "when": cache.when,
+            "pull": [],
+        }
         if rules.cache_restores(cache):
             entry["pull"] = [
                 {

@@ -36,6 +36,7 @@ from conveyor.engine.artifacts import (
     expires_at,
     files_digest,
     has_archive,
+    key_files_prefix,
     namespace_prefix,
     normalize_path,
     report_paths,
@@ -43,6 +44,7 @@ from conveyor.engine.artifacts import (
     sanitize_cache_key,
     should_upload,
     should_upload_reports,
+    uses_untracked,
 )
 from conveyor.engine.reports import (
     ReportError,
@@ -418,16 +420,50 @@ def test_a_protected_global_fallback_is_refused():
 
 
 def test_cache_keys_from_files():
+    # GitLab (lib/gitlab/ci/build/cache.rb, cache_prefix; seed/build/cache.rb,
+    # hash_of_file_contents): without a prefix, the cache's index and the files' names up to
+    # their first `.`; the hash: SHA-1 of the blob ids found, sorted, joined by `-`.
     blobs = {"Gemfile.lock": "1" * 40}
     cache = Cache(key_files=CacheKeyFiles(files=("Gemfile.lock", "none")), paths=("x",))
     digest = hashlib.sha1(("1" * 40).encode()).hexdigest()
     assert cache_keys(cache, 1, lambda _: None, lambda fs: [blobs.get(f) for f in fs]).key == (
-        f"1-{digest}"
+        f"1_Gemfile_none-{digest}"
     )
+    missing = Cache(key_files=CacheKeyFiles(files=("deps.lock",)), paths=("x",))
+    assert cache_keys(missing, 0, lambda _: None, lambda fs: []).key == "0_deps-default"
     prefixed = Cache(key_files=CacheKeyFiles(files=("x",), prefix="$JOB"), paths=("x",))
     assert cache_keys(prefixed, 0, {"JOB": "rspec"}.get, lambda fs: [None]).key == "rspec-default"
     with pytest.raises(ValueError):
         cache_keys(prefixed, 0, lambda _: None)  # the blob ids are needed
+
+
+def test_key_files_prefix_is_gitlabs():
+    # GitLab's spec/lib/gitlab/ci/build/cache_spec.rb and seed/build/cache_spec.rb.
+    assert key_files_prefix(0, ["file1.json"]) == "0_file1"
+    assert key_files_prefix(1, ["file1.json", "file2.json"]) == "1_file1_file2"
+    assert key_files_prefix(1, ["project-gemfile.lock", ""]) == "1_project-gemfile_"
+    assert key_files_prefix(1, ["Gemfile.zip/"]) == "1_Gemfile"
+    assert key_files_prefix(1, ["foo/bar/*"]) == "1_foo/bar/*"
+    assert key_files_prefix(2, []) == "2"
+
+
+def test_a_key_from_files_in_folders_is_sanitised_as_the_runner_does():
+    cache = Cache(key_files=CacheKeyFiles(files=("**/package.json",)), paths=("x",))
+    digest = hashlib.sha1(("2" * 40).encode()).hexdigest()
+    # The prefix keeps its `/` (GitLab's runner cleans the key as a path: `**/package-HASH`).
+    assert cache_keys(cache, 0, lambda _: None, lambda fs: ["2" * 40]).key == (
+        f"0_**/package-{digest}"
+    )
+
+
+def test_uses_untracked():
+    job = parse_pipeline_spec(
+        {"jobs": [{"name": "a", "script": ["x"], "artifacts": {"untracked": True}},
+                  {"name": "c", "script": ["x"], "cache": [{"untracked": True}]},
+                  {"name": "p", "script": ["x"], "artifacts": {"paths": ["x"]},
+                   "cache": [{"paths": ["y"]}]}]}
+    )  # fmt: skip
+    assert [uses_untracked(j) for j in job.jobs] == [True, True, False]
 
 
 def test_no_key_is_default_and_an_empty_key_is_refused():

@@ -688,13 +688,14 @@ CASES: list[Case] = [
                 {
                     "job": Job(
                         cache_keys=(
-                            # SHA-1 of the two blob ids, sorted, joined by '-'; prefix: index
+                            # SHA-1 of the two blob ids, sorted, joined by '-'; prefix: the
+                            # index and the files' names to their first '.'
                             (
-                                "0-"
+                                "0_Gemfile_package-"
                                 + hashlib.sha1(("1" * 40 + "-" + "2" * 40).encode()).hexdigest(),
                             ),
                             ("job-" + hashlib.sha1(("1" * 40).encode()).hexdigest(),),
-                            ("2-default",),  # no such file: GitLab's `default`
+                            ("2_missing-default",),  # no such file: GitLab's `default`
                             ("default",),  # no key
                         )
                     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conveyor.gitlab.globs import GlobError, expand_braces, fnmatch, match_any
+from conveyor.gitlab.globs import GlobError, expand_braces, fnmatch, key_file_match, match_any
 
 
 @pytest.mark.parametrize(
@@ -53,3 +53,53 @@ def test_brace_expansion_is_bounded():
 
 def test_many_stars_stay_fast():
     assert not fnmatch("*a*a*a*a*a*a*a*a*b", "a" * 200)
+
+
+# -- cache:key:files: GitLab's search_files_by_wildcard_path, not fnmatch -----------------------
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("**/package.json", "a/package.json", True),
+        ("**/package.json", "a/b/package.json", True),
+        ("**/package.json", "package.json", False),  # `**/` needs a `/`
+        ("*.lock", "deps.lock", True),
+        ("*.lock", "a/deps.lock", False),
+        ("**.lock", "a/b/deps.lock", True),
+        ("a/*/c", "a/b/c", True),
+        ("a/*/c", "a/b/d/c", False),
+        ("a?.txt", "ab.txt", False),  # only `*` is special
+        ("a?.txt", "a?.txt", True),
+        ("[ab].txt", "a.txt", False),
+        ("{a,b}.txt", "{a,b}.txt", True),
+        ("*", "", True),
+    ],
+)
+def test_key_file_match(pattern: str, path: str, matches: bool) -> None:
+    assert key_file_match(pattern, path) is matches
+
+
+def test_key_file_match_is_gitlabs_regex() -> None:
+    """The regex GitLab builds (escape, `**` -> `.*?`, `*` -> `([^/])*?`, anchored), compared on
+    every pattern and path of a small alphabet."""
+    import itertools
+    import re
+
+    def gitlab(pattern: str, path: str) -> bool:
+        regex = re.escape(pattern).replace(r"\*\*", ".*?").replace(r"\*", "([^/])*?")
+        return re.fullmatch(regex, path) is not None
+
+    words = ["".join(w) for n in range(5) for w in itertools.product("a/*.", repeat=n)]
+    paths = [w for w in words if "*" not in w]
+    for pattern in words:
+        for path in paths:
+            assert key_file_match(pattern, path) == gitlab(pattern, path), (pattern, path)
+
+
+def test_key_file_match_takes_linear_time_on_a_hostile_pattern() -> None:
+    import time
+
+    start = time.monotonic()
+    assert not key_file_match("**a" * 40 + "b", "a" * 400)
+    assert time.monotonic() - start < 2

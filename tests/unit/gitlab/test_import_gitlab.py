@@ -537,3 +537,16 @@ def test_a_cache_without_paths_is_said_and_left_out(tmp_path, capsys):
     code, out, err = run_cli(capsys, path, "--root", tmp_path)
     assert code == 3 and "job: cache: cache 0 has no paths: nothing is cached" in err
     assert yaml.safe_load(out)["spec"]["jobs"][0]["cache"] == [{"key": "j", "paths": ["p"]}]
+
+
+def test_cache_key_files_commits_is_approximated_by_the_files_content(tmp_path, capsys):
+    path = write(
+        tmp_path,
+        "job:\n  script: [x]\n  cache:\n    key: {files_commits: [yarn.lock], prefix: y}\n"
+        "    paths: [node_modules]\n",
+    )
+    code, out, err = run_cli(capsys, path, "--root", tmp_path)
+    assert code == 3 and "job: cache:key:files_commits: approximated as cache:key:files" in err
+    assert yaml.safe_load(out)["spec"]["jobs"][0]["cache"] == [
+        {"keyFiles": {"files": ["yarn.lock"], "prefix": "y"}, "paths": ["node_modules"]}
+    ]

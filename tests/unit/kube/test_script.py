@@ -331,6 +331,25 @@ def test_checkout_of_a_commit_the_branch_has_moved_past(tmp_path, origin):
     assert _git(tmp_path / "builds" / "app", "rev-parse", "HEAD") == old
 
 
+def test_the_checkout_lists_what_git_tracks_when_asked(tmp_path, origin):
+    """For `untracked: true` the checkout writes `git ls-files -z` outside the project
+    directory (the job's image may have no git); GIT_STRATEGY none: an empty list."""
+    (origin / ".gitignore").write_text("build/\n")
+    (origin / "src").mkdir()
+    (origin / "src" / "a b.go").write_text("x")
+    _git(origin, "add", ".")
+    _git(origin, "commit", "-q", "-m", "files")
+    tracked = tmp_path / "tracked"
+    result = _checkout(tmp_path, origin, CONVEYOR_TRACKED_FILE=str(tracked))
+    assert result.returncode == 0, result.stderr
+    assert tracked.read_bytes() == b".gitignore\0src/a b.go\0"
+    tracked.unlink()
+    assert _checkout(tmp_path, origin).returncode == 0
+    assert not tracked.exists()  # not asked: not written
+    result = _checkout(tmp_path, origin, CONVEYOR_TRACKED_FILE=str(tracked), GIT_STRATEGY="none")
+    assert result.returncode == 0 and tracked.read_bytes() == b""
+
+
 @pytest.mark.parametrize(
     ("variables", "error"),
     [

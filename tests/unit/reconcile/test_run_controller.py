@@ -543,3 +543,56 @@ def test_the_watch_may_change_the_jobs_while_a_pass_reads_an_ended_jobs_pods():
         ObservedJobs(Kube(), io).of(KEY, live.values(), T0, frozenset(), None)
     )
     assert [o.job_name for o in observed] == ["r-build-1"]
+
+
+# -- cache:key:files: the blob ids are read before the job's plan ------------------------------
+
+
+def test_key_file_blobs_wait_for_a_repository_that_may_come_back_then_fail_naming_it(
+    tmp_path, monkeypatch
+):
+    """A repository that cannot be reached holds the job back (retried), for a while; then the
+    job fails naming the cause. A commit the repository does not have fails it at once."""
+    import subprocess
+
+    from conveyor.api import PipelineRun, parse_pipeline_spec
+    from conveyor.reconcile import launch
+
+    kube = FakeKube()
+    sources = Sources(kube, tmp_path / "sources", local=True)  # type: ignore[arg-type]
+    controller = RunController(kube, JobOptions(), sources)  # type: ignore[arg-type]
+    gone = (tmp_path / "gone").as_uri()
+
+    def spec(url: str):
+        return parse_pipeline_spec(
+            {"source": {"url": url},
+             "jobs": [{"name": "j", "script": ["x"],
+                       "cache": [{"keyFiles": {"files": ["deps.lock"]}, "paths": ["v"]}]}]}
+        )  # fmt: skip
+
+    run = PipelineRun.from_dict(
+        {"metadata": {"name": "r", "namespace": NS, "uid": "u"},
+         "spec": {"pipelineRef": {"name": "p"}, "revision": {"ref": "main", "sha": SHA}}}
+    )  # fmt: skip
+
+    launcher = controller.launcher
+    pipeline = spec(gone)
+    with pytest.raises(launch.KeyFilesWait):
+        asyncio.run(launcher._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1))
+    monkeypatch.setattr(launch, "KEY_FILES_PATIENCE_SECONDS", 0.0)
+    refusal = asyncio.run(launcher._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1))
+    assert isinstance(refusal, str)
+    assert refusal.startswith("cache keyFiles: the files' git blob ids could not be read: ")
+    assert "unreachable" in refusal and not launcher._key_files_failing
+
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    git = ["git", "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=origin, check=True)
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "c"], cwd=origin, check=True)
+    pipeline = spec(origin.as_uri())
+    refusal = asyncio.run(launcher._key_file_blobs(KEY, run, pipeline, pipeline.jobs[0], 1))
+    assert isinstance(refusal, str) and f"sha {SHA} not found" in refusal
+    # A job without keyFiles reads nothing.
+    plain = parse_pipeline_spec({"jobs": [{"name": "j", "script": ["x"]}]})
+    assert asyncio.run(launcher._key_file_blobs(KEY, run, plain, plain.jobs[0], 1)) is None

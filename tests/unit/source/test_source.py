@@ -416,3 +416,70 @@ def test_git_facts(tmp_path: Path, cache: RepoCache) -> None:
     resolved, facts = cache.git_facts(origin.url, None, "v2", sha, ZERO, files=False)
     assert resolved == sha and facts.ref_is_tag
     assert facts.changed_paths == {"docs/d.md"} and facts.files is None
+
+
+# -- cache:key:files ------------------------------------------------------------------------
+
+
+def test_blob_ids_of_key_files_as_gitlab_finds_them(origin: Origin, cache: RepoCache) -> None:
+    sha = origin.commit(
+        {
+            "deps.lock": "v1",
+            "package.json": "{}",
+            "a/package.json": "{1}",
+            "b/c/package.json": "{2}",
+            "dir/x": "in a folder",
+        }
+    )
+    os.symlink("deps.lock", origin.path / "link")
+    origin("add", "link")
+    sha = origin.commit({})
+
+    def blob(path: str) -> str:
+        return origin("rev-parse", f"{sha}:{path}")
+
+    patterns = ["deps.lock", "**/package.json", "*.json", "dir", "./deps.lock", "none", "link"]
+    found = cache.blob_ids(origin.url, None, sha, patterns)
+    assert found == {
+        "deps.lock": (blob("deps.lock"),),
+        # GitLab's wildcard: `**/` needs a folder, so the root's package.json is not one.
+        "**/package.json": (blob("a/package.json"), blob("b/c/package.json")),
+        "*.json": (blob("package.json"),),  # `*` never crosses a `/`
+        "dir": (),  # a folder names no blob
+        "./deps.lock": (),  # GitLab takes the path as written
+        "none": (),
+        "link": (blob("link"),),  # a symlink is a blob
+    }
+    # Content, not history: a commit that leaves deps.lock alone keeps its blob id, one that
+    # changes it does not.
+    later = origin.commit({"other.txt": "x"})
+    assert cache.blob_ids(origin.url, None, later, ["deps.lock"]) == {
+        "deps.lock": found["deps.lock"]
+    }
+    changed = origin.commit({"deps.lock": "v2"})
+    assert cache.blob_ids(origin.url, None, changed, ["deps.lock"]) != {
+        "deps.lock": found["deps.lock"]
+    }
+    with pytest.raises(SourceUnavailable) as err:
+        cache.blob_ids(origin.url, None, "f" * 40, ["deps.lock"])
+    assert err.value.reason == reasons.SHA_NOT_FOUND
+
+
+def test_key_file_blobs_through_the_sources_pool(origin: Origin, tmp_path: Path) -> None:
+    import asyncio
+
+    from conveyor.api import parse_pipeline_spec
+    from conveyor.reconcile.sources import Sources
+
+    sha = origin.commit({"deps.lock": "v1"})
+    sources = Sources(None, tmp_path / "sources", local=True)  # type: ignore[arg-type]
+    spec = parse_pipeline_spec(
+        {"source": {"url": origin.url}, "jobs": [{"name": "j", "script": ["x"]}]}
+    )
+    found = asyncio.run(sources.key_file_blobs("ns", spec, sha, ["deps.lock", "none"]))
+    assert found == {"deps.lock": (origin("rev-parse", f"{sha}:deps.lock"),), "none": ()}
+    # Without a source no file exists: the key is PREFIX-default, as GitLab's for missing files.
+    sourceless = parse_pipeline_spec({"jobs": [{"name": "j", "script": ["x"]}]})
+    assert asyncio.run(sources.key_file_blobs("ns", sourceless, sha, ["deps.lock"])) == {
+        "deps.lock": ()
+    }

@@ -391,17 +391,81 @@ def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
     assert attempts._from_observed(script).reason == "ScriptFailure"
 
 
-def test_a_cache_with_key_files_fails_its_job_saying_it_is_not_supported():
+def _plan(spec, job, checkout=True):
+    return plans.transfer_plan(
+        spec=spec,
+        job=job,
+        attempt=plans.AttemptRef("team-a", "app-1", "u1", job.name, 1),
+        sources=(),
+        pipeline_name="app",
+        project_dir="/builds/team-a/app",
+        lookup=lambda _: None,
+        presign=CLIENT.presign,
+        seconds=3600,
+        max_bytes=1000,
+        checkout=checkout,
+    )
+
+
+def test_a_cache_with_key_files_is_keyed_by_the_blob_ids_the_operator_read():
+    import hashlib
+
     from conveyor.kube.jobspec import JobOptions
-    from conveyor.reconcile.artifacts import KEY_FILES_UNSUPPORTED, ArtifactService, Prepared
+    from conveyor.reconcile.artifacts import KEY_FILES_UNREAD, ArtifactService, Prepared
 
     spec = parse_pipeline_spec(
         {"jobs": [{"name": "j", "script": ["true"],
-                   "cache": [{"keyFiles": {"files": ["go.sum"]}, "paths": [".go/"]}]}]}
+                   "cache": [{"keyFiles": {"files": ["go.sum", "*.mod"]}, "paths": [".go/"]},
+                             {"keyFiles": {"files": ["none.lock"], "prefix": "p"},
+                              "paths": ["x"]}]}]}
     )  # fmt: skip
     service = ArtifactService(None, CONFIG, JobOptions())  # type: ignore[arg-type]
-    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(
-        refusal=KEY_FILES_UNSUPPORTED
-    )
+    service._client = CLIENT
+    # Without the blob ids (the controller reads them first) the job fails, saying so.
+    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(refusal=KEY_FILES_UNREAD)
+    blobs = {"go.sum": ("2" * 40,), "*.mod": ("1" * 40, "2" * 40), "none.lock": ()}
+    prepared = service.prepare(RUN, spec, spec.jobs[0], 1, {}, blobs)
+    assert prepared.plan is not None
+    caches = json.loads(prepared.plan)["caches"]
+    digest = hashlib.sha1(("1" * 40 + "-" + "2" * 40).encode()).hexdigest()
+    assert caches[0]["push"]["key"] == f"0_go_*-{digest}"
+    assert [k["key"] for k in caches[0]["pull"]] == [f"0_go_*-{digest}"]
+    assert caches[1]["push"]["key"] == "p-default"  # no such file: GitLab's `default`
     unconfigured = ArtifactService(None, None, JobOptions())  # type: ignore[arg-type]
     assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(refusal=NOT_CONFIGURED)
+
+
+def test_untracked_is_in_the_plan_and_the_checkout_lists_tracked_files():
+    from conveyor.kube.jobspec import CHECKOUT_CONTAINER
+
+    spec = parse_pipeline_spec(
+        {"source": {"url": "https://git.example.com/app.git"},
+         "jobs": [{"name": "j", "script": ["true"],
+                   "artifacts": {"untracked": True, "exclude": ["*.log"]},
+                   "cache": [{"key": "k", "untracked": True}, {"key": "p", "paths": ["x"]}]},
+                  {"name": "plain", "script": ["true"], "artifacts": {"paths": ["x"]}}]}
+    )  # fmt: skip
+    job, plain = spec.jobs
+    plan = _plan(spec, job)
+    assert plan["trackedFile"] == plans.TRACKED_FILE
+    assert plan["artifacts"]["untracked"] is True and plan["artifacts"]["paths"] == []
+    assert plan["artifacts"]["exclude"] == ["*.log"]
+    assert [c["untracked"] for c in plan["caches"]] == [True, False]
+    # No checkout (a pipeline without a source): no list, every file is untracked.
+    assert "trackedFile" not in _plan(spec, job, checkout=False)
+    assert "trackedFile" not in _plan(spec, plain)
+    assert _plan(spec, plain)["artifacts"]["untracked"] is False
+
+    def checkout_env(job, transfer):
+        built = build_job(run=RUN, pipeline=spec, job=job, attempt=1, transfer=transfer)
+        (checkout,) = [
+            c for c in built["spec"]["template"]["spec"]["initContainers"]
+            if c["name"] == CHECKOUT_CONTAINER
+        ]  # fmt: skip
+        return {e["name"]: e.get("value") for e in checkout["env"]}
+
+    assert checkout_env(job, "plan-x")["CONVEYOR_TRACKED_FILE"] == plans.TRACKED_FILE
+    assert "CONVEYOR_TRACKED_FILE" not in checkout_env(plain, "plan-x")
+    assert "CONVEYOR_TRACKED_FILE" not in checkout_env(job, None)
+    # Outside the project directory: never archived itself.
+    assert not plans.TRACKED_FILE.startswith("/builds/team-a/")

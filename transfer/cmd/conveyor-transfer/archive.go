@@ -44,8 +44,10 @@ func matchSegments(pat, name []string) bool {
 }
 
 // Select lists the files, directories and symlinks under root that the patterns take (a
-// matched directory brings everything under it), minus those an exclude pattern matches.
-func Select(root string, include, exclude []string) ([]string, error) {
+// matched directory brings everything under it), minus those an exclude pattern matches. With
+// untracked (not nil), every file (or symlink) git does not track is taken too, ignored ones
+// included, never the repository's own .git: GitLab's `untracked: true`.
+func Select(root string, include, exclude []string, untracked Tracked) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -64,11 +66,48 @@ func Select(root string, include, exclude []string) ([]string, error) {
 		}
 		if matchesAny(include, rel) || underMatch(include, rel) {
 			out = append(out, rel)
+		} else if untracked != nil && rel != ".git" && !strings.HasPrefix(rel, ".git/") &&
+			!d.IsDir() && !untracked.tracks(rel) {
+			out = append(out, rel)
 		}
 		return nil
 	})
 	sort.Strings(out)
 	return out, err
+}
+
+// Tracked is the set of paths git tracks in the project directory. Not nil, even empty: the
+// untracked files are wanted.
+type Tracked map[string]bool
+
+// ReadTracked reads the list the checkout wrote (`git ls-files -z`); file "": nothing was
+// checked out, git tracks nothing.
+func ReadTracked(file string) (Tracked, error) {
+	t := Tracked{}
+	if file == "" {
+		return t, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("the list of the files git tracks, written by the checkout: %w", err)
+	}
+	for _, name := range strings.Split(string(data), "\x00") {
+		if name != "" {
+			t[name] = true
+		}
+	}
+	return t, nil
+}
+
+// tracks: git tracks rel, or a folder above it (a submodule is one entry of git ls-files, and
+// git ls-files --others lists nothing inside it).
+func (t Tracked) tracks(rel string) bool {
+	for p := rel; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		if t[p] {
+			return true
+		}
+	}
+	return false
 }
 
 func matchesAny(patterns []string, rel string) bool {

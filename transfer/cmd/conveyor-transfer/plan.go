@@ -17,9 +17,12 @@ type Plan struct {
 	Downloads  []Dependency `json:"downloads"`
 	Artifacts  *Artifacts   `json:"artifacts"`
 	Caches     []Cache      `json:"caches"`
-	CA         string       `json:"ca"`       // PEM of the store's CA, when not a public one
-	Insecure   bool         `json:"insecure"` // skip TLS verification (the operator's option)
-	client     *http.Client
+	// TrackedFile lists the files git tracks (`git ls-files -z`, written by the checkout) for
+	// `untracked: true`; empty: the pod checks nothing out, so git tracks nothing.
+	TrackedFile string `json:"trackedFile"`
+	CA          string `json:"ca"`       // PEM of the store's CA, when not a public one
+	Insecure    bool   `json:"insecure"` // skip TLS verification (the operator's option)
+	client      *http.Client
 }
 
 // Dependency is one earlier job's artifacts archive and the sha256 the operator recorded for
@@ -34,6 +37,7 @@ type Dependency struct {
 type Artifacts struct {
 	Name        string   `json:"name"`
 	Paths       []string `json:"paths"`
+	Untracked   bool     `json:"untracked"` // also every file git does not track (GitLab's untracked)
 	Exclude     []string `json:"exclude"`
 	When        string   `json:"when"`
 	URL         string   `json:"url"`         // presigned PUT of the archive
@@ -43,10 +47,11 @@ type Artifacts struct {
 
 // Cache is one of the job's caches: keys to try in order, and the key to push.
 type Cache struct {
-	Paths []string   `json:"paths"`
-	Pull  []CacheKey `json:"pull"`
-	Push  *CacheKey  `json:"push"`
-	When  string     `json:"when"`
+	Paths     []string   `json:"paths"`
+	Untracked bool       `json:"untracked"`
+	Pull      []CacheKey `json:"pull"`
+	Push      *CacheKey  `json:"push"`
+	When      string     `json:"when"`
 }
 
 type CacheKey struct {

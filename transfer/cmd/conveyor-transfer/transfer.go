@@ -151,7 +151,15 @@ func Upload(p *Plan, status string, out io.Writer) error {
 		if c.Push == nil || !when(c.When, status) {
 			continue
 		}
-		names, err := Select(p.ProjectDir, c.Paths, nil)
+		var err error
+		var untracked Tracked
+		if c.Untracked {
+			if untracked, err = ReadTracked(p.TrackedFile); err != nil {
+				fmt.Fprintf(out, "WARNING: cache %s not saved: %v\n", c.Push.Key, err)
+				continue
+			}
+		}
+		names, err := Select(p.ProjectDir, c.Paths, nil, untracked)
 		if err != nil {
 			fmt.Fprintf(out, "WARNING: cache %s not saved: %v\n", c.Push.Key, err)
 			continue
@@ -174,7 +182,14 @@ func Upload(p *Plan, status string, out io.Writer) error {
 
 func uploadArtifacts(p *Plan, a *Artifacts, out io.Writer) error {
 	fmt.Fprintln(out, "Uploading artifacts...")
-	names, err := Select(p.ProjectDir, a.Paths, a.Exclude)
+	var untracked Tracked
+	if a.Untracked {
+		var err error
+		if untracked, err = ReadTracked(p.TrackedFile); err != nil {
+			return fmt.Errorf("collecting the untracked files: %w", err)
+		}
+	}
+	names, err := Select(p.ProjectDir, a.Paths, a.Exclude, untracked)
 	if err != nil {
 		return fmt.Errorf("collecting the artifacts: %w", err)
 	}

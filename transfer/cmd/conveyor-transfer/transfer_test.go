@@ -55,7 +55,7 @@ func TestSelectIncludesDirectoriesAndExcludes(t *testing.T) {
 	writeFiles(t, root, map[string]string{
 		"bin/app": "x", "bin/debug.log": "y", "src/main.go": "z", "out/report.xml": "r",
 	})
-	got, err := Select(root, []string{"bin", "out/*.xml"}, []string{"**/*.log"})
+	got, err := Select(root, []string{"bin", "out/*.xml"}, []string{"**/*.log"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func TestSelectIncludesDirectoriesAndExcludes(t *testing.T) {
 func TestArchiveRoundTrip(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
 	writeFiles(t, src, map[string]string{"a/b.txt": "hello", "c": "world"})
-	names, _ := Select(src, []string{"a", "c"}, nil)
+	names, _ := Select(src, []string{"a", "c"}, nil, nil)
 	var buf bytes.Buffer
 	if n, err := WriteArchive(&buf, src, names); err != nil || n != 2 {
 		t.Fatalf("WriteArchive: %d, %v", n, err)
@@ -91,7 +91,7 @@ func TestExtractOpensDirectoriesUnderUmaskZero(t *testing.T) {
 	if err := os.Chmod(filepath.Join(src, "out/deep/app.txt"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	names, _ := Select(src, []string{"out"}, nil)
+	names, _ := Select(src, []string{"out"}, nil, nil)
 	var buf bytes.Buffer
 	if _, err := WriteArchive(&buf, src, names); err != nil {
 		t.Fatal(err)
