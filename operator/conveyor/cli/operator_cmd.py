@@ -255,6 +255,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how often the store is swept of deleted runs' and expired artifacts (5m)",
     )
     store.add_argument(
+        "--artifact-download-ttl",
+        type=_duration,
+        default="15m",
+        metavar="DURATION",
+        help="how long an ArtifactDownload (a team member's download request) is kept before "
+        "the operator deletes it (15m); its URL works 5 minutes at most, never longer than this",
+    )
+    store.add_argument(
         "--transfer-image",
         default=DEFAULT_TRANSFER_IMAGE,
         help="image of the static transfer binary copied into job pods",
@@ -352,7 +360,7 @@ def crds_served(api: client.ApiClient) -> bool:
             return False
         raise
     names = {r.name for r in resources.resources}
-    return {"pipelines", "pipelineruns"} <= names
+    return {"pipelines", "pipelineruns", "artifactdownloads"} <= names
 
 
 def lease_of(args: argparse.Namespace) -> tuple[str, str]:
@@ -478,7 +486,8 @@ def run_operator(args: argparse.Namespace) -> int:
     try:
         if not crds_served(api):
             return fail(
-                f"the API server does not serve {GROUP}/{VERSION} pipelines and pipelineruns: "
+                f"the API server does not serve {GROUP}/{VERSION} pipelines, pipelineruns and "
+                "artifactdownloads: "
                 "install the CRDs first (kubectl apply -f crds/)"
             )
     except ApiException as e:
@@ -511,6 +520,7 @@ def run_operator(args: argparse.Namespace) -> int:
     RUNTIME.webhook_address = args.webhook
     RUNTIME.metrics_address = args.metrics
     RUNTIME.options = options
+    RUNTIME.download_ttl = args.artifact_download_ttl
     kopf.run(
         standalone=True,
         clusterwide=not args.namespaces,
