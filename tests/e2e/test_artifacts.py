@@ -7,15 +7,20 @@ never open another's objects, and caches carry over between runs."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import io
 import json
+import socket
 import tarfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -403,6 +408,87 @@ def test_a_download_request_gets_one_objects_url_from_its_own_namespace_only(
         timeout=120,
         what=f"artifactdownload {name} deleted after its TTL",
     )
+
+
+@contextmanager
+def _forwarder(upstream: tuple[str, int]) -> Iterator[tuple[int, list[int]]]:
+    """A TCP forwarder on 127.0.0.1 in front of `upstream`, as a load balancer in front of a
+    store would be: (its port, a list that grows by one per connection)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed
+            seen.append(1)
+            out = socket.create_connection(upstream, timeout=10)
+            threading.Thread(target=pump, args=(conn, out), daemon=True).start()
+            threading.Thread(target=pump, args=(out, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], seen
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        listener.close()
+
+
+def test_download_urls_name_the_store_as_users_reach_it(
+    conveyor: Conveyor, operator: Operator, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    """--artifact-download-endpoint: the operator reaches the store at one address, users at
+    another (here a forwarder on 127.0.0.1, as a load balancer would be): download URLs are
+    signed for the users' address, and the download goes through it."""
+    info = store_info()
+    assert info
+    host, port = info["endpoint"].split("://", 1)[1].rsplit(":", 1)
+    conveyor.create(
+        pipeline(
+            "pub",
+            [
+                {
+                    "name": "make",
+                    "stage": "build",
+                    "image": "busybox:1.36",
+                    "script": ["echo published > pub.txt"],
+                    "artifacts": {"paths": ["pub.txt"]},
+                }
+            ],
+            stages=["build"],
+            **real.placement(),
+        )
+    )
+    bind(clusters, conveyor.ns, [("developer", "edit")])
+    with _forwarder((host, int(port))) as (public, seen):
+        endpoint = f"http://127.0.0.1:{public}"
+        with operator_with(operator, "--artifact-download-endpoint", endpoint):
+            conveyor.create(run("pub-1", "pub"))
+            done = conveyor.wait_finished("pub-1", timeout=240)
+            assert done["status"]["phase"] == "Succeeded", done["status"]
+            wait_until(
+                lambda: job_status(conveyor.get_run("pub-1"), "make").get("artifacts"),
+                what="status.jobs[make].artifacts",
+            )
+            _wait_can_create_downloads(clusters, conveyor.ns, "developer")
+            before = len(seen)
+            out = conveyor_cli(
+                clusters, "artifacts", "pub-1", "make", "-o", str(tmp_path), "-n", conveyor.ns,
+                context="ci-as-developer",
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            assert (tmp_path / "pub.txt").read_text() == "published\n"
+            assert len(seen) > before  # through the users' address
 
 
 def test_one_namespaces_job_cannot_fetch_anothers_artifacts(

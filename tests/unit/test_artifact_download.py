@@ -235,3 +235,60 @@ def test_the_cli_asks_with_a_generated_name():
     assert len(request_body("r" * 63, "j" * 200, None)["metadata"]["generateName"]) <= 41
     args = build_parser().parse_args(["artifacts", "r1", "build"])
     assert (args.direct, args.timeout, args.output) == (False, 60, ".")
+
+
+def _downloads(config, ttl=datetime.timedelta(minutes=15)):
+    import dataclasses
+
+    from conveyor.kube.jobspec import JobOptions
+    from conveyor.reconcile.artifacts import ArtifactService
+    from conveyor.reconcile.downloads import Downloads
+
+    service = ArtifactService(None, config, JobOptions())  # type: ignore[arg-type]
+    service._client = StoreClient(dataclasses.replace(config), Credentials("AK", "SK"))
+    return Downloads(None, service, None, lambda: NOW, ttl)  # type: ignore[arg-type]
+
+
+def test_the_operator_answers_from_the_run_of_the_requests_namespace_in_its_view():
+    runs = {("team", "r1"): [_run([BUILD])], ("other", "r2"): [_run([BUILD], name="r2")]}
+    downloads = _downloads(CONFIG)
+    status = downloads._status("team", {"run": "r1", "job": "build"}, runs)
+    assert status["phase"] == ad.READY
+    assert f"/conveyor/artifacts/team/r1-{UID}/build/2/" in status["url"]
+    # A request's TTL shorter than five minutes bounds its URL.
+    short = _downloads(CONFIG, datetime.timedelta(seconds=30))
+    assert "X-Amz-Expires=30&" in short._status("team", {"run": "r1", "job": "build"}, runs)["url"]
+    # Without a store: refused, saying so.
+    none = _downloads(CONFIG)
+    none.artifacts.config = None
+    refused = none._status("team", {"run": "r1", "job": "build"}, runs)
+    assert refused["reason"] == ad.STORE_UNAVAILABLE and "no artifact store" in refused["error"]
+
+
+def test_download_urls_are_signed_for_the_endpoint_users_reach():
+    import dataclasses
+
+    public = dataclasses.replace(CONFIG, download_endpoint="https://s3.example.com")
+    runs = {("team", "r1"): [_run([BUILD])]}
+    status = _downloads(public)._status("team", {"run": "r1", "job": "build"}, runs)
+    parts = urllib.parse.urlsplit(status["url"])
+    assert (parts.scheme, parts.netloc) == ("https", "s3.example.com")
+    # Signed for that host: S3 checks the Host header it receives against the signature.
+    assert _verify(status["url"], "GET")
+    assert not _verify(status["url"].replace("s3.example.com", "10.0.0.1:9000"), "GET")
+    args = build_parser().parse_args(
+        [
+            "operator",
+            "--artifact-store-endpoint",
+            "http://minio.store.svc:9000",
+            "--artifact-store-secret",
+            "s",
+            "--artifact-download-endpoint",
+            "https://s3.example.com/",
+        ]
+    )
+    from conveyor.cli.operator_cmd import store_config
+
+    config = store_config(args)
+    assert config is not None and config.download_endpoint == "https://s3.example.com"
+    assert args.artifact_download_ttl == datetime.timedelta(minutes=15)

@@ -13,6 +13,7 @@ from their Secret with the user's own identity (only those RBAC lets read it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import os
@@ -148,6 +149,10 @@ def _answer(kube: Kube, ns: str, name: str, seconds: int) -> dict[str, Any] | No
     return None
 
 
+class Oversized(Exception):
+    """The store sent more bytes than the record says the archive has."""
+
+
 def _fetch(url: str, dest: IO[bytes], limit: int) -> str:
     """Streams `url` into `dest`, at most `limit` bytes; returns sha256:<hex>. Errors never
     show the URL (a bearer credential)."""
@@ -158,7 +163,7 @@ def _fetch(url: str, dest: IO[bytes], limit: int) -> str:
             while chunk := resp.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise OSError(f"the archive is larger than its recorded {limit} bytes")
+                    raise Oversized(f"larger than the recorded {limit} bytes")
                 digest.update(chunk)
                 dest.write(chunk)
     except urllib.error.HTTPError as e:
@@ -174,33 +179,48 @@ def cmd_artifacts(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     created = kube.create_download(ns, request_body(args.run, args.job, args.attempt))
     name = created["metadata"]["name"]
     try:
-        status = _answer(kube, ns, name, args.timeout)
-        if status is None:
-            return fail(
-                f"no answer to artifactdownload {name} in namespace {ns} within {args.timeout}s: "
-                "is the Conveyor operator running, with an artifact store, and watching this "
-                "namespace? (kubectl -n conveyor-system get pods, and its log)"
-            )
-        if status.get("phase") != "Ready":
-            return fail(f"{status.get('error') or 'refused'} ({status.get('reason')})")
-        with tempfile.TemporaryFile() as archive:
-            try:
-                digest = _fetch(status["url"], archive, int(status.get("size") or MAX_ARCHIVE))
-            except OSError as e:
-                return fail(f"downloading the artifacts of {args.job}: {e}")
-            if digest != status.get("digest"):
-                return fail(
-                    f"the archive downloaded is not the one its job uploaded ({digest}, recorded "
-                    f"{status.get('digest')}): nothing extracted"
-                )
-            size = archive.tell()
-            archive.seek(0)
-            dest = Path(args.output)
-            dest.mkdir(parents=True, exist_ok=True)
-            names = safe_extract(archive, dest)
-        _report(status.get("name") or "artifacts", names, size, digest, dest)
-        return 0
+        return _download(args, kube, ns, name)
     finally:
+        _forget(kube, ns, name)
+
+
+def _download(args: argparse.Namespace, kube: Kube, ns: str, name: str) -> int:
+    status = _answer(kube, ns, name, args.timeout)
+    if status is None:
+        return fail(
+            f"no answer to artifactdownload {name} in namespace {ns} within {args.timeout}s: "
+            "is the Conveyor operator running, with an artifact store, and watching this "
+            "namespace? (kubectl -n conveyor-system get pods, and its log)"
+        )
+    if status.get("phase") != "Ready":
+        return fail(f"{status.get('error') or 'refused'} ({status.get('reason')})")
+    recorded = status.get("digest")
+    with tempfile.TemporaryFile() as archive:
+        try:
+            digest = _fetch(status["url"], archive, int(status.get("size") or MAX_ARCHIVE))
+        except Oversized as e:
+            digest = str(e)
+        except OSError as e:
+            return fail(f"downloading the artifacts of {args.job}: {e}")
+        if digest != recorded:
+            return fail(
+                f"the archive downloaded is not the one its job uploaded ({digest}, recorded "
+                f"{recorded}): nothing extracted"
+            )
+        size = archive.tell()
+        archive.seek(0)
+        dest = Path(args.output)
+        dest.mkdir(parents=True, exist_ok=True)
+        names = safe_extract(archive, dest)
+    _report(status.get("name") or "artifacts", names, size, digest, dest)
+    return 0
+
+
+def _forget(kube: Kube, ns: str, name: str) -> None:
+    """Deletes the request; if that fails, the operator's TTL sweep deletes it."""
+    from kubernetes.client.rest import ApiException
+
+    with contextlib.suppress(ApiException, OSError):
         kube.delete_download(ns, name)
 
 

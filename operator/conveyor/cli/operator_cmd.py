@@ -255,6 +255,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how often the store is swept of deleted runs' and expired artifacts (5m)",
     )
     store.add_argument(
+        "--artifact-download-endpoint",
+        metavar="URL",
+        help="the store as users of `conveyor artifacts` reach it, when not at "
+        "--artifact-store-endpoint (e.g. an in-cluster Service): their download URLs are "
+        "signed for this host, so whatever is in front of the store must pass the Host header on",
+    )
+    store.add_argument(
         "--artifact-download-ttl",
         type=_duration,
         default="15m",
@@ -299,6 +306,7 @@ def store_config(args: argparse.Namespace) -> StoreConfig | None:
         ca_file=args.artifact_store_ca_file,
         insecure=args.artifact_store_insecure,
         max_artifact_bytes=args.artifact_max_size,
+        download_endpoint=(args.artifact_download_endpoint or "").rstrip("/") or None,
     )
 
 

@@ -9,6 +9,7 @@ logged, nor put in an event.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,8 +21,9 @@ from conveyor.api import artifactdownload as ad
 from conveyor.kube.client import Kube
 from conveyor.reconcile.artifacts import ArtifactService
 from conveyor.store import download
-from conveyor.store.client import StoreError
+from conveyor.store.client import StoreClient, StoreError
 from conveyor.store.config import NOT_CONFIGURED
+from conveyor.store.plan import Presign
 
 log = logging.getLogger("conveyor.downloads")
 
@@ -46,6 +48,19 @@ class Downloads:
         self.io = io
         self.clock = clock
         self.ttl = ttl
+        self._public: StoreClient | None = None  # presigns for --artifact-download-endpoint
+
+    def _presigner(self) -> Presign:
+        """Presigns for the store as users reach it (--artifact-download-endpoint, else the
+        operator's own endpoint), with the store's credentials."""
+        client = self.artifacts.client()
+        config = client.config
+        if not config.download_endpoint or config.download_endpoint == config.endpoint:
+            return client.presign
+        if self._public is None or self._public.credentials != client.credentials:
+            public = dataclasses.replace(config, endpoint=config.download_endpoint)
+            self._public = StoreClient(public, client.credentials)
+        return self._public.presign
 
     def _run(self, runs: Lookup, namespace: str, name: str) -> Mapping[str, Any] | None:
         """The run `name` of `namespace`, from the view, else the API server (blocking)."""
@@ -67,7 +82,7 @@ class Downloads:
         if self.artifacts.config is None:
             return download.refused(ad.STORE_UNAVAILABLE, NO_STORE)
         try:
-            presign = self.artifacts.client().presign
+            presign = self._presigner()
         except (StoreError, ApiException, OSError) as e:
             reason = f"{e.status} {e.reason}" if isinstance(e, ApiException) else str(e)
             return download.refused(
