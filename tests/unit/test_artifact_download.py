@@ -122,6 +122,32 @@ def test_refusals_name_why(spec, run, reason, words):
     assert refusal.reason == reason and words in refusal.message, refusal
 
 
+def test_a_job_without_artifacts_in_the_recorded_pipeline_kept_none():
+    """A job that keeps no artifacts never gets a record: it is not 'not recorded yet'."""
+    pipeline = {
+        "jobs": [
+            {"name": "build", "script": ["make"], "artifacts": {"paths": ["bin/"]}},
+            {"name": "test", "script": ["make test"]},
+        ]
+    }
+    test = {"name": "test", "phase": "Succeeded", "attempt": 1}
+    run = _run([BUILD, test])
+    run["status"]["pipelineSpec"] = pipeline
+    refusal = _decide({"run": "r1", "job": "test"}, run)
+    assert isinstance(refusal, download.Refusal) and refusal.reason == ad.NO_ARTIFACTS
+    assert "job test of run r1 (attempt 1) kept no artifacts" in refusal.message
+    running = _run([{**test, "phase": "Running"}])
+    running["status"]["pipelineSpec"] = pipeline
+    assert _decide({"run": "r1", "job": "test"}, running).reason == ad.NO_ARTIFACTS
+    # The job that does keep some, finished but not read yet: try again shortly.
+    unread = _run([{"name": "build", "phase": "Succeeded", "attempt": 1}])
+    unread["status"]["pipelineSpec"] = pipeline
+    assert _decide({"run": "r1", "job": "build"}, unread).reason == ad.NOT_RECORDED
+    assert download.keeps_artifacts(unread, "build") is True
+    assert download.keeps_artifacts(unread, "nope") is None
+    assert download.keeps_artifacts(_run([]), "build") is None  # not started: no record
+
+
 def test_expired_artifacts_are_refused_from_their_expiry_on():
     spec, run = {"run": "r1", "job": "build"}, _run([BUILD])
     expiry = datetime.datetime(2026, 12, 1, 12, tzinfo=datetime.UTC)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api import artifactdownload as ad
-from conveyor.api.codec import format_time, parse_time
+from conveyor.api.codec import ModelError, format_time, parse_time
+from conveyor.api.pipeline import parse_pipeline_spec
 from conveyor.store import plan as plans
 
 # How long a download URL works: long enough to start the download (S3 checks the signature
@@ -71,6 +72,8 @@ def decide(
             f"not of attempt {wanted}",
         )
     where = f"job {job} of run {run_name} (attempt {latest})"
+    if "artifacts" not in entry and keeps_artifacts(run, job) is False:
+        return Refusal(ad.NO_ARTIFACTS, f"{where} kept no artifacts (it has no `artifacts`)")
     if "artifacts" not in entry:
         phase = entry.get("phase")
         if phase in ("Succeeded", "Failed"):
@@ -103,6 +106,20 @@ def decide(
         size=int(record.get("size") or 0),
         expires_at=expires if isinstance(expires, str) else None,
     )
+
+
+def keeps_artifacts(run: Mapping[str, Any], job: str) -> bool | None:
+    """Whether `job` keeps artifacts in the pipeline the run started with (its recorded
+    status.pipelineSpec); None when that cannot be said."""
+    recorded = (run.get("status") or {}).get("pipelineSpec")
+    if not isinstance(recorded, Mapping):
+        return None
+    try:
+        spec = parse_pipeline_spec(recorded)
+    except ModelError:
+        return None
+    found = spec.job(job)
+    return None if found is None else plans.keeps_artifacts(found)
 
 
 def answer(
