@@ -100,7 +100,7 @@ def store_options(clusters: Clusters) -> tuple[str, ...]:
         "5s",
         # Short, so that a test sees download requests go (the sweep runs at least this often).
         "--artifact-download-ttl",
-        "30s",
+        "60s",
     )
 
 

@@ -350,8 +350,9 @@ def test_a_download_request_gets_one_objects_url_from_its_own_namespace_only(
         urllib.request.urlopen(put, timeout=10)
     assert refused.value.code == 403
     parts = urllib.parse.urlsplit(url)
-    other = parts._replace(path=parts.path.replace("/make/1/", "/lint/1/"))
-    assert _http_status(urllib.parse.urlunsplit(other)) == 403
+    manifest = parts._replace(path=parts.path.replace("archive.tar.gz", "manifest.json"))
+    assert _store_client().head(manifest.path.split("/", 2)[2]) is not None  # it is there
+    assert _http_status(urllib.parse.urlunsplit(manifest)) == 403
     with urllib.request.urlopen(url, timeout=10) as resp:  # untouched
         assert resp.read() == data
 
@@ -403,10 +404,10 @@ def test_a_download_request_gets_one_objects_url_from_its_own_namespace_only(
         )
     assert denied.value.status == 403
 
-    # The operator deletes requests past their TTL (--artifact-download-ttl, 30s here).
+    # The operator deletes requests past their TTL (--artifact-download-ttl, 60s here).
     wait_until(
         lambda: name not in {d["metadata"]["name"] for d in _downloads(conveyor)},
-        timeout=120,
+        timeout=180,
         what=f"artifactdownload {name} deleted after its TTL",
     )
 
