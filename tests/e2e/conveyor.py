@@ -98,6 +98,9 @@ def store_options(clusters: Clusters) -> tuple[str, ...]:
         # Often, so that tests see deleted runs' and expired artifacts go.
         "--artifact-sweep-interval",
         "5s",
+        # Short, so that a test sees download requests go (the sweep runs at least this often).
+        "--artifact-download-ttl",
+        "60s",
     )
 
 
@@ -172,6 +175,7 @@ def install(clusters: Clusters) -> None:
         ("pipelineruns", "PipelineRun"),
         ("environments", "Environment"),
         ("approvals", "Approval"),
+        ("artifactdownloads", "ArtifactDownload"),
     ):
         wait_until(
             functools.partial(_served, api, plural, kind), what=f"{plural} served", timeout=60

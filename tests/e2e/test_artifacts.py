@@ -1,19 +1,26 @@
 """Artifacts and caches on the real nodes, through the local S3 store (versitygw, built from the
 Go module proxy): files a job keeps reach exactly the jobs GitLab's rules say, a job image with
-no tar/curl uploads them, `conveyor artifacts` downloads them byte for byte, one namespace's
-presigned URLs never open another's objects, and caches carry over between runs."""
+no tar/curl uploads them, team members download them byte for byte with `conveyor artifacts`
+(an ArtifactDownload the operator answers, no store credentials), one namespace's presigned URLs
+never open another's objects, and caches carry over between runs."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
 import hashlib
 import io
 import json
+import socket
 import tarfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +42,7 @@ from tests.e2e.conveyor import (
     store_info,
 )
 from tests.e2e.realnode import RealNodes
-from tests.e2e.support import Clusters, wait_until
+from tests.e2e.support import STATE, Clusters, wait_for_object, wait_until
 
 NO_TOOLS = "conveyor-test/shell-only:1"  # dash, cat and sleep only (hack/images/shell-only.sh)
 
@@ -170,9 +177,12 @@ def test_artifacts_reach_later_jobs_by_gitlabs_rules_and_download_byte_identical
     assert "expiresAt" in build_record
     assert job_status(done, "test").get("artifacts") is None  # it keeps none
 
-    # `conveyor artifacts` downloads what the pod wrote, byte for byte (the pod's own sha256).
-    info = store_info()
-    assert info
+    # A developer with `edit` downloads what the pod wrote, byte for byte (the pod's own sha256),
+    # without the store's credentials: `conveyor artifacts` asks the operator with an
+    # ArtifactDownload (the built-in `edit` has it by aggregation), then deletes it.
+    bind(clusters, conveyor.ns, [("developer", "edit"), ("approver1", "view")])
+    for user in ("developer", "approver1"):
+        _wait_can_create_downloads(clusters, conveyor.ns, user)
     out = conveyor_cli(
         clusters,
         "artifacts",
@@ -182,27 +192,48 @@ def test_artifacts_reach_later_jobs_by_gitlabs_rules_and_download_byte_identical
         str(tmp_path / "dl"),
         "-n",
         conveyor.ns,
-        "--store-endpoint",
-        info["endpoint"],
-        "--store-bucket",
-        info["bucket"],
-        "--store-secret",
-        f"conveyor-system/{STORE_SECRET}",
+        context="ci-as-developer",
     )
     assert out.returncode == 0, out.stderr
     blob = (tmp_path / "dl" / "blob.bin").read_bytes()
     assert len(blob) == 300000
     assert hashlib.sha256(blob).hexdigest() == (tmp_path / "dl" / "blob.sha256").read_text().strip()
     assert record["digest"] in out.stdout
+    assert "X-Amz-Signature" not in out.stdout + out.stderr
+    assert _downloads(conveyor) == []  # the CLI deleted its request
+    # `view` downloads too (GitLab's Reporters can): an approver reads what they approve.
+    out = conveyor_cli(
+        clusters,
+        "artifacts",
+        "arts-1",
+        "build",
+        "-o",
+        str(tmp_path / "viewer"),
+        "-n",
+        conveyor.ns,
+        context="ci-as-approver1",
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "viewer" / "app.txt").read_text() == "built-by-build\n"
+    # A job that kept nothing: the operator says so, and nothing is written.
+    none = conveyor_cli(
+        clusters, "artifacts", "arts-1", "test", "-o", str(tmp_path / "none"), "-n", conveyor.ns,
+        context="ci-as-developer",
+    )  # fmt: skip
+    assert none.returncode == 1
+    assert "job test of run arts-1 (attempt 1) kept no artifacts" in none.stderr
+    assert none.stderr.rstrip().endswith("(NoArtifacts)"), none.stderr
+    assert not (tmp_path / "none").exists()
 
-    # A developer who may edit the namespace (runs, Jobs, its Secrets) but not read the store's
-    # Secret cannot download directly: the CLI authorises with the user's kubeconfig.
-    bind(clusters, conveyor.ns, [("developer", "edit"), ("developer", "conveyor-edit")])
+    # The platform's direct path needs the store's Secret, which `edit` cannot read.
+    info = store_info()
+    assert info
     denied = conveyor_cli(
         clusters,
         "artifacts",
         "arts-1",
         "data",
+        "--direct",
         "-o",
         str(tmp_path / "no"),
         "-n",
@@ -214,6 +245,252 @@ def test_artifacts_reach_later_jobs_by_gitlabs_rules_and_download_byte_identical
     assert denied.returncode != 0
     assert "artifact-store" in denied.stderr or "forbidden" in denied.stderr.lower(), denied.stderr
     assert not (tmp_path / "no" / "blob.bin").exists()
+    # ... and works for the platform (the cluster's admin here).
+    direct = conveyor_cli(
+        clusters,
+        "artifacts",
+        "arts-1",
+        "data",
+        "--direct",
+        "-o",
+        str(tmp_path / "direct"),
+        "-n",
+        conveyor.ns,
+        "--store-endpoint",
+        info["endpoint"],
+        "--store-secret",
+        f"conveyor-system/{STORE_SECRET}",
+    )
+    assert direct.returncode == 0, direct.stderr
+    assert (tmp_path / "direct" / "blob.bin").read_bytes() == blob
+
+
+def _wait_can_create_downloads(clusters: Clusters, ns: str, user: str) -> None:
+    """Until the built-in role the user is bound to has aggregated Conveyor's rules."""
+    wait_until(
+        lambda: clusters.kubectl(
+            "ci", "auth", "can-i", "create", "artifactdownloads.conveyor.dev", "-n", ns,
+            "--as", user, check=False,
+        ).returncode == 0,
+        what=f"{user} may create artifactdownloads in {ns}",
+    )  # fmt: skip
+
+
+def _downloads(conveyor: Conveyor) -> list[dict[str, Any]]:
+    return conveyor.api.list_namespaced_custom_object(
+        "conveyor.dev", "v1alpha1", conveyor.ns, "artifactdownloads"
+    )["items"]
+
+
+def _request(run_name: str, job: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "conveyor.dev/v1alpha1",
+        "kind": "ArtifactDownload",
+        "metadata": {"generateName": f"{run_name}-"},
+        "spec": {"run": run_name, "job": job},
+    }
+
+
+def test_a_download_request_gets_one_objects_url_from_its_own_namespace_only(
+    conveyor: Conveyor, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    """An ArtifactDownload as the developer (`edit`): its answer is a GET of exactly the
+    archive, for a few minutes; another namespace's run is not found; only the operator
+    writes the answer (a developer's status patch and an admin's are refused); an outsider
+    cannot ask; the URL is in no event and no operator log line; the request goes after
+    its TTL."""
+    jobs = [
+        {
+            "name": "make",
+            "stage": "build",
+            "image": "busybox:1.36",
+            "script": ["echo mine > mine.txt"],
+            "artifacts": {"paths": ["mine.txt"]},
+        },
+        {"name": "lint", "stage": "build", "image": "busybox:1.36", "script": ["true"]},
+    ]
+    conveyor.create(pipeline("dl", jobs, stages=["build"], **real.placement()))
+    conveyor.create(run("dl-1", "dl"))
+    done = conveyor.wait_finished("dl-1", timeout=240)
+    assert done["status"]["phase"] == "Succeeded", done["status"]
+    wait_until(
+        lambda: job_status(conveyor.get_run("dl-1"), "make").get("artifacts"),
+        what="status.jobs[make].artifacts",
+    )
+    ns = conveyor.ns
+    bind(clusters, ns, [("developer", "edit")])
+    _wait_can_create_downloads(clusters, ns, "developer")
+    developer = client.CustomObjectsApi(clusters.api("ci-as-developer"))
+    group = ("conveyor.dev", "v1alpha1")
+
+    created = developer.create_namespaced_custom_object(
+        *group, ns, "artifactdownloads", _request("dl-1", "make")
+    )
+    name = created["metadata"]["name"]
+    answered = wait_for_object(
+        functools.partial(developer.list_namespaced_custom_object, *group, ns, "artifactdownloads"),
+        name,
+        lambda o: (o.get("status") or {}).get("phase"),
+    )
+    status = answered["status"]
+    assert status["phase"] == "Ready", status
+    (record,) = job_status(conveyor.get_run("dl-1"), "make")["artifacts"]
+    assert (status["digest"], status["size"], status["attempt"]) == (
+        record["digest"],
+        record["size"],
+        1,
+    )
+    url = status["url"]
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        data = resp.read()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == record["digest"]
+    # GET of that one object only: not a PUT over it, not another object with its signature.
+    put = urllib.request.Request(url, data=b"replaced", method="PUT")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(put, timeout=10)
+    assert refused.value.code == 403
+    parts = urllib.parse.urlsplit(url)
+    manifest = parts._replace(path=parts.path.replace("archive.tar.gz", "manifest.json"))
+    assert _store_client().head(manifest.path.split("/", 2)[2]) is not None  # it is there
+    assert _http_status(urllib.parse.urlunsplit(manifest)) == 403
+    with urllib.request.urlopen(url, timeout=10) as resp:  # untouched
+        assert resp.read() == data
+
+    # Only the operator writes the answer: not the developer (RBAC), nor an admin (admission).
+    forged = {"status": {"digest": "sha256:" + "0" * 64, "url": "http://evil.example/x"}}
+    for context, words in (("ci-as-developer", "forbidden"), ("ci", "Conveyor operator only")):
+        api = client.CustomObjectsApi(clusters.api(context))
+        with pytest.raises(client.ApiException) as denied:
+            api.patch_namespaced_custom_object_status(*group, ns, "artifactdownloads", name, forged)
+        assert denied.value.status == 403, (context, denied.value.body)
+        assert words in denied.value.body, denied.value.body
+    again = developer.get_namespaced_custom_object(*group, ns, "artifactdownloads", name)
+    assert again["status"] == status
+    # Nor does the request change to ask for something else once answered.
+    with pytest.raises(client.ApiException) as immutable:
+        conveyor.api.patch_namespaced_custom_object(
+            *group, ns, "artifactdownloads", name, {"spec": {"job": "lint"}}
+        )
+    assert immutable.value.status == 422 and "immutable" in immutable.value.body
+
+    # The URL is a bearer credential: in no event, and not in the operator's log.
+    signature = dict(urllib.parse.parse_qsl(parts.query))["X-Amz-Signature"]
+    events = client.CoreV1Api(clusters.api("ci")).list_namespaced_event(ns)
+    assert signature not in json.dumps([e.to_dict() for e in events.items], default=str)
+    assert signature not in (STATE / "logs" / "conveyor-operator.log").read_text(errors="replace")
+
+    # Another namespace's run is not found from here: the operator looks in the request's own.
+    other_ns = f"e2e-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(clusters.api("ci"))
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other_ns)))
+    try:
+        bind(clusters, other_ns, [("developer", "edit")])
+        _wait_can_create_downloads(clusters, other_ns, "developer")
+        out = conveyor_cli(
+            clusters, "artifacts", "dl-1", "make", "-o", str(tmp_path / "x"), "-n", other_ns,
+            context="ci-as-developer",
+        )  # fmt: skip
+        assert out.returncode == 1
+        assert f"no PipelineRun dl-1 in namespace {other_ns} (RunNotFound)" in out.stderr
+        assert not (tmp_path / "x").exists()
+    finally:
+        core.delete_namespace(other_ns)
+
+    # Someone with no role in the namespace cannot ask at all.
+    outsider = client.CustomObjectsApi(clusters.api("ci-as-outsider"))
+    with pytest.raises(client.ApiException) as denied:
+        outsider.create_namespaced_custom_object(
+            *group, ns, "artifactdownloads", _request("dl-1", "make")
+        )
+    assert denied.value.status == 403
+
+    # The operator deletes requests past their TTL (--artifact-download-ttl, 60s here).
+    wait_until(
+        lambda: name not in {d["metadata"]["name"] for d in _downloads(conveyor)},
+        timeout=180,
+        what=f"artifactdownload {name} deleted after its TTL",
+    )
+
+
+@contextmanager
+def _forwarder(upstream: tuple[str, int]) -> Iterator[tuple[int, list[int]]]:
+    """A TCP forwarder on 127.0.0.1 in front of `upstream`, as a load balancer in front of a
+    store would be: (its port, a list that grows by one per connection)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed
+            seen.append(1)
+            out = socket.create_connection(upstream, timeout=10)
+            threading.Thread(target=pump, args=(conn, out), daemon=True).start()
+            threading.Thread(target=pump, args=(out, conn), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1], seen
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        listener.close()
+
+
+def test_download_urls_name_the_store_as_users_reach_it(
+    conveyor: Conveyor, operator: Operator, clusters: Clusters, real: RealNodes, tmp_path: Path
+) -> None:
+    """--artifact-download-endpoint: the operator reaches the store at one address, users at
+    another (here a forwarder on 127.0.0.1, as a load balancer would be): download URLs are
+    signed for the users' address, and the download goes through it."""
+    info = store_info()
+    assert info
+    host, port = info["endpoint"].split("://", 1)[1].rsplit(":", 1)
+    conveyor.create(
+        pipeline(
+            "pub",
+            [
+                {
+                    "name": "make",
+                    "stage": "build",
+                    "image": "busybox:1.36",
+                    "script": ["echo published > pub.txt"],
+                    "artifacts": {"paths": ["pub.txt"]},
+                }
+            ],
+            stages=["build"],
+            **real.placement(),
+        )
+    )
+    bind(clusters, conveyor.ns, [("developer", "edit")])
+    with _forwarder((host, int(port))) as (public, seen):
+        endpoint = f"http://127.0.0.1:{public}"
+        with operator_with(operator, "--artifact-download-endpoint", endpoint):
+            conveyor.create(run("pub-1", "pub"))
+            done = conveyor.wait_finished("pub-1", timeout=240)
+            assert done["status"]["phase"] == "Succeeded", done["status"]
+            wait_until(
+                lambda: job_status(conveyor.get_run("pub-1"), "make").get("artifacts"),
+                what="status.jobs[make].artifacts",
+            )
+            _wait_can_create_downloads(clusters, conveyor.ns, "developer")
+            before = len(seen)
+            out = conveyor_cli(
+                clusters, "artifacts", "pub-1", "make", "-o", str(tmp_path), "-n", conveyor.ns,
+                context="ci-as-developer",
+            )  # fmt: skip
+            assert out.returncode == 0, out.stderr
+            assert (tmp_path / "pub.txt").read_text() == "published\n"
+            assert len(seen) > before  # through the users' address
 
 
 def test_one_namespaces_job_cannot_fetch_anothers_artifacts(
@@ -435,19 +712,8 @@ def test_a_trivy_scan_keeps_its_gitlab_report_as_an_artifact(
         return job_status(conveyor.get_run("scanned-1"), "scan").get("artifacts")
 
     wait_until(recorded, timeout=30, what="status.jobs[scan].artifacts")
-    info = store_info()
-    assert info
     out = conveyor_cli(
-        clusters,
-        "artifacts",
-        "scanned-1",
-        "scan",
-        "-o",
-        str(tmp_path),
-        "-n",
-        conveyor.ns,
-        "--store-endpoint",
-        info["endpoint"],
+        clusters, "artifacts", "scanned-1", "scan", "-o", str(tmp_path), "-n", conveyor.ns
     )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / REPORT).read_text())
@@ -471,6 +737,7 @@ def test_an_archive_replaced_in_the_store_never_reaches_an_approved_job(
     real: RealNodes,
     targets: None,
     target_namespace: str,
+    tmp_path: Path,
 ) -> None:
     """The production gate with artifacts. A `view` user finds no upload URL in any Job or pod
     (the plan is a Secret's, and `view` reads no Secret); whoever holds one anyway (an `edit`
@@ -524,6 +791,17 @@ def test_an_archive_replaced_in_the_store_never_reaches_an_approved_job(
     request = urllib.request.Request(upload, data=evil, method="PUT")
     with urllib.request.urlopen(request, timeout=10) as resp:
         assert resp.status == 200  # the store took it: only the digest check stands between
+
+    # A download of it now fails its digest check, nothing extracted (the approver's `view`
+    # may download).
+    _wait_can_create_downloads(clusters, ns, "approver1")
+    fetched = conveyor_cli(
+        clusters, "artifacts", "gated-1", "build", "-o", str(tmp_path / "got"), "-n", ns,
+        context="ci-as-approver1",
+    )  # fmt: skip
+    assert fetched.returncode == 1
+    assert "not the one its job uploaded" in fetched.stderr, fetched.stderr
+    assert "nothing extracted" in fetched.stderr and not (tmp_path / "got").exists()
 
     gate = wait_until(
         lambda: next(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api.approval import ApprovalSpec, ApprovalStatus
+from conveyor.api.artifactdownload import ArtifactDownloadSpec, ArtifactDownloadStatus
 from conveyor.api.environment import EnvironmentSpec, EnvironmentStatus
 from conveyor.api.fields import Validation
 from conveyor.api.meta import GROUP, VERSION
@@ -152,7 +153,28 @@ APPROVAL = Kind(
     ),
 )
 
-KINDS = (PIPELINE, PIPELINE_RUN, ENVIRONMENT, APPROVAL)
+ARTIFACT_DOWNLOAD = Kind(
+    kind="ArtifactDownload",
+    plural="artifactdownloads",
+    singular="artifactdownload",
+    short_names=("adl",),
+    spec=ArtifactDownloadSpec,
+    status=ArtifactDownloadStatus,
+    description="A request to download the artifacts of one job of a run of this namespace; "
+    "the operator answers with a short-lived presigned URL and the recorded digest.",
+    columns=(
+        _column("Run", ".spec.run", "The PipelineRun."),
+        _column("Job", ".spec.job", "The job."),
+        _column("Attempt", ".status.attempt", "The attempt answered for.", "integer"),
+        _column("Phase", ".status.phase", "Ready or Failed."),
+        _column("Reason", ".status.reason", "Why it failed."),
+        _column("Size", ".status.size", "Archive size in bytes.", "integer"),
+        _AGE,
+        _column("Error", ".status.error", "Why it failed, in words.", priority=1),
+    ),
+)
+
+KINDS = (PIPELINE, PIPELINE_RUN, ENVIRONMENT, APPROVAL, ARTIFACT_DOWNLOAD)
 
 
 def root_schema(kind: Kind) -> dict[str, Any]:

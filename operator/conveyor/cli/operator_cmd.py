@@ -255,6 +255,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how often the store is swept of deleted runs' and expired artifacts (5m)",
     )
     store.add_argument(
+        "--artifact-download-endpoint",
+        metavar="URL",
+        help="the store as users of `conveyor artifacts` reach it, when not at "
+        "--artifact-store-endpoint (e.g. an in-cluster Service): their download URLs are "
+        "signed for this host, so whatever is in front of the store must pass the Host header on",
+    )
+    store.add_argument(
+        "--artifact-download-ttl",
+        type=_duration,
+        default="15m",
+        metavar="DURATION",
+        help="how long an ArtifactDownload (a team member's download request) is kept before "
+        "the operator deletes it (15m); its URL works 5 minutes at most, never longer than this",
+    )
+    store.add_argument(
         "--transfer-image",
         default=DEFAULT_TRANSFER_IMAGE,
         help="image of the static transfer binary copied into job pods",
@@ -291,6 +306,7 @@ def store_config(args: argparse.Namespace) -> StoreConfig | None:
         ca_file=args.artifact_store_ca_file,
         insecure=args.artifact_store_insecure,
         max_artifact_bytes=args.artifact_max_size,
+        download_endpoint=(args.artifact_download_endpoint or "").rstrip("/") or None,
     )
 
 
@@ -352,7 +368,7 @@ def crds_served(api: client.ApiClient) -> bool:
             return False
         raise
     names = {r.name for r in resources.resources}
-    return {"pipelines", "pipelineruns"} <= names
+    return {"pipelines", "pipelineruns", "artifactdownloads"} <= names
 
 
 def lease_of(args: argparse.Namespace) -> tuple[str, str]:
@@ -478,7 +494,8 @@ def run_operator(args: argparse.Namespace) -> int:
     try:
         if not crds_served(api):
             return fail(
-                f"the API server does not serve {GROUP}/{VERSION} pipelines and pipelineruns: "
+                f"the API server does not serve {GROUP}/{VERSION} pipelines, pipelineruns and "
+                "artifactdownloads: "
                 "install the CRDs first (kubectl apply -f crds/)"
             )
     except ApiException as e:
@@ -510,6 +527,7 @@ def run_operator(args: argparse.Namespace) -> int:
         webhook_address=args.webhook,
         metrics_address=args.metrics,
         workers=args.workers,
+        download_ttl=args.artifact_download_ttl,
     )
     if args.git_cache is not None:
         runtime.git_cache = args.git_cache

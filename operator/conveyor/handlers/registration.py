@@ -5,6 +5,7 @@ threads, and these touch the event loop's work queue."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -16,11 +17,19 @@ from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
 from conveyor.engine.deploy_order import claim_entries, locks_of
-from conveyor.kube.client import APPROVALS, ENVIRONMENTS, PIPELINERUNS, PIPELINES, Kube
+from conveyor.kube.client import (
+    APPROVALS,
+    ARTIFACTDOWNLOADS,
+    ENVIRONMENTS,
+    PIPELINERUNS,
+    PIPELINES,
+    Kube,
+)
 from conveyor.kube.jobspec import LABEL_MANAGED_BY, LABEL_RUN, MANAGED_BY, JobOptions
 from conveyor.kube.observe import compact_job, observe_job
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import metrics_app
+from conveyor.reconcile.downloads import Downloads
 from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController
 from conveyor.reconcile.sources import Sources
@@ -30,6 +39,8 @@ from conveyor.triggers import webhook_app
 
 log = logging.getLogger("conveyor.handlers")
 OURS = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+# How often ArtifactDownloads past their TTL are deleted (and any left unanswered answered).
+DOWNLOAD_SWEEP_SECONDS = 30.0
 
 
 @dataclass
@@ -51,6 +62,9 @@ class Runtime:
     workers: int = 16
     controller: RunController | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # ArtifactDownloads: deleted this long after their creation (--artifact-download-ttl).
+    download_ttl: datetime.timedelta = datetime.timedelta(minutes=15)
+    downloads: Downloads | None = None
 
 
 @kopf.on.login()
@@ -72,6 +86,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Runtime, **_: Any) ->
     sources = Sources(memo.kube, memo.git_cache, local=memo.allow_local_repositories)
     controller = RunController(memo.kube, memo.options, sources)
     memo.controller = controller
+    memo.downloads = Downloads(
+        memo.kube, controller.artifacts, controller.io, utcnow, memo.download_ttl
+    )
     memo.triggers = TriggerManager(
         memo.kube,
         sources,
@@ -127,7 +144,16 @@ def _controller(memo: Runtime, **indices: Any) -> RunController:
             )
         )
         memo.tasks.append(asyncio.create_task(controller.work(memo.workers)))
+        memo.tasks.append(asyncio.create_task(_sweep_downloads(memo, indices["download_bodies"])))
     return controller
+
+
+async def _sweep_downloads(memo: Runtime, bodies: kopf.Index[Any, Any]) -> None:
+    downloads = memo.downloads
+    assert downloads is not None and memo.controller is not None
+    runs = memo.controller.views.runs if memo.controller.views else {}
+    interval = min(DOWNLOAD_SWEEP_SECONDS, memo.download_ttl.total_seconds())
+    await downloads.sweep(lambda: [b for v in list(bodies.values()) for b in v], runs, interval)
 
 
 # -- indices: the in-memory view of the cluster
@@ -176,6 +202,24 @@ def approvals_by_run(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any
     return {(namespace, run): _stored(body)} if run else {}
 
 
+# ArtifactDownloads, for the sweep (TTL, and answering any request an event missed).
+@kopf.index(GROUP, VERSION, ARTIFACTDOWNLOADS)
+def download_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    # Only what the sweep reads: never the URL of an answer.
+    meta = body["metadata"]
+    stored = {"namespace": namespace, "name": name}
+    stored["creationTimestamp"] = meta.get("creationTimestamp")
+    stored["deletionTimestamp"] = meta.get("deletionTimestamp")
+    phase = (body.get("status") or {}).get("phase")
+    return {
+        (namespace, name): {
+            "metadata": stored,
+            "spec": dict(body.get("spec") or {}),
+            "status": {"phase": phase} if phase else {},
+        }
+    }
+
+
 # -- events: each one queues the runs it concerns
 @kopf.on.event(GROUP, VERSION, PIPELINERUNS)
 async def run_event(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -> None:
@@ -214,6 +258,17 @@ async def approval_event(namespace: str, body: kopf.Body, **kwargs: Any) -> None
     run = (body.get("spec") or {}).get("pipelineRun")
     if run:
         _controller(**kwargs).run_changed((namespace, run))
+
+
+@kopf.on.event(GROUP, VERSION, ARTIFACTDOWNLOADS)
+async def download_event(
+    namespace: str, name: str, body: kopf.Body, type: str | None, **kwargs: Any
+) -> None:
+    controller = _controller(**kwargs)
+    downloads = kwargs["memo"].downloads
+    if type == "DELETED" or downloads is None or controller.views is None:
+        return
+    await downloads.answer(namespace, name, body, controller.views.runs)
 
 
 @kopf.on.event(GROUP, VERSION, ENVIRONMENTS)

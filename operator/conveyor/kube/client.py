@@ -23,6 +23,7 @@ PIPELINES = "pipelines"
 PIPELINERUNS = "pipelineruns"
 ENVIRONMENTS = "environments"
 APPROVALS = "approvals"
+ARTIFACTDOWNLOADS = "artifactdownloads"
 MERGE_PATCH = "application/merge-patch+json"
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -265,6 +266,54 @@ class Kube:
         return self.custom.patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, APPROVALS, name, {"status": patch}, _content_type=MERGE_PATCH
         )
+
+    def create_download(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, ARTIFACTDOWNLOADS, body
+        )
+
+    def patch_download_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            ARTIFACTDOWNLOADS,
+            name,
+            {"status": status},
+            _content_type=MERGE_PATCH,
+        )
+
+    def delete_download(self, namespace: str, name: str) -> None:
+        delete_ignoring_missing(
+            self.custom.delete_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            ARTIFACTDOWNLOADS,
+            name,
+        )
+
+    def watch_download(
+        self, namespace: str, name: str, timeout: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(event type, request) as ArtifactDownload `name` changes, from its current state, for
+        up to `timeout` seconds."""
+        from kubernetes import watch
+
+        stream = watch.Watch().stream(
+            self.custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            ARTIFACTDOWNLOADS,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=max(1, timeout),
+        )
+        for event in stream:
+            if event["type"] in ("ADDED", "MODIFIED", "DELETED"):
+                yield event["type"], event["object"]
 
     # -- batch/v1 Jobs and events
     def create_job(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:

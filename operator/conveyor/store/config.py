@@ -30,3 +30,6 @@ class StoreConfig:
     ca_file: str | None = None
     insecure: bool = False
     max_artifact_bytes: int = DEFAULT_MAX_ARTIFACT_BYTES
+    # The store as `conveyor artifacts` users reach it, when not at `endpoint` (an in-cluster
+    # address): their download URLs are signed for this host.
+    download_endpoint: str | None = None

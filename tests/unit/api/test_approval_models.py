@@ -177,6 +177,7 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
         "conveyor-jobs",
         "conveyor-cronjobs",
         "conveyor-job-pods",
+        "conveyor-artifactdownload-status",
     }
     for d in docs:
         assert d["apiVersion"] == "admissionregistration.k8s.io/v1"
@@ -196,6 +197,7 @@ def test_every_policy_has_a_binding_and_exempts_only_the_operator():
         "conveyor-approval-votes",
         "conveyor-approval-record",
         "conveyor-jobs",
+        "conveyor-artifactdownload-status",
     }
     assert all(users == {OPERATOR} for users in exempt.values())
 
