@@ -217,21 +217,21 @@ class Kube:
             propagation_policy="Background",
         )
 
+    def _patch_status(
+        self, plural: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A merge patch of one of Conveyor's objects' status subresource."""
+        return self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, plural, name, {"status": status}, _content_type=MERGE_PATCH
+        )
+
     def get_pipeline(self, namespace: str, name: str) -> dict[str, Any]:
         return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PIPELINES, name)
 
     def patch_pipeline_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            PIPELINES,
-            name,
-            {"status": status},
-            _content_type=MERGE_PATCH,
-        )
+        return self._patch_status(PIPELINES, namespace, name, status)
 
     def list_environments(self, namespace: str) -> list[dict[str, Any]]:
         listed = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, ENVIRONMENTS)
@@ -240,15 +240,7 @@ class Kube:
     def patch_environment_status(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            ENVIRONMENTS,
-            name,
-            {"status": patch},
-            _content_type=MERGE_PATCH,
-        )
+        return self._patch_status(ENVIRONMENTS, namespace, name, patch)
 
     def create_approval(self, namespace: str, body: dict[str, Any]) -> dict[str, Any] | None:
         return create_ignoring_conflict(
@@ -263,9 +255,7 @@ class Kube:
     def patch_approval_status(
         self, namespace: str, name: str, patch: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, APPROVALS, name, {"status": patch}, _content_type=MERGE_PATCH
-        )
+        return self._patch_status(APPROVALS, namespace, name, patch)
 
     def create_download(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.custom.create_namespaced_custom_object(
@@ -275,15 +265,7 @@ class Kube:
     def patch_download_status(
         self, namespace: str, name: str, status: dict[str, Any]
     ) -> dict[str, Any]:
-        return self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            ARTIFACTDOWNLOADS,
-            name,
-            {"status": status},
-            _content_type=MERGE_PATCH,
-        )
+        return self._patch_status(ARTIFACTDOWNLOADS, namespace, name, status)
 
     def delete_download(self, namespace: str, name: str) -> None:
         delete_ignoring_missing(
