@@ -10,6 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import urllib3
 from kubernetes.client.rest import ApiException
 
 from conveyor.kube.client import Kube
@@ -17,10 +18,13 @@ from conveyor.kube.jobspec import JobOptions
 from conveyor.reconcile.approvals import ApprovalGates
 from conveyor.reconcile.artifacts import ArtifactService
 from conveyor.reconcile.views import Views
+from conveyor.store.client import StoreError
 
 log = logging.getLogger("conveyor.runs")
 
 APPROVAL_SWEEP_SECONDS = 300.0
+# What an API server or a store that is away raises: said in one line, as failed passes are.
+UNAVAILABLE = (ApiException, OSError, urllib3.exceptions.HTTPError, StoreError)
 
 
 class Sweeps:
@@ -52,6 +56,10 @@ class Sweeps:
             await asyncio.sleep(self.options.artifact_sweep_interval.total_seconds())
             try:
                 await self.artifacts_once()
+            except UNAVAILABLE as e:  # the API server or the store away: one line, no traceback
+                log.warning(
+                    "sweeping the artifact store failed (%s); trying again later", type(e).__name__
+                )
             except Exception:
                 log.exception("sweeping the artifact store failed; trying again later")
 
@@ -88,6 +96,8 @@ class Sweeps:
         while True:
             try:
                 await self.approvals_once()
+            except UNAVAILABLE as e:  # the API server away: one line, no traceback
+                log.warning("sweeping approvals failed (%s); trying again later", type(e).__name__)
             except Exception:
                 log.exception("sweeping approvals failed; trying again later")
             await asyncio.sleep(APPROVAL_SWEEP_SECONDS)
