@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.api.codec import from_dict
+from conveyor.api.codec import from_dict, to_dict
 from conveyor.api.conditions import Condition
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.fields import Validation, model, spec_field
@@ -423,4 +423,14 @@ class PipelineRun:
 
 
 def parse_run_status(obj: Mapping[str, Any] | None) -> PipelineRunStatus:
+    """A run's status alone, from its stored JSON."""
     return from_dict(PipelineRunStatus, obj or {}, "status")
+
+
+def dump_run_status(status: PipelineRunStatus) -> dict[str, Any]:
+    """The status as it is stored, its evaluation in compact form: the operator serialises a
+    run's status here only, when it writes it."""
+    out = to_dict(status)
+    if status.evaluation is not None:
+        out["evaluation"] = status.evaluation.to_dict()
+    return out

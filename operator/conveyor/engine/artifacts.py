@@ -25,6 +25,7 @@ from conveyor.api.pipeline import (
     PipelineJob,
     PipelineSpec,
 )
+from conveyor.api.pipelinerun import ArtifactRecord, JunitSummary
 from conveyor.engine.variables.expand import expand
 
 DEFAULT_ARCHIVE_NAME = "artifacts"  # GitLab's default artifacts:name
@@ -39,6 +40,15 @@ ARTIFACTS_ROOT = "artifacts"
 CACHES_ROOT = "caches"
 
 Lookup = Callable[[str], str | None]
+
+
+@dataclass(frozen=True)
+class KeptRecord:
+    """What a finished attempt kept, as its status.jobs entry records it: the files in the
+    store (empty: read, nothing kept) and what its JUnit reports say."""
+
+    artifacts: tuple[ArtifactRecord, ...]
+    tests: JunitSummary | None = None
 
 
 class CacheKeyError(ValueError):

@@ -71,14 +71,24 @@ RESOURCE_GROUP = "resource group"
 Lock = tuple[str, str]  # (ENVIRONMENT or RESOURCE_GROUP, name)
 
 
-def locks_of(entry: Mapping[str, Any]) -> tuple[Lock, ...]:
-    """The locks of a `status.jobs` entry (or of a job: same keys)."""
+def locks_for(environment: str | None, resource_group: str | None) -> tuple[Lock, ...]:
+    """The locks a job with this environment and resource group takes."""
     out: list[Lock] = []
-    if entry.get("environment"):
-        out.append((ENVIRONMENT, entry["environment"]))
-    if entry.get("resourceGroup"):
-        out.append((RESOURCE_GROUP, entry["resourceGroup"]))
+    if environment:
+        out.append((ENVIRONMENT, environment))
+    if resource_group:
+        out.append((RESOURCE_GROUP, resource_group))
     return tuple(out)
+
+
+def locks_of(entry: Mapping[str, Any]) -> tuple[Lock, ...]:
+    """The locks of a stored `status.jobs` entry (the watch's indices keep runs as JSON)."""
+    return locks_for(entry.get("environment"), entry.get("resourceGroup"))
+
+
+def job_locks(entry: prs.JobStatus | None) -> tuple[Lock, ...]:
+    """The locks of a `status.jobs` entry (none for no entry)."""
+    return () if entry is None else locks_for(entry.environment, entry.resource_group)
 
 
 @dataclass(frozen=True)

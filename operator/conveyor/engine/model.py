@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from conveyor.api.pipelinerun import PipelineRunStatus
 
 # States of an observed batch/v1 Job.
 ACTIVE = "active"
@@ -61,6 +63,6 @@ class Plan:
     # Jobs to stop but keep (cancel, timeout, superseded): their pods end, and what the jobs
     # printed stays readable until the run goes (kube.stop).
     stop: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)  # the run's new status
+    status: PipelineRunStatus = field(default_factory=PipelineRunStatus)  # the run's new status
     events: list[Event] = field(default_factory=list)
     wake_at: datetime.datetime | None = None  # plan again then (a delayed job's start)

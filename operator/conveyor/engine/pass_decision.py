@@ -5,6 +5,8 @@ deploys it observed, its gates, every run's claims on the locks its jobs take, w
 and artifacts recorded, the targets that do not answer) and `decide` returns the pass: the
 run's status, the Jobs to create, delete and stop, the events, and whether a deploy is held.
 Nothing here reads the cluster; the controller executes the result (`reconcile/runs.py`).
+Facts and result are typed: the status is parsed once when the run is read and serialised
+once when it is written (`api.pipelinerun.dump_run_status`).
 """
 
 from __future__ import annotations
@@ -13,15 +15,17 @@ import datetime
 import functools
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field, replace
-from typing import Any
 
-from conveyor.api.codec import from_dict, to_dict
-from conveyor.api.conditions import Condition
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineSpec
-from conveyor.api.pipelinerun import PipelineRun
-from conveyor.engine.artifacts import keeps_artifacts
-from conveyor.engine.deploy_order import Arbitration, Claim, Lock, arbitrate, locks_of
+from conveyor.api.pipelinerun import (
+    DeploymentRecord,
+    JobStatus,
+    PipelineRun,
+    PipelineRunStatus,
+)
+from conveyor.engine.artifacts import KeptRecord, keeps_artifacts
+from conveyor.engine.deploy_order import Arbitration, Claim, Lock, arbitrate, job_locks, locks_for
 from conveyor.engine.gates import REASON_WAITING_FOR_APPROVAL, with_approved
 from conveyor.engine.model import FAILED, SUCCEEDED, Event, ObservedJob, Plan
 from conveyor.engine.planner import plan
@@ -29,6 +33,7 @@ from conveyor.engine.targets import with_target_condition
 
 NO_ARBITRATION = Arbitration({}, None)
 FINISHED_JOB_PHASES = ("Succeeded", "Failed")
+FINISHED_STATES = (SUCCEEDED, FAILED)
 AttemptKey = tuple[str, int]  # (pipeline job, attempt)
 
 
@@ -46,10 +51,10 @@ class PassFacts:
     approved: Set[str] = frozenset()  # gated jobs their Approval released
     redundant: str | None = None  # why auto-cancel makes it redundant, if it does
     claims: Mapping[Lock, Sequence[Claim]] = field(default_factory=dict)  # every run's, per lock
-    deployments: Sequence[Mapping[str, Any]] = ()  # status.deployments as stored
-    deploy_records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # job -> now
-    stored_jobs: Sequence[Mapping[str, Any]] = ()  # status.jobs as stored (records kept there)
-    artifact_records: Mapping[AttemptKey, Mapping[str, Any]] = field(default_factory=dict)
+    # What this process's deploys did, by job (the run's status.deployments has the rest).
+    deploy_records: Mapping[str, DeploymentRecord] = field(default_factory=dict)
+    # What finished attempts kept, read from the store in this pass (the status has the rest).
+    artifact_records: Mapping[AttemptKey, KeptRecord] = field(default_factory=dict)
     unreachable: Sequence[str] = ()  # deploys retrying a target that does not answer
 
 
@@ -79,10 +84,9 @@ def decide(facts: PassFacts) -> PassDecision:
         decided = planning(
             held=arbitration.held, superseded=arbitration.superseded or facts.redundant
         )
-    status = with_deployments(decided.status, facts.deployments, facts.deploy_records)
-    status = with_artifact_records(
-        status, facts.pipeline, facts.stored_jobs, facts.artifact_records
-    )
+    stored = facts.run.status
+    status = with_deployments(decided.status, stored.deployments, facts.deploy_records)
+    status = with_artifact_records(status, facts.pipeline, stored.jobs, facts.artifact_records)
     status, noticed = with_targets(status, facts.unreachable, facts.now)
     decided = replace(decided, status=status, events=[*decided.events, *noticed])
     return PassDecision(decided, held=bool(arbitration.held))
@@ -93,11 +97,8 @@ def pipeline_locks(pipeline: PipelineSpec) -> frozenset[Lock]:
     return frozenset(
         lock
         for job in pipeline.jobs
-        for lock in locks_of(
-            {
-                "environment": job.environment.name if job.environment is not None else None,
-                "resourceGroup": job.resource_group,
-            }
+        for lock in locks_for(
+            job.environment.name if job.environment is not None else None, job.resource_group
         )
     )
 
@@ -112,15 +113,14 @@ def arbitrate_locks(
     """May the run's deploys start (one per environment at a time, newest first; one job per
     resource group)? `claims`: every run's claims on the locks its jobs take."""
     started = {o.pipeline_job for o in observed}
-    entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
     wanting: dict[str, tuple[tuple[Lock, ...], bool]] = {}
     for create in decided.create:
-        locks = locks_of(entries.get(create.pipeline_job) or {})
+        locks = job_locks(decided.status.job(create.pipeline_job))
         if locks and create.pipeline_job not in started:
             wanting[create.pipeline_job] = (locks, True)
-    for entry in entries.values():
-        if entry.get("reason") == REASON_WAITING_FOR_APPROVAL and locks_of(entry):
-            wanting[entry["name"]] = (locks_of(entry), False)
+    for entry in decided.status.jobs:
+        if entry.reason == REASON_WAITING_FOR_APPROVAL and job_locks(entry):
+            wanting[entry.name] = (job_locks(entry), False)
     if not wanting:
         return NO_ARBITRATION
     wanted = {lock: claims.get(lock, ()) for locks, _ in wanting.values() for lock in locks}
@@ -129,81 +129,77 @@ def arbitrate_locks(
 
 
 def with_deployments(
-    status: dict[str, Any],
-    stored: Sequence[Mapping[str, Any]],
-    results: Mapping[str, Mapping[str, Any]],
-) -> dict[str, Any]:
+    status: PipelineRunStatus,
+    stored: Sequence[DeploymentRecord],
+    results: Mapping[str, DeploymentRecord],
+) -> PipelineRunStatus:
     """What went where: the run's deploy records as stored, updated by this process's deploys."""
-    records = {d["job"]: d for d in stored}
+    records = {d.job: d for d in stored}
     records.update(results)
     if not records:
         return status
-    return {**status, "deployments": [records[k] for k in sorted(records)]}
+    return replace(status, deployments=tuple(records[k] for k in sorted(records)))
 
 
 def with_artifact_records(
-    status: dict[str, Any],
+    status: PipelineRunStatus,
     pipeline: PipelineSpec,
-    stored: Sequence[Mapping[str, Any]],
-    read: Mapping[AttemptKey, Mapping[str, Any]],
-) -> dict[str, Any]:
+    stored: Sequence[JobStatus],
+    read: Mapping[AttemptKey, KeptRecord],
+) -> PipelineRunStatus:
     """status.jobs[].artifacts and .tests of finished attempts that keep artifacts: as the
     stored status records them, else as read from the store in this pass."""
     recorded = {
-        (e.get("name"), e.get("attempt")): {k: e[k] for k in ("artifacts", "tests") if k in e}
+        (e.name, e.attempt): KeptRecord(e.artifacts, e.tests)
         for e in stored
-        if "artifacts" in e
+        if e.artifacts is not None
     }
     jobs = []
     changed = False
-    for entry in status.get("jobs") or ():
-        if needs_artifact_record(pipeline, entry):
-            key = (entry["name"], entry["attempt"])
-            fields = recorded.get(key) or read.get(key)
-            if fields:
-                entry = {**entry, **fields}
+    for entry in status.jobs:
+        if needs_artifact_record(pipeline, entry) and entry.attempt is not None:
+            kept = recorded.get((entry.name, entry.attempt)) or read.get(
+                (entry.name, entry.attempt)
+            )
+            if kept is not None:
+                entry = replace(entry, artifacts=kept.artifacts, tests=kept.tests)
                 changed = True
         jobs.append(entry)
-    return {**status, "jobs": jobs} if changed else status
+    return replace(status, jobs=tuple(jobs)) if changed else status
 
 
-def needs_artifact_record(pipeline: PipelineSpec, entry: Mapping[str, Any]) -> bool:
+def needs_artifact_record(pipeline: PipelineSpec, entry: JobStatus) -> bool:
     """Whether a status.jobs entry is a finished attempt that keeps artifacts and has no
     record yet."""
-    job = pipeline.job(entry.get("name", ""))
     return (
-        job is not None
-        and keeps_artifacts(job)
-        and entry.get("phase") in FINISHED_JOB_PHASES
-        and bool(entry.get("attempt"))
-        and bool(entry.get("jobName"))
-        and "artifacts" not in entry
+        keeps_record(pipeline, entry.name)
+        and entry.phase in FINISHED_JOB_PHASES
+        and bool(entry.attempt)
+        and bool(entry.job_name)
+        and entry.artifacts is None
     )
 
 
-def attempt_entry(seen: ObservedJob) -> dict[str, Any] | None:
-    """A finished attempt as its status.jobs entry says what the store's records need of it
-    (None while it runs)."""
-    phase = {SUCCEEDED: "Succeeded", FAILED: "Failed"}.get(seen.state)
-    if phase is None or not seen.job_name:
-        return None
-    entry: dict[str, Any] = {
-        "name": seen.pipeline_job,
-        "attempt": seen.attempt,
-        "jobName": seen.job_name,
-        "phase": phase,
-    }
-    if seen.completion_time is not None:
-        entry["completionTime"] = seen.completion_time.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return entry
+def keeps_record(pipeline: PipelineSpec, name: str) -> bool:
+    """Whether pipeline job `name` keeps artifacts (its attempts get a record when they end)."""
+    job = pipeline.job(name)
+    return job is not None and keeps_artifacts(job)
+
+
+def recordable(pipeline: PipelineSpec, seen: ObservedJob) -> bool:
+    """Whether an observed attempt has ended and keeps artifacts: the store has its record."""
+    return (
+        seen.state in FINISHED_STATES
+        and bool(seen.job_name)
+        and keeps_record(pipeline, seen.pipeline_job)
+    )
 
 
 def with_targets(
-    status: dict[str, Any], unreachable: Sequence[str], now: datetime.datetime
-) -> tuple[dict[str, Any], list[Event]]:
+    status: PipelineRunStatus, unreachable: Sequence[str], now: datetime.datetime
+) -> tuple[PipelineRunStatus, list[Event]]:
     """The status with its TargetsReachable condition, and the Event of a change."""
-    conditions = tuple(from_dict(Condition, c) for c in status.get("conditions") or ())
-    updated, events = with_target_condition(conditions, unreachable, now)
-    if updated == conditions:
+    updated, events = with_target_condition(status.conditions, unreachable, now)
+    if updated == status.conditions:
         return status, events
-    return {**status, "conditions": [to_dict(c) for c in updated]}, events
+    return replace(status, conditions=updated), events

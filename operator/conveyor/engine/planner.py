@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conveyor.api import pipelinerun as prs
-from conveyor.api.codec import format_time, to_dict
+from conveyor.api.codec import format_time
 from conveyor.api.conditions import Condition, find_condition, set_condition
 from conveyor.api.durations import format_duration, parse_duration
 from conveyor.api.evaluation import Evaluation
@@ -89,7 +89,7 @@ def plan(
     if previous.finished:
         if not played_late and not _reopens(run, retries):
             # Finished runs never change; only stray Jobs (a stop that failed) are stopped.
-            return Plan(stop=_active(observed), status=_dump(previous))
+            return Plan(stop=_active(observed), status=previous)
         # GitLab: a manual job of a finished pipeline can still be played, a failed job
         # retried (`conveyor retry`); the pipeline runs again and ends with that job's result.
         previous = dataclasses.replace(
@@ -118,7 +118,7 @@ def plan(
         status = _status(run, previous, (), prs.FAILED, prs.REASON_INVALID_PIPELINE, message, now)
         return Plan(
             delete=_active(observed),
-            status=_dump(status),
+            status=status,
             events=[Event("Warning", prs.REASON_INVALID_PIPELINE, message[:1024])],
         )
 
@@ -232,7 +232,7 @@ def plan(
     return Plan(
         create=list(work.creates),
         stop=stop,
-        status=_dump(status),
+        status=status,
         events=events,
         wake_at=min(at for _, at in delayed) if delayed and phase == prs.RUNNING else None,
     )
@@ -294,15 +294,7 @@ def _skipped_run(
     message = f"the run is skipped: {evaluation.reason or 'rules'}"
     status = _status(run, previous, (), prs.SKIPPED, prs.REASON_SKIPPED, message, now)
     events = _run_events(previous, status, message)
-    return Plan(delete=_active(observed), status=_dump(status), events=events)
-
-
-def _dump(status: PipelineRunStatus) -> dict[str, object]:
-    """The status as JSON, with the evaluation in its compact form."""
-    out = to_dict(status)
-    if status.evaluation is not None:
-        out["evaluation"] = status.evaluation.to_dict()
-    return out
+    return Plan(delete=_active(observed), status=status, events=events)
 
 
 def _decide(work: _Pass, job: PipelineJob, attempt: Attempt | None) -> None:
@@ -612,12 +604,12 @@ def _run_events(
 
 def missing_pipeline_status(
     run: PipelineRun, now: datetime.datetime, message: str | None = None
-) -> dict[str, object]:
+) -> PipelineRunStatus:
     """Status of a run whose Pipeline does not exist (yet): it waits Pending, unless it had
     already started, in which case it fails; a cancelled run is cancelled."""
     previous = run.status
     if previous.finished:
-        return _dump(previous)
+        return previous
     name = run.pipeline_name or ""
     text = message or f"pipeline '{name}' not found"
     if run.spec is not None and run.spec.cancelled:
@@ -636,22 +628,22 @@ def missing_pipeline_status(
         now,
         current_stage=previous.current_stage,
     )
-    return _dump(status)
+    return status
 
 
 def failed_status(
     run: PipelineRun, now: datetime.datetime, reason: str, message: str
-) -> dict[str, object]:
+) -> PipelineRunStatus:
     """Status of a run that fails before planning can start (its pipeline cannot be parsed,
     its repository cannot be read): Failed with `reason`. Finished runs keep their status."""
     previous = run.status
     if previous.finished:
-        return _dump(previous)
-    return _dump(_status(run, previous, previous.jobs, prs.FAILED, reason, message, now))
+        return previous
+    return _status(run, previous, previous.jobs, prs.FAILED, reason, message, now)
 
 
 def invalid_pipeline_status(
     run: PipelineRun, now: datetime.datetime, message: str
-) -> dict[str, object]:
+) -> PipelineRunStatus:
     """Failed with reason InvalidPipeline (e.g. a ModelError while parsing the pipeline)."""
     return failed_status(run, now, prs.REASON_INVALID_PIPELINE, f"invalid pipeline: {message}")

@@ -9,12 +9,13 @@ waits. The record lives in the status, which only the operator writes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
 
 from conveyor.api.evaluation import Evaluation
 from conveyor.api.pipeline import PipelineSpec
-from conveyor.api.pipelinerun import PipelineRun
+from conveyor.api.pipelinerun import PipelineRun, PipelineRunStatus
+
+# What a run records of itself at its start (status fields, as stored), with the rules' outcome.
+RECORD_FIELDS = ("pipelineSpec", "variables", "evaluation")
 
 
 def with_record(run: PipelineRun, pipeline: PipelineSpec) -> PipelineRun:
@@ -43,13 +44,14 @@ def recorded_pipeline(run: PipelineRun) -> PipelineSpec | None:
     return run.status.pipeline_spec
 
 
-def built_images(pipeline: PipelineSpec, status: Mapping[str, Any]) -> dict[str, str]:
+def built_images(pipeline: PipelineSpec, status: PipelineRunStatus) -> dict[str, str]:
     """Image -> digest for the build jobs of the run that pushed one (status.jobs[])."""
-    digests = {j.get("name"): j.get("imageDigest") for j in status.get("jobs") or ()}
     return {
-        job.build.image: digests[job.name]
+        job.build.image: digest
         for job in pipeline.jobs
-        if job.build is not None and digests.get(job.name)
+        if job.build is not None
+        and (entry := status.job(job.name)) is not None
+        and (digest := entry.image_digest)
     }
 
 

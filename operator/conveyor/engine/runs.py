@@ -58,7 +58,7 @@ def may_start(run_name: str, runs: Sequence[RunSummary], limit: int | None) -> b
 def redundant(
     run: RunSummary,
     runs: Sequence[RunSummary],
-    jobs: Sequence[Mapping[str, object]],
+    jobs: Sequence[prs.JobStatus],
     interruptible: Set[str],
 ) -> str | None:
     """GitLab's conservative auto-cancel: why `run` is redundant (a newer run of the same ref
@@ -72,9 +72,7 @@ def redundant(
     if not newer:
         return None
     started = [
-        j["name"]
-        for j in jobs
-        if j.get("attempt") and j.get("phase") != prs.SKIPPED and j["name"] not in interruptible
+        j.name for j in jobs if j.attempt and j.phase != prs.SKIPPED and j.name not in interruptible
     ]
     if started:
         return None

@@ -16,7 +16,7 @@ import kopf
 from aiohttp import web
 
 from conveyor.api.meta import GROUP, VERSION
-from conveyor.engine.deploy_order import claim_entries, locks_of
+from conveyor.engine.deploy_order import claim_entries
 from conveyor.kube.client import (
     APPROVALS,
     ARTIFACTDOWNLOADS,
@@ -34,7 +34,14 @@ from conveyor.reconcile.pipelines import pipeline_status
 from conveyor.reconcile.runs import RunController
 from conveyor.reconcile.sources import Sources
 from conveyor.reconcile.triggers import TriggerManager
-from conveyor.reconcile.views import Views, run_summary, utcnow
+from conveyor.reconcile.views import (
+    Views,
+    approval_run,
+    pipeline_ref,
+    run_locks,
+    run_summary,
+    utcnow,
+)
 from conveyor.triggers import webhook_app
 
 log = logging.getLogger("conveyor.handlers")
@@ -170,8 +177,8 @@ def run_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any
 
 @kopf.index(GROUP, VERSION, PIPELINERUNS)
 def runs_by_pipeline(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    ref = (body.get("spec") or {}).get("pipelineRef") or {}
-    return {(namespace, ref["name"]): run_summary(body)} if ref.get("name") else {}
+    pipeline = pipeline_ref(body)
+    return {(namespace, pipeline): run_summary(body)} if pipeline else {}
 
 
 @kopf.index(GROUP, VERSION, PIPELINERUNS)
@@ -198,7 +205,7 @@ def environment_bodies(namespace: str, name: str, body: kopf.Body, **_: Any) -> 
 # label: labels are metadata, and a relabelled Approval must not gate another run.
 @kopf.index(GROUP, VERSION, APPROVALS)
 def approvals_by_run(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    run = (body.get("spec") or {}).get("pipelineRun")
+    run = approval_run(body)
     return {(namespace, run): _stored(body)} if run else {}
 
 
@@ -227,8 +234,7 @@ async def run_event(namespace: str, name: str, body: kopf.Body, **kwargs: Any) -
     controller.run_changed((namespace, name))
     if not body.get("status"):
         controller.run_created(namespace, body)
-    jobs = (body.get("status") or {}).get("jobs") or ()
-    locks = {lock for j in jobs for lock in locks_of(j)}
+    locks = run_locks(body)
     if locks:
         controller.deploys_changed(namespace, name, locks)
 
@@ -255,7 +261,7 @@ async def pipeline_event(
 
 @kopf.on.event(GROUP, VERSION, APPROVALS)
 async def approval_event(namespace: str, body: kopf.Body, **kwargs: Any) -> None:
-    run = (body.get("spec") or {}).get("pipelineRun")
+    run = approval_run(body)
     if run:
         _controller(**kwargs).run_changed((namespace, run))
 

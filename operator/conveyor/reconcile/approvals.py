@@ -16,11 +16,10 @@ from typing import Any, Protocol
 from conveyor.api import PipelineRun, parse_time
 from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
-from conveyor.api.codec import to_dict
 from conveyor.api.conditions import find_condition
 from conveyor.api.meta import ANNOTATION_INITIATOR
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
-from conveyor.api.pipelinerun import CONDITION_SUCCEEDED
+from conveyor.api.pipelinerun import CONDITION_SUCCEEDED, MANUAL, JobStatus
 from conveyor.approvals import (
     Decision,
     approval_manifest,
@@ -170,10 +169,9 @@ class ApprovalGates:
         """What each gated job's Approval must say to release it: its environment as expanded
         for this run, and the digest of what it would do now."""
         assert run.spec is not None
-        jobs = to_dict(run.status).get("jobs") or []
         expected: dict[str, Expected] = {}
         for name in sorted(gated):
-            expected[name] = self.expected_of(namespace, run, pipeline, name, jobs)
+            expected[name] = self.expected_of(namespace, run, pipeline, name, run.status.jobs)
         return expected
 
     def expected_of(
@@ -182,7 +180,7 @@ class ApprovalGates:
         run: PipelineRun,
         pipeline: PipelineSpec,
         name: str,
-        jobs: Sequence[Mapping[str, Any]],
+        jobs: Sequence[JobStatus],
     ) -> Expected:
         """What gated job `name`'s Approval must say, with the run's status.jobs `jobs`: the
         digest covers the artifacts it will download (`pending` while one is not recorded: no
@@ -218,7 +216,7 @@ class ApprovalGates:
         run: PipelineRun,
         pipeline: PipelineSpec,
         gates: Gates,
-        jobs: Iterable[Mapping[str, Any]],
+        jobs: Sequence[JobStatus],
         now: datetime.datetime,
     ) -> None:
         """Creates the Approval of each gate the run has reached (`jobs`: its status.jobs
@@ -227,7 +225,7 @@ class ApprovalGates:
         would no longer do."""
         assert run.spec is not None
         namespace = key[0]
-        waiting = {j["name"] for j in jobs if j.get("phase") == "Manual"} & gates.gated
+        waiting = {j.name for j in jobs if j.phase == MANUAL} & gates.gated
         annotations = run_body["metadata"].get("annotations") or {}
         for job_name in sorted(waiting - set(gates.decisions)):
             job = pipeline.job(job_name)
@@ -237,7 +235,7 @@ class ApprovalGates:
                 continue  # an unprotected manual deployment whose environment is not declared
             # What it would do with this pass's status (artifacts recorded in this pass
             # included): the Approval asked for is the one the next pass matches.
-            expected = self.expected_of(namespace, run, pipeline, job_name, list(jobs))
+            expected = self.expected_of(namespace, run, pipeline, job_name, jobs)
             if expected.pending:
                 continue  # an artifact it downloads is not recorded yet: asked for later
             try:

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.api.codec import to_dict
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
-from conveyor.api.pipelinerun import PipelineRun
+from conveyor.api.pipelinerun import ArtifactRecord, JobStatus, JunitSummary, PipelineRun
 from conveyor.engine import artifacts as rules
 from conveyor.engine import reports
+from conveyor.engine.artifacts import KeptRecord
+from conveyor.engine.model import ObservedJob
 from conveyor.engine.variables.job import job_variables
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import SCRIPT_START_ALLOWANCE_SECONDS, JobOptions
@@ -44,7 +45,7 @@ KEY_FILES_UNREAD = "cache keyFiles: the files' git blob ids were not read"
 REPORTS_ARCHIVE_MAX_BYTES = 64 * 1024 * 1024
 
 
-def junit_summary(archive: bytes, globs: Sequence[str]) -> Any:
+def junit_summary(archive: bytes, globs: Sequence[str]) -> JunitSummary:
     """The merged JUnit summary of the archive's files that match `globs` (GitLab's paths)."""
     files: list[tuple[str, bytes]] = []
     with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
@@ -96,7 +97,7 @@ class ArtifactService:
         self._client: StoreClient | None = None
         self._lock = threading.Lock()
         # Records read from the store, by (namespace, Job name): a finished attempt's never change.
-        self._records: dict[tuple[str, str], dict[str, Any]] = {}
+        self._records: dict[tuple[str, str], KeptRecord] = {}
 
     def client(self) -> StoreClient:
         assert self.config is not None
@@ -129,15 +130,14 @@ class ArtifactService:
         pipeline: PipelineSpec,
         job: PipelineJob,
         attempt: int,
-        status: Mapping[str, Any],
+        jobs: Sequence[JobStatus],
         key_files: Mapping[str, Sequence[str]] | None = None,
     ) -> Prepared:
         """The attempt's transfer plan: none when it uses no artifacts, a refusal when it does
         but cannot have them, `waiting` while an artifact it downloads is not recorded yet.
         `key_files`: for a job with `keyFiles` caches, each of their entries -> the blob ids
         at the run's commit of the files it names (`Sources.key_file_blobs`)."""
-        entries = attempt_entries(status)
-        present = [e["name"] for e in entries if e.get("name")] or None
+        present = [e.name for e in jobs] or None
         if not plans.uses_store(pipeline, job, present):
             return Prepared()
         if self.config is None:
@@ -145,7 +145,7 @@ class ArtifactService:
         if key_files is None and any(cache.key_files is not None for cache in job.cache):
             return Prepared(refusal=KEY_FILES_UNREAD)
         found = key_files or {}
-        sources = plans.dependencies(pipeline, job, entries)
+        sources = plans.dependencies(pipeline, job, jobs)
         if sources is None:
             return Prepared(waiting=True)
         variables = job_variables(pipeline, run, job, self.options)
@@ -186,79 +186,72 @@ class ArtifactService:
     # -- after a Job: what it kept
 
     def records(
-        self,
-        run: PipelineRun,
-        pipeline: PipelineSpec,
-        entry: Mapping[str, Any],
-    ) -> dict[str, Any] | None:
-        """The status fields of a finished attempt: `artifacts` (from its manifest) and `tests`
-        (its JUnit reports, read from its archive). None: not readable now, try again later."""
-        if self.config is None:
-            return {}
+        self, run: PipelineRun, pipeline: PipelineSpec, seen: ObservedJob
+    ) -> KeptRecord | None:
+        """What a finished attempt kept: its archive (from its manifest) and `tests` (its JUnit
+        reports, read from its archive); no files: read, nothing kept. None: not readable now,
+        try again later. Called only with the store configured."""
         namespace = run.metadata.namespace or ""
-        job_name = entry.get("jobName") or ""
-        cached = self._records.get((namespace, job_name))
+        cached = self._records.get((namespace, seen.job_name))
         if cached is not None:
             return cached
-        ref = plans.AttemptRef(
-            namespace, run.name, run.metadata.uid or "", entry["name"], int(entry["attempt"])
-        )
         try:
-            client = self.client()
-            raw = client.get(ref.key(plans.MANIFEST_OBJECT))
-            # `artifacts: []`: read, nothing kept (absent: not read yet; a job that downloads
-            # this one's artifacts waits for the record, store.plan.dependencies).
-            found: dict[str, Any] = {"artifacts": []}
-            if raw is None:
-                pass
-            else:
-                manifest = json.loads(raw)
-                head = client.head(ref.key(plans.ARCHIVE_OBJECT))
-                if head is None:
-                    pass
-                elif head.size > self.config.max_artifact_bytes:
-                    # The binary refuses such archives; one that got here anyway does not stay.
-                    log.warning("deleting %s: over the artifact size limit", ref.key(""))
-                    client.delete_prefix(ref.key(""))
-                else:
-                    job = pipeline.job(entry["name"])
-                    completion = entry.get("completionTime")
-                    finished = (
-                        datetime.datetime.fromisoformat(completion.replace("Z", "+00:00"))
-                        if isinstance(completion, str)
-                        else datetime.datetime.now(datetime.UTC)
-                    )
-                    kept = rules.effective_artifacts(job) if job is not None else None
-                    expires = rules.expires_at(
-                        kept,
-                        finished,
-                        self.default_expire_in,
-                    )
-                    record: dict[str, Any] = {
-                        "name": str(manifest.get("name") or "artifacts.tar.gz")[:255],
-                        "kind": "archive",
-                        "size": head.size,
-                    }
-                    digest = "sha256:" + str(manifest.get("sha256") or "")
-                    if not plans.is_digest(digest):
-                        # The transfer binary always writes one: this archive is not its.
-                        log.warning("ignoring %s: its manifest has no digest", ref.key(""))
-                        self._records[(namespace, job_name)] = found
-                        return found
-                    record["digest"] = digest
-                    if expires is not None:
-                        record["expiresAt"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-                    found["artifacts"] = [record]
-                    junit = rules.report_paths(kept).get("junit")
-                    if junit and head.size <= REPORTS_ARCHIVE_MAX_BYTES:
-                        archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
-                        if archive is not None:
-                            found["tests"] = to_dict(junit_summary(archive, junit))
+            found = self._read_records(run, pipeline, seen)
         except (StoreError, ValueError, OSError, tarfile.TarError) as e:
-            log.warning("artifacts of %s/%s not readable yet: %s", namespace, job_name, e)
+            log.warning("artifacts of %s/%s not readable yet: %s", namespace, seen.job_name, e)
             return None
-        self._records[(namespace, job_name)] = found
+        self._records[(namespace, seen.job_name)] = found
         return found
+
+    def _read_records(
+        self, run: PipelineRun, pipeline: PipelineSpec, seen: ObservedJob
+    ) -> KeptRecord:
+        assert self.config is not None
+        ref = plans.AttemptRef(
+            run.metadata.namespace or "",
+            run.name,
+            run.metadata.uid or "",
+            seen.pipeline_job,
+            seen.attempt,
+        )
+        client = self.client()
+        raw = client.get(ref.key(plans.MANIFEST_OBJECT))
+        # `artifacts: []`: read, nothing kept (absent: not read yet; a job that downloads this
+        # one's artifacts waits for the record, store.plan.dependencies).
+        nothing = KeptRecord(())
+        if raw is None:
+            return nothing
+        manifest = json.loads(raw)
+        head = client.head(ref.key(plans.ARCHIVE_OBJECT))
+        if head is None:
+            return nothing
+        if head.size > self.config.max_artifact_bytes:
+            # The binary refuses such archives; one that got here anyway does not stay.
+            log.warning("deleting %s: over the artifact size limit", ref.key(""))
+            client.delete_prefix(ref.key(""))
+            return nothing
+        digest = "sha256:" + str(manifest.get("sha256") or "")
+        if not plans.is_digest(digest):
+            # The transfer binary always writes one: this archive is not its.
+            log.warning("ignoring %s: its manifest has no digest", ref.key(""))
+            return nothing
+        job = pipeline.job(seen.pipeline_job)
+        kept = rules.effective_artifacts(job) if job is not None else None
+        finished = seen.completion_time or datetime.datetime.now(datetime.UTC)
+        record = ArtifactRecord(
+            name=str(manifest.get("name") or "artifacts.tar.gz")[:255],
+            kind="archive",
+            size=head.size,
+            digest=digest,
+            expires_at=rules.expires_at(kept, finished, self.default_expire_in),
+        )
+        tests = None
+        junit = rules.report_paths(kept).get("junit")
+        if junit and head.size <= REPORTS_ARCHIVE_MAX_BYTES:
+            archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
+            if archive is not None:
+                tests = junit_summary(archive, junit)
+        return KeptRecord((record,), tests)
 
     # -- garbage collection
 
@@ -302,7 +295,3 @@ class ArtifactService:
                     ref = plans.AttemptRef(namespace, name, uid, entry["name"], entry["attempt"])
                     gone += client.delete_prefix(ref.key(""))
         return gone
-
-
-def attempt_entries(status: Mapping[str, Any]) -> Sequence[Mapping[str, Any]]:
-    return [e for e in status.get("jobs") or () if isinstance(e, Mapping)]

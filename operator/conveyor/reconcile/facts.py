@@ -6,24 +6,19 @@ the artifact store. Or, when the run cannot be planned at all, the status that s
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api import ModelError, PipelineRun
 from conveyor.api.pipeline import PipelineSpec
-from conveyor.api.pipelinerun import REASON_SOURCE_UNAVAILABLE
+from conveyor.api.pipelinerun import REASON_SOURCE_UNAVAILABLE, PipelineRunStatus
 from conveyor.engine import ObservedJob, invalid_pipeline_status, missing_pipeline_status
+from conveyor.engine.artifacts import KeptRecord
 from conveyor.engine.attempts import is_attempt_of
 from conveyor.engine.evaluation import with_evaluation
 from conveyor.engine.gates import refused
-from conveyor.engine.pass_decision import (
-    AttemptKey,
-    PassFacts,
-    attempt_entry,
-    needs_artifact_record,
-    pipeline_locks,
-)
+from conveyor.engine.pass_decision import AttemptKey, PassFacts, pipeline_locks, recordable
 from conveyor.engine.planner import failed_status
 from conveyor.engine.record import with_record, with_sha
 from conveyor.engine.variables.job import with_names_expanded
@@ -50,7 +45,7 @@ class Gathered:
 
 @dataclass(frozen=True)
 class Unplannable:
-    status: dict[str, Any]  # the run's status saying why it cannot run
+    status: PipelineRunStatus  # the run's status saying why it cannot run
 
 
 class FactGatherer:
@@ -67,7 +62,7 @@ class FactGatherer:
         launcher: JobLauncher,
         locks: DeployLocks,
         artifacts: ArtifactService,
-        note_built: Callable[[Key, PipelineSpec, Mapping[str, Any]], None],
+        note_built: Callable[[Key, PipelineSpec, PipelineRunStatus], None],
     ) -> None:
         self.options, self.io = options, io
         self.pipelines, self.siblings, self.observed = pipelines, siblings, observed
@@ -77,7 +72,6 @@ class FactGatherer:
     async def gather(
         self,
         key: Key,
-        body: dict[str, Any],
         run: PipelineRun,
         jobs: Iterable[dict[str, Any]],
         approvals: Iterable[dict[str, Any]],
@@ -116,7 +110,7 @@ class FactGatherer:
         except ModelError as e:
             if allowed:  # a queued run is judged when it may start, with its git facts
                 return Unplannable(invalid_pipeline_status(run, now, str(e)))
-        self.note_built(key, pipeline, body.get("status") or {})
+        self.note_built(key, pipeline, run.status)
         # Build and scan jobs report in their pod's termination message, success or not.
         reporting = frozenset(
             j.name for j in pipeline.jobs if j.build is not None or j.scan is not None
@@ -129,8 +123,7 @@ class FactGatherer:
         self.deploys.resume(key, run, pipeline, gates.gated, gates.approved_images)
         observed += self.deploys.observed(key) + refused(run.name, gates.refusals, gates.messages)
         observed += self.launcher.unplaced(key)
-        stored = body.get("status") or {}
-        records, unread = await self._artifact_records(run, pipeline, observed, stored)
+        records, unread = await self._artifact_records(run, pipeline, observed)
         facts = PassFacts(
             pipeline=pipeline,
             run=run,
@@ -140,23 +133,17 @@ class FactGatherer:
             evaluation=evaluation,
             gated=gates.gated,
             approved=gates.approved,
-            redundant=self.siblings.redundant(namespace, body, run, pipeline),
+            redundant=self.siblings.redundant(namespace, run, pipeline),
             claims=self.locks.claims(namespace, pipeline_locks(pipeline)),
-            deployments=stored.get("deployments") or (),
             deploy_records={r.job: r.record() for r in self.deploys.results(key)},
-            stored_jobs=stored.get("jobs") or (),
             artifact_records=records,
             unreachable=self.deploys.unreachable(key),
         )
         return Gathered(facts, gates, awaiting, unread)
 
     async def _artifact_records(
-        self,
-        run: PipelineRun,
-        pipeline: PipelineSpec,
-        observed: Sequence[ObservedJob],
-        stored: Mapping[str, Any],
-    ) -> tuple[dict[AttemptKey, Mapping[str, Any]], bool]:
+        self, run: PipelineRun, pipeline: PipelineSpec, observed: Sequence[ObservedJob]
+    ) -> tuple[dict[AttemptKey, KeptRecord], bool]:
         """What the finished attempts that keep artifacts kept (read from the store once per
         attempt), and whether one could not be read now."""
         if self.options.artifact_store is None:
@@ -165,20 +152,15 @@ class FactGatherer:
         for seen in observed:
             if seen.attempt >= getattr(latest.get(seen.pipeline_job), "attempt", 0):
                 latest[seen.pipeline_job] = seen
-        recorded = {
-            (e.get("name"), e.get("attempt")) for e in stored.get("jobs") or () if "artifacts" in e
-        }
-        records: dict[AttemptKey, Mapping[str, Any]] = {}
+        recorded = {(e.name, e.attempt) for e in run.status.jobs if e.artifacts is not None}
+        records: dict[AttemptKey, KeptRecord] = {}
         unread = False
         for seen in latest.values():
-            entry = attempt_entry(seen)
-            if entry is None or (seen.pipeline_job, seen.attempt) in recorded:
+            if (seen.pipeline_job, seen.attempt) in recorded or not recordable(pipeline, seen):
                 continue
-            if not needs_artifact_record(pipeline, entry):
-                continue
-            fields = await self.io(self.artifacts.records, run, pipeline, entry)
-            if fields is None:
+            kept = await self.io(self.artifacts.records, run, pipeline, seen)
+            if kept is None:
                 unread = True
-            elif fields:
-                records[(seen.pipeline_job, seen.attempt)] = fields
+            else:
+                records[(seen.pipeline_job, seen.attempt)] = kept
         return records, unread

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
-from conveyor.api.pipelinerun import PipelineRun
+from conveyor.api.pipelinerun import JobStatus, PipelineRun
 from conveyor.engine.model import ACTIVE, FAILED, JobToCreate, ObservedJob
 from conveyor.engine.tags import REASON_UNMAPPED_TAG, TagError
 from conveyor.kube.client import Kube
@@ -87,7 +87,7 @@ class JobLauncher:
         pipeline: PipelineSpec,
         job: PipelineJob,
         create: JobToCreate,
-        status: Mapping[str, Any],
+        jobs: Sequence[JobStatus],
     ) -> float | None:
         """Makes the attempt's Job (or fails the attempt); else the seconds after which to plan
         it again: an artifact it downloads is not recorded yet, or its cache:key:files cannot
@@ -101,7 +101,7 @@ class JobLauncher:
             prepared = Prepared(refusal=key_files)
         else:
             prepared = await self.io(
-                self.artifacts.prepare, run, pipeline, job, create.attempt, status, key_files
+                self.artifacts.prepare, run, pipeline, job, create.attempt, jobs, key_files
             )
         if prepared.waiting:
             return ARTIFACT_RETRY_SECONDS

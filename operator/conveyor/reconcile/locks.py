@@ -13,7 +13,7 @@ from typing import Any
 
 from conveyor.api import PipelineRun, parse_time
 from conveyor.engine import Plan
-from conveyor.engine.deploy_order import DEPLOYING, Claim, Lock, locks_of
+from conveyor.engine.deploy_order import DEPLOYING, Claim, Lock, job_locks
 from conveyor.kube.jobspec import ANNOTATION_JOB
 
 # How long a deploy this process started counts as started without the watch showing it.
@@ -76,10 +76,9 @@ class DeployLocks:
     def claim(self, namespace: str, run: PipelineRun, decided: Plan) -> None:
         """The deploys this pass starts hold their locks from now, before the watch shows it."""
         now = self.clock()
-        entries = {e["name"]: e for e in decided.status.get("jobs") or ()}
         created = run.metadata.creation_timestamp or now
         for create in decided.create:
             claim = Claim(run.name, create.pipeline_job, created, DEPLOYING, run.pipeline_name)
-            for lock in locks_of(entries.get(create.pipeline_job) or {}):
+            for lock in job_locks(decided.status.job(create.pipeline_job)):
                 claims = self._deploying.setdefault((namespace, lock), {})
                 claims.setdefault((run.name, create.pipeline_job), (claim, now))

@@ -16,7 +16,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from conveyor.api.codec import format_time
+from conveyor.api.pipelinerun import DeploymentRecord
 from conveyor.deploy import (
     DeployError,
     DeployRecord,
@@ -83,23 +83,21 @@ class DeployResult:
             f"(namespace {self.namespace}), {self.pruned} pruned; version {self.version}"
         )
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> DeploymentRecord:
         """The run's status.deployments entry."""
-        out: dict[str, Any] = {
-            "job": self.job,
-            "environment": self.environment,
-            "namespace": self.namespace,
-            "sha": self.sha,
-            "version": self.version[:512],
-            "result": self.result,
-            "images": list(self.images[:20]),
-            "objects": self.objects,
-            "pruned": self.pruned,
-            "finishedAt": format_time(self.finished),
-        }
-        if self.message:
-            out["message"] = self.message[:512]
-        return out
+        return DeploymentRecord(
+            job=self.job,
+            environment=self.environment,
+            namespace=self.namespace,
+            sha=self.sha,
+            version=self.version[:512],
+            result=self.result,
+            images=self.images[:20],
+            objects=self.objects,
+            pruned=self.pruned,
+            message=self.message[:512] or None,
+            finished_at=self.finished,
+        )
 
 
 class RolloutFailed(DeployError):

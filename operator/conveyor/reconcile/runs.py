@@ -20,15 +20,14 @@ from typing import Any
 from conveyor import __version__
 from conveyor.api import ModelError, PipelineRun
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
-from conveyor.api.pipelinerun import FINISHED_PHASES
+from conveyor.api.pipelinerun import FINISHED_PHASES, PipelineRunStatus
 from conveyor.engine import ObservedJob, Plan
 from conveyor.engine.deploy_order import WAITING, Lock
 from conveyor.engine.pass_decision import decide
 from conveyor.engine.planner import reopened, retry_due
-from conveyor.engine.record import as_recorded, built_images
+from conveyor.engine.record import RECORD_FIELDS, as_recorded, built_images
 from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import JobOptions
-from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
 from conveyor.reconcile.approvals import ApprovalGates
 from conveyor.reconcile.artifacts import ArtifactService
@@ -43,9 +42,20 @@ from conveyor.reconcile.pipelines import RunPipelines
 from conveyor.reconcile.retry import Quiet
 from conveyor.reconcile.siblings import PipelineRuns
 from conveyor.reconcile.sources import Sources
+from conveyor.reconcile.statuswrites import StatusWrites
 from conveyor.reconcile.sweeps import Sweeps
 from conveyor.reconcile.timers import RunTimers
-from conveyor.reconcile.views import Key, Views, first, serving_environment, utcnow
+from conveyor.reconcile.views import (
+    Key,
+    Views,
+    any_active,
+    auto_cancels,
+    first,
+    pipeline_ref,
+    run_phase,
+    serving_environment,
+    utcnow,
+)
 from conveyor.reconcile.workqueue import WorkQueue
 
 log = logging.getLogger("conveyor.runs")
@@ -54,8 +64,6 @@ DEFERRED_STATUS_SECONDS = 1.0  # at the latest; normally the new Job's watch eve
 # A job held by its environment or resource group is queued again when the job ahead ends; this
 # recheck only backs that up (an event missed during a watch reconnect).
 HELD_RECHECK_SECONDS = 30.0
-# What a run records of itself at its start (engine.record), with the rules' outcome.
-RECORD_KEYS = ("pipelineSpec", "variables", "evaluation")
 
 
 def _job(pipeline: PipelineSpec, name: str) -> PipelineJob:
@@ -87,10 +95,6 @@ class RunController:
         self.queue: WorkQueue[Key] = WorkQueue()
         self.views: Views | None = None
         self.instance = socket.gethostname()
-        # Status we wrote that the watch has not brought back yet: (resourceVersions that are
-        # older than our write, the body after it). Without it, a pass that runs before the
-        # watch catches up would plan from stale status and write the same status again.
-        self._written: dict[Key, tuple[frozenset[str], dict[str, Any]]] = {}
         self.timers = RunTimers(self.queue)
         self._settling: set[Key] = set()  # finished runs the watch has not shown finished yet
         # API calls block (the Kubernetes client is synchronous): a pool of their own, sized for
@@ -128,7 +132,8 @@ class RunController:
             artifacts_recorded=options.artifact_store is not None,
         )
         self.events = EventPoster(kube, self.instance, quiet)
-        self.siblings = PipelineRuns(kube, self.io, self.queue, self._written)
+        self.writes = StatusWrites(kube, self.io, self.metrics)
+        self.siblings = PipelineRuns(kube, self.io, self.queue, self.writes)
         self.sweeps = Sweeps(kube, self.io, options, clock, self.artifacts, self.approvals)
         # How the planner last saw each Job (from its watch events): updates that do not change
         # it do not queue a pass.
@@ -191,7 +196,7 @@ class RunController:
             if ns != namespace:
                 continue
             for body in bodies:
-                if (body.get("status") or {}).get("phase") not in FINISHED_PHASES:
+                if run_phase(body) not in FINISHED_PHASES:
                     self.queue.add((ns, name))
 
     def deploys_changed(self, namespace: str, name: str, locks: Iterable[Lock]) -> None:
@@ -210,10 +215,10 @@ class RunController:
     def run_created(self, namespace: str, body: Mapping[str, Any]) -> None:
         """A new run: with auto-cancel, the older runs of its pipeline decide whether it makes
         them redundant."""
-        ref = (body.get("spec") or {}).get("pipelineRef") or {}
-        pipeline = self.pipeline_body((namespace, ref.get("name") or ""))
-        if pipeline and (pipeline.get("spec") or {}).get("autoCancel") == "conservative":
-            self.pipeline_changed(namespace, ref["name"])
+        name = pipeline_ref(body)
+        pipeline = self.pipeline_body((namespace, name)) if name else None
+        if name and pipeline and auto_cancels(pipeline):
+            self.pipeline_changed(namespace, name)
 
     def job_changed(self, key: Key, job_name: str, seen: ObservedJob | None) -> None:
         """A Job of run `key` changed; `seen` is how the planner sees it now (None: deleted).
@@ -257,9 +262,8 @@ class RunController:
     def _run_body(self, key: Key) -> dict[str, Any] | None:
         assert self.views is not None
         body = first(self.views.runs, key)
-        written = self._written.get(key)
         if body is None:
-            self._written.pop(key, None)
+            self.writes.forget(key)
             self.timers.forget(key)
             self.siblings.forget(key)
             self.observed.forget(key)
@@ -269,12 +273,7 @@ class RunController:
             self.approvals.forget(key)
             self.launcher.forget(key)
             return None
-        if written is not None:
-            older, newer = written
-            if body["metadata"].get("resourceVersion") in older:
-                return newer
-            self._written.pop(key, None)
-        return body
+        return self.writes.current(key, body)
 
     async def reconcile(self, key: Key) -> None:
         assert self.views is not None
@@ -284,23 +283,24 @@ class RunController:
         namespace = key[0]
         now = self.clock()
         run = as_recorded(PipelineRun.from_dict(body))
+        stored = run.status  # as the API server has it (the facts add the run's record)
         if (
             run.status.finished
             and not reopened(run)
             and not retry_due(run)
-            and not any(j.get("status", {}).get("active") for j in self.views.jobs.get(key, ()))
+            and not any_active(self.views.jobs.get(key, ()))
         ):
             await self.approvals.close(key, run, self.views.approvals.get(key, ()), now)
-            if key in self._settling and key not in self._written:
+            if key in self._settling and not self.writes.pending(key):
                 # The view now shows this run finished: decide again for its pipeline.
                 self._settling.discard(key)
                 await self._after_finish(namespace, run)
             return
         gathered = await self.facts.gather(
-            key, body, run, self.views.jobs.get(key, ()), self.views.approvals.get(key, ()), now
+            key, run, self.views.jobs.get(key, ()), self.views.approvals.get(key, ()), now
         )
         if isinstance(gathered, Unplannable):
-            await self._write_status(key, body, gathered.status)
+            await self.writes.write(key, body, run, gathered.status)
             return
         run, pipeline, gates = gathered.facts.run, gathered.facts.pipeline, gathered.gates
         decision = decide(gathered.facts)
@@ -312,14 +312,14 @@ class RunController:
         self.locks.claim(namespace, run, decided)
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
         self._note_built(key, pipeline, decided.status)
-        jobs = decided.status.get("jobs") or ()
+        jobs = decided.status.jobs
         await self.approvals.sync(key, body, run, pipeline, gates, jobs, now)
-        await self._apply(key, body, run, pipeline, decided, gates.approved_images)
+        await self._apply(key, body, stored, run, pipeline, decided, gates.approved_images)
         if gathered.awaiting:
             self.queue.add_after(key, 1.0)
         self.timers.schedule(key, pipeline, decided.status, decided.wake_at, now)
 
-    def _note_built(self, key: Key, pipeline: PipelineSpec, status: Mapping[str, Any]) -> None:
+    def _note_built(self, key: Key, pipeline: PipelineSpec, status: PipelineRunStatus) -> None:
         built = built_images(pipeline, status)
         if built:
             self._built.setdefault(key, {}).update(built)
@@ -331,19 +331,17 @@ class RunController:
         self,
         key: Key,
         body: dict[str, Any],
+        stored: PipelineRunStatus,
         run: PipelineRun,
         pipeline: PipelineSpec,
         decided: Plan,
         approved_images: Mapping[str, tuple[str, ...]],
     ) -> None:
         namespace, _ = key
-        old_status = body.get("status") or {}
-        if decided.create and "pipelineSpec" not in old_status and "pipelineSpec" in decided.status:
+        if decided.create and not stored.recorded and decided.status.recorded:
             # The record of what the run runs is written before its first Jobs, so nothing runs
             # that the record (and so an approval's digest) does not say.
-            record = {k: decided.status[k] for k in RECORD_KEYS if k in decided.status}
-            await self._write_status(key, body, {**old_status, **record})
-            body = self._written[key][1] if key in self._written else body
+            body = await self.writes.write(key, body, run, decided.status, only=RECORD_FIELDS)
         # Jobs before status: a status that names a Job must never precede the Job itself.
         for create in decided.create:
             spec_job = _job(pipeline, create.pipeline_job)
@@ -354,7 +352,9 @@ class RunController:
                     key, run, pipeline, spec_job, create.attempt, create.job_name, images
                 )
                 continue
-            later = await self.launcher.create(key, run, pipeline, spec_job, create, decided.status)
+            later = await self.launcher.create(
+                key, run, pipeline, spec_job, create, decided.status.jobs
+            )
             if later is not None:
                 # Not made in this pass (an artifact it downloads is not recorded yet, or its
                 # cache:key:files not read yet): planned again then.
@@ -368,28 +368,12 @@ class RunController:
             # the next pass recomputes both from the Jobs that exist.
             self.queue.add_after(key, DEFERRED_STATUS_SECONDS)
             return
-        was_finished = (body.get("status") or {}).get("phase") in FINISHED_PHASES
-        await self._write_status(key, body, decided.status)
+        await self.writes.write(key, body, run, decided.status)
         now = self.clock()
         self.events.post(namespace, body, decided.events, now)
-        if not was_finished and decided.status.get("phase") in FINISHED_PHASES:
+        if not stored.finished and decided.status.finished:
             self._settling.add(key)
             await self._after_finish(namespace, run)
-
-    async def _write_status(self, key: Key, body: dict[str, Any], status: dict[str, Any]) -> None:
-        patch = merge_patch(body.get("status") or {}, status)
-        if not patch:
-            return
-        namespace, name = key
-        # Written only over the run this pass read: a view that lags may still show a run
-        # deleted and made again under its name, or one changed since (409, and the pass is
-        # taken again on a fresher view).
-        version = body["metadata"].get("resourceVersion")
-        updated = await self.io(self.kube.patch_run_status, namespace, name, patch, version)
-        older, _ = self._written.get(key, (frozenset(), body))
-        self._written[key] = (older | {body["metadata"].get("resourceVersion", "")}, updated)
-        pipeline = ((body.get("spec") or {}).get("pipelineRef") or {}).get("name") or ""
-        self.metrics.status_written(namespace, pipeline, body.get("status") or {}, status)
 
     async def _after_finish(self, namespace: str, run: PipelineRun) -> None:
         """A run has ended: the pipeline's next runs may start, its oldest go. Called when it

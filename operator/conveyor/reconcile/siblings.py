@@ -5,19 +5,18 @@ a run redundant, and which runs go once one ends (history)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conveyor.api import PipelineRun
 from conveyor.api.pipeline import PipelineSpec
 from conveyor.engine import RunSummary, may_start, redundant, runs_allowed_to_start, runs_to_delete
 from conveyor.kube.client import Kube
+from conveyor.reconcile.statuswrites import StatusWrites
 from conveyor.reconcile.views import Key, Views, summaries
 from conveyor.reconcile.workqueue import WorkQueue
 
 log = logging.getLogger("conveyor.runs")
-
-Written = Mapping[Key, tuple[frozenset[str], dict[str, Any]]]  # the controller's in-flight writes
 
 
 class PipelineRuns:
@@ -26,9 +25,9 @@ class PipelineRuns:
         kube: Kube,
         io: Callable[..., Awaitable[Any]],
         queue: WorkQueue[Key],
-        written: Written,
+        writes: StatusWrites,
     ) -> None:
-        self.kube, self.io, self.queue, self.written = kube, io, queue, written
+        self.kube, self.io, self.queue, self.writes = kube, io, queue, writes
         self.views: Views | None = None
         self._pruned: set[Key] = set()  # runs we asked to delete (history)
 
@@ -44,9 +43,8 @@ class PipelineRuns:
         assert self.views is not None
         out = []
         for summary in summaries(self.views.runs_by_pipeline.get((namespace, pipeline_name), ())):
-            written = self.written.get((namespace, summary.name))
-            if written is not None:
-                phase = (written[1].get("status") or {}).get("phase")
+            if self.writes.pending((namespace, summary.name)):
+                phase = self.writes.phase((namespace, summary.name))
                 summary = RunSummary(
                     summary.name, summary.creation_timestamp, phase, summary.labels
                 )
@@ -58,9 +56,7 @@ class PipelineRuns:
             return True
         return may_start(run.name, self.of(namespace, run.pipeline_name), pipeline.concurrency)
 
-    def redundant(
-        self, namespace: str, body: Mapping[str, Any], run: PipelineRun, pipeline: PipelineSpec
-    ) -> str | None:
+    def redundant(self, namespace: str, run: PipelineRun, pipeline: PipelineSpec) -> str | None:
         """Why a newer run of the same ref makes this one redundant (auto-cancel), or None."""
         if pipeline.auto_cancel != "conservative" or run.pipeline_name is None:
             return None
@@ -69,8 +65,7 @@ class PipelineRuns:
         if this is None:
             return None
         interruptible = {j.name for j in pipeline.jobs if j.interruptible}
-        jobs = (body.get("status") or {}).get("jobs") or []
-        return redundant(this, runs, jobs, interruptible)
+        return redundant(this, runs, run.status.jobs, interruptible)
 
     async def after_finish(self, namespace: str, run: PipelineRun, pipeline: PipelineSpec) -> None:
         """A run has ended: the next waiting runs may start, and old runs beyond history go."""

@@ -5,12 +5,9 @@ deadline, not one per pass."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
-from typing import Any
 
-from conveyor.api import parse_time
 from conveyor.api.pipeline import PipelineSpec
-from conveyor.api.pipelinerun import FINISHED_PHASES
+from conveyor.api.pipelinerun import PipelineRunStatus
 from conveyor.reconcile.views import Key
 from conveyor.reconcile.workqueue import WorkQueue
 
@@ -29,15 +26,16 @@ class RunTimers:
         self,
         key: Key,
         pipeline: PipelineSpec,
-        status: Mapping[str, Any],
+        status: PipelineRunStatus,
         wake_at: datetime.datetime | None,
         now: datetime.datetime,
     ) -> None:
         """Queues the run again at its timeout and when its next delayed job is due."""
         limit = pipeline.timeout_seconds()
-        start = status.get("startTime")
-        if limit is not None and start and status.get("phase") not in FINISHED_PHASES:
-            deadline = parse_time(start) + datetime.timedelta(seconds=limit)
+        start = status.start_time
+        if limit is not None and start is not None and not status.finished:
+            # From the start as stored (whole seconds), so each pass finds the same deadline.
+            deadline = start.replace(microsecond=0) + datetime.timedelta(seconds=limit)
             if self._deadlines.get(key) != deadline:
                 self._deadlines[key] = deadline
                 self.queue.add_after(key, (deadline - now).total_seconds() + 0.5)

@@ -9,6 +9,7 @@ from typing import Any
 
 from conveyor.api import parse_time
 from conveyor.engine import RunSummary
+from conveyor.engine.deploy_order import Lock, locks_of
 from conveyor.engine.environments import resolve_environment
 
 Key = tuple[str, str]  # (namespace, name)
@@ -39,13 +40,50 @@ class Views:
     deploy_claims: Mapping[Any, Iterable[list[dict[str, Any]]]]  # (ns, lock) -> [[claim entry]]
 
 
+# The indices hold objects as the watch brings them (JSON): what is read of them without
+# parsing a whole object is read here.
+
+
+def run_phase(body: Mapping[str, Any]) -> str | None:
+    """A PipelineRun's phase."""
+    phase: str | None = (body.get("status") or {}).get("phase")
+    return phase
+
+
+def pipeline_ref(body: Mapping[str, Any]) -> str | None:
+    """The name of the Pipeline a PipelineRun runs (None: an inline pipelineSpec)."""
+    name: str | None = ((body.get("spec") or {}).get("pipelineRef") or {}).get("name")
+    return name
+
+
+def run_locks(body: Mapping[str, Any]) -> set[Lock]:
+    """The locks a PipelineRun's jobs take (their environments and resource groups)."""
+    return {lock for j in (body.get("status") or {}).get("jobs") or () for lock in locks_of(j)}
+
+
+def approval_run(body: Mapping[str, Any]) -> str | None:
+    """The run an Approval gates (its spec, which only the operator writes; never a label)."""
+    run: str | None = (body.get("spec") or {}).get("pipelineRun")
+    return run
+
+
+def auto_cancels(pipeline: Mapping[str, Any]) -> bool:
+    """Whether a Pipeline's newer runs make its older ones redundant (autoCancel)."""
+    return bool((pipeline.get("spec") or {}).get("autoCancel") == "conservative")
+
+
+def any_active(jobs: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether one of a run's compact Jobs (kube.observe.compact_job) has a pod running."""
+    return any((j.get("status") or {}).get("active") for j in jobs)
+
+
 def run_summary(body: Mapping[str, Any]) -> dict[str, Any]:
     """What concurrency and history decisions need of a run."""
     metadata = body["metadata"]
     return {
         "name": metadata["name"],
         "creationTimestamp": metadata.get("creationTimestamp"),
-        "phase": (body.get("status") or {}).get("phase"),
+        "phase": run_phase(body),
         "labels": metadata.get("labels") or {},
         "ref": ((body.get("spec") or {}).get("revision") or {}).get("ref"),
     }

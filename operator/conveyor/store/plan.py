@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api.pipeline import PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import JobStatus
 from conveyor.engine import artifacts as rules
 from conveyor.engine.artifacts import keeps_artifacts
 
@@ -87,27 +88,27 @@ class Dependency:
 def dependencies(
     spec: PipelineSpec,
     job: PipelineJob,
-    jobs: Sequence[Mapping[str, Any]],
+    jobs: Sequence[JobStatus],
 ) -> tuple[Dependency, ...] | None:
     """The archives `job` downloads, from the run's status.jobs: each source job's latest attempt
     whose record names a digest. None while a finished source's record is not read yet (the
     job must not start, nor its approval be asked, before it is: what it gets is what was
     approved). A source that never ran, or kept nothing, gives nothing."""
-    entries = {e["name"]: e for e in jobs if isinstance(e, Mapping) and e.get("name")}
+    entries = {e.name: e for e in jobs}
     present = list(entries) or None
     out = []
     for name in downloads(spec, job, present):
         entry = entries.get(name)
-        if entry is None or not entry.get("attempt"):
+        if entry is None or not entry.attempt:
             continue  # it never ran in this run (skipped by rules, manual not played)
-        if "artifacts" not in entry:
-            if entry.get("phase") in ("Succeeded", "Failed"):
+        if entry.artifacts is None:
+            if entry.phase in ("Succeeded", "Failed"):
                 return None
             continue  # still running or never started: a later stage waits for it anyway
-        for record in entry["artifacts"] or ():
-            digest = str(record.get("digest") or "")
-            if record.get("kind", "archive") == "archive" and is_digest(digest):
-                out.append(Dependency(name, int(entry["attempt"]), digest))
+        for record in entry.artifacts:
+            digest = record.digest or ""
+            if record.kind == "archive" and is_digest(digest):
+                out.append(Dependency(name, entry.attempt, digest))
     return tuple(out)
 
 

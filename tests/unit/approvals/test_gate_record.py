@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.api.pipelinerun import parse_run_status
 from conveyor.approvals import decide, why_not_allowed
 from conveyor.approvals.matching import Expected, gate_digest, match_approvals
 from conveyor.approvals.retention import sweep
@@ -96,12 +97,14 @@ def test_the_approval_covers_the_artifacts_the_gated_job_downloads():
     the_run = run()
 
     def expected(artifacts):
-        jobs = [{"name": "build", "phase": "Succeeded", "attempt": 1, **artifacts},
-                {"name": "deploy", "phase": "Manual"}]  # fmt: skip
-        return gates.expected_of("ns", the_run, ARTIFACT_PIPELINE, "deploy", jobs)
+        jobs = [{"name": "build", "stage": "build", "phase": "Succeeded", "attempt": 1,
+                 **artifacts},
+                {"name": "deploy", "stage": "deploy", "phase": "Manual"}]  # fmt: skip
+        parsed = parse_run_status({"jobs": jobs}).jobs
+        return gates.expected_of("ns", the_run, ARTIFACT_PIPELINE, "deploy", parsed)
 
-    one = {"artifacts": [{"kind": "archive", "digest": "sha256:" + "1" * 64}]}
-    other = {"artifacts": [{"kind": "archive", "digest": "sha256:" + "2" * 64}]}
+    one = {"artifacts": [{"name": "a", "kind": "archive", "digest": "sha256:" + "1" * 64}]}
+    other = {"artifacts": [{"name": "a", "kind": "archive", "digest": "sha256:" + "2" * 64}]}
     assert expected(one).digest != expected(other).digest
     assert expected(one).digest == expected(dict(one)).digest and not expected(one).pending
     unread = expected({})

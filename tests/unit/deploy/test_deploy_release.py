@@ -3,6 +3,7 @@
 import pytest
 
 from conveyor.api import parse_pipeline_spec
+from conveyor.api.pipelinerun import parse_run_status
 from conveyor.deploy import DeployError
 from conveyor.engine.record import built_images
 from conveyor.reconcile.release import (
@@ -118,11 +119,14 @@ def test_the_runs_builds_are_known_by_their_expanded_image():
             ]
         }
     )
-    status = {
-        "jobs": [
-            {"name": "img", "imageDigest": DIGEST},
-            {"name": "other", "phase": "Running"},
-            {"name": "test", "imageDigest": DIGEST},  # not a build: ignored
-        ]
-    }
+    status = parse_run_status(
+        {
+            "jobs": [
+                {"name": "img", "stage": "build", "phase": "Succeeded", "imageDigest": DIGEST},
+                {"name": "other", "stage": "build", "phase": "Running"},
+                # not a build: ignored
+                {"name": "test", "stage": "test", "phase": "Succeeded", "imageDigest": DIGEST},
+            ]
+        }
+    )
     assert built_images(spec, status) == {"reg/app:1": DIGEST}

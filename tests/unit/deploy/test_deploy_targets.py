@@ -47,6 +47,7 @@ def test_the_observed_generation_is_kept():
 
 
 def test_the_status_json_keeps_its_other_conditions_as_they_were():
+    from conveyor.api.pipelinerun import dump_run_status, parse_run_status
     from conveyor.engine.pass_decision import with_targets as _with_targets
 
     succeeded = {
@@ -57,11 +58,12 @@ def test_the_status_json_keeps_its_other_conditions_as_they_were():
         "lastTransitionTime": "2026-11-26T09:59:00Z",
         "observedGeneration": 2,
     }
-    status = {"phase": "Running", "conditions": [succeeded]}
+    status = parse_run_status({"phase": "Running", "conditions": [succeeded]})
     assert _with_targets(status, [], T0) == (status, [])
     down, events = _with_targets(status, ["down"], T0)
-    assert down["conditions"][0] == succeeded and down["phase"] == "Running"
-    assert down["conditions"][1] == {
+    written = dump_run_status(down)
+    assert written["conditions"][0] == succeeded and written["phase"] == "Running"
+    assert written["conditions"][1] == {
         "type": "TargetsReachable",
         "status": "False",
         "reason": "TargetUnavailable",

@@ -3,7 +3,7 @@ the plan."""
 
 import datetime
 
-from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
 from conveyor.engine import plan
 from conveyor.engine.deploy_order import (
     DEPLOYED,
@@ -169,16 +169,16 @@ def test_a_held_deploy_waits_and_the_run_says_for_what():
     decided = plan(PIPELINE, run(), BUILT, NOW, held=held)
     # The held deploy is not created; the other job of its stage is.
     assert [c.pipeline_job for c in decided.create] == ["lint"]
-    entry = next(j for j in decided.status["jobs"] if j["name"] == "to-test")
-    assert entry["phase"] == "Pending" and entry["reason"] == "WaitingForEnvironment"
-    assert entry["environment"] == "test" and "attempt" not in entry
+    entry = next(j for j in decided.status.jobs if j.name == "to-test")
+    assert entry.phase == "Pending" and entry.reason == "WaitingForEnvironment"
+    assert entry.environment == "test" and entry.attempt is None
     # Once nothing else runs, the run's condition says what it waits for.
     lint = ObservedJob(job_name("r", "lint", 1), "lint", 1, SUCCEEDED, exit_code=0)
     decided = plan(PIPELINE, run(), [*BUILT, lint], NOW, held=held)
-    cond = next(c for c in decided.status["conditions"] if c["type"] == "Succeeded")
-    assert decided.status["phase"] == "Running"
-    assert cond["reason"] == "WaitingForEnvironment"
-    assert "job 'to-test' waits: environment 'test' is busy: run old" in cond["message"]
+    cond = next(c for c in decided.status.conditions if c.type == "Succeeded")
+    assert decided.status.phase == "Running"
+    assert cond.reason == "WaitingForEnvironment"
+    assert "job 'to-test' waits: environment 'test' is busy: run old" in cond.message
     # Released: it starts.
     decided = plan(PIPELINE, run(), [*BUILT, lint], NOW)
     assert [c.pipeline_job for c in decided.create] == ["to-test"]
@@ -189,12 +189,12 @@ def test_a_superseded_run_is_cancelled_and_says_by_whom():
     decided = plan(PIPELINE, run(), BUILT, NOW, superseded=why)
     assert decided.create == []
     status = decided.status
-    assert status["phase"] == "Cancelled"
-    cond = next(c for c in status["conditions"] if c["type"] == "Succeeded")
-    assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Superseded", why)
-    jobs = {j["name"]: j for j in status["jobs"]}
-    assert jobs["build"]["phase"] == "Succeeded"
-    assert (jobs["to-test"]["phase"], jobs["to-test"]["reason"]) == ("Cancelled", "Superseded")
+    assert status.phase == "Cancelled"
+    cond = next(c for c in status.conditions if c.type == "Succeeded")
+    assert (cond.status, cond.reason, cond.message) == ("False", "Superseded", why)
+    jobs = {j.name: j for j in status.jobs}
+    assert jobs["build"].phase == "Succeeded"
+    assert (jobs["to-test"].phase, jobs["to-test"].reason) == ("Cancelled", "Superseded")
     assert any(e.reason == "RunCancelled" and "Superseded" in e.message for e in decided.events)
 
 
@@ -208,9 +208,9 @@ def test_a_gated_deploy_says_it_waits_for_approval():
     )
     gated = gated_jobs(pipeline, {"prod": 1})
     status = plan(with_gates(pipeline, gated), run(), [], NOW, gated=gated).status
-    (entry,) = status["jobs"]
-    assert (entry["phase"], entry["reason"]) == ("Manual", "WaitingForApproval")
-    assert claim_state(entry) == WAITING
+    (entry,) = status.jobs
+    assert (entry.phase, entry.reason) == ("Manual", "WaitingForApproval")
+    assert claim_state(to_dict(entry)) == WAITING
 
 
 GROUP = ("resource group", "migrations")
@@ -248,12 +248,12 @@ def test_a_job_held_by_its_resource_group_says_so():
     held = {"migrate": Hold("WaitingForResource", "resource group 'migrations' is busy")}
     decided = plan(pipeline, run(), [], NOW, held=held)
     assert decided.create == []
-    (entry,) = decided.status["jobs"]
-    assert (entry["reason"], entry["resourceGroup"]) == ("WaitingForResource", "migrations")
-    assert claim_state(entry) == WAITING
-    cond = next(c for c in decided.status["conditions"] if c["type"] == "Succeeded")
-    assert cond["reason"] == "WaitingForResource"
-    assert cond["message"] == "job 'migrate' waits: resource group 'migrations' is busy"
+    (entry,) = decided.status.jobs
+    assert (entry.reason, entry.resource_group) == ("WaitingForResource", "migrations")
+    assert claim_state(to_dict(entry)) == WAITING
+    cond = next(c for c in decided.status.conditions if c.type == "Succeeded")
+    assert cond.reason == "WaitingForResource"
+    assert cond.message == "job 'migrate' waits: resource group 'migrations' is busy"
 
 
 def test_only_a_newer_run_of_the_same_pipeline_supersedes():

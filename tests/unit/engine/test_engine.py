@@ -14,6 +14,7 @@ import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec, to_dict
 from conveyor.api.evaluation import Evaluation, JobEvaluation
+from conveyor.api.pipelinerun import JobStatus, dump_run_status
 from conveyor.engine import (
     ObservedJob,
     RunSummary,
@@ -75,7 +76,7 @@ class World:
             # A stopped Job stays; its pod ends past its deadline and the Job fails.
             if name in self.jobs:
                 self.jobs[name] = dataclasses.replace(self.jobs[name], state="failed")
-        self.status = result.status
+        self.status = dump_run_status(result.status)  # written back, as the operator does
         self.events += result.events
         return result
 
@@ -407,7 +408,7 @@ def test_planning_is_idempotent_and_converges():
 def test_planned_but_unobserved_jobs_are_requested_again_with_the_same_name():
     world = World(pipeline(job("a")))
     first = world.plan()
-    world.status = first.status  # status written, but the Job create was lost
+    world.status = dump_run_status(first.status)  # status written, the Job create lost
     again = world.plan()
     assert [c.job_name for c in again.create] == [c.job_name for c in first.create]
 
@@ -472,13 +473,13 @@ def test_condition_transition_time_kept_while_status_unchanged():
 def test_missing_pipeline_waits_then_fails_if_started():
     world = World(pipeline(job("a")))
     status = missing_pipeline_status(world.run(), T0)
-    assert status["phase"] == "Pending"
-    cond = status["conditions"][0]
-    assert (cond["status"], cond["reason"]) == ("Unknown", "PipelineNotFound")
+    assert status.phase == "Pending"
+    cond = status.conditions[0]
+    assert (cond.status, cond.reason) == ("Unknown", "PipelineNotFound")
     world.step()
     status = missing_pipeline_status(world.run(), T0)
-    assert status["phase"] == "Failed"
-    assert status["conditions"][0]["reason"] == "PipelineNotFound"
+    assert status.phase == "Failed"
+    assert status.conditions[0].reason == "PipelineNotFound"
 
 
 def test_large_pipeline_plans_quickly_and_status_is_small():
@@ -495,11 +496,11 @@ def test_large_pipeline_plans_quickly_and_status_is_small():
 def test_unparseable_pipeline_status():
     world = World(pipeline(job("a")))
     status = invalid_pipeline_status(world.run(), T0, "spec.jobs: at least 1 item(s) required")
-    assert status["phase"] == "Failed"
-    cond = status["conditions"][0]
-    assert (cond["status"], cond["reason"]) == ("False", "InvalidPipeline")
-    assert "spec.jobs" in cond["message"]
-    assert status["completionTime"] == "2025-01-01T12:00:00Z"
+    assert status.phase == "Failed"
+    cond = status.conditions[0]
+    assert (cond.status, cond.reason) == ("False", "InvalidPipeline")
+    assert "spec.jobs" in cond.message
+    assert dump_run_status(status)["completionTime"] == "2025-01-01T12:00:00Z"
 
 
 def test_a_failure_says_in_its_own_words_what_went_wrong():
@@ -696,10 +697,10 @@ def test_a_newer_run_of_the_ref_makes_an_older_one_redundant():
 
 def test_a_started_job_that_is_not_interruptible_keeps_the_run():
     old, new = summary("r1", 0), summary("r2", 1)
-    running = [{"name": "build", "phase": "Running", "attempt": 1}]
+    running = [JobStatus("build", "build", "Running", attempt=1)]
     assert redundant(old, [old, new], running, set()) is None
     assert redundant(old, [old, new], running, {"build"}) is not None
-    waiting = [{"name": "deploy", "phase": "Pending"}]  # not started: no attempt
+    waiting = [JobStatus("deploy", "deploy", "Pending")]  # not started: no attempt
     assert redundant(old, [old, new], waiting, set()) is not None
 
 
@@ -753,7 +754,7 @@ def test_a_stale_or_gated_retry_leaves_a_finished_run_as_it_is():
     gated = plan(
         world.spec, world.run(), list(world.jobs.values()), world.now, gated=frozenset({"a"})
     )
-    assert gated.create == [] and gated.status == frozen
+    assert gated.create == [] and dump_run_status(gated.status) == frozen
 
 
 def test_a_cancelled_run_is_never_retried():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
 from conveyor.api.evaluation import Evaluation, JobEvaluation
+from conveyor.api.pipelinerun import dump_run_status
 from conveyor.engine.evaluation import apply_evaluation
 from conveyor.gitlab.context import RuleContext
 from conveyor.gitlab.rules import evaluate
@@ -171,7 +172,7 @@ def _step(world, evaluation):
             c.job_name,
             ObservedJob(c.job_name, c.pipeline_job, c.attempt, "active", start_time=world.now),
         )
-    world.status = result.status
+    world.status = dump_run_status(result.status)
     return result
 
 

@@ -8,10 +8,12 @@ import datetime
 import json
 import subprocess
 import urllib.parse
+from dataclasses import replace
 
 import pytest
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.api.pipelinerun import ArtifactRecord, parse_run_status
 from conveyor.cli.main import build_parser
 from conveyor.cli.operator_cmd import job_options
 from conveyor.kube import script as scripts
@@ -93,9 +95,14 @@ JOBS = [
 ]
 
 
+def statuses(entries):
+    """status.jobs entries as the operator parses them from the stored run."""
+    return parse_run_status({"jobs": [{"stage": "test", **e} for e in entries]}).jobs
+
+
 def plan_of(job_name, jobs=JOBS, lookup=lambda _: None):
     job = SPEC.job(job_name)
-    sources = plans.dependencies(SPEC, job, jobs)
+    sources = plans.dependencies(SPEC, job, statuses(jobs))
     assert sources is not None
     return plans.transfer_plan(
         spec=SPEC,
@@ -136,18 +143,20 @@ def test_a_download_waits_for_its_sources_record_and_skips_what_kept_nothing():
     unread = [{**JOBS[0], "artifacts": None}, JOBS[1]]
     unread[0].pop("artifacts")
     # build finished but its record is not read yet: nothing may start on a guess.
-    assert plans.dependencies(SPEC, test, unread) is None
+    assert plans.dependencies(SPEC, test, statuses(unread)) is None
     # Read, and it kept nothing: nothing to download from it.
     kept_nothing = [{**JOBS[0], "artifacts": []}, JOBS[1]]
-    assert [d.job for d in plans.dependencies(SPEC, test, kept_nothing)] == ["docs"]
+    assert [d.job for d in plans.dependencies(SPEC, test, statuses(kept_nothing))] == ["docs"]
     # Still running (a needs job can start before an earlier stage ends): not waited for here.
     running = [{"name": "build", "phase": "Running", "attempt": 3}, JOBS[1]]
-    assert [d.job for d in plans.dependencies(SPEC, test, running)] == ["docs"]
+    assert [d.job for d in plans.dependencies(SPEC, test, statuses(running))] == ["docs"]
     # A record without a valid digest is not downloaded (nothing to check it against).
-    odd = [{**JOBS[0], "artifacts": [{"kind": "archive", "digest": "sha256:zz"}]}, JOBS[1]]
+    # (The API server refuses such a record; the operator does not trust that alone.)
+    (build, docs) = statuses(JOBS[:2])
+    odd = (replace(build, artifacts=(ArtifactRecord("a", digest="sha256:zz"),)), docs)
     assert [d.job for d in plans.dependencies(SPEC, test, odd)] == ["docs"]
     # The latest attempt's archive, with its digest.
-    (build, _docs) = plans.dependencies(SPEC, test, JOBS)
+    (build, _docs) = plans.dependencies(SPEC, test, statuses(JOBS))
     assert (build.job, build.attempt, build.digest) == ("build", 2, D)
 
 
@@ -161,7 +170,7 @@ def test_native_deploys_builds_and_scans_download_nothing():
             ],
         }
     )
-    assert plans.dependencies(spec, spec.job("prod"), JOBS) == ()
+    assert plans.dependencies(spec, spec.job("prod"), statuses(JOBS)) == ()
 
 
 def test_dependencies_empty_and_needs_narrow_the_downloads():
@@ -422,9 +431,9 @@ def test_a_cache_with_key_files_is_keyed_by_the_blob_ids_the_operator_read():
     service = ArtifactService(None, CONFIG, JobOptions())  # type: ignore[arg-type]
     service._client = CLIENT
     # Without the blob ids (the controller reads them first) the job fails, saying so.
-    assert service.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(refusal=KEY_FILES_UNREAD)
+    assert service.prepare(RUN, spec, spec.jobs[0], 1, ()) == Prepared(refusal=KEY_FILES_UNREAD)
     blobs = {"go.sum": ("2" * 40,), "*.mod": ("1" * 40, "2" * 40), "none.lock": ()}
-    prepared = service.prepare(RUN, spec, spec.jobs[0], 1, {}, blobs)
+    prepared = service.prepare(RUN, spec, spec.jobs[0], 1, (), blobs)
     assert prepared.plan is not None
     caches = json.loads(prepared.plan)["caches"]
     digest = hashlib.sha1(("1" * 40 + "-" + "2" * 40).encode()).hexdigest()
@@ -432,7 +441,7 @@ def test_a_cache_with_key_files_is_keyed_by_the_blob_ids_the_operator_read():
     assert [k["key"] for k in caches[0]["pull"]] == [f"0_go_*-{digest}"]
     assert caches[1]["push"]["key"] == "p-default"  # no such file: GitLab's `default`
     unconfigured = ArtifactService(None, None, JobOptions())  # type: ignore[arg-type]
-    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, {}) == Prepared(refusal=NOT_CONFIGURED)
+    assert unconfigured.prepare(RUN, spec, spec.jobs[0], 1, ()) == Prepared(refusal=NOT_CONFIGURED)
 
 
 def test_untracked_is_in_the_plan_and_the_checkout_lists_tracked_files():
