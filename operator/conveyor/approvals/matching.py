@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from conveyor.api.approval import CANCELLED
+from conveyor.api.approval import CANCELLED, Approval
 from conveyor.api.codec import to_dict
 from conveyor.api.pipeline import PipelineSpec
 
@@ -59,8 +59,8 @@ class Expected:
 
 @dataclass
 class Matched:
-    current: dict[str, dict[str, Any]] = field(default_factory=dict)  # job -> its Approval
-    stale: list[dict[str, Any]] = field(default_factory=list)  # this run's, but for other facts
+    current: dict[str, Approval] = field(default_factory=dict)  # job -> its Approval
+    stale: list[Approval] = field(default_factory=list)  # this run's, but for other facts
     # job -> how many Approvals for exactly these facts were closed before a decision (the
     # facts changed and changed back): the next one asked for needs another name.
     rounds: dict[str, int] = field(default_factory=dict)
@@ -74,24 +74,25 @@ def match_approvals(
 ) -> Matched:
     """Sorts the Approvals that name a run into those that gate its jobs now and those of this
     run that no longer can (what the job would do changed). Approvals of another run of the same
-    name (another UID) are neither: they are that run's record."""
+    name (another UID) are neither: they are that run's record, and are not parsed here."""
     out = Matched()
     for body in bodies:
-        spec = body.get("spec") or {}
-        if not run_uid or spec.get("runUID") != run_uid:
+        if not run_uid or (body.get("spec") or {}).get("runUID") != run_uid:
             continue
-        want = expected.get(spec.get("job") or "")
-        revision = spec.get("revision") or {}
+        approval = Approval.from_dict(body)
+        spec = approval.spec
+        assert spec is not None  # it has a runUID
+        want = expected.get(spec.job)
         if (
             want is not None
-            and spec.get("digest") == want.digest
-            and spec.get("environment") == want.environment
-            and revision.get("sha") == sha
+            and spec.digest == want.digest
+            and spec.environment == want.environment
+            and spec.revision.sha == sha
         ):
-            if (body.get("status") or {}).get("decision") == CANCELLED:
-                out.rounds[spec["job"]] = out.rounds.get(spec["job"], 0) + 1
+            if approval.status.decision == CANCELLED:
+                out.rounds[spec.job] = out.rounds.get(spec.job, 0) + 1
             else:
-                out.current[spec["job"]] = dict(body)
+                out.current[spec.job] = approval
         else:
-            out.stale.append(dict(body))
+            out.stale.append(approval)
     return out

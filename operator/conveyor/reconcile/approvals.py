@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from conveyor.api import PipelineRun, parse_time
-from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED
+from conveyor.api import API_VERSION, PipelineRun, parse_time, to_dict
+from conveyor.api.approval import APPROVED, EXPIRED, FINAL_DECISIONS, REJECTED, Approval
 from conveyor.api.approval import CANCELLED as APPROVAL_CANCELLED
 from conveyor.api.conditions import find_condition
 from conveyor.api.meta import ANNOTATION_INITIATOR
@@ -40,6 +40,7 @@ from conveyor.engine.model import Event
 from conveyor.kube.events import event_body
 from conveyor.kube.patch import merge_patch
 from conveyor.metrics import OperatorMetrics
+from conveyor.reconcile.views import approval_decision
 from conveyor.reconcile.workqueue import WorkQueue
 from conveyor.store.plan import dependencies
 
@@ -69,7 +70,7 @@ class Gates:
     gated: frozenset[str] = frozenset()  # jobs that need an Approval
     expected: Mapping[str, Expected] = field(default_factory=dict)  # what it must say, per job
     matched: Matched = field(default_factory=Matched)
-    decisions: Mapping[str, tuple[Body, Decision]] = field(default_factory=dict)  # current ones
+    decisions: Mapping[str, tuple[Approval, Decision]] = field(default_factory=dict)  # current
     approved_images: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per approved
     refusals: Mapping[str, str] = field(default_factory=dict)  # job -> reason it fails with
     messages: Mapping[str, str] = field(default_factory=dict)  # job -> why, where known
@@ -89,13 +90,15 @@ def gates_of(
     """The decisions of the run's current Approvals: approved gates release their job (held to
     the images approved), rejected and expired ones fail it, and a gate whose Approval cannot be
     asked (`unapprovable`: job -> why) fails closed."""
-    decisions = {job: (body, decide(body, now)) for job, body in matched.current.items()}
+    decisions = {
+        job: (approval, decide(approval, now)) for job, approval in matched.current.items()
+    }
     approved_images: dict[str, tuple[str, ...]] = {}
     refusals: dict[str, str] = {}
     messages: dict[str, str] = {}
     for job, (approval, decision) in decisions.items():
         if decision.state == APPROVED:
-            approved_images[job] = tuple((approval.get("spec") or {}).get("images") or ())
+            approved_images[job] = approval.spec.images if approval.spec is not None else ()
         elif decision.state == REJECTED:
             refusals[job] = REASON_APPROVAL_REJECTED
         elif decision.state == EXPIRED:
@@ -107,8 +110,8 @@ def gates_of(
     return Gates(gated, expected, matched, decisions, approved_images, refusals, messages)
 
 
-def _cancelled(body: Mapping[str, Any], now: datetime.datetime, reason: str) -> Decision:
-    return dataclasses.replace(decide(body, now), state=APPROVAL_CANCELLED, reason=reason)
+def _cancelled(approval: Approval, now: datetime.datetime, reason: str) -> Decision:
+    return dataclasses.replace(decide(approval, now), state=APPROVAL_CANCELLED, reason=reason)
 
 
 class ApprovalGates:
@@ -212,7 +215,6 @@ class ApprovalGates:
     async def sync(
         self,
         key: Key,
-        run_body: Mapping[str, Any],
         run: PipelineRun,
         pipeline: PipelineSpec,
         gates: Gates,
@@ -226,7 +228,7 @@ class ApprovalGates:
         assert run.spec is not None
         namespace = key[0]
         waiting = {j.name for j in jobs if j.phase == MANUAL} & gates.gated
-        annotations = run_body["metadata"].get("annotations") or {}
+        annotations = run.metadata.annotations
         for job_name in sorted(waiting - set(gates.decisions)):
             job = pipeline.job(job_name)
             assert job is not None and job.environment is not None
@@ -271,18 +273,18 @@ class ApprovalGates:
                 self.queue.add_after(
                     key, (parse_time(manifest["spec"]["expiresAt"]) - now).total_seconds() + 1
                 )
-        for body, decision in gates.decisions.values():
-            await self.record_decision(namespace, body, decision, now)
-        for body in gates.matched.stale:
-            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
+        for approval, decision in gates.decisions.values():
+            await self.record_decision(namespace, approval, decision, now)
+        for approval in gates.matched.stale:
+            if approval.status.final:
                 continue
             decision = _cancelled(
-                body,
+                approval,
                 now,
                 "what the job would do changed since this approval was asked for (the "
                 "environment, the run's variables or its commit); a new approval is asked for",
             )
-            await self.record_decision(namespace, body, decision, now)
+            await self.record_decision(namespace, approval, decision, now)
 
     async def _images(
         self, namespace: str, run: PipelineRun, pipeline: PipelineSpec, job: PipelineJob
@@ -295,26 +297,33 @@ class ApprovalGates:
         return await self.images(namespace, run, pipeline, job)
 
     async def record_decision(
-        self, namespace: str, body: Mapping[str, Any], decision: Decision, now: datetime.datetime
+        self, namespace: str, approval: Approval, decision: Decision, now: datetime.datetime
     ) -> None:
         """Writes what an Approval's votes decide into its status; a final decision is an Event."""
-        new = approval_status(body, decision, now)
-        patch = merge_patch(body.get("status") or {}, new)
+        new = approval_status(approval, decision, now)
+        patch = merge_patch(to_dict(approval.status), new)
         if not patch:
             return
-        name = body["metadata"]["name"]
-        await self.io(self.kube.patch_approval_status, namespace, name, patch)
-        was = (body.get("status") or {}).get("decision")
-        if decision.final and was != decision.state:
-            environment = (body.get("spec") or {}).get("environment") or ""
+        await self.io(self.kube.patch_approval_status, namespace, approval.name, patch)
+        if decision.final and approval.status.decision != decision.state:
+            environment = approval.spec.environment if approval.spec is not None else ""
             self.metrics.approval_decided(namespace, environment, decision.state)
             event = Event(
                 "Normal" if decision.state == APPROVED else "Warning",
                 f"Approval{decision.state}",
                 f"{decision.reason}"[:1024],
             )
+            about = {
+                "apiVersion": API_VERSION,
+                "kind": "Approval",
+                "metadata": {
+                    "name": approval.name,
+                    "namespace": namespace,
+                    "uid": approval.metadata.uid,
+                },
+            }
             await self.io(
-                self.kube.create_event, namespace, event_body(body, event, now, self.instance)
+                self.kube.create_event, namespace, event_body(about, event, now, self.instance)
             )
 
     async def close(
@@ -327,12 +336,13 @@ class ApprovalGates:
         """A run that ended (cancelled, superseded, failed) while a gate waited: its Approval
         is closed, Cancelled, so nobody is asked to vote on a deploy that will not happen."""
         for body in bodies:
-            if (body.get("status") or {}).get("decision") in FINAL_DECISIONS:
+            if approval_decision(body) in FINAL_DECISIONS:
                 continue
+            approval = Approval.from_dict(body)
             condition = find_condition(run.status.conditions, CONDITION_SUCCEEDED)
             why = f"{condition.reason}: {condition.message}" if condition else run.status.phase
-            decision = _cancelled(body, now, f"the run ended before a decision ({why})")
-            await self.record_decision(key[0], body, decision, now)
+            decision = _cancelled(approval, now, f"the run ended before a decision ({why})")
+            await self.record_decision(key[0], approval, decision, now)
 
     async def sweep_once(
         self,
@@ -346,8 +356,9 @@ class ApprovalGates:
         once past the retention period."""
         found = sweep(bodies, runs, now, retention)
         for body in found.close:
-            decision = _cancelled(body, now, "its run was deleted before a decision")
-            await self.record_decision(body["metadata"]["namespace"], body, decision, now)
+            approval = Approval.from_dict(body)
+            decision = _cancelled(approval, now, "its run was deleted before a decision")
+            await self.record_decision(approval.metadata.namespace or "", approval, decision, now)
         for namespace, name in found.delete:
             log.info(
                 "deleting approval %s/%s: its run is gone and it is past retention", namespace, name

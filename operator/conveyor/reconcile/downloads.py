@@ -17,7 +17,9 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from conveyor.api import PipelineRun
 from conveyor.api import artifactdownload as ad
+from conveyor.api.artifactdownload import ArtifactDownload
 from conveyor.kube.client import Kube
 from conveyor.reconcile.artifacts import ArtifactService
 from conveyor.store import download
@@ -73,8 +75,11 @@ class Downloads:
                 return None
             raise
 
-    def _status(self, namespace: str, spec: Mapping[str, Any], runs: Lookup) -> dict[str, Any]:
-        run = self._run(runs, namespace, str(spec.get("run") or ""))
+    def _status(
+        self, namespace: str, spec: ad.ArtifactDownloadSpec, runs: Lookup
+    ) -> dict[str, Any]:
+        body = self._run(runs, namespace, spec.run)
+        run = PipelineRun.from_dict(body) if body is not None else None
         now = self.clock()
         decision = download.decide(namespace, spec, run, now)
         if isinstance(decision, download.Refusal):
@@ -95,11 +100,10 @@ class Downloads:
         self, namespace: str, name: str, body: Mapping[str, Any], runs: Lookup
     ) -> None:
         """Writes the answer of a request that has none yet."""
-        if (body.get("status") or {}).get("phase") or (body.get("metadata") or {}).get(
-            "deletionTimestamp"
-        ):
+        request = ArtifactDownload.from_dict(body)
+        if request.status.phase or request.metadata.deletion_timestamp or request.spec is None:
             return
-        status = await self.io(self._status, namespace, body.get("spec") or {}, runs)
+        status = await self.io(self._status, namespace, request.spec, runs)
         try:
             await self.io(self.kube.patch_download_status, namespace, name, status)
         except ApiException as e:

@@ -313,7 +313,7 @@ class RunController:
         # A build that ends in this pass may start its deploy in this pass: pin its digest now.
         self._note_built(key, pipeline, decided.status)
         jobs = decided.status.jobs
-        await self.approvals.sync(key, body, run, pipeline, gates, jobs, now)
+        await self.approvals.sync(key, run, pipeline, gates, jobs, now)
         await self._apply(key, body, stored, run, pipeline, decided, gates.approved_images)
         if gathered.awaiting:
             self.queue.add_after(key, 1.0)

@@ -17,7 +17,7 @@ from conveyor.kube.client import Kube
 from conveyor.kube.jobspec import JobOptions
 from conveyor.reconcile.approvals import ApprovalGates
 from conveyor.reconcile.artifacts import ArtifactService
-from conveyor.reconcile.views import Views
+from conveyor.reconcile.views import Views, run_uid
 from conveyor.store.client import StoreError
 
 log = logging.getLogger("conveyor.runs")
@@ -71,7 +71,7 @@ class Sweeps:
             if e.status == 404:
                 return False
             raise
-        return (body.get("metadata") or {}).get("uid") == uid
+        return run_uid(body) == uid
 
     async def artifacts_once(self) -> int:
         assert self.views is not None
@@ -80,7 +80,7 @@ class Sweeps:
             for (ns, name), values in list(self.views.runs.items())
             for body in values
         ]
-        runs = [(ns, name, (b.get("metadata") or {}).get("uid") or "") for ns, name, b in bodies]
+        runs = [(ns, name, run_uid(b)) for ns, name, b in bodies]
         statuses = [
             (ns, name, uid, b.get("status") or {})
             for (ns, name, uid), (_, _, b) in zip(runs, bodies, strict=True)
@@ -105,7 +105,7 @@ class Sweeps:
     async def approvals_once(self) -> None:
         assert self.views is not None
         runs = {
-            (ns, name, (body.get("metadata") or {}).get("uid") or "")
+            (ns, name, run_uid(body))
             for (ns, name), bodies in list(self.views.runs.items())
             for body in bodies
         }

@@ -50,6 +50,12 @@ def run_phase(body: Mapping[str, Any]) -> str | None:
     return phase
 
 
+def run_uid(body: Mapping[str, Any]) -> str:
+    """An object's UID ("" if it has none yet)."""
+    uid: str = (body.get("metadata") or {}).get("uid") or ""
+    return uid
+
+
 def pipeline_ref(body: Mapping[str, Any]) -> str | None:
     """The name of the Pipeline a PipelineRun runs (None: an inline pipelineSpec)."""
     name: str | None = ((body.get("spec") or {}).get("pipelineRef") or {}).get("name")
@@ -65,6 +71,12 @@ def approval_run(body: Mapping[str, Any]) -> str | None:
     """The run an Approval gates (its spec, which only the operator writes; never a label)."""
     run: str | None = (body.get("spec") or {}).get("pipelineRun")
     return run
+
+
+def approval_decision(body: Mapping[str, Any]) -> str | None:
+    """What an Approval's status says was decided (None: nothing yet)."""
+    decision: str | None = (body.get("status") or {}).get("decision")
+    return decision
 
 
 def auto_cancels(pipeline: Mapping[str, Any]) -> bool:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from conveyor.api import artifactdownload as ad
-from conveyor.api.codec import ModelError, format_time, parse_time
-from conveyor.api.pipeline import parse_pipeline_spec
+from conveyor.api.codec import format_time, parse_time
+from conveyor.api.pipelinerun import PipelineRun
 from conveyor.store import plan as plans
 
 # How long a download URL works: long enough to start the download (S3 checks the signature
@@ -45,80 +45,72 @@ class Refusal:
 
 def decide(
     namespace: str,
-    spec: Mapping[str, Any],
-    run: Mapping[str, Any] | None,
+    spec: ad.ArtifactDownloadSpec,
+    run: PipelineRun | None,
     now: datetime.datetime,
 ) -> Grant | Refusal:
     """What request `spec` (run, job, attempt) of `namespace` may download. `run` is the run of
     that name in the request's own namespace, or None: a run of another namespace is never
     looked at, so naming one gets RunNotFound."""
-    run_name, job = str(spec.get("run") or ""), str(spec.get("job") or "")
-    wanted = spec.get("attempt")
-    meta = (run or {}).get("metadata") or {}
-    if run is None or meta.get("deletionTimestamp"):
+    run_name, job = spec.run, spec.job
+    if run is None or run.metadata.deletion_timestamp is not None:
         return Refusal(ad.RUN_NOT_FOUND, f"no PipelineRun {run_name} in namespace {namespace}")
-    entries = [e for e in (run.get("status") or {}).get("jobs") or () if isinstance(e, Mapping)]
-    entry = next((e for e in entries if e.get("name") == job), None)
+    entry = run.status.job(job)
     if entry is None:
-        known = ", ".join(str(e.get("name")) for e in entries) or "none yet"
+        known = ", ".join(e.name for e in run.status.jobs) or "none yet"
         return Refusal(ad.JOB_NOT_FOUND, f"run {run_name} has no job {job!r} (its jobs: {known})")
-    latest = entry.get("attempt")
+    latest = entry.attempt
     if not latest:
         return Refusal(ad.NOT_FINISHED, f"job {job} of run {run_name} has not run")
-    if wanted is not None and wanted != latest:
+    if spec.attempt is not None and spec.attempt != latest:
         return Refusal(
             ad.ATTEMPT_NOT_FOUND,
             f"job {job} of run {run_name} has a record of its latest attempt ({latest}) only, "
-            f"not of attempt {wanted}",
+            f"not of attempt {spec.attempt}",
         )
     where = f"job {job} of run {run_name} (attempt {latest})"
-    if "artifacts" not in entry and keeps_artifacts(run, job) is False:
+    if entry.artifacts is None and keeps_artifacts(run, job) is False:
         return Refusal(ad.NO_ARTIFACTS, f"{where} kept no artifacts (it has no `artifacts`)")
-    if "artifacts" not in entry:
-        phase = entry.get("phase")
-        if phase in ("Succeeded", "Failed"):
+    if entry.artifacts is None:
+        if entry.phase in ("Succeeded", "Failed"):
             return Refusal(
                 ad.NOT_RECORDED,
                 f"the artifacts of {where} are not recorded yet: try again in a few seconds",
             )
         return Refusal(
             ad.NOT_FINISHED,
-            f"{where} has not finished ({phase or 'Pending'}): what it keeps is recorded when it "
-            "ends",
+            f"{where} has not finished ({entry.phase or 'Pending'}): what it keeps is recorded "
+            "when it ends",
         )
-    records = [
-        r
-        for r in entry.get("artifacts") or ()
-        if isinstance(r, Mapping) and r.get("kind", "archive") == "archive"
-    ]
-    record = next((r for r in records if plans.is_digest(str(r.get("digest") or ""))), None)
-    if record is None:
+    record = next(
+        (
+            r
+            for r in entry.artifacts
+            if r.kind == "archive" and r.digest is not None and plans.is_digest(r.digest)
+        ),
+        None,
+    )
+    if record is None or record.digest is None:
         return Refusal(ad.NO_ARTIFACTS, f"{where} kept no artifacts")
-    expires = record.get("expiresAt")
-    if isinstance(expires, str) and parse_time(expires) <= now:
+    expires = format_time(record.expires_at) if record.expires_at is not None else None
+    if record.expires_at is not None and record.expires_at <= now:
         return Refusal(ad.EXPIRED, f"the artifacts of {where} expired at {expires}")
-    ref = plans.AttemptRef(namespace, run_name, str(meta.get("uid") or ""), job, int(latest))
+    ref = plans.AttemptRef(namespace, run_name, run.metadata.uid or "", job, latest)
     return Grant(
         key=ref.key(plans.ARCHIVE_OBJECT),
-        attempt=int(latest),
-        name=str(record.get("name") or "artifacts.tar.gz"),
-        digest=str(record["digest"]),
-        size=int(record.get("size") or 0),
-        expires_at=expires if isinstance(expires, str) else None,
+        attempt=latest,
+        name=record.name or "artifacts.tar.gz",
+        digest=record.digest,
+        size=record.size,
+        expires_at=expires,
     )
 
 
-def keeps_artifacts(run: Mapping[str, Any], job: str) -> bool | None:
+def keeps_artifacts(run: PipelineRun, job: str) -> bool | None:
     """Whether `job` keeps artifacts in the pipeline the run started with (its recorded
     status.pipelineSpec); None when that cannot be said."""
-    recorded = (run.get("status") or {}).get("pipelineSpec")
-    if not isinstance(recorded, Mapping):
-        return None
-    try:
-        spec = parse_pipeline_spec(recorded)
-    except ModelError:
-        return None
-    found = spec.job(job)
+    recorded = run.status.pipeline_spec
+    found = recorded.job(job) if recorded is not None else None
     return None if found is None else plans.keeps_artifacts(found)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 
 from conveyor.api import PipelineRun, parse_pipeline_spec
+from conveyor.api.approval import Approval
 from conveyor.api.pipelinerun import parse_run_status
 from conveyor.approvals import decide, why_not_allowed
 from conveyor.approvals.matching import Expected, gate_digest, match_approvals
@@ -140,8 +141,8 @@ def test_only_the_approval_of_this_run_for_these_facts_releases_the_job():
     staging = approval("staging", "uid-1", digest, env="staging")
     other_commit = approval("commit", "uid-1", digest, sha="b" * 40)
     found = match_approvals([stale, other_run, current, staging, other_commit], "uid-1", SHA, want)
-    assert found.current == {"deploy": current}
-    assert [b["metadata"]["name"] for b in found.stale] == ["before", "staging", "commit"]
+    assert found.current == {"deploy": Approval.from_dict(current)}
+    assert [a.name for a in found.stale] == ["before", "staging", "commit"]
     assert match_approvals([current], "", SHA, want).current == {}
     # Closed undecided (the facts changed and changed back): counted, so the next one asked
     # for gets a name of its own.

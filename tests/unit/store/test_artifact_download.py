@@ -8,11 +8,14 @@ import datetime
 import hashlib
 import hmac
 import urllib.parse
+from dataclasses import replace
 
 import pytest
 
+from conveyor.api import PipelineRun, from_dict
 from conveyor.api import artifactdownload as ad
 from conveyor.api.crd import all_crds
+from conveyor.api.pipelinerun import ArtifactRecord
 from conveyor.cli.artifacts import request_body
 from conveyor.cli.main import build_parser
 from conveyor.store import download, sigv4
@@ -28,7 +31,18 @@ UID = "0b5b7c43-55a4-4d39-9d0f-1c6f2b0c7e11"
 
 
 def _run(jobs, name="r1", **meta):
-    return {"metadata": {"name": name, "uid": UID, **meta}, "status": {"jobs": jobs}}
+    """A run's body as the API server has it (its job entries get a stage)."""
+    entries = [{"stage": "build", **j} for j in jobs]
+    return {"metadata": {"name": name, "uid": UID, **meta}, "status": {"jobs": entries}}
+
+
+def _odd_record():
+    """A run whose build kept a record the API server would refuse (no sha256 digest): the
+    operator does not rely on the schema alone."""
+    run = PipelineRun.from_dict(_run([BUILD]))
+    (build,) = run.status.jobs
+    odd = replace(build, artifacts=(ArtifactRecord("bin.tar.gz", digest="sha256:zz"),))
+    return replace(run, status=replace(run.status, jobs=(odd,)))
 
 
 BUILD = {
@@ -48,7 +62,9 @@ BUILD = {
 
 
 def _decide(spec, run, now=NOW):
-    return download.decide("team", spec, run, now)
+    if isinstance(run, dict):
+        run = PipelineRun.from_dict(run)
+    return download.decide("team", from_dict(ad.ArtifactDownloadSpec, spec), run, now)
 
 
 def test_a_recorded_archive_is_granted_by_its_exact_key_and_digest():
@@ -104,13 +120,13 @@ def test_a_recorded_archive_is_granted_by_its_exact_key_and_digest():
         ),
         (
             {"run": "r1", "job": "build"},
-            _run([{**BUILD, "artifacts": [{"kind": "archive", "digest": "sha256:zz"}]}]),
+            _odd_record(),
             ad.NO_ARTIFACTS,
             "kept no artifacts",
         ),
         (
             {"run": "r1", "job": "build"},
-            _run([{**BUILD, "artifacts": [{"kind": "junit", "digest": DIGEST}]}]),
+            _run([{**BUILD, "artifacts": [{"name": "r.xml", "kind": "junit", "digest": DIGEST}]}]),
             ad.NO_ARTIFACTS,
             "kept no artifacts",
         ),
@@ -143,9 +159,10 @@ def test_a_job_without_artifacts_in_the_recorded_pipeline_kept_none():
     unread = _run([{"name": "build", "phase": "Succeeded", "attempt": 1}])
     unread["status"]["pipelineSpec"] = pipeline
     assert _decide({"run": "r1", "job": "build"}, unread).reason == ad.NOT_RECORDED
-    assert download.keeps_artifacts(unread, "build") is True
-    assert download.keeps_artifacts(unread, "nope") is None
-    assert download.keeps_artifacts(_run([]), "build") is None  # not started: no record
+    assert download.keeps_artifacts(PipelineRun.from_dict(unread), "build") is True
+    assert download.keeps_artifacts(PipelineRun.from_dict(unread), "nope") is None
+    # not started: no record
+    assert download.keeps_artifacts(PipelineRun.from_dict(_run([])), "build") is None
 
 
 def test_expired_artifacts_are_refused_from_their_expiry_on():
@@ -278,16 +295,19 @@ def _downloads(config, ttl=datetime.timedelta(minutes=15)):
 def test_the_operator_answers_from_the_run_of_the_requests_namespace_in_its_view():
     runs = {("team", "r1"): [_run([BUILD])], ("other", "r2"): [_run([BUILD], name="r2")]}
     downloads = _downloads(CONFIG)
-    status = downloads._status("team", {"run": "r1", "job": "build"}, runs)
+    status = downloads._status("team", ad.ArtifactDownloadSpec("r1", "build"), runs)
     assert status["phase"] == ad.READY
     assert f"/conveyor/artifacts/team/r1-{UID}/build/2/" in status["url"]
     # A request's TTL shorter than five minutes bounds its URL.
     short = _downloads(CONFIG, datetime.timedelta(seconds=30))
-    assert "X-Amz-Expires=30&" in short._status("team", {"run": "r1", "job": "build"}, runs)["url"]
+    assert (
+        "X-Amz-Expires=30&"
+        in short._status("team", ad.ArtifactDownloadSpec("r1", "build"), runs)["url"]
+    )
     # Without a store: refused, saying so.
     none = _downloads(CONFIG)
     none.artifacts.config = None
-    refused = none._status("team", {"run": "r1", "job": "build"}, runs)
+    refused = none._status("team", ad.ArtifactDownloadSpec("r1", "build"), runs)
     assert refused["reason"] == ad.STORE_UNAVAILABLE and "no artifact store" in refused["error"]
 
 
@@ -296,7 +316,7 @@ def test_download_urls_are_signed_for_the_endpoint_users_reach():
 
     public = dataclasses.replace(CONFIG, download_endpoint="https://s3.example.com")
     runs = {("team", "r1"): [_run([BUILD])]}
-    status = _downloads(public)._status("team", {"run": "r1", "job": "build"}, runs)
+    status = _downloads(public)._status("team", ad.ArtifactDownloadSpec("r1", "build"), runs)
     parts = urllib.parse.urlsplit(status["url"])
     assert (parts.scheme, parts.netloc) == ("https", "s3.example.com")
     # Signed for that host: S3 checks the Host header it receives against the signature.
