@@ -161,3 +161,64 @@ def test_durations():
     assert format_duration(83) == "1m23s"
     assert format_duration(3605) == "1h0m5s"
     assert format_duration(-1) == "0s"
+
+
+def test_a_status_as_the_operator_writes_it_is_read_and_written_back_unchanged():
+    """The operator parses a run's status when it reads the run and serialises it only when it
+    writes: every field it writes must come back as it was, or each pass would write again."""
+    from conveyor.api.evaluation import Evaluation, JobEvaluation
+    from conveyor.api.pipelinerun import dump_run_status, parse_run_status
+
+    pipeline = parse_pipeline_spec(
+        {
+            "stages": ["build", "deploy"],
+            "jobs": [
+                {"name": "build", "stage": "build", "script": ["make"],
+                 "artifacts": {"paths": ["bin/"], "reports": {"junit": ["r.xml"]}}},
+                {"name": "prod", "stage": "deploy", "deploy": {},
+                 "environment": {"name": "prod"}, "resourceGroup": "prod"},
+            ],
+        }
+    )  # fmt: skip
+    evaluation = Evaluation(
+        variables={"A": "1"},
+        jobs=(JobEvaluation("build", when="on_success", allow_failure=False),),
+        sha="a" * 40,
+    )
+    stored = {
+        "phase": "Running",
+        "conditions": [
+            {"type": "Succeeded", "status": "Unknown", "reason": "Running", "message": "1/2",
+             "lastTransitionTime": "2026-11-30T12:00:00Z", "observedGeneration": 1},
+            {"type": "TargetsReachable", "status": "False", "reason": "TargetUnavailable",
+             "message": "down", "lastTransitionTime": "2026-11-30T12:00:01Z"},
+        ],
+        "pipelineName": "app",
+        "shortSha": "aaaaaaaa",
+        "currentStage": "deploy",
+        "startTime": "2026-11-30T12:00:00Z",
+        "jobs": [
+            {"name": "build", "stage": "build", "phase": "Succeeded", "attempt": 2,
+             "jobName": "r-build-2", "startTime": "2026-11-30T12:00:00Z",
+             "completionTime": "2026-11-30T12:01:00Z", "exitCode": 0, "reason": "Succeeded",
+             "imageDigest": "sha256:" + "b" * 64, "findings": {"HIGH": 1},
+             "artifacts": [{"name": "artifacts.tar.gz", "kind": "archive", "size": 3,
+                            "digest": "sha256:" + "c" * 64,
+                            "expiresAt": "2026-12-30T12:01:00Z"}],
+             "tests": {"total": 2, "passed": 1, "failed": 1, "errors": 0, "skipped": 0,
+                       "failedTests": ["a.b"], "unreadable": []}},
+            {"name": "prod", "stage": "deploy", "phase": "Manual", "reason": "WaitingForApproval",
+             "environment": "prod", "resourceGroup": "prod", "artifacts": []},
+        ],
+        "observedGeneration": 1,
+        "evaluation": evaluation.to_dict(),
+        "deployments": [
+            {"job": "prod", "environment": "prod", "namespace": "app", "sha": "a" * 40,
+             "version": "v1", "result": "Succeeded", "images": ["reg/app@sha256:" + "b" * 64],
+             "objects": 3, "pruned": 0, "message": "ok", "finishedAt": "2026-11-30T12:02:00Z"},
+        ],
+        "pipelineSpec": to_dict(pipeline),
+        "variables": {"X": "1"},
+    }  # fmt: skip
+    assert dump_run_status(parse_run_status(stored)) == stored
+    assert dump_run_status(parse_run_status(json.loads(json.dumps(stored)))) == stored
