@@ -372,23 +372,22 @@ def cmd_get(args: argparse.Namespace, kube: Kube, ns: str) -> int:
         print(_one(body, parse(PipelineRun, body), args.output, wide))
         return EXIT_OK
     bodies = kube.list_runs(where)
-    seen: dict[Key, str | None]
+    raw = args.output in RAW_OUTPUTS
+    runs: list[PipelineRun] = []
     # json, yaml and name print the objects as the API server returns them: nothing is read.
-    if args.output in RAW_OUTPUTS:
+    if raw:
         if bodies or args.output != "name":
             print(_raw(bodies, args.output, single=False))
-        seen = {_key(b): _raw([b], args.output, single=True) for b in bodies}
-    else:
-        runs = parse_each(PipelineRun, bodies)
-        if runs:
-            print(runs_table(runs, _now(), wide=wide, namespaces=where is None))
-        elif not bodies and not args.watch:
-            print(f"No PipelineRuns in namespace {ns}." if where else "No PipelineRuns.")
-        seen = dict.fromkeys(map(_key, bodies))  # None: refused, and said so
-        seen.update({_run_key(r): _row(r, args.output, where) for r in runs})
-    if args.watch:
-        return _watch_list(kube, where, args.output, seen)
-    return EXIT_OK
+    elif runs := parse_each(PipelineRun, bodies):
+        print(runs_table(runs, _now(), wide=wide, namespaces=where is None))
+    elif not bodies and not args.watch:
+        print(f"No PipelineRuns in namespace {ns}." if where else "No PipelineRuns.")
+    if not args.watch:
+        return EXIT_OK
+    # What each listed run's line says; None: its model refused it, and that was said.
+    seen = {_key(b): _raw([b], args.output, single=True) if raw else None for b in bodies}
+    seen.update({_run_key(r): _row(r, args.output, where) for r in runs})
+    return _watch_list(kube, where, args.output, seen)
 
 
 RAW_OUTPUTS = ("json", "yaml", "name")

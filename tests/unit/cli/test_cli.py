@@ -537,8 +537,13 @@ def test_the_zsh_and_fish_scripts_parse(shell, tmp_path):
 class _Cluster:
     """The API server as `get` sees it: these run bodies, nothing else."""
 
-    def __init__(self, *bodies):
+    def __init__(self, *bodies, changes=()):
         self.bodies = {b["metadata"]["name"]: b for b in bodies}
+        self.changes = list(changes)
+
+    def watch_runs(self, namespace, name=None, timeout=3600):
+        yield from (("ADDED", b) for b in self.bodies.values())  # a watch replays the list
+        yield from (("MODIFIED", b) for b in self.changes)
 
     def list_runs(self, namespace):
         return list(self.bodies.values())
@@ -580,3 +585,18 @@ def test_a_command_about_a_run_its_model_refuses_fails_naming_the_field(capsys):
         "conveyor: pipelinerun team/edited cannot be read: "
         "status.jobs[0].stage: required field is missing"
     )
+
+
+def test_a_watched_listing_says_a_refused_run_once_and_prints_the_others_changes(capsys):
+    cluster = _Cluster(
+        _body("good"), _hand_edited(), changes=[_hand_edited(), _body("good", "Failed")]
+    )
+    assert _get(cluster, "-w") == 0
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()]
+    assert [(r[0], r[4]) for r in rows] == [
+        ("NAME", "STATUS"),
+        ("good", "Running"),
+        ("good", "Failed"),
+    ]
+    assert _one_line(err).startswith("conveyor: skipped pipelinerun team/edited: status.jobs[0]")
