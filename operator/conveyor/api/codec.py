@@ -50,19 +50,42 @@ def from_dict(cls: type[T], obj: Any, path: str = "") -> T:
     if not isinstance(obj, Mapping):
         raise ModelError(path or "<root>", f"expected an object, got {type(obj).__name__}")
     kwargs: dict[str, Any] = {}
-    for f, shape in field_shapes(cls):
-        key = json_name(f)
-        here = f"{path}.{key}" if path else key
+    for name, key, shape, info, defaulted in _parsing(cls):
         raw = obj.get(key)
         if raw is None:
-            if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+            if defaulted:
                 continue  # the dataclass default applies
             if shape.optional:
-                kwargs[f.name] = None
+                kwargs[name] = None
                 continue
-            raise ModelError(here, "required field is missing")
-        kwargs[f.name] = _parse_value(shape, field_info(f), raw, here, top=True)
+            raise ModelError(f"{path}.{key}" if path else key, "required field is missing")
+        here = f"{path}.{key}" if path else key
+        kwargs[name] = _parse_value(shape, info, raw, here, top=True)
     return cls(**kwargs)
+
+
+# Per model, once: each field's name, JSON key, shape, declaration and whether it has a default
+# (a CLI listing parses hundreds of objects; these do not change).
+_Parsing = tuple[tuple[str, str, Shape, FieldInfo, bool], ...]
+_PARSING: dict[type[Any], _Parsing] = {}
+
+
+def _parsing(cls: type[Any]) -> _Parsing:
+    plan = _PARSING.get(cls)
+    if plan is None:
+        plan = tuple(
+            (
+                f.name,
+                json_name(f),
+                shape,
+                field_info(f),
+                f.default is not dataclasses.MISSING
+                or f.default_factory is not dataclasses.MISSING,
+            )
+            for f, shape in field_shapes(cls)
+        )
+        _PARSING[cls] = plan
+    return plan
 
 
 def _parse_value(shape: Shape, info: FieldInfo, raw: Any, path: str, *, top: bool) -> Any:

@@ -8,6 +8,7 @@ enum or a limit is written once and the API server and the operator agree on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,7 @@ class FieldInfo:
     item_validations: tuple[Validation, ...] = ()
 
 
+@functools.cache  # every parse of every object asks it for every field
 def camel(name: str) -> str:
     """snake_case -> camelCase, the JSON spelling the API server stores."""
     head, *rest = name.split("_")

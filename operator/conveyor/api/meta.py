@@ -50,6 +50,9 @@ class ObjectMeta:
     name: str = spec_field("Object name.", default="")
     namespace: str | None = spec_field("Namespace.", default=None)
     uid: str | None = spec_field("Object UID.", default=None)
+    resource_version: str | None = spec_field(
+        "Version of the object, for optimistic concurrency.", default=None
+    )
     generation: int | None = spec_field("Spec generation.", default=None)
     creation_timestamp: datetime.datetime | None = spec_field("Creation time.", default=None)
     deletion_timestamp: datetime.datetime | None = spec_field("Deletion time.", default=None)

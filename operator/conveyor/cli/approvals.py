@@ -12,8 +12,15 @@ import datetime
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from conveyor.api import GROUP, VERSION, parse_time
-from conveyor.api.approval import APPROVE, COMMENT_MAX_LENGTH, FINAL_DECISIONS, PENDING, REJECT
+from conveyor.api import GROUP, VERSION
+from conveyor.api.approval import (
+    APPROVE,
+    COMMENT_MAX_LENGTH,
+    FINAL_DECISIONS,
+    PENDING,
+    REJECT,
+    Approval,
+)
 from conveyor.api.durations import format_duration
 from conveyor.cli.common import (
     EXIT_USAGE,
@@ -22,6 +29,7 @@ from conveyor.cli.common import (
     cluster_errors,
     target,
 )
+from conveyor.cli.objects import created, parse, parse_each, spec_of
 
 if TYPE_CHECKING:
     from kubernetes import client
@@ -83,24 +91,34 @@ def whoami(api: client.ApiClient) -> str:
         raise CommandError(str(e)) from None
 
 
-def is_pending(approval: dict[str, Any]) -> bool:
-    return ((approval.get("status") or {}).get("decision") or PENDING) not in FINAL_DECISIONS
+def is_pending(approval: Approval) -> bool:
+    return (approval.status.decision or PENDING) not in FINAL_DECISIONS
 
 
-def find_approval(custom: client.CustomObjectsApi, ns: str, name: str) -> dict[str, Any]:
+def _listed(api: client.ApiClient, ns: str, run: str | None = None) -> list[Approval]:
+    """The Approvals of namespace `ns` (of run `run` only, if given)."""
+    from kubernetes import client
+
+    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        GROUP, VERSION, ns, APPROVALS
+    )["items"]
+    approvals = parse_each(Approval, items)
+    return [a for a in approvals if run is None or spec_of(a).pipeline_run == run]
+
+
+def find_approval(api: client.ApiClient, ns: str, name: str) -> Approval:
     """The Approval called `name`, else the one pending Approval of run `name`."""
+    from kubernetes import client
     from kubernetes.client.rest import ApiException
 
+    custom = client.CustomObjectsApi(api)
     try:
-        return custom.get_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS, name)
+        body = custom.get_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS, name)
+        return parse(Approval, body)
     except ApiException as e:
         if e.status != 404:
             raise
-    of_run = [
-        a
-        for a in custom.list_namespaced_custom_object(GROUP, VERSION, ns, APPROVALS)["items"]
-        if (a.get("spec") or {}).get("pipelineRun") == name
-    ]
+    of_run = _listed(api, ns, name)
     pending = [a for a in of_run if is_pending(a)]
     if len(pending) == 1:
         return pending[0]
@@ -129,11 +147,10 @@ def vote(api: client.ApiClient, ns: str, name: str, decision: str, comment: str 
         raise CommandError(too_long, EXIT_USAGE)
     from kubernetes import client
 
-    custom = client.CustomObjectsApi(api)
-    approval = find_approval(custom, ns, name)
-    approval_name = approval["metadata"]["name"]
+    approval = find_approval(api, ns, name)
+    approval_name = approval.name
     user = whoami(api)
-    custom.patch_namespaced_custom_object(
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
         GROUP,
         VERSION,
         ns,
@@ -142,11 +159,11 @@ def vote(api: client.ApiClient, ns: str, name: str, decision: str, comment: str 
         vote_patch(user, decision, comment),
         _content_type=MERGE_PATCH,
     )
-    spec = approval.get("spec") or {}
+    spec = spec_of(approval)
     verb = "approved" if decision == APPROVE else "rejected"
     return (
-        f"{user} {verb} {approval_name} (run {spec.get('pipelineRun', '-')}, job "
-        f"{spec.get('job', '-')}, environment {spec.get('environment', '-')})"
+        f"{user} {verb} {approval_name} (run {spec.pipeline_run}, job {spec.job}, "
+        f"environment {spec.environment})"
     )
 
 
@@ -162,7 +179,7 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime) -> str:
+def approvals_table(approvals: Sequence[Approval], now: datetime.datetime) -> str:
     headers = [
         "NAME",
         "RUN",
@@ -175,20 +192,20 @@ def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime)
         "AGE",
     ]
     rows = []
-    for a in sorted(approvals, key=lambda a: a["metadata"].get("creationTimestamp") or ""):
-        spec, status = a.get("spec") or {}, a.get("status") or {}
-        stamp = a["metadata"].get("creationTimestamp")
-        age = format_duration((now - parse_time(stamp)).total_seconds()) if stamp else "-"
+    for a in sorted(approvals, key=lambda a: created(a.metadata)):
+        spec, status = spec_of(a), a.status
+        stamp = a.metadata.creation_timestamp
+        age = format_duration((now - stamp).total_seconds()) if stamp else "-"
         rows.append(
             [
-                a["metadata"]["name"],
-                spec.get("pipelineRun", "-"),
-                spec.get("job", "-"),
-                spec.get("environment", "-"),
-                ((spec.get("revision") or {}).get("sha") or "-")[:8],
-                ",".join(spec.get("images") or ()) or "-",
-                status.get("decision") or PENDING,
-                status.get("approvals") or f"-/{spec.get('requiredApprovals', '-')}",
+                a.name,
+                spec.pipeline_run,
+                spec.job,
+                spec.environment,
+                (spec.revision.sha or "-")[:8],
+                ",".join(spec.images) or "-",
+                status.decision or PENDING,
+                status.approvals or f"-/{spec.required_approvals}",
                 age,
             ]
         )
@@ -201,13 +218,7 @@ def approvals_table(approvals: Sequence[dict[str, Any]], now: datetime.datetime)
 
 
 def cmd_list(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
-    from kubernetes import client
-
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
-        GROUP, VERSION, ns, APPROVALS
-    )["items"]
-    if args.run:
-        items = [a for a in items if (a.get("spec") or {}).get("pipelineRun") == args.run]
+    items = _listed(api, ns, args.run)
     if not items:
         print(f"No Approvals in namespace {ns}" + (f" for run {args.run}." if args.run else "."))
         return 0

@@ -25,7 +25,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from conveyor.api.artifactdownload import READY, ArtifactDownload, ArtifactDownloadStatus
+from conveyor.api.pipelinerun import ArtifactRecord, PipelineRun
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, fail, kube_command
+from conveyor.cli.objects import get_run, parse
 from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
 
 if TYPE_CHECKING:
@@ -94,21 +97,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=kube_command(cmd_artifacts))
 
 
-def attempt_record(run: dict[str, Any], job: str, attempt: int | None) -> tuple[int, dict]:
+def attempt_record(run: PipelineRun, job: str, attempt: int | None) -> tuple[int, ArtifactRecord]:
     """(attempt number, its archive record) from the run's status; ValueError saying why not."""
-    name = run["metadata"]["name"]
-    entries = (run.get("status") or {}).get("jobs") or []
-    entry = next((e for e in entries if e.get("name") == job), None)
+    name = run.name
+    entry = run.status.job(job)
     if entry is None:
-        known = ", ".join(e["name"] for e in entries) or "none yet"
+        known = ", ".join(e.name for e in run.status.jobs) or "none yet"
         raise ValueError(f"run {name} has no job {job!r} (its jobs: {known})")
-    number = attempt or entry.get("attempt")
-    if number != entry.get("attempt"):
-        raise ValueError(f"only the latest attempt ({entry.get('attempt')}) has a record")
-    records = [r for r in entry.get("artifacts") or () if r.get("kind", "archive") == "archive"]
+    number = attempt or entry.attempt
+    if number != entry.attempt:
+        raise ValueError(f"only the latest attempt ({entry.attempt}) has a record")
+    records = [r for r in entry.artifacts or () if r.kind == "archive"]
     if not records:
         raise ValueError(f"job {job} of run {name} kept no artifacts (or they expired)")
-    return int(number), records[0]
+    assert number is not None  # a job with a record has an attempt
+    return number, records[0]
 
 
 def safe_extract(data: bytes | IO[bytes], dest: Path) -> list[str]:
@@ -136,15 +139,15 @@ def request_body(run: str, job: str, attempt: int | None) -> dict[str, Any]:
     }
 
 
-def _answer(kube: Kube, ns: str, name: str, seconds: int) -> dict[str, Any] | None:
+def _answer(kube: Kube, ns: str, name: str, seconds: int) -> ArtifactDownloadStatus | None:
     """The request's status once the operator has answered; None after `seconds`."""
     deadline = time.monotonic() + seconds
     while (remaining := int(deadline - time.monotonic())) > 0:
         for kind, body in kube.watch_download(ns, name, remaining):
             if kind == "DELETED":
                 return None
-            status = body.get("status") or {}
-            if status.get("phase"):
+            status = parse(ArtifactDownload, body).status
+            if status.phase:
                 return status
     return None
 
@@ -192,12 +195,12 @@ def _download(args: argparse.Namespace, kube: Kube, ns: str, name: str) -> int:
             "is the Conveyor operator running, with an artifact store, and watching this "
             "namespace? (kubectl -n conveyor-system get pods, and its log)"
         )
-    if status.get("phase") != "Ready":
-        return fail(f"{status.get('error') or 'refused'} ({status.get('reason')})")
-    recorded = status.get("digest")
+    if status.phase != READY or not status.url:
+        return fail(f"{status.error or 'refused'} ({status.reason})")
+    recorded = status.digest
     with tempfile.TemporaryFile() as archive:
         try:
-            digest = _fetch(status["url"], archive, int(status.get("size") or MAX_ARCHIVE))
+            digest = _fetch(status.url, archive, status.size or MAX_ARCHIVE)
         except Oversized as e:
             digest = str(e)
         except OSError as e:
@@ -212,7 +215,7 @@ def _download(args: argparse.Namespace, kube: Kube, ns: str, name: str) -> int:
         dest = Path(args.output)
         dest.mkdir(parents=True, exist_ok=True)
         names = safe_extract(archive, dest)
-    _report(status.get("name") or "artifacts", names, size, digest, dest)
+    _report(status.name or "artifacts", names, size, digest, dest)
     return 0
 
 
@@ -241,7 +244,7 @@ def cmd_direct(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     secret_ns, sep, secret_name = args.store_secret.partition("/")
     if not sep:
         return fail("--store-secret is NS/NAME", EXIT_USAGE)
-    run = kube.get_run(ns, args.run)
+    run = get_run(kube, ns, args.run)
     try:
         number, record = attempt_record(run, args.job, args.attempt)
     except ValueError as e:
@@ -249,7 +252,7 @@ def cmd_direct(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     data = kube.read_secret_data(secret_ns, secret_name)
     config = StoreConfig(args.store_endpoint.rstrip("/"), args.store_bucket, secret_ns, secret_name)
     client = StoreClient(config, Credentials(data[ACCESS_KEY].decode(), data[SECRET_KEY].decode()))
-    ref = plans.AttemptRef(ns, args.run, run["metadata"].get("uid", ""), args.job, number)
+    ref = plans.AttemptRef(ns, args.run, run.metadata.uid or "", args.job, number)
     try:
         archive = client.get(ref.key(plans.ARCHIVE_OBJECT))
     except StoreError as e:
@@ -257,10 +260,10 @@ def cmd_direct(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     if archive is None:
         return fail(f"the archive of {args.job} (attempt {number}) is not in the store any more")
     digest = "sha256:" + hashlib.sha256(archive).hexdigest()
-    if record.get("digest") and digest != record["digest"]:
-        return fail(f"the archive's digest {digest} is not the recorded {record['digest']}")
+    if record.digest and digest != record.digest:
+        return fail(f"the archive's digest {digest} is not the recorded {record.digest}")
     dest = Path(args.output)
     dest.mkdir(parents=True, exist_ok=True)
     names = safe_extract(archive, dest)
-    _report(record.get("name", "artifacts"), names, len(archive), digest, dest)
+    _report(record.name, names, len(archive), digest, dest)
     return 0

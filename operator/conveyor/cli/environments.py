@@ -24,10 +24,12 @@ from conveyor.api.environment import (
     DEFAULT_APPROVAL_TIMEOUT,
     DEFAULT_KUBECONFIG_KEY,
     MAX_REQUIRED_APPROVALS,
+    Environment,
     EnvironmentSpec,
 )
 from conveyor.api.meta import DNS_SUBDOMAIN_MAX, LABEL_ENVIRONMENT, LABEL_ENVIRONMENT_NAMESPACE
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, cluster_errors, fail, target
+from conveyor.cli.objects import parse_each, spec_of
 from conveyor.engine.names import short_hash
 from conveyor.kube.defaults import DEFAULT_CREDENTIALS_NAMESPACE
 
@@ -364,25 +366,28 @@ def cmd_add(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
 def cmd_list(args: argparse.Namespace, api: client.ApiClient, ns: str) -> int:
     from kubernetes import client
 
-    items = client.CustomObjectsApi(api).list_namespaced_custom_object(
+    bodies = client.CustomObjectsApi(api).list_namespaced_custom_object(
         GROUP, VERSION, ns, ENVIRONMENTS
     )["items"]
-    if not items:
+    if not bodies:
         print(f"No Environments in namespace {ns}.")
         return 0
+    environments = parse_each(Environment, bodies)
+    if not environments:
+        return 0  # each was refused, and said so
     headers = ["NAME", "TARGET NAMESPACE", "CONTEXT", "URL", "APPROVALS", "APPROVERS"]
     rows = []
-    for e in sorted(items, key=lambda e: e["metadata"]["name"]):
-        spec = e.get("spec") or {}
-        protection = spec.get("protection") or {}
+    for e in sorted(environments, key=lambda e: e.name):
+        spec = spec_of(e)
+        protection = spec.protection
         rows.append(
             [
-                e["metadata"]["name"],
-                spec.get("namespace", "-"),
-                spec.get("context") or "-",
-                spec.get("url") or "-",
-                str(protection.get("requiredApprovals", 0)),
-                ",".join(protection.get("approvers") or []) or "-",
+                e.name,
+                spec.namespace,
+                spec.context or "-",
+                spec.url or "-",
+                str(protection.required_approvals),
+                ",".join(protection.approvers) or "-",
             ]
         )
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]

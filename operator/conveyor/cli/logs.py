@@ -8,8 +8,10 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
+from conveyor.api.pipeline import PipelineSpec
+from conveyor.api.pipelinerun import JOB_FINISHED_PHASES, JobStatus, PipelineRun
 from conveyor.cli.common import EXIT_USAGE, add_cluster_options, api_message, fail, kube_command
+from conveyor.cli.objects import get_run, parse, pipeline_spec, spec_of
 from conveyor.engine.names import job_name
 from conveyor.kube.defaults import (
     CHECKOUT_CONTAINER,
@@ -79,16 +81,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 # -- pure: which attempts, which pod, which containers
-def attempts(run: Mapping[str, Any], job: str | None, attempt: int | None) -> list[Attempt]:
-    name = run["metadata"]["name"]
-    jobs = (run.get("status") or {}).get("jobs") or []
+def attempts(run: PipelineRun, job: str | None, attempt: int | None) -> list[Attempt]:
+    name, jobs = run.name, run.status.jobs
     if job is None:
         if attempt is not None:
             raise LogsError("--attempt needs a JOB")
         return [_latest(j) for j in jobs]
-    entry = next((j for j in jobs if j.get("name") == job), None)
+    entry = run.status.job(job)
     if entry is None:
-        known = ", ".join(j["name"] for j in jobs) or "none yet"
+        known = ", ".join(j.name for j in jobs) or "none yet"
         raise LogsError(f"run {name} has no job {job!r} (its jobs: {known})")
     latest = _latest(entry)
     if attempt is None or attempt == latest.number:
@@ -98,33 +99,36 @@ def attempts(run: Mapping[str, Any], job: str | None, attempt: int | None) -> li
             f"job {job} of run {name} has had {latest.number} attempt(s), not {attempt}"
         )
     # Earlier attempts failed (only a failure is retried); their Jobs have deterministic names.
-    uid = run["metadata"].get("uid") or ""
+    uid = run.metadata.uid or ""
     return [Attempt(job, attempt, "Failed", job_name(name, job, attempt, uid))]
 
 
-def _latest(entry: Mapping[str, Any]) -> Attempt:
-    return Attempt(entry["name"], entry.get("attempt") or 1, entry["phase"], entry.get("jobName"))
+def _latest(entry: JobStatus) -> Attempt:
+    return Attempt(entry.name, entry.attempt or 1, entry.phase, entry.job_name)
 
 
-def known_jobs(run: Mapping[str, Any], pipeline: Mapping[str, Any] | None) -> list[str] | None:
+def run_pipeline(run: PipelineRun, pipeline: PipelineSpec | None) -> PipelineSpec | None:
+    """The pipeline the run runs: recorded at its start, else inline, else (before it starts)
+    the Pipeline's spec `pipeline`; None while none of these is known."""
+    return run.status.pipeline_spec or spec_of(run).pipeline_spec or pipeline
+
+
+def known_jobs(run: PipelineRun, pipeline: PipelineSpec | None) -> list[str] | None:
     """The run's job names: from its status once it has one, else from the pipeline it will
     run (inline, recorded, or the Pipeline's spec); None while none of these is known."""
-    status = run.get("status") or {}
-    if status.get("jobs"):
-        return [j["name"] for j in status["jobs"]]
-    spec = status.get("pipelineSpec") or (run.get("spec") or {}).get("pipelineSpec") or pipeline
-    if spec is None:
-        return None
-    return [j["name"] for j in spec.get("jobs") or ()]
+    if run.status.jobs:
+        return [j.name for j in run.status.jobs]
+    spec = run_pipeline(run, pipeline)
+    return None if spec is None else [j.name for j in spec.jobs]
 
 
-def check_job(run: Mapping[str, Any], job: str, pipeline: Mapping[str, Any] | None) -> None:
+def check_job(run: PipelineRun, job: str, pipeline: PipelineSpec | None) -> None:
     """Raises LogsError unless `job` is (or will be) one of the run's jobs: --follow would
     otherwise wait for a job that never comes."""
     known = known_jobs(run, pipeline)
-    name = run["metadata"]["name"]
+    name = run.name
     if known is None:
-        ref = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")
+        ref = run.pipeline_name
         raise LogsError(
             f"run {name} has no jobs yet and its pipeline {ref!r} cannot be read, so job "
             f"{job!r} cannot be checked: is the pipeline applied?"
@@ -134,17 +138,17 @@ def check_job(run: Mapping[str, Any], job: str, pipeline: Mapping[str, Any] | No
 
 
 def next_to_follow(
-    run: Mapping[str, Any], done: Collection[tuple[str, int]], natives: Collection[str]
+    run: PipelineRun, done: Collection[tuple[str, int]], natives: Collection[str]
 ) -> Attempt | None:
     """The next attempt `logs -f RUN` shows: the first job, in pipeline order, whose latest
     attempt has started and was not shown yet (a native deploy once it has ended: its record
     is its log). None: nothing to show now."""
-    for entry in (run.get("status") or {}).get("jobs") or ():
+    for entry in run.status.jobs:
         attempt = _latest(entry)
-        if (attempt.job, attempt.number) in done or not entry.get("attempt"):
+        if (attempt.job, attempt.number) in done or not entry.attempt:
             continue
-        if entry["name"] in natives:
-            if entry["phase"] in JOB_FINISHED_PHASES:
+        if entry.name in natives:
+            if entry.phase in JOB_FINISHED_PHASES:
                 return attempt
             continue
         if attempt.job_name:
@@ -152,15 +156,12 @@ def next_to_follow(
     return None
 
 
-def ready_to_follow(run: Mapping[str, Any], job: str) -> bool:
+def ready_to_follow(run: PipelineRun, job: str) -> bool:
     """Whether `job` has a Job to follow, or never will: otherwise --follow waits."""
-    status = run.get("status") or {}
-    entry = next((j for j in status.get("jobs") or () if j.get("name") == job), None)
-    if status.get("phase") in FINISHED_PHASES:
+    if run.status.finished:
         return True
-    return entry is not None and (
-        bool(entry.get("jobName")) or entry.get("phase") in JOB_FINISHED_PHASES
-    )
+    entry = run.status.job(job)
+    return entry is not None and (bool(entry.job_name) or entry.phase in JOB_FINISHED_PHASES)
 
 
 def newest_pod(pods: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
@@ -181,27 +182,27 @@ def containers(pod: Mapping[str, Any], wanted: str | None) -> list[str]:
     return [wanted]
 
 
-def deploy_summary(run: Mapping[str, Any], job: str) -> str | None:
+def deploy_summary(run: PipelineRun, job: str) -> str | None:
     """A native deploy runs in the operator, without a pod: its record is its log."""
-    records = (run.get("status") or {}).get("deployments") or []
-    record = next((d for d in reversed(records) if d.get("job") == job), None)
+    records = run.status.deployments
+    record = next((d for d in reversed(records) if d.job == job), None)
     if record is None:
         return None
     lines = [
-        f"native deploy to environment {record['environment']} "
-        f"(namespace {record['namespace']}): {record['result']}",
-        f"commit {record['sha']}, version {record['version']}",
-        f"images: {', '.join(record.get('images') or ()) or '-'}",
-        f"objects applied: {record.get('objects', 0)}, pruned: {record.get('pruned', 0)}",
+        f"native deploy to environment {record.environment} "
+        f"(namespace {record.namespace}): {record.result}",
+        f"commit {record.sha}, version {record.version}",
+        f"images: {', '.join(record.images) or '-'}",
+        f"objects applied: {record.objects}, pruned: {record.pruned}",
     ]
-    if record.get("message"):
-        lines.append(record["message"])
+    if record.message:
+        lines.append(record.message)
     return "\n".join(lines)
 
 
-def native_deploys(run: Mapping[str, Any], pipeline: Mapping[str, Any] | None) -> set[str]:
-    spec = (run.get("spec") or {}).get("pipelineSpec") or pipeline or {}
-    return {j["name"] for j in spec.get("jobs") or () if j.get("deploy") is not None}
+def native_deploys(run: PipelineRun, pipeline: PipelineSpec | None) -> set[str]:
+    spec = spec_of(run).pipeline_spec or pipeline
+    return {j.name for j in spec.jobs if j.deploy is not None} if spec is not None else set()
 
 
 def header(attempt: Attempt) -> str:
@@ -210,7 +211,7 @@ def header(attempt: Attempt) -> str:
 
 # -- the command
 def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run: Mapping[str, Any] = kube.get_run(ns, args.run)
+    run = get_run(kube, ns, args.run)
     pipeline = pipeline_spec(kube, ns, run)
     if args.follow and args.job is None:
         if args.attempt is not None:
@@ -229,8 +230,7 @@ def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     except LogsError as e:
         return fail(str(e), EXIT_USAGE)
     if not wanted:
-        phase = (run.get("status") or {}).get("phase") or "Pending"
-        print(f"run {args.run} has no jobs yet ({phase})")
+        print(f"run {args.run} has no jobs yet ({run.status.phase or 'Pending'})")
         return 0
     several = len(wanted) > 1
     natives = native_deploys(run, pipeline)
@@ -251,25 +251,22 @@ def cmd_logs(args: argparse.Namespace, kube: Kube, ns: str) -> int:
 
 
 def _follow_run(
-    kube: Kube, ns: str, run: Mapping[str, Any], args: argparse.Namespace, natives: set[str]
+    kube: Kube, ns: str, run: PipelineRun, args: argparse.Namespace, natives: set[str]
 ) -> int:
     """Every job's log in turn, as `tkn pipelinerun logs -f` shows them: each started job
     followed to its end, in pipeline order, until the run has ended and all are shown."""
     done: set[tuple[str, int]] = set()
-    name = run["metadata"]["name"]
+    name = run.name
     while True:
         attempt = next_to_follow(run, done, natives)
         if attempt is None:
-            if (run.get("status") or {}).get("phase") in FINISHED_PHASES:
+            if run.status.finished:
                 return 0
             changed = _wait_for_run(
                 kube,
                 ns,
                 name,
-                lambda r: (
-                    next_to_follow(r, done, natives) is not None
-                    or (r.get("status") or {}).get("phase") in FINISHED_PHASES
-                ),
+                lambda r: next_to_follow(r, done, natives) is not None or r.status.finished,
             )
             if changed is None:
                 return fail(f"gave up waiting for run {name}")
@@ -282,13 +279,13 @@ def _follow_run(
         except LogsError as e:
             print(f"({e})", flush=True)
         print(flush=True)
-        run = kube.get_run(ns, name)
+        run = get_run(kube, ns, name)
 
 
 def _print_attempt(
     kube: Kube,
     ns: str,
-    run: Mapping[str, Any],
+    run: PipelineRun,
     attempt: Attempt,
     args: argparse.Namespace,
     natives: set[str],
@@ -310,7 +307,7 @@ def _print_attempt(
 def write_attempt(
     kube: Kube,
     ns: str,
-    run: Mapping[str, Any],
+    run: PipelineRun,
     attempt: Attempt,
     natives: Collection[str],
     out: BinaryIO,
@@ -427,18 +424,6 @@ def ended(pod: Mapping[str, Any], container: str) -> bool:
     return False
 
 
-def pipeline_spec(kube: Kube, ns: str, run: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    from kubernetes.client.rest import ApiException
-
-    name = ((run.get("spec") or {}).get("pipelineRef") or {}).get("name")
-    if not name:
-        return None
-    try:
-        return kube.get_pipeline(ns, name).get("spec")
-    except ApiException:
-        return None  # gone, or not readable: the job is then taken for a pod's
-
-
 def started(pod: Mapping[str, Any], container: str) -> bool | None:
     """Whether `container` has started (True), cannot any more (None: the pod ended), or may."""
     status = pod.get("status") or {}
@@ -457,10 +442,10 @@ def _wait_started(kube: Kube, ns: str, pod: str, container: str) -> bool:
 
 
 def _wait_for_run(
-    kube: Kube, ns: str, name: str, ready: Callable[[Mapping[str, Any]], bool]
-) -> Mapping[str, Any] | None:
-    for kind, run in kube.watch_runs(ns, name):
-        if kind != "DELETED" and ready(run):
+    kube: Kube, ns: str, name: str, ready: Callable[[PipelineRun], bool]
+) -> PipelineRun | None:
+    for kind, body in kube.watch_runs(ns, name):
+        if kind != "DELETED" and ready(run := parse(PipelineRun, body)):
             return run
     return None
 

@@ -9,7 +9,10 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from conveyor.api.codec import to_dict
+from conveyor.api.environment import Environment
 from conveyor.api.meta import API_VERSION
+from conveyor.api.pipelinerun import JobStatus, PipelineRun, RetryRequest
 from conveyor.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -19,6 +22,7 @@ from conveyor.cli.common import (
     fail,
     kube_command,
 )
+from conveyor.cli.objects import Unreadable, get_run, list_approvals, parse, parse_each, spec_of
 from conveyor.cli.views import (
     ANNOTATION_RERUN_OF,
     FINISHED,
@@ -28,6 +32,7 @@ from conveyor.cli.views import (
     run_summary,
     runs_table,
     serialized,
+    succeeded_condition,
 )
 
 if TYPE_CHECKING:
@@ -207,55 +212,56 @@ def _prefix(name: str) -> str:
     return name[:50].rstrip("-.") + "-"
 
 
-def rerun_manifest(run: Mapping[str, Any]) -> dict[str, Any]:
+def rerun_manifest(run: PipelineRun) -> dict[str, Any]:
     """A new run like `run`: its pipeline, the commit it built (a run given only a ref built
     what the ref pointed to then), its variables and source. Nothing of its state is copied."""
-    spec = run.get("spec") or {}
-    status = run.get("status") or {}
-    revision = dict(spec.get("revision") or {})
-    built = (status.get("evaluation") or {}).get("sha")
-    if not revision.get("sha") and built:
-        revision["sha"] = built
+    spec = spec_of(run)
+    revision = to_dict(spec.revision)
+    evaluation = run.status.evaluation
+    if not spec.revision.sha and evaluation is not None and evaluation.sha:
+        revision["sha"] = evaluation.sha
     new: dict[str, Any] = {"revision": revision}
-    for key in ("pipelineRef", "pipelineSpec", "variables", "pipelineSource"):
-        if spec.get(key) is not None:
-            new[key] = spec[key]
+    if spec.pipeline_ref is not None:
+        new["pipelineRef"] = to_dict(spec.pipeline_ref)
+    if spec.pipeline_spec is not None:
+        new["pipelineSpec"] = to_dict(spec.pipeline_spec)
+    if spec.variables:
+        new["variables"] = dict(spec.variables)
+    new["pipelineSource"] = spec.pipeline_source
     # Not its labels or trigger annotations: this run is started by whoever reruns it.
-    base = (spec.get("pipelineRef") or {}).get("name") or str(run["metadata"]["name"])
     metadata: dict[str, Any] = {
-        "generateName": _prefix(base),
-        "annotations": {ANNOTATION_RERUN_OF: run["metadata"]["name"]},
+        "generateName": _prefix(run.pipeline_name or run.name),
+        "annotations": {ANNOTATION_RERUN_OF: run.name},
     }
     return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": metadata, "spec": new}
 
 
 def retry_entries(
-    run: Mapping[str, Any], wanted: Sequence[str], gated: Mapping[str, str]
-) -> list[dict[str, Any]]:
+    run: PipelineRun, wanted: Sequence[str], gated: Mapping[str, str]
+) -> list[RetryRequest]:
     """The `spec.retry` entries that retry `wanted` (every failed job if empty) of `run`: one
     `{job, attempt}` per job, naming the failed attempt to follow. `gated` maps jobs to the
     protected environment they deploy to. ValueError says why a job cannot be retried."""
-    name = run["metadata"]["name"]
-    spec, status = run.get("spec") or {}, run.get("status") or {}
-    if spec.get("status") == CANCELLED:
+    name, spec = run.name, spec_of(run)
+    if spec.cancelled:
         raise ValueError(
             f"run {name} was cancelled; a cancelled run cannot run again: conveyor rerun {name}"
         )
-    jobs = {j["name"]: j for j in status.get("jobs") or ()}
-    failed = [j for j in jobs.values() if j.get("phase") == FAILED and j.get("attempt")]
+    jobs = {j.name: j for j in run.status.jobs}
+    failed = [j for j in jobs.values() if _retriable(j)]
     for job in wanted:
         if job not in jobs:
             known = ", ".join(jobs) or "none yet"
             raise ValueError(f"run {name} has no job {job!r} (its jobs: {known})")
-        if jobs[job].get("phase") != FAILED or not jobs[job].get("attempt"):
+        if not _retriable(jobs[job]):
             raise ValueError(
-                f"job {job!r} of run {name} has not failed (it is {jobs[job].get('phase')}): "
+                f"job {job!r} of run {name} has not failed (it is {jobs[job].phase}): "
                 "only a failed job is retried"
             )
     chosen = [jobs[j] for j in dict.fromkeys(wanted)] if wanted else failed
     if not chosen:
         raise ValueError(f"run {name} has no failed job to retry")
-    refused = [j["name"] for j in chosen if j["name"] in gated]
+    refused = [j.name for j in chosen if j.name in gated]
     if refused and (wanted or len(refused) == len(chosen)):
         job = refused[0]
         raise ValueError(
@@ -263,12 +269,18 @@ def retry_entries(
             f"retry would run it on its old approval; start a new run instead (conveyor rerun "
             f"{name}), whose deploy asks for a new approval"
         )
-    requested = {(r.get("job"), r.get("attempt")) for r in spec.get("retry") or ()}
     return [
-        {"job": j["name"], "attempt": j["attempt"]}
+        entry
         for j in chosen
-        if j["name"] not in gated and (j["name"], j["attempt"]) not in requested
+        if j.attempt is not None
+        and j.name not in gated
+        and (entry := RetryRequest(j.name, j.attempt)) not in spec.retry
     ]
+
+
+def _retriable(job: JobStatus) -> bool:
+    """A failed job with an attempt to follow."""
+    return job.phase == FAILED and bool(job.attempt)
 
 
 def exit_code_of(phase: str | None) -> int:
@@ -325,17 +337,15 @@ def _pipeline_missing(kube: Kube, ns: str, pipeline: str) -> str | None:
 def _wait(kube: Kube, ns: str, name: str) -> int:
     """Waits for run `name` to end, saying on stderr what it waits for meanwhile."""
     said = None
-    for kind, run in kube.watch_runs(ns, name, timeout=24 * 3600):
+    for kind, body in kube.watch_runs(ns, name, timeout=24 * 3600):
         if kind == "DELETED":
             return fail(f"run {name} was deleted")
-        status = run.get("status") or {}
-        phase = status.get("phase") or "Pending"
-        condition: dict[str, Any] = next(
-            (c for c in status.get("conditions") or () if c.get("type") == "Succeeded"), {}
-        )
+        status = parse(PipelineRun, body).status
+        phase = status.phase or "Pending"
+        condition = succeeded_condition(status)
         line = f"{name}: {phase}" + (
-            f" ({condition.get('reason')}: {condition.get('message')})"
-            if condition.get("reason") and condition.get("reason") != phase
+            f" ({condition.reason}: {condition.message})"
+            if condition is not None and condition.reason and condition.reason != phase
             else ""
         )
         if line != said:
@@ -356,31 +366,41 @@ def cmd_get(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     if args.run is not None:
         if args.all_namespaces:
             return fail("RUN and -A do not go together: a run is in one namespace", EXIT_USAGE)
-        run = kube.get_run(ns, args.run)
+        body = kube.get_run(ns, args.run)
         if args.watch:
             return _watch_run(kube, ns, args.run, args.output)
-        print(_one(run, args.output, wide))
+        print(_one(body, parse(PipelineRun, body), args.output, wide))
         return EXIT_OK
-    runs = kube.list_runs(where)
-    if args.output in ("json", "yaml"):
-        print(serialized(runs, args.output, single=False))
-    elif args.output == "name":
-        if runs:
-            print(names(runs))
-    elif not runs and not args.watch:
-        print(f"No PipelineRuns in namespace {ns}." if where else "No PipelineRuns.")
-    elif runs:
+    bodies = kube.list_runs(where)
+    raw = args.output in RAW_OUTPUTS
+    runs: list[PipelineRun] = []
+    # json, yaml and name print the objects as the API server returns them: nothing is read.
+    if raw:
+        if bodies or args.output != "name":
+            print(_raw(bodies, args.output, single=False))
+    elif runs := parse_each(PipelineRun, bodies):
         print(runs_table(runs, _now(), wide=wide, namespaces=where is None))
-    if args.watch:
-        return _watch_list(kube, where, args.output, known=runs)
-    return EXIT_OK
+    elif not bodies and not args.watch:
+        print(f"No PipelineRuns in namespace {ns}." if where else "No PipelineRuns.")
+    if not args.watch:
+        return EXIT_OK
+    # What each listed run's line says; None: its model refused it, and that was said.
+    seen = {_key(b): _raw([b], args.output, single=True) if raw else None for b in bodies}
+    seen.update({_run_key(r): _row(r, args.output, where) for r in runs})
+    return _watch_list(kube, where, args.output, seen)
 
 
-def _one(run: Mapping[str, Any], output: str, wide: bool) -> str:
-    if output in ("json", "yaml"):
-        return serialized([run], output, single=True)
-    if output == "name":
-        return names([run])
+RAW_OUTPUTS = ("json", "yaml", "name")
+Key = tuple[str | None, str]
+
+
+def _raw(bodies: Sequence[Mapping[str, Any]], output: str, *, single: bool) -> str:
+    return names(bodies) if output == "name" else serialized(bodies, output, single=single)
+
+
+def _one(body: Mapping[str, Any], run: PipelineRun, output: str, wide: bool) -> str:
+    if output in RAW_OUTPUTS:
+        return _raw([body], output, single=True)
     return run_summary(run, wide=wide, now=_now())
 
 
@@ -388,10 +408,11 @@ def _watch_run(kube: Kube, ns: str, name: str, output: str) -> int:
     """The run's table again each time it changes, until it ends (a terminal is redrawn)."""
     redraw = sys.stdout.isatty() and output in ("table", "wide")
     shown = None
-    for kind, run in kube.watch_runs(ns, name):
+    for kind, body in kube.watch_runs(ns, name):
         if kind == "DELETED":
             return fail(f"run {name} was deleted")
-        text = _one(run, output, output == "wide")
+        run = parse(PipelineRun, body)
+        text = _one(body, run, output, output == "wide")
         if text != shown:
             if redraw:
                 sys.stdout.write("\x1b[H\x1b[2J")  # home, clear: a live table, as watch(1) draws
@@ -399,26 +420,31 @@ def _watch_run(kube: Kube, ns: str, name: str, output: str) -> int:
                 print()
             print(text, flush=True)
             shown = text
-        if ((run.get("status") or {}).get("phase")) in FINISHED:
+        if run.status.phase in FINISHED:
             return EXIT_OK
     return EXIT_OK
 
 
-def _watch_list(
-    kube: Kube, where: str | None, output: str, known: Iterable[Mapping[str, Any]]
-) -> int:
-    """A line per run that changes, as `kubectl get -w` prints them."""
-    seen = {
-        (r["metadata"].get("namespace"), r["metadata"]["name"]): _line(r, output, where)
-        for r in known
-    }
+def _watch_list(kube: Kube, where: str | None, output: str, seen: dict[Key, str | None]) -> int:
+    """A line per run that changes, as `kubectl get -w` prints them. `seen`: the line of each
+    run listed (None: its model refused it, as was said)."""
     header = not seen
-    for kind, run in kube.watch_runs(where):
-        key = (run["metadata"].get("namespace"), run["metadata"]["name"])
+    for kind, body in kube.watch_runs(where):
+        key = _key(body)
         if kind == "DELETED":
             seen.pop(key, None)
             continue
-        line = _line(run, output, where)
+        if output in RAW_OUTPUTS:
+            line = _raw([body], output, single=True)
+        else:
+            try:
+                run = parse(PipelineRun, body)
+            except Unreadable as e:
+                if key not in seen or seen[key] is not None:
+                    print(e.skipped(), file=sys.stderr, flush=True)
+                seen[key] = None
+                continue
+            line = _row(run, output, where)
         if seen.get(key) == line:
             continue  # the watch replays what was listed; print changes only
         seen[key] = line
@@ -434,11 +460,15 @@ def _watch_list(
     return EXIT_OK
 
 
-def _line(run: Mapping[str, Any], output: str, where: str | None) -> str:
-    if output in ("json", "yaml"):
-        return serialized([run], output, single=True)
-    if output == "name":
-        return names([run])
+def _key(body: Mapping[str, Any]) -> Key:
+    return body["metadata"].get("namespace"), body["metadata"]["name"]
+
+
+def _run_key(run: PipelineRun) -> Key:
+    return run.metadata.namespace, run.name
+
+
+def _row(run: PipelineRun, output: str, where: str | None) -> str:
     text = runs_table([run], _now(), wide=output == "wide", namespaces=where is None)
     # AGE changes every second: compare without it, or every replayed run would print again.
     return text.partition("\n")[2].rsplit("   ", 1)[0] if text else ""
@@ -447,13 +477,9 @@ def _line(run: Mapping[str, Any], output: str, where: str | None) -> str:
 def cmd_describe(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     from kubernetes.client.rest import ApiException
 
-    run = kube.get_run(ns, args.run)
+    run = get_run(kube, ns, args.run)
     try:
-        approvals = [
-            a
-            for a in kube.list_approvals(ns)
-            if (a.get("spec") or {}).get("runUID") == run["metadata"].get("uid")
-        ]
+        approvals = [a for a in list_approvals(kube, ns) if spec_of(a).run_uid == run.metadata.uid]
     except ApiException as e:
         if e.status != 403:
             raise
@@ -469,8 +495,7 @@ def cmd_describe(args: argparse.Namespace, kube: Kube, ns: str) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run = kube.get_run(ns, args.run)
-    phase = (run.get("status") or {}).get("phase")
+    phase = get_run(kube, ns, args.run).status.phase
     if phase in FINISHED:
         return fail(f"run {args.run} has already finished ({phase}); nothing to cancel")
     kube.patch_run(ns, args.run, {"spec": {"status": CANCELLED}})
@@ -478,47 +503,52 @@ def cmd_cancel(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     return EXIT_OK
 
 
-def _gate(kube: Kube, ns: str, entry: Mapping[str, Any]) -> str | None:
-    """The protected environment a job deploys to, if any (the operator ignores a play or a
-    retry of such a job: only a new Approval releases it)."""
+def _gates(kube: Kube, ns: str, jobs: Iterable[JobStatus]) -> dict[str, str]:
+    """The protected environment each of `jobs` deploys to, for those that deploy to one (the
+    operator ignores a play or a retry of such a job: only a new Approval releases it)."""
     from conveyor.engine.environments import resolve_environment
 
-    environment = entry.get("environment")
-    if not environment:
-        return None
-    body = resolve_environment(environment, kube.list_environments(ns)) or {}
-    protection = (body.get("spec") or {}).get("protection") or {}
-    return environment if int(protection.get("requiredApprovals") or 0) > 0 else None
+    deploying = [j for j in jobs if j.environment]
+    if not deploying:
+        return {}
+    bodies = kube.list_environments(ns)
+    gated = {}
+    for job in deploying:
+        assert job.environment is not None
+        body = resolve_environment(job.environment, bodies)
+        # Only the Environment that serves the job is read: another's faults are not the job's.
+        if body is not None and spec_of(parse(Environment, body)).protection.protected:
+            gated[job.name] = job.environment
+    return gated
 
 
 def play(kube: Kube, ns: str, run_name: str, job: str) -> str:
     """Releases manual (or delayed) `job` of run `run_name`; returns what was done. CommandError
     says why it is not released; the API server's refusal is raised as it came."""
-    run = kube.get_run(ns, run_name)
-    jobs = {j["name"]: j for j in (run.get("status") or {}).get("jobs") or []}
+    run = get_run(kube, ns, run_name)
+    jobs = {j.name: j for j in run.status.jobs}
     if job not in jobs:
         known = ", ".join(sorted(jobs)) or "none yet"
         raise CommandError(f"run {run_name} has no job {job!r} (jobs: {known})")
     entry = jobs[job]
-    if entry.get("phase") != MANUAL and entry.get("reason") != DELAYED:
+    if entry.phase != MANUAL and entry.reason != DELAYED:
         raise CommandError(
-            f"job {job!r} of run {run_name} is not waiting to be played "
-            f"(it is {entry.get('phase')})"
+            f"job {job!r} of run {run_name} is not waiting to be played (it is {entry.phase})"
         )
-    gate = _gate(kube, ns, entry)
+    gate = _gates(kube, ns, [entry]).get(job)
     if gate is not None:
         raise CommandError(
             f"job {job!r} of run {run_name} deploys to {gate}, which requires approval: "
             f"play does not release it; it starts once approved (conveyor approve {run_name})"
         )
-    played = list((run.get("spec") or {}).get("play") or [])
+    played = spec_of(run).play
     if job not in played:
         # resourceVersion: a concurrent play of another job must not be overwritten.
         kube.patch_run(
             ns,
             run_name,
             {
-                "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
+                "metadata": {"resourceVersion": run.metadata.resource_version},
                 "spec": {"play": [*played, job]},
             },
         )
@@ -536,30 +566,27 @@ def retry(
     """A new attempt of the failed jobs of run `run_name` (or of those `wanted`): what was done,
     one line each, and a warning about failed jobs left alone (None: none). CommandError says
     why nothing can be retried; the API server's refusal is raised as it came."""
-    run = kube.get_run(ns, run_name)
-    gated = {}
-    for entry in (run.get("status") or {}).get("jobs") or ():
-        gate = _gate(kube, ns, entry)
-        if gate is not None:
-            gated[entry["name"]] = gate
+    run = get_run(kube, ns, run_name)
+    gated = _gates(kube, ns, run.status.jobs)
     try:
         entries = retry_entries(run, wanted, gated)
     except ValueError as e:
         raise CommandError(str(e)) from None
     if entries:
-        current = list((run.get("spec") or {}).get("retry") or [])
+        retries = [*spec_of(run).retry, *entries]
         kube.patch_run(
             ns,
             run_name,
             {
-                "metadata": {"resourceVersion": run["metadata"]["resourceVersion"]},
-                "spec": {"retry": [*current, *entries]},
+                "metadata": {"resourceVersion": run.metadata.resource_version},
+                "spec": {"retry": [to_dict(r) for r in retries]},
             },
         )
-    done = [f"{run_name}: {e['job']} retried (attempt {e['attempt'] + 1})" for e in entries]
+    done = [f"{run_name}: {e.job} retried (attempt {e.attempt + 1})" for e in entries]
     if not entries:
         done.append(f"{run_name}: already being retried")
-    skipped = sorted(set(gated) & {j["name"] for j in _failed(run)} - set(wanted))
+    failed = {j.name for j in run.status.jobs if j.phase == FAILED}
+    skipped = sorted(set(gated) & failed - set(wanted))
     warning = None
     if skipped and not wanted:
         warning = (
@@ -578,12 +605,8 @@ def cmd_retry(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     return EXIT_OK
 
 
-def _failed(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [j for j in (run.get("status") or {}).get("jobs") or () if j.get("phase") == FAILED]
-
-
 def cmd_rerun(args: argparse.Namespace, kube: Kube, ns: str) -> int:
-    run = kube.get_run(ns, args.run)
+    run = get_run(kube, ns, args.run)
     created = kube.create_run(ns, rerun_manifest(run))
     name = created["metadata"]["name"]
     print(name, flush=True)

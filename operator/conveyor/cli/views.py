@@ -12,7 +12,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from conveyor.api.codec import ModelError, from_dict, parse_time
+from conveyor.api.approval import Approval
+from conveyor.api.codec import format_time, parse_time
+from conveyor.api.conditions import Condition, find_condition
 from conveyor.api.durations import format_duration
 from conveyor.api.meta import (
     ANNOTATION_CANCELLED_BY,
@@ -20,7 +22,14 @@ from conveyor.api.meta import (
     ANNOTATION_RERUN_OF,
     GROUP,
 )
-from conveyor.api.pipelinerun import JunitSummary
+from conveyor.api.pipelinerun import (
+    CONDITION_SUCCEEDED,
+    JobStatus,
+    JunitSummary,
+    PipelineRun,
+    PipelineRunStatus,
+)
+from conveyor.cli.objects import created, spec_of
 from conveyor.engine.reports import merge_summaries, summary_text
 
 OUTPUTS = ("table", "wide", "json", "yaml", "name")
@@ -47,68 +56,68 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def age(stamp: str | None, now: datetime.datetime) -> str:
-    if not stamp:
+def age(stamp: datetime.datetime | None, now: datetime.datetime) -> str:
+    if stamp is None:
         return "-"
-    return format_duration(max(0, int((now - parse_time(stamp)).total_seconds())))
+    return format_duration(max(0, int((now - stamp).total_seconds())))
 
 
-def succeeded_condition(run: Mapping[str, Any]) -> Mapping[str, Any]:
-    conditions = (run.get("status") or {}).get("conditions") or ()
-    return next((c for c in conditions if c.get("type") == "Succeeded"), {})
+def stamp(value: datetime.datetime | None) -> str | None:
+    """A time as the API server writes it (what the objects' JSON held), or None."""
+    return format_time(value) if value is not None else None
 
 
-def waiting_for(run: Mapping[str, Any]) -> str | None:
+def succeeded_condition(status: PipelineRunStatus) -> Condition | None:
+    return find_condition(status.conditions, CONDITION_SUCCEEDED)
+
+
+def waiting_for(run: PipelineRun) -> str | None:
     """What an unfinished run waits for (`ManualActionRequired`, `WaitingForApproval`, ...), as
     its Succeeded condition says; None while it simply runs, or once it has ended."""
-    reason = succeeded_condition(run).get("reason")
-    phase = (run.get("status") or {}).get("phase")
-    return reason if reason in WAITING_REASONS and phase not in FINISHED else None
+    condition = succeeded_condition(run.status)
+    reason = condition.reason if condition is not None else None
+    return reason if reason in WAITING_REASONS and run.status.phase not in FINISHED else None
 
 
-def _pipeline_of(run: Mapping[str, Any]) -> str:
-    spec, status = run.get("spec") or {}, run.get("status") or {}
-    if status.get("pipelineName"):
-        return str(status["pipelineName"])
-    if spec.get("pipelineSpec") is not None:
+def pipeline_of(run: PipelineRun) -> str:
+    """The run's Pipeline, `(inline)` for an inline spec, `-` if it names none."""
+    if run.status.pipeline_name:
+        return run.status.pipeline_name
+    if spec_of(run).pipeline_spec is not None:
         return "(inline)"
-    return str((spec.get("pipelineRef") or {}).get("name") or "-")
+    return run.pipeline_name or "-"
 
 
 def runs_table(
-    runs: Sequence[Mapping[str, Any]],
+    runs: Sequence[PipelineRun],
     now: datetime.datetime,
     *,
     wide: bool = False,
     namespaces: bool = False,
 ) -> str:
     rows = []
-    order = sorted(
-        runs,
-        key=lambda r: (r["metadata"].get("namespace", ""), r["metadata"].get("creationTimestamp")),
-    )
-    for r in order:
-        spec, status = r.get("spec") or {}, r.get("status") or {}
-        metadata = r["metadata"]
-        row = [metadata.get("namespace", "-")] if namespaces else []
+    for r in sorted(runs, key=lambda r: (r.metadata.namespace or "", created(r.metadata))):
+        spec, status, metadata = spec_of(r), r.status, r.metadata
+        condition = succeeded_condition(status)
+        row = [metadata.namespace or "-"] if namespaces else []
         row += [
-            metadata["name"],
-            _pipeline_of(r),
-            (spec.get("revision") or {}).get("ref", "-"),
-            status.get("shortSha") or "-",
-            status.get("phase") or "Pending",
+            r.name,
+            pipeline_of(r),
+            spec.revision.ref,
+            status.short_sha or "-",
+            status.phase or "Pending",
             waiting_for(r) or "-",
-            status.get("currentStage") or "-",
-            age(metadata.get("creationTimestamp"), now),
-            status.get("duration") or "-",
+            status.current_stage or "-",
+            age(metadata.creation_timestamp, now),
+            status.duration or "-",
         ]
         if wide:
-            annotations = metadata.get("annotations") or {}
+            message = condition.message if condition is not None else None
             row += [
-                spec.get("pipelineSource") or "api",
-                annotations.get(ANNOTATION_INITIATOR) or "-",
+                spec.pipeline_source,
+                metadata.annotations.get(ANNOTATION_INITIATOR) or "-",
                 summary_text(run_tests(r)) or "-",
-                (succeeded_condition(r).get("message") or "-")[:80],
+                (message or "-")[:80],
             ]
         rows.append(row)
     headers = ["NAMESPACE"] if namespaces else []
@@ -118,20 +127,9 @@ def runs_table(
     return table(headers, rows)
 
 
-def job_tests(job: Mapping[str, Any]) -> JunitSummary | None:
-    """A job status' test summary (status.jobs[].tests), or None."""
-    tests = job.get("tests")
-    if not tests:
-        return None
-    try:
-        return from_dict(JunitSummary, tests)
-    except ModelError:
-        return None  # a status written by another version: not worth failing the command
-
-
-def run_tests(run: Mapping[str, Any]) -> JunitSummary | None:
+def run_tests(run: PipelineRun) -> JunitSummary | None:
     """The test summary of the whole run: its jobs' summed; None when no job reported tests."""
-    summaries = [t for j in (run.get("status") or {}).get("jobs") or () if (t := job_tests(j))]
+    summaries = [j.tests for j in run.status.jobs if j.tests is not None]
     return merge_summaries(summaries) if summaries else None
 
 
@@ -146,38 +144,37 @@ def _size(size: int) -> str:
     return f"{value:.1f}{unit}"
 
 
-def _took(job: Mapping[str, Any], now: datetime.datetime | None) -> str:
-    start, end = job.get("startTime"), job.get("completionTime")
+def _took(job: JobStatus, now: datetime.datetime | None) -> str:
+    start, end = job.start_time, job.completion_time
     if start and end:
-        return format_duration((parse_time(end) - parse_time(start)).total_seconds())
-    if start and now is not None and job.get("phase") == "Running":
-        return format_duration((now - parse_time(start)).total_seconds())
+        return format_duration((end - start).total_seconds())
+    if start and now is not None and job.phase == "Running":
+        return format_duration((now - start).total_seconds())
     return "-"
 
 
 def jobs_table(
-    run: Mapping[str, Any], *, wide: bool = False, now: datetime.datetime | None = None
+    run: PipelineRun, *, wide: bool = False, now: datetime.datetime | None = None
 ) -> str:
     rows = []
-    jobs = (run.get("status") or {}).get("jobs") or []
+    jobs = run.status.jobs
     # The TESTS column only when some job has JUnit reports: other runs keep their layout.
-    with_tests = any(job_tests(j) for j in jobs)
+    with_tests = any(j.tests for j in jobs)
     for j in jobs:
-        exit_code = j.get("exitCode")
         row = [
-            j["name"],
-            j.get("stage", "-"),
-            j.get("phase", "-") + (" (allowed)" if j.get("allowedFailure") else ""),
-            str(j.get("attempt") or "-"),
-            "-" if exit_code is None else str(exit_code),
-            j.get("reason") or "-",
-            j.get("jobName") or "-",
+            j.name,
+            j.stage,
+            j.phase + (" (allowed)" if j.allowed_failure else ""),
+            str(j.attempt or "-"),
+            "-" if j.exit_code is None else str(j.exit_code),
+            j.reason or "-",
+            j.job_name or "-",
             _took(j, now),
         ]
         if with_tests:
-            row.append(summary_text(job_tests(j)) or "-")
+            row.append(summary_text(j.tests) or "-")
         if wide:
-            row += [j.get("environment") or "-", (j.get("message") or "-")[:80]]
+            row += [j.environment or "-", (j.message or "-")[:80]]
         rows.append(row)
     headers = ["JOB", "STAGE", "STATUS", "ATTEMPT", "EXIT", "REASON", "K8S JOB", "DURATION"]
     if with_tests:
@@ -187,33 +184,30 @@ def jobs_table(
     return table(headers, rows)
 
 
-def run_summary(run: Mapping[str, Any], *, wide: bool = False, now: datetime.datetime) -> str:
+def run_summary(run: PipelineRun, *, wide: bool = False, now: datetime.datetime) -> str:
     """`conveyor get RUN`: the run's state on two lines, then its jobs."""
-    status = run.get("status") or {}
-    succeeded = succeeded_condition(run)
-    lines = [f"Run:      {run['metadata']['name']}   {status.get('phase') or 'Pending'}"]
-    if succeeded.get("reason") or succeeded.get("message"):
-        lines.append(
-            f"Reason:   {succeeded.get('reason', '')}: {succeeded.get('message') or ''}".rstrip()
-        )
+    status = run.status
+    succeeded = succeeded_condition(status)
+    lines = [f"Run:      {run.name}   {status.phase or 'Pending'}"]
+    if succeeded is not None and (succeeded.reason or succeeded.message):
+        lines.append(f"Reason:   {succeeded.reason or ''}: {succeeded.message or ''}".rstrip())
     tests = run_tests(run)
     if tests is not None:
         lines.append(f"Tests:    {summary_text(tests)}")
-    if status.get("jobs"):
+    if status.jobs:
         lines.append(jobs_table(run, wide=wide, now=now))
-    lines += _failed_tests(status.get("jobs") or ())
+    lines += _failed_tests(status.jobs)
     return "\n".join(lines)
 
 
-def _failed_tests(jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+def _failed_tests(jobs: Sequence[JobStatus]) -> list[str]:
     """`Failed tests:` then `  JOB: classname.name`, the first ones each job recorded."""
     out = []
     for j in jobs:
-        tests = job_tests(j)
-        if tests is None:
+        if j.tests is None:
             continue
-        out += [f"  {j['name']}: {name}" for name in tests.failed_tests]
-        out += [f"  {j['name']}: unreadable report {why}" for why in tests.unreadable]
+        out += [f"  {j.name}: {name}" for name in j.tests.failed_tests]
+        out += [f"  {j.name}: unreadable report {why}" for why in j.tests.unreadable]
     return ["Failed tests:", *out] if out else []
 
 
@@ -240,29 +234,26 @@ def _field(label: str, value: object) -> str:
 
 
 def describe(
-    run: Mapping[str, Any],
-    approvals: Sequence[Mapping[str, Any]],
+    run: PipelineRun,
+    approvals: Sequence[Approval],
     events: Sequence[Mapping[str, Any]],
     now: datetime.datetime,
 ) -> str:
     """`conveyor describe RUN`: everything about a run a person asks first, as kubectl describe
     lays it out: its identity, its state and why, each job with its failure's own message, its
-    approvals, what it deployed, and its events."""
-    metadata = run["metadata"]
-    spec, status = run.get("spec") or {}, run.get("status") or {}
-    annotations = metadata.get("annotations") or {}
-    revision = spec.get("revision") or {}
-    succeeded = succeeded_condition(run)
-    evaluation = status.get("evaluation") or {}
-    created = metadata.get("creationTimestamp")
+    approvals, what it deployed, and its events (core/v1 Events: JSON, they have no model)."""
+    metadata, spec, status = run.metadata, spec_of(run), run.status
+    annotations = metadata.annotations
+    succeeded = succeeded_condition(status) or Condition(CONDITION_SUCCEEDED, "Unknown")
+    evaluation, created_at = status.evaluation, metadata.creation_timestamp
     lines = [
-        _field("Name", metadata["name"]),
-        _field("Namespace", metadata.get("namespace")),
-        _field("Pipeline", _pipeline_of(run)),
-        _field("Ref", revision.get("ref")),
-        _field("Commit", revision.get("sha") or evaluation.get("sha")),
-        _field("Before", revision.get("beforeSha")),
-        _field("Source", spec.get("pipelineSource") or "api"),
+        _field("Name", run.name),
+        _field("Namespace", metadata.namespace),
+        _field("Pipeline", pipeline_of(run)),
+        _field("Ref", spec.revision.ref),
+        _field("Commit", spec.revision.sha or (evaluation.sha if evaluation else None)),
+        _field("Before", spec.revision.before_sha),
+        _field("Source", spec.pipeline_source),
         _field("Started by", annotations.get(ANNOTATION_INITIATOR)),
     ]
     if annotations.get(ANNOTATION_CANCELLED_BY):
@@ -270,81 +261,41 @@ def describe(
     if annotations.get(ANNOTATION_RERUN_OF):
         lines.append(_field("Rerun of", annotations[ANNOTATION_RERUN_OF]))
     lines += [
-        _field("Created", f"{created} ({age(created, now)} ago)"),
-        _field("Started", status.get("startTime")),
-        _field("Completed", status.get("completionTime")),
-        _field("Duration", status.get("duration")),
-        _field("Status", status.get("phase") or "Pending"),
-        _field("Reason", succeeded.get("reason")),
-        _field("Message", succeeded.get("message")),
+        _field("Created", f"{stamp(created_at)} ({age(created_at, now)} ago)"),
+        _field("Started", stamp(status.start_time)),
+        _field("Completed", stamp(status.completion_time)),
+        _field("Duration", status.duration),
+        _field("Status", status.phase or "Pending"),
+        _field("Reason", succeeded.reason),
+        _field("Message", succeeded.message),
     ]
-    variables = spec.get("variables") or {}
-    if variables:
+    if spec.variables:
         lines.append("Variables:")
-        lines += [f"  {k}={v}" for k, v in sorted(variables.items())]
-    retries = spec.get("retry") or ()
-    if retries:
-        lines.append(
-            _field(
-                "Retried", ", ".join(f"{r['job']} (after attempt {r['attempt']})" for r in retries)
-            )
-        )
-    jobs = status.get("jobs") or ()
-    if jobs:
-        lines += ["", "Jobs:", _indent(jobs_table(run, now=now))]
-        failures = [j for j in jobs if j.get("phase") == "Failed"]
-        if failures:
-            lines += ["", "Failures:"]
-            for j in failures:
-                why = j.get("message") or j.get("reason") or "failed"
-                code = f", exit code {j['exitCode']}" if j.get("exitCode") is not None else ""
-                allowed = " (failure allowed)" if j.get("allowedFailure") else ""
-                lines.append(
-                    f"  {j['name']} (attempt {j.get('attempt') or 1}{code}){allowed}: {why}"
-                )
-        failed_tests = _failed_tests(jobs)
+        lines += [f"  {k}={v}" for k, v in sorted(spec.variables.items())]
+    if spec.retry:
+        retried = ", ".join(f"{r.job} (after attempt {r.attempt})" for r in spec.retry)
+        lines.append(_field("Retried", retried))
+    if status.jobs:
+        lines += ["", "Jobs:", _indent(jobs_table(run, now=now)), *_failures(status.jobs)]
+        failed_tests = _failed_tests(status.jobs)
         if failed_tests:
             lines += ["", *failed_tests]
-        kept = [(j["name"], a) for j in jobs for a in j.get("artifacts") or ()]
-        if kept:
-            lines += ["", "Artifacts:"]
-            rows = [
-                [
-                    name,
-                    a.get("name", "-"),
-                    a.get("kind") or "archive",
-                    _size(int(a.get("size") or 0)),
-                    (a.get("digest") or "-")[:19],
-                    a.get("expiresAt") or "never",
-                ]
-                for name, a in kept
-            ]
-            lines.append(_indent(table(["JOB", "FILE", "KIND", "SIZE", "DIGEST", "EXPIRES"], rows)))
+        lines += _artifacts(status.jobs)
     if approvals:
         lines += ["", "Approvals:"]
         rows = []
-        for a in sorted(approvals, key=lambda a: a["metadata"].get("creationTimestamp") or ""):
-            a_spec, a_status = a.get("spec") or {}, a.get("status") or {}
-            votes = a_status.get("votes") or ()
-            voters = ", ".join(f"{v.get('user')}: {v.get('decision')}" for v in votes) or "-"
-            rows.append(
-                [
-                    a["metadata"]["name"],
-                    a_spec.get("job", "-"),
-                    a_spec.get("environment", "-"),
-                    a_status.get("decision") or "Pending",
-                    voters,
-                ]
-            )
+        for a in sorted(approvals, key=lambda a: created(a.metadata)):
+            voters = ", ".join(f"{v.user}: {v.decision}" for v in a.status.votes) or "-"
+            a_spec = spec_of(a)
+            decision = a.status.decision or "Pending"
+            rows.append([a.name, a_spec.job, a_spec.environment, decision, voters])
         lines.append(_indent(table(["APPROVAL", "JOB", "ENVIRONMENT", "DECISION", "VOTES"], rows)))
-    deployments = status.get("deployments") or ()
-    if deployments:
+    if status.deployments:
         lines += ["", "Deployments:"]
-        for d in deployments:
+        for d in status.deployments:
             lines.append(
-                f"  {d['job']} -> {d['environment']} (namespace {d['namespace']}): "
-                f"{d['result']}, version {d.get('version', '-')}"
-                + (f": {d['message']}" if d.get("message") else "")
+                f"  {d.job} -> {d.environment} (namespace {d.namespace}): "
+                f"{d.result}, version {d.version}" + (f": {d.message}" if d.message else "")
             )
     lines += ["", "Events:"]
     if not events:
@@ -352,16 +303,54 @@ def describe(
     else:
         rows = []
         for e in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
+            when = e.get("lastTimestamp") or e.get("eventTime")
             rows.append(
                 [
                     e.get("type") or "-",
                     e.get("reason") or "-",
-                    age(e.get("lastTimestamp") or e.get("eventTime"), now),
+                    age(parse_time(when) if when else None, now),
                     " ".join(str(e.get("message") or "").split()),
                 ]
             )
         lines.append(_indent(table(["TYPE", "REASON", "AGE", "MESSAGE"], rows)))
     return "\n".join(lines)
+
+
+def _failures(jobs: Sequence[JobStatus]) -> list[str]:
+    """Each failed job with its failure's own message."""
+    failures = [j for j in jobs if j.phase == "Failed"]
+    if not failures:
+        return []
+    lines = ["", "Failures:"]
+    for j in failures:
+        why = j.message or j.reason or "failed"
+        code = f", exit code {j.exit_code}" if j.exit_code is not None else ""
+        allowed = " (failure allowed)" if j.allowed_failure else ""
+        lines.append(f"  {j.name} (attempt {j.attempt or 1}{code}){allowed}: {why}")
+    return lines
+
+
+def _artifacts(jobs: Sequence[JobStatus]) -> list[str]:
+    """What the jobs kept in the artifact store, a row each."""
+    rows = [
+        [
+            j.name,
+            a.name,
+            a.kind,
+            _size(a.size),
+            (a.digest or "-")[:19],
+            stamp(a.expires_at) or "never",
+        ]
+        for j in jobs
+        for a in j.artifacts or ()
+    ]
+    if not rows:
+        return []
+    return [
+        "",
+        "Artifacts:",
+        _indent(table(["JOB", "FILE", "KIND", "SIZE", "DIGEST", "EXPIRES"], rows)),
+    ]
 
 
 def _indent(text: str) -> str:

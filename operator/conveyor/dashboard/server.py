@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from conveyor.api.approval import APPROVE, REJECT
 from conveyor.api.meta import GROUP, VERSION
+from conveyor.api.pipelinerun import PipelineRun
+from conveyor.cli import objects
 from conveyor.cli.common import CommandError, api_message, unreachable
 from conveyor.dashboard import views
 from conveyor.kube.client import PIPELINERUNS, Kube
@@ -129,24 +131,21 @@ class Dashboard:
         return {"namespace": self.namespace, "user": user}
 
     def runs(self) -> list[dict[str, Any]]:
-        return views.run_rows(self.kube.list_runs(self.namespace), _now())
+        return views.run_rows(objects.list_runs(self.kube, self.namespace), _now())
 
     def run(self, ns: str, name: str) -> dict[str, Any]:
         from kubernetes.client.rest import ApiException
 
-        from conveyor.cli.logs import pipeline_spec
-
-        run = self.kube.get_run(ns, name)
+        run = objects.get_run(self.kube, ns, name)
         try:
-            approvals = self.kube.list_approvals(ns)
+            approvals = objects.list_approvals(self.kube, ns)
         except ApiException as e:
             if e.status != 403:
                 raise
             approvals = []  # not everyone may read Approvals; the run is still worth showing
         pipeline = None
-        status, spec = run.get("status") or {}, run.get("spec") or {}
-        if not status.get("pipelineSpec") and not spec.get("pipelineSpec"):
-            pipeline = pipeline_spec(self.kube, ns, run)  # not started: the Pipeline's jobs
+        if views.frozen_spec(run) is None:
+            pipeline = objects.pipeline_spec(self.kube, ns, run)  # not started: its Pipeline's
         return views.run_view(run, approvals, pipeline, _now())
 
     def log(
@@ -156,9 +155,9 @@ class Dashboard:
         raised now (LogsError, ApiException); the function returned writes the log."""
         from conveyor.cli import logs
 
-        run = self.kube.get_run(ns, run_name)
+        run = objects.get_run(self.kube, ns, run_name)
         wanted = logs.attempts(run, job, attempt)
-        natives = logs.native_deploys(run, logs.pipeline_spec(self.kube, ns, run))
+        natives = logs.native_deploys(run, objects.pipeline_spec(self.kube, ns, run))
 
         def write(out: Any) -> None:
             for one in wanted:
@@ -202,7 +201,8 @@ class Dashboard:
                 if version is None:
                     listed = call(*args)
                     version = listed["metadata"]["resourceVersion"]
-                    send("runs", views.run_rows(listed["items"], _now()))
+                    runs = objects.parse_each(PipelineRun, listed["items"])
+                    send("runs", views.run_rows(runs, _now()))
                 stream = watch.Watch().stream(
                     call, *args, resource_version=version, timeout_seconds=WATCH_SECONDS
                 )
@@ -216,7 +216,8 @@ class Dashboard:
                         meta = obj["metadata"]
                         send("deleted", {"namespace": meta.get("namespace"), "name": meta["name"]})
                     elif kind in ("ADDED", "MODIFIED"):
-                        send("run", views.run_row(obj, _now()))
+                        for run in objects.parse_each(PipelineRun, [obj]):
+                            send("run", views.run_row(run, _now()))
                 send(None, "keep-alive")
             except (BrokenPipeError, ConnectionResetError):
                 raise  # the page went away

@@ -12,10 +12,16 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from conveyor.api.approval import FINAL_DECISIONS, PENDING
-from conveyor.api.pipeline import DEFAULT_STAGE, DEFAULT_STAGES
-from conveyor.api.pipelinerun import FINISHED_PHASES, JOB_FINISHED_PHASES
-from conveyor.cli.views import age, succeeded_condition, waiting_for
+from conveyor.api.approval import FINAL_DECISIONS, PENDING, Approval
+from conveyor.api.pipeline import DEFAULT_STAGE, DEFAULT_STAGES, PipelineJob, PipelineSpec
+from conveyor.api.pipelinerun import (
+    FINISHED_PHASES,
+    JOB_FINISHED_PHASES,
+    JobStatus,
+    PipelineRun,
+)
+from conveyor.cli.objects import spec_of
+from conveyor.cli.views import age, pipeline_of, stamp, succeeded_condition, waiting_for
 
 # Box and gap sizes, in CSS pixels.
 BOX_WIDTH = 184
@@ -56,32 +62,27 @@ STATUSES = (
 )
 
 
-def _created(stamp: str | None) -> str:
-    return stamp or ""
-
-
-def run_row(run: Mapping[str, Any], now: datetime.datetime) -> dict[str, Any]:
+def run_row(run: PipelineRun, now: datetime.datetime) -> dict[str, Any]:
     """A run as a line of the list: namespace, name, pipeline, ref, phase and what it waits
     for, age."""
-    metadata = run["metadata"]
-    spec, status = run.get("spec") or {}, run.get("status") or {}
+    metadata, revision, status = run.metadata, spec_of(run).revision, run.status
     return {
-        "namespace": metadata.get("namespace") or "",
-        "name": metadata["name"],
-        "pipeline": pipeline_name(run),
-        "ref": (spec.get("revision") or {}).get("ref") or "-",
-        "sha": status.get("shortSha") or ((spec.get("revision") or {}).get("sha") or "")[:8],
-        "phase": status.get("phase") or "Pending",
+        "namespace": metadata.namespace or "",
+        "name": run.name,
+        "pipeline": pipeline_of(run),
+        "ref": revision.ref,
+        "sha": status.short_sha or (revision.sha or "")[:8],
+        "phase": status.phase or "Pending",
         "waiting": waiting_for(run),
-        "stage": status.get("currentStage"),
-        "created": _created(metadata.get("creationTimestamp")),
-        "age": age(metadata.get("creationTimestamp"), now),
-        "duration": status.get("duration"),
-        "resourceVersion": metadata.get("resourceVersion"),
+        "stage": status.current_stage,
+        "created": stamp(metadata.creation_timestamp) or "",
+        "age": age(metadata.creation_timestamp, now),
+        "duration": status.duration,
+        "resourceVersion": metadata.resource_version,
     }
 
 
-def run_rows(runs: Iterable[Mapping[str, Any]], now: datetime.datetime) -> list[dict[str, Any]]:
+def run_rows(runs: Iterable[PipelineRun], now: datetime.datetime) -> list[dict[str, Any]]:
     """The list of runs, newest first (then by namespace and name, for a stable order)."""
     rows = [run_row(r, now) for r in runs]
     rows.sort(key=lambda r: (r["namespace"], r["name"]))
@@ -89,49 +90,36 @@ def run_rows(runs: Iterable[Mapping[str, Any]], now: datetime.datetime) -> list[
     return rows
 
 
-def pipeline_name(run: Mapping[str, Any]) -> str:
-    spec, status = run.get("spec") or {}, run.get("status") or {}
-    if status.get("pipelineName"):
-        return str(status["pipelineName"])
-    if spec.get("pipelineSpec") is not None:
-        return "(inline)"
-    return str((spec.get("pipelineRef") or {}).get("name") or "-")
-
-
-def frozen_spec(
-    run: Mapping[str, Any], pipeline: Mapping[str, Any] | None = None
-) -> Mapping[str, Any]:
+def frozen_spec(run: PipelineRun, pipeline: PipelineSpec | None = None) -> PipelineSpec | None:
     """The pipeline the run runs: the one recorded at its start, else its inline spec, else
     (before it starts) the Pipeline's current spec, else nothing."""
-    status, spec = run.get("status") or {}, run.get("spec") or {}
-    return status.get("pipelineSpec") or spec.get("pipelineSpec") or pipeline or {}
+    return run.status.pipeline_spec or spec_of(run).pipeline_spec or pipeline
 
 
-def pending_approvals(
-    run: Mapping[str, Any], approvals: Iterable[Mapping[str, Any]]
-) -> dict[str, Mapping[str, Any]]:
-    """The run's undecided Approvals, by the job they gate (an Approval counts only for the
-    run it was made for: its runUID)."""
-    uid = run["metadata"].get("uid")
-    name = run["metadata"]["name"]
-    out: dict[str, Mapping[str, Any]] = {}
-    for a in approvals:
-        spec = a.get("spec") or {}
-        if spec.get("runUID") not in (None, uid) or spec.get("pipelineRun") != name:
-            continue
-        if ((a.get("status") or {}).get("decision") or PENDING) in FINAL_DECISIONS:
-            continue
-        out[spec.get("job") or ""] = a
-    return out
+def _own(run: PipelineRun, approval: Approval) -> bool:
+    """An Approval counts only for the run it was made for: its name and its UID."""
+    spec = spec_of(approval)
+    return spec.pipeline_run == run.name and spec.run_uid == run.metadata.uid
 
 
-def job_status(job: Mapping[str, Any], gated: bool) -> str:
-    """The status a job's box shows, from its `status.jobs[]` entry."""
-    phase = job.get("phase")
+def pending_approvals(run: PipelineRun, approvals: Iterable[Approval]) -> dict[str, Approval]:
+    """The run's undecided Approvals, by the job they gate."""
+    return {
+        spec_of(a).job: a
+        for a in approvals
+        if _own(run, a) and (a.status.decision or PENDING) not in FINAL_DECISIONS
+    }
+
+
+def job_status(job: JobStatus | None, gated: bool) -> str:
+    """The status a job's box shows, from its `status.jobs[]` entry (None: it has none yet)."""
+    if job is None:
+        return CREATED
+    phase = job.phase
     if phase == "Succeeded":
         return SUCCESS
     if phase == "Failed":
-        return WARNING if job.get("allowedFailure") else FAILED
+        return WARNING if job.allowed_failure else FAILED
     if phase == "Running":
         return RUNNING
     if phase == "Skipped":
@@ -141,45 +129,39 @@ def job_status(job: Mapping[str, Any], gated: bool) -> str:
     if phase == "Manual":
         if gated:
             return APPROVAL
-        return SCHEDULED if job.get("reason") == "Delayed" else MANUAL
+        return SCHEDULED if job.reason == "Delayed" else MANUAL
     if phase == "Pending":
-        return SCHEDULED if job.get("reason") == "Delayed" else PENDING_STATUS
+        return SCHEDULED if job.reason == "Delayed" else PENDING_STATUS
     return CREATED
 
 
-def job_actions(run: Mapping[str, Any], job: Mapping[str, Any], gated: bool) -> list[str]:
+def job_actions(run: PipelineRun, job: JobStatus | None, gated: bool) -> list[str]:
     """The buttons a job's box offers; the API server and the CLI's own checks still decide."""
-    phase = job.get("phase")
-    cancelled = (run.get("spec") or {}).get("status") == "Cancelled"
     if gated:
         return ["approve", "reject"]
-    if cancelled:
+    if spec_of(run).cancelled or job is None:
         return []
-    if phase == "Manual" or job.get("reason") == "Delayed":
+    if job.phase == "Manual" or job.reason == "Delayed":
         return ["play"]
-    if phase == "Failed" and job.get("attempt"):
+    if job.phase == "Failed" and job.attempt:
         return ["retry"]
     return []
 
 
-def _stages(spec: Mapping[str, Any], jobs: Sequence[Mapping[str, Any]]) -> list[str]:
+def _stages(spec: PipelineSpec | None, used: Sequence[str]) -> list[str]:
     """The stages that have jobs, in the pipeline's order (stages no list names last)."""
-    order = list(spec.get("stages") or DEFAULT_STAGES)
-    used = [j["stage"] for j in jobs]
+    order = list(spec.stages if spec is not None else DEFAULT_STAGES)
     for stage in used:
         if stage not in order:
             order.append(stage)
     return [s for s in order if s in used]
 
 
-def _needs(spec_job: Mapping[str, Any] | None, present: set[str]) -> list[str]:
-    """What the job waits for instead of stages: `needs`, and the optional needs the run has
-    (PipelineJob.dag_needs, on the JSON form)."""
+def _needs(spec_job: PipelineJob | None, present: set[str]) -> list[str]:
+    """What the job waits for instead of stages: `needs`, and the optional needs the run has."""
     if spec_job is None:
         return []
-    required = list(spec_job.get("needs") or ())
-    optional = [n for n in spec_job.get("optionalNeeds") or () if n in present]
-    return [n for n in dict.fromkeys(required + optional) if n in present]
+    return [n for n in spec_job.dag_needs(present) or () if n in present]
 
 
 def _edge_path(a: Mapping[str, int], b: Mapping[str, int]) -> str:
@@ -196,71 +178,73 @@ def _edge_path(a: Mapping[str, int], b: Mapping[str, int]) -> str:
     return f"M {x1} {ay} C {bulge} {ay}, {bulge} {by}, {x2} {by}"
 
 
+def _job_box(job: JobStatus | None, spec_job: PipelineJob | None) -> dict[str, Any]:
+    """What a job's box says of the job (its status entry, else its declaration)."""
+    declared = spec_job.environment.name if spec_job and spec_job.environment else None
+    if job is None:  # not started: the pipeline's job, no status yet
+        return {
+            "phase": "Created",
+            **dict.fromkeys(("attempt", "reason", "message", "exitCode"), None),
+            "environment": declared,
+            **dict.fromkeys(("startTime", "completionTime", "scheduledAt"), None),
+            "hasLog": False,
+        }
+    return {
+        "phase": job.phase,
+        "attempt": job.attempt,
+        "reason": job.reason,
+        "message": job.message,
+        "exitCode": job.exit_code,
+        "environment": job.environment or declared,
+        "startTime": stamp(job.start_time),
+        "completionTime": stamp(job.completion_time),
+        "scheduledAt": stamp(job.scheduled_at),
+        "hasLog": bool(job.job_name) or job.phase in JOB_FINISHED_PHASES,
+    }
+
+
 def graph(
-    run: Mapping[str, Any],
-    approvals: Iterable[Mapping[str, Any]] = (),
-    pipeline: Mapping[str, Any] | None = None,
+    run: PipelineRun,
+    approvals: Iterable[Approval] = (),
+    pipeline: PipelineSpec | None = None,
 ) -> dict[str, Any]:
     """The run's pipeline graph, laid out: `stages` (columns with their jobs' boxes), `edges`
     (one per need, with its SVG path), `width` and `height`."""
     spec = frozen_spec(run, pipeline)
-    spec_jobs = {j["name"]: j for j in spec.get("jobs") or () if "name" in j}
-    status_jobs = list((run.get("status") or {}).get("jobs") or ())
-    if status_jobs:
-        jobs = [dict(j) for j in status_jobs]
-    else:  # not started: the pipeline's jobs, no status yet
-        jobs = [
-            {"name": name, "stage": j.get("stage") or DEFAULT_STAGE}
-            for name, j in spec_jobs.items()
-        ]
-    for j in jobs:
-        j.setdefault("stage", (spec_jobs.get(j["name"]) or {}).get("stage") or DEFAULT_STAGE)
+    spec_jobs = {j.name: j for j in spec.jobs} if spec is not None else {}
+    jobs: list[tuple[str, str, JobStatus | None]] = [(j.name, j.stage, j) for j in run.status.jobs]
+    if not jobs:  # not started: the pipeline's jobs, no status yet
+        jobs = [(name, j.stage or DEFAULT_STAGE, None) for name, j in spec_jobs.items()]
     gates = pending_approvals(run, approvals)
-    stages = _stages(spec, jobs)
+    stages = _stages(spec, [stage for _, stage, _ in jobs])
     boxes: dict[str, dict[str, Any]] = {}
     columns: list[dict[str, Any]] = []
     for column, stage in enumerate(stages):
         x = PADDING + column * (BOX_WIDTH + COLUMN_GAP)
-        members = [j for j in jobs if j["stage"] == stage]
+        members = [(name, j) for name, in_stage, j in jobs if in_stage == stage]
         stage_boxes = []
-        for row, j in enumerate(members):
-            gated = j["name"] in gates
+        for row, (name, j) in enumerate(members):
+            gated = name in gates
             box = {
-                "name": j["name"],
+                "name": name,
                 "stage": stage,
                 "status": job_status(j, gated),
-                "phase": j.get("phase") or "Created",
-                "attempt": j.get("attempt"),
-                "reason": j.get("reason"),
-                "message": j.get("message"),
-                "exitCode": j.get("exitCode"),
-                "environment": j.get("environment")
-                or ((spec_jobs.get(j["name"]) or {}).get("environment") or {}).get("name"),
-                "startTime": j.get("startTime"),
-                "completionTime": j.get("completionTime"),
-                "scheduledAt": j.get("scheduledAt"),
-                "hasLog": bool(j.get("jobName")) or j.get("phase") in JOB_FINISHED_PHASES,
+                **_job_box(j, spec_jobs.get(name)),
                 "actions": job_actions(run, j, gated),
-                "approval": (gates[j["name"]]["metadata"]["name"] if gated else None),
+                "approval": gates[name].name if gated else None,
                 "x": x,
                 "y": HEADER_HEIGHT + PADDING + row * (BOX_HEIGHT + ROW_GAP),
                 "w": BOX_WIDTH,
                 "h": BOX_HEIGHT,
             }
-            boxes[j["name"]] = box
+            boxes[name] = box
             stage_boxes.append(box)
         columns.append({"name": stage, "x": x, "jobs": stage_boxes})
     present = set(boxes)
     edges = []
-    for j in jobs:
-        for need in _needs(spec_jobs.get(j["name"]), present):
-            edges.append(
-                {
-                    "from": need,
-                    "to": j["name"],
-                    "path": _edge_path(boxes[need], boxes[j["name"]]),
-                }
-            )
+    for name, _, _ in jobs:
+        for need in _needs(spec_jobs.get(name), present):
+            edges.append({"from": need, "to": name, "path": _edge_path(boxes[need], boxes[name])})
     rows = max((len(c["jobs"]) for c in columns), default=0)
     width = PADDING * 2 + len(columns) * BOX_WIDTH + max(0, len(columns) - 1) * COLUMN_GAP
     # Room on the right for an arc between boxes of the last column.
@@ -269,50 +253,44 @@ def graph(
     return {"stages": columns, "edges": edges, "width": width, "height": height}
 
 
-def approval_view(approval: Mapping[str, Any]) -> dict[str, Any]:
-    spec, status = approval.get("spec") or {}, approval.get("status") or {}
+def approval_view(approval: Approval) -> dict[str, Any]:
+    spec, status = spec_of(approval), approval.status
     return {
-        "name": approval["metadata"]["name"],
-        "job": spec.get("job"),
-        "environment": spec.get("environment"),
-        "required": spec.get("requiredApprovals"),
-        "approvers": list(spec.get("approvers") or ()),
-        "decision": status.get("decision") or PENDING,
-        "approvals": status.get("approvals"),
+        "name": approval.name,
+        "job": spec.job,
+        "environment": spec.environment,
+        "required": spec.required_approvals,
+        "approvers": list(spec.approvers),
+        "decision": status.decision or PENDING,
+        "approvals": status.approvals,
         "votes": [
-            {"user": v.get("user"), "decision": v.get("decision"), "comment": v.get("comment")}
-            for v in status.get("votes") or ()
+            {"user": v.user, "decision": v.decision, "comment": v.comment} for v in status.votes
         ],
-        "expiresAt": spec.get("expiresAt"),
+        "expiresAt": stamp(spec.expires_at),
     }
 
 
 def run_view(
-    run: Mapping[str, Any],
-    approvals: Iterable[Mapping[str, Any]],
-    pipeline: Mapping[str, Any] | None,
+    run: PipelineRun,
+    approvals: Iterable[Approval],
+    pipeline: PipelineSpec | None,
     now: datetime.datetime,
 ) -> dict[str, Any]:
     """Everything the run's page shows: its line, why it is in its phase, its graph and its
     Approvals."""
-    approvals = list(approvals)
-    condition = succeeded_condition(run)
-    uid = run["metadata"].get("uid")
-    own = [
-        a
-        for a in approvals
-        if (a.get("spec") or {}).get("pipelineRun") == run["metadata"]["name"]
-        and (a.get("spec") or {}).get("runUID") in (None, uid)
-    ]
-    own.sort(key=lambda a: a["metadata"].get("creationTimestamp") or "")
-    spec = run.get("spec") or {}
+    condition = succeeded_condition(run.status)
+    own = sorted(
+        (a for a in approvals if _own(run, a)),
+        key=lambda a: stamp(a.metadata.creation_timestamp) or "",
+    )
+    spec = spec_of(run)
     return {
         **run_row(run, now),
-        "reason": condition.get("reason"),
-        "message": condition.get("message"),
-        "finished": (run.get("status") or {}).get("phase") in FINISHED_PHASES,
-        "cancelled": spec.get("status") == "Cancelled",
-        "variables": dict(spec.get("variables") or {}),
+        "reason": condition.reason if condition is not None else None,
+        "message": condition.message if condition is not None else None,
+        "finished": run.status.phase in FINISHED_PHASES,
+        "cancelled": spec.cancelled,
+        "variables": dict(spec.variables),
         "graph": graph(run, own, pipeline),
         "approvals": [approval_view(a) for a in own],
     }

@@ -224,9 +224,9 @@ def test_vote_patch_writes_only_the_voters_own_entry():
 
 
 def test_pending():
-    assert is_pending({})
-    assert is_pending({"status": {"decision": "Pending"}})
-    assert not is_pending({"status": {"decision": "Expired"}})
+    assert is_pending(Approval.from_dict({"spec": SPEC}))
+    assert is_pending(Approval.from_dict({"spec": SPEC, "status": {"decision": "Pending"}}))
+    assert not is_pending(Approval.from_dict({"spec": SPEC, "status": {"decision": "Expired"}}))
 
 
 def test_cli_parses_approve_and_reject():

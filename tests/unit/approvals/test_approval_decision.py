@@ -387,7 +387,9 @@ def test_approval_names_are_deterministic_bounded_and_distinct():
 
 
 def test_the_approvals_table_shows_what_is_approved():
+    from conveyor.api.approval import Approval
     from conveyor.cli.approvals import approvals_table
+    from conveyor.cli.objects import parse
 
     m = approval_manifest(
         "r1",
@@ -401,6 +403,7 @@ def test_the_approvals_table_shows_what_is_approved():
         digest=DIGEST,
     )
     m["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z"
-    header, row = approvals_table([m], T0 + datetime.timedelta(minutes=1)).splitlines()
+    approval = parse(Approval, m)
+    header, row = approvals_table([approval], T0 + datetime.timedelta(minutes=1)).splitlines()
     assert header.split()[3:8] == ["ENVIRONMENT", "COMMIT", "IMAGES", "DECISION", "APPROVALS"]
     assert row.split()[3:8] == ["prod", SHA[:8], "reg/app:main_1", "Pending", "-/2"]

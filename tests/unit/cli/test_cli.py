@@ -13,10 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conveyor.api.approval import Approval
+from conveyor.api.pipeline import parse_pipeline_spec
+from conveyor.api.pipelinerun import PipelineRun, RetryRequest
+from conveyor.cli.common import cluster_errors
 from conveyor.cli.completion import commands, script
 from conveyor.cli.logs import LogsError, check_job, next_to_follow
 from conveyor.cli.main import build_parser, main
-from conveyor.cli.runs import exit_code_of, rerun_manifest, retry_entries
+from conveyor.cli.objects import parse
+from conveyor.cli.runs import cmd_get, exit_code_of, rerun_manifest, retry_entries
 from conveyor.cli.version import deployment_version, image_version, metrics_version
 from conveyor.cli.views import (
     describe,
@@ -120,23 +125,39 @@ def test_the_cli_and_the_job_builder_agree_on_defaults():
 # --- logs: a job the run does not have ----------------------------------------------------
 
 
+REF_SPEC = {"pipelineRef": {"name": "p"}, "revision": {"ref": "main"}}
+
+
 def test_follow_of_a_job_the_run_does_not_have_fails_instead_of_waiting():
-    run = {"metadata": {"name": "r"}, "status": {"jobs": [{"name": "unit", "phase": "Pending"}]}}
+    run = parse(
+        PipelineRun,
+        {
+            "metadata": {"name": "r"},
+            "spec": REF_SPEC,
+            "status": {"jobs": [{"name": "unit", "stage": "test", "phase": "Pending"}]},
+        },
+    )
     check_job(run, "unit", None)
     with pytest.raises(LogsError, match=r"run r has no job 'test' \(its jobs: unit\)"):
         check_job(run, "test", None)
     # Before the run has a status: the pipeline says which jobs it will have.
-    pending = {"metadata": {"name": "r"}, "spec": {"pipelineRef": {"name": "p"}}}
-    check_job(pending, "build", {"jobs": [{"name": "build"}]})
+    pending = parse(PipelineRun, {"metadata": {"name": "r"}, "spec": REF_SPEC})
+    pipeline = parse_pipeline_spec({"jobs": [{"name": "build", "script": ["make"]}]})
+    check_job(pending, "build", pipeline)
     with pytest.raises(LogsError, match="has no job 'test'"):
-        check_job(pending, "test", {"jobs": [{"name": "build"}]})
+        check_job(pending, "test", pipeline)
     with pytest.raises(LogsError, match="pipeline 'p' cannot be read"):
         check_job(pending, "build", None)
 
 
 def test_following_a_whole_run_takes_started_jobs_in_pipeline_order():
     def run(*jobs):
-        return {"metadata": {"name": "r"}, "status": {"phase": "Running", "jobs": list(jobs)}}
+        body = {
+            "metadata": {"name": "r"},
+            "spec": REF_SPEC,
+            "status": {"phase": "Running", "jobs": [{"stage": "test", **j} for j in jobs]},
+        }
+        return parse(PipelineRun, body)
 
     build = {"name": "build", "phase": "Succeeded", "attempt": 1, "jobName": "r-build-1"}
     unit = {"name": "unit", "phase": "Running", "attempt": 2, "jobName": "r-unit-2"}
@@ -154,6 +175,10 @@ def test_following_a_whole_run_takes_started_jobs_in_pipeline_order():
 
 
 def _run(name="app-1", phase="Running", reason="Running", **status):
+    return parse(PipelineRun, _body(name, phase, reason, **status))
+
+
+def _body(name="app-1", phase="Running", reason="Running", **status):
     return {
         "apiVersion": "conveyor.dev/v1alpha1",
         "kind": "PipelineRun",
@@ -195,7 +220,7 @@ def test_wide_and_all_namespaces_add_columns():
 
 
 def test_output_name_json_and_yaml_are_kubectls():
-    runs = [_run("a"), _run("b")]
+    runs = [_body("a"), _body("b")]
     assert names(runs) == "pipelinerun.conveyor.dev/a\npipelinerun.conveyor.dev/b"
     listed = json.loads(serialized(runs, "json", single=False))
     assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == [
@@ -206,7 +231,7 @@ def test_output_name_json_and_yaml_are_kubectls():
 
 
 def test_describe_names_each_failure_approvals_and_events():
-    run = _run(
+    run = _body(
         phase="Failed",
         reason="Failed",
         jobs=[
@@ -225,8 +250,19 @@ def test_describe_names_each_failure_approvals_and_events():
     run["metadata"]["annotations"]["conveyor.dev/cancelled-by"] = "alice"
     approval = {
         "metadata": {"name": "app-1-ship", "creationTimestamp": "2026-01-01T11:59:00Z"},
-        "spec": {"job": "ship", "environment": "prod"},
-        "status": {"decision": "Rejected", "votes": [{"user": "bob", "decision": "reject"}]},
+        "spec": {
+            "pipelineRun": "app-1",
+            "runUID": "u-1",
+            "job": "ship",
+            "digest": "sha256:" + "d" * 64,
+            "environment": "prod",
+            "revision": {"ref": "main"},
+            "expiresAt": "2026-01-02T11:59:00Z",
+        },
+        "status": {
+            "decision": "Rejected",
+            "votes": [{"user": "bob", "decision": "reject", "time": "2026-01-01T11:59:10Z"}],
+        },
     }
     event = {
         "type": "Warning",
@@ -234,7 +270,7 @@ def test_describe_names_each_failure_approvals_and_events():
         "message": "job 'unit' failed",
         "lastTimestamp": "2026-01-01T11:59:30Z",
     }
-    text = describe(run, [approval], [event], NOW)
+    text = describe(parse(PipelineRun, run), [parse(Approval, approval)], [event], NOW)
     assert "unit (attempt 2, exit code 3): assertion failed in test_x" in text
     assert "Started by:    developer" in text and "Cancelled by:  alice" in text
     assert "app-1-ship" in text and "bob: reject" in text
@@ -341,26 +377,32 @@ def test_a_running_job_shows_how_long_it_has_run():
 
 
 def _failed_run(**spec):
-    run = _run(
+    run = _body(
         phase="Failed",
         reason="Failed",
         jobs=[
-            {"name": "build", "phase": "Succeeded", "attempt": 1},
-            {"name": "unit", "phase": "Failed", "attempt": 1},
-            {"name": "lint", "phase": "Failed", "attempt": 2},
-            {"name": "ship", "phase": "Failed", "attempt": 1, "environment": "prod"},
-            {"name": "later", "phase": "Skipped"},
+            {"name": "build", "stage": "build", "phase": "Succeeded", "attempt": 1},
+            {"name": "unit", "stage": "test", "phase": "Failed", "attempt": 1},
+            {"name": "lint", "stage": "test", "phase": "Failed", "attempt": 2},
+            {
+                "name": "ship",
+                "stage": "deploy",
+                "phase": "Failed",
+                "attempt": 1,
+                "environment": "prod",
+            },
+            {"name": "later", "stage": "deploy", "phase": "Skipped"},
         ],
     )
     run["spec"].update(spec)
-    return run
+    return parse(PipelineRun, run)
 
 
 def test_retry_names_the_failed_attempt_of_each_job():
-    assert retry_entries(_failed_run(), ["unit"], {}) == [{"job": "unit", "attempt": 1}]
+    assert retry_entries(_failed_run(), ["unit"], {}) == [RetryRequest("unit", 1)]
     assert retry_entries(_failed_run(), [], {"ship": "prod"}) == [
-        {"job": "unit", "attempt": 1},
-        {"job": "lint", "attempt": 2},
+        RetryRequest("unit", 1),
+        RetryRequest("lint", 2),
     ]
     # Asked for before: not asked again.
     again = _failed_run(retry=[{"job": "unit", "attempt": 1}])
@@ -388,18 +430,20 @@ def test_retry_refuses_a_cancelled_run_and_a_run_with_nothing_failed():
     with pytest.raises(ValueError, match="no failed job"):
         retry_entries(_run(), [], {})
     # Only gated jobs failed: nothing may be retried, and why is said.
-    only_gate = _run(phase="Failed", jobs=[{"name": "ship", "phase": "Failed", "attempt": 1}])
+    only_gate = _run(
+        phase="Failed", jobs=[{"name": "ship", "stage": "deploy", "phase": "Failed", "attempt": 1}]
+    )
     with pytest.raises(ValueError, match="requires approval"):
         retry_entries(only_gate, [], {"ship": "prod"})
 
 
 def test_rerun_is_a_new_run_of_the_commit_that_was_built():
-    run = _run(evaluation={"sha": "a" * 40})
+    run = _body(evaluation={"sha": "a" * 40})
     run["spec"]["variables"] = {"X": "1"}
     run["spec"]["pipelineSource"] = "push"
     run["spec"]["retry"] = [{"job": "unit", "attempt": 1}]
     run["spec"]["status"] = "Cancelled"
-    new = rerun_manifest(run)
+    new = rerun_manifest(parse(PipelineRun, run))
     assert new["metadata"] == {
         "generateName": "app-",
         "annotations": {"conveyor.dev/rerun-of": "app-1"},
@@ -485,3 +529,74 @@ def test_the_zsh_and_fish_scripts_parse(shell, tmp_path):
     path.write_text(text)
     flag = ["-n"] if shell == "zsh" else ["--no-execute"]
     subprocess.run([binary, *flag, str(path)], check=True)
+
+
+# --- objects the model refuses -----------------------------------------------------------
+
+
+class _Cluster:
+    """The API server as `get` sees it: these run bodies, nothing else."""
+
+    def __init__(self, *bodies, changes=()):
+        self.bodies = {b["metadata"]["name"]: b for b in bodies}
+        self.changes = list(changes)
+
+    def watch_runs(self, namespace, name=None, timeout=3600):
+        yield from (("ADDED", b) for b in self.bodies.values())  # a watch replays the list
+        yield from (("MODIFIED", b) for b in self.changes)
+
+    def list_runs(self, namespace):
+        return list(self.bodies.values())
+
+    def get_run(self, namespace, name):
+        return self.bodies[name]
+
+
+def _hand_edited():
+    body = _body("edited")
+    body["status"]["jobs"] = [{"name": "unit", "phase": "Running"}]  # no stage: the CRD's rule
+    return body
+
+
+def _get(cluster, *argv):
+    args = build_parser().parse_args(["get", *argv])
+    return cluster_errors(lambda: cmd_get(args, cluster, "team"), lambda: None)
+
+
+def test_a_listing_leaves_out_a_run_its_model_refuses_and_says_so(capsys):
+    assert _get(_Cluster(_body("good"), _hand_edited())) == 0
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()] == ["NAME", "good"]
+    assert _one_line(err) == (
+        "conveyor: skipped pipelinerun team/edited: status.jobs[0].stage: required field is missing"
+    )
+    # -o json prints the objects as the API server returns them: nothing is read, nothing left out.
+    assert _get(_Cluster(_body("good"), _hand_edited()), "-o", "json") == 0
+    out, err = capsys.readouterr()
+    assert [i["metadata"]["name"] for i in json.loads(out)["items"]] == ["good", "edited"]
+    assert err == ""
+
+
+def test_a_command_about_a_run_its_model_refuses_fails_naming_the_field(capsys):
+    assert _get(_Cluster(_hand_edited()), "edited") == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert _one_line(err) == (
+        "conveyor: pipelinerun team/edited cannot be read: "
+        "status.jobs[0].stage: required field is missing"
+    )
+
+
+def test_a_watched_listing_says_a_refused_run_once_and_prints_the_others_changes(capsys):
+    cluster = _Cluster(
+        _body("good"), _hand_edited(), changes=[_hand_edited(), _body("good", "Failed")]
+    )
+    assert _get(cluster, "-w") == 0
+    out, err = capsys.readouterr()
+    rows = [line.split() for line in out.splitlines()]
+    assert [(r[0], r[4]) for r in rows] == [
+        ("NAME", "STATUS"),
+        ("good", "Running"),
+        ("good", "Failed"),
+    ]
+    assert _one_line(err).startswith("conveyor: skipped pipelinerun team/edited: status.jobs[0]")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from conveyor.api.pipeline import parse_pipeline_spec
+from conveyor.api.pipelinerun import PipelineRun
 from conveyor.cli.logs import (
     Attempt,
     LogsError,
@@ -15,18 +17,36 @@ from conveyor.cli.logs import (
     ready_to_follow,
     started,
 )
+from conveyor.cli.objects import Unreadable, parse
 from conveyor.engine.names import job_name
 
-RUN = {
-    "metadata": {"name": "app-1"},
-    "status": {
-        "jobs": [
-            {"name": "build", "phase": "Succeeded", "attempt": 1, "jobName": "app-1-build-1-x"},
-            {"name": "unit", "phase": "Failed", "attempt": 3, "jobName": "app-1-unit-3-y"},
-            {"name": "release", "phase": "Manual"},
-        ]
+SPEC = {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}}
+RUN = parse(
+    PipelineRun,
+    {
+        "metadata": {"name": "app-1"},
+        "spec": SPEC,
+        "status": {
+            "jobs": [
+                {
+                    "name": "build",
+                    "stage": "build",
+                    "phase": "Succeeded",
+                    "attempt": 1,
+                    "jobName": "app-1-build-1-x",
+                },
+                {
+                    "name": "unit",
+                    "stage": "test",
+                    "phase": "Failed",
+                    "attempt": 3,
+                    "jobName": "app-1-unit-3-y",
+                },
+                {"name": "release", "stage": "deploy", "phase": "Manual"},
+            ]
+        },
     },
-}
+)
 
 
 def test_every_job_of_the_run_in_order_by_default() -> None:
@@ -79,9 +99,14 @@ def test_the_newest_pod_counts() -> None:
     assert newest_pod([]) is None
 
 
+def _run(status: dict | None = None, **spec: object) -> PipelineRun:
+    body = {"metadata": {"name": "r"}, "spec": {**SPEC, **spec}, "status": status or {}}
+    return parse(PipelineRun, body)
+
+
 def test_a_native_deploy_shows_its_record() -> None:
-    run = {
-        "status": {
+    run = _run(
+        {
             "deployments": [
                 {
                     "job": "deploy-prod",
@@ -96,7 +121,7 @@ def test_a_native_deploy_shows_its_record() -> None:
                 }
             ]
         }
-    }
+    )
     summary = deploy_summary(run, "deploy-prod")
     assert summary is not None
     assert "native deploy to environment prod (namespace go-app): Succeeded" in summary
@@ -125,21 +150,39 @@ def test_a_container_has_started_once_running_or_ended() -> None:
 
 
 def test_follow_waits_until_the_job_has_a_job_or_never_will() -> None:
-    def run(phase: str, *jobs: dict) -> dict:
-        return {"metadata": {"name": "r"}, "status": {"phase": phase, "jobs": list(jobs)}}
+    def run(run_phase: str, **job: object) -> PipelineRun:
+        return _run({"phase": run_phase, "jobs": [{"name": "unit", "stage": "test", **job}]})
 
-    assert not ready_to_follow({"metadata": {"name": "r"}}, "unit")  # no status yet
-    assert not ready_to_follow(run("Running", {"name": "unit", "phase": "Pending"}), "unit")
-    assert not ready_to_follow(run("Running", {"name": "unit", "phase": "Manual"}), "unit")
-    assert ready_to_follow(
-        run("Running", {"name": "unit", "phase": "Running", "jobName": "j"}), "unit"
-    )
-    assert ready_to_follow(run("Running", {"name": "unit", "phase": "Skipped"}), "unit")
-    assert ready_to_follow(run("Failed", {"name": "unit", "phase": "Pending"}), "unit")
+    assert not ready_to_follow(_run(), "unit")  # no status yet
+    assert not ready_to_follow(run("Running", phase="Pending"), "unit")
+    assert not ready_to_follow(run("Running", phase="Manual"), "unit")
+    assert ready_to_follow(run("Running", phase="Running", jobName="j"), "unit")
+    assert ready_to_follow(run("Running", phase="Skipped"), "unit")
+    assert ready_to_follow(run("Failed", phase="Pending"), "unit")
 
 
 def test_native_deploys_come_from_the_inline_spec_or_the_pipeline() -> None:
-    jobs = [{"name": "build"}, {"name": "ship", "deploy": {}}]
-    assert native_deploys({"spec": {"pipelineSpec": {"jobs": jobs}}}, None) == {"ship"}
-    assert native_deploys({"spec": {"pipelineRef": {"name": "p"}}}, {"jobs": jobs}) == {"ship"}
-    assert native_deploys({"spec": {}}, None) == set()
+    jobs = [
+        {"name": "build", "script": ["make"]},
+        {"name": "ship", "deploy": {"templates": "deploy/"}, "environment": {"name": "prod"}},
+    ]
+    inline = _run(pipelineRef=None, pipelineSpec={"jobs": jobs})
+    assert native_deploys(inline, None) == {"ship"}
+    assert native_deploys(_run(), parse_pipeline_spec({"jobs": jobs})) == {"ship"}
+    assert native_deploys(_run(), None) == set()
+
+
+def test_a_body_its_model_refuses_names_the_object_and_the_field() -> None:
+    body = {
+        "metadata": {"name": "r", "namespace": "team"},
+        "spec": SPEC,
+        "status": {"jobs": [{"name": "unit", "phase": "Running"}]},  # no stage
+    }
+    with pytest.raises(Unreadable) as e:
+        parse(PipelineRun, body)
+    assert str(e.value) == (
+        "pipelinerun team/r cannot be read: status.jobs[0].stage: required field is missing"
+    )
+    assert e.value.code == 1
+    with pytest.raises(Unreadable, match="pipelinerun r cannot be read: spec: required field"):
+        parse(PipelineRun, {"metadata": {"name": "r"}})

@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+from conveyor.api.approval import Approval
+from conveyor.api.pipeline import parse_pipeline_spec
+from conveyor.api.pipelinerun import JobStatus, PipelineRun
+from conveyor.cli.common import CommandError
+from conveyor.cli.objects import parse
 from conveyor.dashboard import views
 from conveyor.dashboard.server import (
     TOKEN_HEADER,
@@ -34,12 +39,18 @@ def _run(
     stages: list[str] | None = None,
     name: str = "r1",
     created: str = "2026-11-30T11:58:00Z",
+    cancelled: bool = False,
     **status: Any,
-) -> dict[str, Any]:
-    pipeline: dict[str, Any] = {"jobs": spec_jobs or []}
+) -> PipelineRun:
+    if spec_jobs is None:  # a pipeline has a job at least: one no status names
+        spec_jobs = [{"name": "other", "stage": (stages or ["test"])[0], "script": ["true"]}]
+    pipeline: dict[str, Any] = {"jobs": spec_jobs}
     if stages is not None:
         pipeline["stages"] = stages
-    return {
+    spec: dict[str, Any] = {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}}
+    if cancelled:
+        spec["status"] = "Cancelled"
+    body = {
         "metadata": {
             "name": name,
             "namespace": "team",
@@ -47,9 +58,10 @@ def _run(
             "creationTimestamp": created,
             "resourceVersion": "7",
         },
-        "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
+        "spec": spec,
         "status": {"pipelineSpec": pipeline, "jobs": jobs or [], **status},
     }
+    return parse(PipelineRun, body)
 
 
 PIPELINE = [
@@ -99,7 +111,7 @@ def test_an_empty_stage_has_no_column_and_unlisted_stages_come_last() -> None:
         {"name": "a", "stage": "build", "phase": "Succeeded"},
         {"name": "b", "stage": "extra", "phase": "Pending"},
     ]
-    graph = views.graph(_run(jobs, [], stages=["build", "test", "deploy"]))
+    graph = views.graph(_run(jobs, stages=["build", "test", "deploy"]))
     assert [s["name"] for s in graph["stages"]] == ["build", "extra"]
     # Without stages in the spec: GitLab's defaults.
     graph = views.graph(_run([{**jobs[0], "stage": "deploy"}, {**jobs[1], "stage": "build"}]))
@@ -125,9 +137,15 @@ def test_needs_are_edges_from_the_needed_box_to_the_needing_one() -> None:
 
 def test_a_need_within_a_stage_and_optional_needs() -> None:
     spec = [
-        {"name": "a", "stage": "test"},
-        {"name": "b", "stage": "test", "needs": ["a"], "optionalNeeds": ["gone", "c"]},
-        {"name": "c", "stage": "test"},
+        {"name": "a", "stage": "test", "script": ["true"]},
+        {
+            "name": "b",
+            "stage": "test",
+            "script": ["true"],
+            "needs": ["a"],
+            "optionalNeeds": ["gone", "c"],
+        },
+        {"name": "c", "stage": "test", "script": ["true"]},
     ]
     jobs = [{"name": n, "stage": "test", "phase": "Pending"} for n in ("a", "b", "c")]
     graph = views.graph(_run(jobs, spec))
@@ -153,33 +171,41 @@ def test_job_statuses_and_their_buttons() -> None:
     assert boxes["ship"]["actions"] == ["play"]
     assert boxes["e2e"]["actions"] == ["retry"]
     assert boxes["lint"]["actions"] == ["retry"]  # an allowed failure is retried too
-    assert views.job_actions(run, {"phase": "Failed"}, False) == []  # it never had a Job
+    never_ran = JobStatus("lint", "build", "Failed")
+    assert views.job_actions(run, never_ran, False) == []  # it never had a Job
     assert boxes["compile"]["actions"] == boxes["unit"]["actions"] == []
     assert boxes["compile"]["hasLog"] and boxes["unit"]["hasLog"]
     assert not boxes["ship"]["hasLog"]
     # A cancelled run offers nothing but approvals.
-    cancelled = {**run, "spec": {**run["spec"], "status": "Cancelled"}}
+    cancelled = _run(JOBS, PIPELINE, stages=["build", "test", "deploy"], cancelled=True)
     assert all(not b["actions"] for b in _boxes(views.graph(cancelled)).values())
-    assert views.job_status({"phase": "Manual", "reason": "Delayed"}, False) == "scheduled"
-    assert views.job_status({"phase": "Cancelled"}, False) == "canceled"
-    assert views.job_status({"phase": "Skipped"}, False) == "skipped"
-    assert views.job_status({}, False) == "created"
+    delayed = JobStatus("ship", "deploy", "Manual", reason="Delayed")
+    assert views.job_status(delayed, False) == "scheduled"
+    assert views.job_status(JobStatus("ship", "deploy", "Cancelled"), False) == "canceled"
+    assert views.job_status(JobStatus("ship", "deploy", "Skipped"), False) == "skipped"
+    assert views.job_status(None, False) == "created"
     assert set(views.STATUSES) >= {b["status"] for b in boxes.values()}
 
 
-def _approval(job: str, decision: str | None = None, run: str = "r1", uid: str = "uid-1") -> dict:
-    return {
+def _approval(
+    job: str, decision: str | None = None, run: str = "r1", uid: str = "uid-1"
+) -> Approval:
+    body = {
         "metadata": {"name": f"{run}-{job}", "creationTimestamp": "2026-11-30T11:59:00Z"},
         "spec": {
             "pipelineRun": run,
             "runUID": uid,
             "job": job,
+            "digest": "sha256:" + "d" * 64,
             "environment": "prod",
+            "revision": {"ref": "main"},
+            "expiresAt": "2026-12-01T11:59:00Z",
             "requiredApprovals": 1,
             "approvers": ["group:approvers"],
         },
         "status": {"decision": decision} if decision else {},
     }
+    return parse(Approval, body)
 
 
 def test_a_job_waiting_for_its_approval_offers_approve_and_reject() -> None:
@@ -199,11 +225,13 @@ def test_a_job_waiting_for_its_approval_offers_approve_and_reject() -> None:
 
 
 def test_a_run_that_has_not_started_shows_its_pipelines_jobs() -> None:
-    run = {
+    body = {
         "metadata": {"name": "r0", "namespace": "team"},
         "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
     }
-    graph = views.graph(run, (), {"stages": ["build", "test"], "jobs": PIPELINE[:3]})
+    run = parse(PipelineRun, body)
+    pipeline = parse_pipeline_spec({"stages": ["build", "test"], "jobs": PIPELINE[:3]})
+    graph = views.graph(run, (), pipeline)
     boxes = _boxes(graph)
     assert set(boxes) == {"compile", "lint", "unit"}
     assert {b["status"] for b in boxes.values()} == {"created"}
@@ -243,13 +271,16 @@ def test_run_rows_newest_first_with_what_they_wait_for() -> None:
         "resourceVersion": "7",
     }
     assert rows[1]["waiting"] is None and rows[1]["age"] == "2h0m0s"
-    pending = {"metadata": {"name": "p", "namespace": "team"}, "spec": {"pipelineSpec": {}}}
-    row = views.run_row(pending, NOW)
+    pending = {
+        "metadata": {"name": "p", "namespace": "team"},
+        "spec": {"pipelineSpec": {"jobs": PIPELINE[:1]}, "revision": {"ref": "dev"}},
+    }
+    row = views.run_row(parse(PipelineRun, pending), NOW)
     assert (row["phase"], row["pipeline"], row["age"], row["ref"]) == (
         "Pending",
         "(inline)",
         "-",
-        "-",
+        "dev",
     )
 
 
@@ -398,3 +429,39 @@ def test_the_page_ships_in_the_wheel() -> None:
         "dashboard/static/index.html",
     ]
     assert all(any(fnmatch.fnmatch(f, p) for p in patterns) for f in files)
+
+
+def test_the_list_leaves_out_a_run_its_model_refuses_and_a_run_page_names_the_field(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    good = {
+        "metadata": {
+            "name": "good",
+            "namespace": "team",
+            "creationTimestamp": "2026-11-30T11:00:00Z",
+        },
+        "spec": {"pipelineRef": {"name": "app"}, "revision": {"ref": "main"}},
+    }
+    edited = {
+        **good,
+        "metadata": {"name": "edited", "namespace": "team"},
+        "status": {"phase": "Done"},
+    }
+
+    class Cluster:
+        def list_runs(self, namespace: str | None) -> list[dict[str, Any]]:
+            return [good, edited]
+
+        def get_run(self, namespace: str, name: str) -> dict[str, Any]:
+            return edited
+
+    dashboard = Dashboard(kube=Cluster(), namespace="team")  # type: ignore[arg-type]
+    assert [r["name"] for r in dashboard.runs()] == ["good"]
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(
+        "conveyor: skipped pipelinerun team/edited: status.phase: must be one of"
+    )
+    with pytest.raises(
+        CommandError, match=r"pipelinerun team/edited cannot be read: status\.phase"
+    ):
+        dashboard.run("team", "edited")

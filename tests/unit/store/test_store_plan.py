@@ -370,13 +370,18 @@ def test_the_cli_finds_the_latest_attempts_archive_and_extracts_safely(tmp_path)
     import io
     import tarfile
 
+    from conveyor.api.pipelinerun import ArtifactRecord, PipelineRun
     from conveyor.cli.artifacts import attempt_record, safe_extract
+    from conveyor.cli.objects import parse
 
-    run_obj = {
+    job = {"name": "b", "stage": "build", "phase": "Succeeded", "attempt": 2}
+    body = {
         "metadata": {"name": "r"},
-        "status": {"jobs": [{"name": "b", "attempt": 2, "artifacts": [{"name": "a.tar.gz"}]}]},
+        "spec": {"pipelineRef": {"name": "p"}, "revision": {"ref": "main"}},
+        "status": {"jobs": [{**job, "artifacts": [{"name": "a.tar.gz"}]}]},
     }
-    assert attempt_record(run_obj, "b", None) == (2, {"name": "a.tar.gz"})
+    run_obj = parse(PipelineRun, body)
+    assert attempt_record(run_obj, "b", None) == (2, ArtifactRecord("a.tar.gz"))
     with pytest.raises(ValueError, match="no job 'x'"):
         attempt_record(run_obj, "x", None)
     buf = io.BytesIO()
