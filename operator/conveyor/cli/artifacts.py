@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 import os
+import ssl
 import tarfile
 import tempfile
 import time
@@ -60,6 +61,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", metavar="DIR", default=".", help="where to extract (.)")
     p.add_argument(
         "--attempt", type=int, metavar="N", help="the attempt of JOB (only the latest has a record)"
+    )
+    p.add_argument(
+        "--ca-file",
+        metavar="PEM",
+        default=os.environ.get("CONVEYOR_ARTIFACT_STORE_CA_FILE"),
+        help="the CA bundle that signed the store's https certificate, trusted instead of the "
+        "system's CAs, as the operator's --artifact-store-ca-file "
+        "(env CONVEYOR_ARTIFACT_STORE_CA_FILE)",
     )
     p.add_argument(
         "--timeout",
@@ -156,13 +165,22 @@ class Oversized(Exception):
     """The store sent more bytes than the record says the archive has."""
 
 
-def _fetch(url: str, dest: IO[bytes], limit: int) -> str:
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The CAs to trust: `ca_file`'s when given (as the operator's store client), else the
+    system's. OSError naming the file when it is not a readable PEM bundle."""
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as e:
+        raise OSError(f"--ca-file {ca_file}: not a readable PEM CA bundle ({e})") from None
+
+
+def _fetch(url: str, dest: IO[bytes], limit: int, context: ssl.SSLContext | None = None) -> str:
     """Streams `url` into `dest`, at most `limit` bytes; returns sha256:<hex>. Errors never
     show the URL (a bearer credential)."""
     digest = hashlib.sha256()
     size = 0
     try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
+        with urllib.request.urlopen(url, timeout=60, context=context) as resp:
             while chunk := resp.read(CHUNK):
                 size += len(chunk)
                 if size > limit:
@@ -172,6 +190,11 @@ def _fetch(url: str, dest: IO[bytes], limit: int) -> str:
     except urllib.error.HTTPError as e:
         raise OSError(f"the artifact store answered HTTP {e.code}") from None
     except urllib.error.URLError as e:
+        if isinstance(e.reason, ssl.SSLCertVerificationError):
+            raise OSError(
+                f"the artifact store's certificate is not trusted ({e.reason.verify_message}): "
+                "give the CA that signed it with --ca-file"
+            ) from None
         raise OSError(f"the artifact store is unreachable: {e.reason}") from None
     return "sha256:" + digest.hexdigest()
 
@@ -198,9 +221,13 @@ def _download(args: argparse.Namespace, kube: Kube, ns: str, name: str) -> int:
     if status.phase != READY or not status.url:
         return fail(f"{status.error or 'refused'} ({status.reason})")
     recorded = status.digest
+    try:
+        context = tls_context(args.ca_file)
+    except OSError as e:
+        return fail(str(e), EXIT_USAGE)
     with tempfile.TemporaryFile() as archive:
         try:
-            digest = _fetch(status.url, archive, status.size or MAX_ARCHIVE)
+            digest = _fetch(status.url, archive, status.size or MAX_ARCHIVE, context)
         except Oversized as e:
             digest = str(e)
         except OSError as e:
@@ -241,6 +268,10 @@ def cmd_direct(args: argparse.Namespace, kube: Kube, ns: str) -> int:
 
     if not args.store_endpoint:
         return fail("give --store-endpoint (the operator's --artifact-store-endpoint)", EXIT_USAGE)
+    try:
+        tls_context(args.ca_file)  # the store client reads it: say now if it cannot
+    except OSError as e:
+        return fail(str(e), EXIT_USAGE)
     secret_ns, sep, secret_name = args.store_secret.partition("/")
     if not sep:
         return fail("--store-secret is NS/NAME", EXIT_USAGE)
@@ -250,7 +281,13 @@ def cmd_direct(args: argparse.Namespace, kube: Kube, ns: str) -> int:
     except ValueError as e:
         return fail(str(e))
     data = kube.read_secret_data(secret_ns, secret_name)
-    config = StoreConfig(args.store_endpoint.rstrip("/"), args.store_bucket, secret_ns, secret_name)
+    config = StoreConfig(
+        args.store_endpoint.rstrip("/"),
+        args.store_bucket,
+        secret_ns,
+        secret_name,
+        ca_file=args.ca_file,
+    )
     client = StoreClient(config, Credentials(data[ACCESS_KEY].decode(), data[SECRET_KEY].decode()))
     ref = plans.AttemptRef(ns, args.run, run.metadata.uid or "", args.job, number)
     try:
