@@ -5,8 +5,10 @@ the registry itself serves."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
+import tarfile
 import urllib.error
 import urllib.request
 import warnings
@@ -366,3 +368,91 @@ def test_docker_in_docker_builds_and_pushes_as_the_article_runs_it(
     digest = registry_digest(real.registry, f"{conveyor.ns}/dind-app", builds.sha[:8])
     assert f"@{digest}" in log, log
     assert "Server:" in log, log  # the service's daemon answered
+
+
+def image_file(registry: str, repository: str, tag: str, path: str) -> bytes:
+    """The content of file `path` in the image repository:tag, read from its layers as the
+    registry serves them (the last layer that has it wins)."""
+
+    def get(url: str, accept: str | None = None) -> bytes:
+        req = urllib.request.Request(f"http://{registry}/v2/{repository}/{url}")
+        if accept:
+            req.add_header("Accept", accept)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return bytes(r.read())
+
+    manifest = json.loads(get(f"manifests/{tag}", MANIFEST_TYPES))
+    if "manifests" in manifest:  # an index: the image of a platform, not an attestation
+        entry = next(
+            m for m in manifest["manifests"] if m.get("platform", {}).get("os") != "unknown"
+        )
+        manifest = json.loads(get(f"manifests/{entry['digest']}", MANIFEST_TYPES))
+    found = None
+    for layer in manifest["layers"]:
+        with tarfile.open(fileobj=io.BytesIO(get(f"blobs/{layer['digest']}"))) as tar:
+            for member in tar.getmembers():
+                if member.name.lstrip("./") == path.lstrip("/") and member.isfile():
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    found = extracted.read()
+    if found is None:
+        raise AssertionError(f"{path} is in none of the layers of {repository}:{tag}")
+    return found
+
+
+def test_a_build_gets_the_artifacts_of_the_jobs_it_needs_in_its_context(
+    builds: Repo, clusters: Clusters, real: RealNodes
+) -> None:
+    """GitLab's usual split: a job compiles and keeps what it made, the image job packages it.
+    Here the compiling job writes the context itself (its Dockerfile too): the build can only
+    succeed if the artifact was extracted into its checkout, and the pushed image holds the
+    very bytes the job wrote."""
+    conveyor = builds.conveyor
+    repository = f"{conveyor.ns}/packaged"
+    conveyor.create(
+        pipeline(
+            "package",
+            [
+                {
+                    "name": "compile",
+                    "stage": "build",
+                    "image": "busybox:1.36",
+                    "script": [
+                        "mkdir -p out",
+                        'printf "made by %s\\n" "$CI_JOB_ID" > out/stamp.txt',
+                        "printf 'FROM scratch\\nCOPY stamp.txt /stamp.txt\\n' > out/Dockerfile",
+                    ],
+                    "artifacts": {"paths": ["out/"]},
+                },
+                {
+                    "name": "image",
+                    "stage": "package",
+                    "needs": ["compile"],
+                    "build": {"image": f"$CI_REGISTRY/{repository}:1", "context": "out"},
+                    "timeout": "20m",
+                },
+            ],
+            stages=["build", "package"],
+            source={"url": builds.url},
+            **real.placement(),
+        )
+    )
+    conveyor.create(run("package-1", "package", ref="master"))
+    done = conveyor.wait_finished("package-1", timeout=1200)
+    log = logs(clusters, conveyor, "package-1", "image")
+    assert done["status"]["phase"] == "Succeeded", (done["status"], log)
+    compile_job = job_status(done, "compile")["jobName"]
+    # The image holds what the compile job wrote, byte for byte.
+    assert image_file(real.registry, repository, "1", "stamp.txt") == (
+        f"made by {compile_job}\n".encode()
+    )
+    assert job_status(done, "image")["imageDigest"] == registry_digest(
+        real.registry, repository, "1"
+    )
+    # The download was checked against the digest recorded when compile ended.
+    pods = client.CoreV1Api(clusters.api("ci")).list_namespaced_pod(conveyor.ns).items
+    image_job = job_status(done, "image")["jobName"]
+    pod = next(p for p in pods if p.metadata.labels.get("job-name") == image_job)
+    assert [c.name for c in pod.spec.init_containers] == ["checkout", "artifacts"]
+    builder = pod.spec.containers[0]
+    assert not [m for m in builder.volume_mounts if m.mount_path == "/conveyor/plan"]

@@ -208,10 +208,11 @@ def build_job(
         script_container = build_container(
             job.build, variables, service_env, project_dir, script_mounts, volumes, options
         )
-    if transfer is not None and scripted and refusal is None:
-        _add_transfer(
-            transfer, init_containers, script_container, volumes, workspace_mount, options
-        )
+    if transfer is not None and (scripted or job.build is not None) and refusal is None:
+        # A build only downloads (the artifacts of the jobs it depends on, into its context):
+        # the builder itself gets neither the binary nor the plan's URLs.
+        builder = script_container if scripted else None
+        _add_transfer(transfer, init_containers, builder, volumes, workspace_mount, options)
         transfer = None
     if refusal is not None:
         init_containers = [c for c in init_containers if c["name"] == CHECKOUT_CONTAINER]
@@ -306,15 +307,15 @@ def build_job(
 def _add_transfer(
     plan_secret: str,
     init_containers: list[dict[str, Any]],
-    script: dict[str, Any],
+    script: dict[str, Any] | None,
     volumes: list[dict[str, Any]],
     workspace_mount: dict[str, Any],
     options: JobOptions,
 ) -> None:
     """The transfer binary, delivered as Tekton delivers its entrypoint: an init container of
     its own small image copies it into an emptyDir (and downloads, after the checkout); the
-    script container runs that copy after the script, whatever its image holds. Both read the
-    plan from its Secret, mounted read-only."""
+    script container (`script`; None: downloads only) runs that copy after the script,
+    whatever its image holds. Both read the plan from its Secret, mounted read-only."""
     plan_env = {"name": TRANSFER_PLAN_VARIABLE, "value": f"{TRANSFER_PLAN_DIR}/{TRANSFER_PLAN_KEY}"}
     plan_mount = {"name": TRANSFER_PLAN_VOLUME, "mountPath": TRANSFER_PLAN_DIR, "readOnly": True}
     volumes.append({"name": TRANSFER_VOLUME, "emptyDir": {}})
@@ -336,6 +337,8 @@ def _add_transfer(
     # After the checkout (it extracts into the checked-out tree), before the services.
     at = 1 if init_containers and init_containers[0]["name"] == CHECKOUT_CONTAINER else 0
     init_containers.insert(at, container)
+    if script is None:
+        return
     script["env"] = [
         *script.get("env", []),
         plan_env,

@@ -65,9 +65,10 @@ def uses_store(spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | No
 def downloads(
     spec: PipelineSpec, job: PipelineJob, present: Sequence[str] | None
 ) -> tuple[str, ...]:
-    """The earlier jobs whose artifacts this job downloads and that keep artifacts at all.
-    Builds and scans run their tool's image, native deploys run in the operator: none."""
-    if job.build is not None or job.scan is not None or job.deploy is not None:
+    """The earlier jobs whose artifacts this job downloads and that keep artifacts at all. A
+    build gets them in its checkout before the builder reads its context; a scan reads a
+    registry, and a native deploy runs in the operator: none."""
+    if job.scan is not None or job.deploy is not None:
         return ()
     sources = rules.artifact_sources(spec, job.name, present)
     return tuple(
@@ -174,7 +175,8 @@ def transfer_plan(
             "maxBytes": max_bytes,
         }
     caches = []
-    for index, cache in enumerate(job.cache):
+    # A build's builder never runs the transfer binary: it neither restores nor saves caches.
+    for index, cache in enumerate(job.cache if job.build is None else ()):
         keys = rules.cache_keys(cache, index, lookup, blob_ids)
         entry: dict[str, Any] = {
             "paths": list(cache.paths),

@@ -160,17 +160,49 @@ def test_a_download_waits_for_its_sources_record_and_skips_what_kept_nothing():
     assert (build.job, build.attempt, build.digest) == ("build", 2, D)
 
 
-def test_native_deploys_builds_and_scans_download_nothing():
+def test_native_deploys_and_scans_download_nothing():
     spec = parse_pipeline_spec(
         {
             "stages": ["build", "deploy"],
             "jobs": [
                 {"name": "build", "stage": "build", "script": ["x"], "artifacts": {"paths": ["a"]}},
                 {"name": "prod", "stage": "deploy", "deploy": {}, "environment": {"name": "prod"}},
+                {"name": "scan", "stage": "deploy", "scan": {"image": "debian:12"}},
             ],
         }
     )
     assert plans.dependencies(spec, spec.job("prod"), statuses(JOBS)) == ()
+    assert plans.dependencies(spec, spec.job("scan"), statuses(JOBS)) == ()
+
+
+IMAGE_SPEC = parse_pipeline_spec(
+    {
+        "stages": ["build", "package"],
+        "jobs": [
+            {"name": "build", "stage": "build", "script": ["x"], "artifacts": {"paths": ["a"]}},
+            {
+                "name": "image",
+                "stage": "package",
+                "build": {"image": "reg/app:1", "context": "a"},
+                "cache": [{"key": "k", "paths": ["x"]}],
+            },
+        ],
+    }
+)
+
+
+def test_a_build_downloads_what_it_depends_on_and_nothing_else():
+    """Its builder reads the checkout as its context: the archives of the jobs it depends on
+    are extracted there first, checked against their digests. It keeps nothing and has no
+    cache of the transfer binary's (its builder never runs it)."""
+    image = IMAGE_SPEC.job("image")
+    assert plans.uses_store(IMAGE_SPEC, image, None)
+    jobs = statuses([JOBS[0]])  # build, attempt 2, its archive recorded
+    (source,) = plans.dependencies(IMAGE_SPEC, image, jobs)
+    assert (source.job, source.attempt, source.digest) == ("build", 2, D)
+    plan = _plan(IMAGE_SPEC, image, sources=(source,))
+    assert [d["job"] for d in plan["downloads"]] == ["build"]
+    assert "artifacts" not in plan and plan["caches"] == []
 
 
 def test_dependencies_empty_and_needs_narrow_the_downloads():
@@ -226,6 +258,29 @@ def test_the_pod_gets_the_binary_from_an_init_container_and_the_plan_from_its_se
     # No store credentials anywhere in the Job, and no URL: the plan is only in its Secret.
     assert "secretKeyRef" not in json.dumps(built)
     assert "X-Amz" not in json.dumps(built)
+
+
+def test_a_builds_pod_downloads_after_its_checkout_and_its_builder_gets_no_urls():
+    source = parse_pipeline_spec(
+        {
+            "source": {"url": "https://git.example.com/app.git"},
+            "stages": ["build", "package"],
+            "jobs": [
+                {"name": "build", "stage": "build", "script": ["x"], "artifacts": {"paths": ["a"]}},
+                {"name": "image", "stage": "package", "build": {"image": "reg/app:1"}},
+            ],
+        }
+    )
+    built = build_job(
+        run=RUN, pipeline=source, job=source.job("image"), attempt=1, transfer="app-1-plan-x"
+    )
+    pod = built["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["checkout", "artifacts"]
+    assert pod["initContainers"][1]["command"] == ["/bin/conveyor-transfer", "init", TRANSFER_DIR]
+    (builder,) = pod["containers"]
+    assert "CONVEYOR_TRANSFER_PLAN_FILE" not in {e["name"] for e in builder.get("env", [])}
+    mounts = {m["mountPath"] for m in builder["volumeMounts"]}
+    assert "/conveyor/plan" not in mounts and TRANSFER_DIR not in mounts
 
 
 def test_the_plan_secret_is_named_by_the_server_and_goes_with_its_run():
@@ -405,12 +460,12 @@ def test_an_attempt_failed_by_its_artifacts_keeps_that_reason():
     assert attempts._from_observed(script).reason == "ScriptFailure"
 
 
-def _plan(spec, job, checkout=True):
+def _plan(spec, job, checkout=True, sources=()):
     return plans.transfer_plan(
         spec=spec,
         job=job,
         attempt=plans.AttemptRef("team-a", "app-1", "u1", job.name, 1),
-        sources=(),
+        sources=sources,
         pipeline_name="app",
         project_dir="/builds/team-a/app",
         lookup=lambda _: None,
