@@ -301,7 +301,10 @@ class ApprovalGates:
     ) -> None:
         """Writes what an Approval's votes decide into its status; a final decision is an Event."""
         new = approval_status(approval, decision, now)
-        patch = merge_patch(to_dict(approval.status), new)
+        # The operator always records a decision: without one nothing is stored yet, and the
+        # first write is the whole status, its empty lists too.
+        old = to_dict(approval.status) if approval.status.decision is not None else {}
+        patch = merge_patch(old, new)
         if not patch:
             return
         await self.io(self.kube.patch_approval_status, namespace, approval.name, patch)

@@ -38,7 +38,6 @@ from conveyor.store.sigv4 import Credentials
 
 log = logging.getLogger(__name__)
 
-FINISHED_JOB_PHASES = ("Succeeded", "Failed")
 KEY_FILES_UNREAD = "cache keyFiles: the files' git blob ids were not read"
 # JUnit reports are read from the archive when it is at most this large (the operator holds it
 # in memory); a larger archive's reports are not summarised.

@@ -17,7 +17,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from conveyor.api import PipelineRun
+from conveyor.api import ModelError, PipelineRun
 from conveyor.api import artifactdownload as ad
 from conveyor.api.artifactdownload import ArtifactDownload
 from conveyor.kube.client import Kube
@@ -99,11 +99,16 @@ class Downloads:
     async def answer(
         self, namespace: str, name: str, body: Mapping[str, Any], runs: Lookup
     ) -> None:
-        """Writes the answer of a request that has none yet."""
-        request = ArtifactDownload.from_dict(body)
-        if request.status.phase or request.metadata.deletion_timestamp or request.spec is None:
+        """Writes the answer of a request that has none yet. One that cannot be read (or whose
+        run cannot) is logged and left: it never stops the sweep answering the others."""
+        try:
+            request = ArtifactDownload.from_dict(body)
+            if request.status.phase or request.metadata.deletion_timestamp or not request.spec:
+                return
+            status = await self.io(self._status, namespace, request.spec, runs)
+        except ModelError as e:
+            log.warning("artifactdownload %s/%s not answered: %s", namespace, name, e)
             return
-        status = await self.io(self._status, namespace, request.spec, runs)
         try:
             await self.io(self.kube.patch_download_status, namespace, name, status)
         except ApiException as e:

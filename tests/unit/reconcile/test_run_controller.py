@@ -596,3 +596,14 @@ def test_key_file_blobs_wait_for_a_repository_that_may_come_back_then_fail_namin
     # A job without keyFiles reads nothing.
     plain = parse_pipeline_spec({"jobs": [{"name": "j", "script": ["x"]}]})
     assert asyncio.run(launcher._key_file_blobs(KEY, run, plain, plain.jobs[0], 1)) is None
+
+
+def test_an_approvals_first_status_write_is_its_whole_status(tmp_path):
+    """Nothing is stored before the operator's first decision: that write carries every field,
+    empty lists too, as every later one does."""
+    h = Harness(tmp_path)
+    approval = waiting_for_approval(h)
+    assert "status" not in approval
+    h.reconcile()  # the pass that sees the new Approval records what its votes decide
+    assert approval["status"]["decision"] == "Pending"
+    assert approval["status"]["approvedBy"] == [] and approval["status"]["votes"] == []

@@ -338,3 +338,32 @@ def test_download_urls_are_signed_for_the_endpoint_users_reach():
     config = store_config(args)
     assert config is not None and config.download_endpoint == "https://s3.example.com"
     assert args.artifact_download_ttl == datetime.timedelta(minutes=15)
+
+
+async def test_a_request_that_cannot_be_read_never_stops_the_others_being_answered():
+    """The sweep answers what an event missed: a body the model refuses is logged and left."""
+
+    answered: dict[str, dict] = {}
+
+    class Kube:
+        def patch_download_status(self, namespace, name, status):
+            answered[name] = status
+
+        def delete_download(self, namespace, name):
+            raise AssertionError("nothing is past its TTL")
+
+    async def io(call, *args):
+        return call(*args)
+
+    downloads = _downloads(CONFIG)
+    downloads.kube, downloads.io = Kube(), io
+    created = "2026-11-30T11:59:00Z"  # a minute before NOW: unanswered, within the TTL
+
+    def request(name, spec):
+        meta = {"name": name, "namespace": "team", "creationTimestamp": created}
+        return {"metadata": meta, "spec": spec}
+
+    odd = request("odd", {"run": "r1", "job": "build", "attempt": 0})  # attempt >= 1
+    fine = request("fine", {"run": "r1", "job": "build"})
+    await downloads.sweep_once([odd, fine], {("team", "r1"): [_run([BUILD])]})
+    assert list(answered) == ["fine"] and answered["fine"]["phase"] == ad.READY
